@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: MIT
+#
+# slidescan build.  A plain Makefile on pkg-config.
+#
+#   make            build the programs, tests and benchmarks into $(BUILD)
+#   make demo       install missing Debian packages, build, scan a slide on
+#                   the simulated microscope, analyse it, print the results
+#   make test       install missing Debian packages, build, run every test
+#   make bench      run the benchmarks against their peers (bench/README.md)
+#   make sanitize   the whole suite under AddressSanitizer and UBSan
+#   make fuzz       run the protocol fuzz target for a bounded time
+#   make install    install programs, unit, sysusers, tmpfiles, udev rules
+#   V=1             show the compiler command lines
+#
+# Every folder listed in LIBDIRS becomes one static library made of all its
+# .c files except main.c.  A folder's main.c, when present, is a program.
+# Tests are tests/unit/test_*.c, one binary each.  BUILD may be set to a
+# private directory so that several builds can run side by side.
+
+BUILD   ?= build
+PREFIX  ?= /usr/local
+WERROR  ?= 1
+SAN     ?=
+OPT     ?= -O2
+
+CC      ?= cc
+PKG_CONFIG ?= pkg-config
+
+PKGS := libuv sqlite3 jansson inih libtiff-4 libturbojpeg libpng openslide \
+        fftw3f openblas libgphoto2 libusb-1.0 libsystemd glib-2.0
+TEST_PKGS := cmocka
+
+LIBDIRS := common imaging drivers drivers/sim drivers/hw storage scan \
+           protocol daemon worker/nn worker/analysis worker tools/client
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wno-unused-parameter -Wformat=2 -Wvla -Wno-format-truncation
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS   := $(shell $(PKG_CONFIG) --libs $(TEST_PKGS) 2>/dev/null)
+
+CPPFLAGS += -I. -D_GNU_SOURCE -DSLIDESCAN_VERSION='"$(VERSION)"'
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -pthread -fno-strict-aliasing $(WARN) $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm -lpthread
+
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SAN)
+endif
+
+VERSION := 0.1.0
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# --- libraries -------------------------------------------------------------
+
+libname = $(BUILD)/lib/lib$(subst /,_,$(1)).a
+libsrcs = $(filter-out $(1)/main.c,$(wildcard $(1)/*.c))
+objs    = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBS := $(foreach d,$(LIBDIRS),$(if $(call libsrcs,$(d)),$(call libname,$(d))))
+
+define lib_rule
+$(call libname,$(1)): $(call objs,$(call libsrcs,$(1)))
+	@mkdir -p $$(@D)
+	@rm -f $$@
+	$$(Q)$$(AR) rcs $$@ $$^
+endef
+$(foreach d,$(LIBDIRS),$(if $(call libsrcs,$(d)),$(eval $(call lib_rule,$(d)))))
+
+LINK_LIBS = -Wl,--start-group $(LIBS) -Wl,--end-group
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# --- programs ----------------------------------------------------------------
+
+PROGRAMS := $(BUILD)/bin/slidescand $(BUILD)/bin/slidescan \
+            $(BUILD)/bin/slidescan-worker
+
+$(BUILD)/bin/slidescand: $(BUILD)/obj/daemon/main.o $(LIBS)
+$(BUILD)/bin/slidescan: $(BUILD)/obj/tools/client/main.o $(LIBS)
+$(BUILD)/bin/slidescan-worker: $(BUILD)/obj/worker/main.o $(LIBS)
+
+$(PROGRAMS):
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+# --- tests and benchmarks --------------------------------------------------
+
+TEST_SRCS  := $(wildcard tests/unit/test_*.c)
+TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_HELPERS := $(call objs,$(wildcard tests/support/*.c))
+
+$(BUILD)/obj/tests/%.o: CFLAGS += $(TEST_CFLAGS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_HELPERS) $(LIBS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPERS) $(LINK_LIBS) $(TEST_LIBS) \
+		$(LDLIBS)
+
+BENCH_SRCS := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+# --- top-level targets -----------------------------------------------------
+
+.PHONY: all programs tests benches deps demo test bench sanitize fuzz \
+        install clean
+
+all: programs tests benches
+
+programs: $(PROGRAMS)
+tests: $(TEST_BINS) $(PROGRAMS)
+benches: $(BENCH_BINS) $(PROGRAMS)
+
+deps:
+	@tools/install-deps $(DEPS_FLAGS)
+
+demo: deps
+	@$(MAKE) --no-print-directory programs
+	@BUILD=$(BUILD) tools/demo
+
+test: DEPS_FLAGS = --test
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) tests/run
+
+bench: DEPS_FLAGS = --test
+bench: deps
+	@$(MAKE) --no-print-directory benches
+	@BUILD=$(BUILD) bench/run
+
+sanitize: DEPS_FLAGS = --test
+sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=build-san SAN=address,undefined \
+		OPT=-O1 tests
+	@BUILD=build-san SLIDESCAN_SANITIZE=1 \
+		ASAN_OPTIONS=detect_leaks=1:verify_asan_link_order=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run
+
+fuzz: DEPS_FLAGS = --test
+fuzz: deps
+	@tests/fuzz/run
+
+install: programs
+	@BUILD=$(BUILD) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) tools/install
+
+clean:
+	rm -rf $(BUILD) build-san build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
