@@ -122,6 +122,8 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBS)
 
 # --- top-level targets -----------------------------------------------------
 
+.SECONDARY:
+
 .PHONY: all programs tests benches deps demo test bench sanitize fuzz \
         install clean
 
