@@ -6,10 +6,17 @@
  * fed top to bottom in bands; lower levels are built on the fly, so memory
  * is bounded by the width of the slide, not its area.  The file is written
  * under a temporary name, fsynced and renamed by wsi_writer_finish().
+ *
+ * Tiles are encoded by TurboJPEG on a pool of threads, each tile a
+ * complete JPEG stream (its own tables, no shared JPEGTables tag), YCbCr
+ * with the chroma subsampling of wsi_meta.subsamp.  storage/README-wsi.md
+ * describes the layout and the checks of wsi_verify().
  */
 #ifndef SS_STORAGE_WSI_H
 #define SS_STORAGE_WSI_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -21,38 +28,67 @@ struct wsi_meta {
     char slide_id[64];
     char stain[16];
     char scanner[64];               /* "slidescan 0.1.0 (sim)" */
-    char date_utc[24];
+    char date_utc[24];              /* "2026-12-04T15:51:02Z"; empty: now */
     int quality;                    /* JPEG quality, default 90 */
     int subsamp;                    /* 420 (default) or 444 */
-    int tile_size;                  /* default 256 */
+    int tile_size;                  /* default 256, a multiple of 16 */
     uint8_t background[3];          /* colour of tiles with no tissue */
     const struct img *label;        /* optional, borrowed until finish */
     const struct img *macro;        /* optional, borrowed until finish */
+    /* Added after the first version; wsi_meta_default() sets them. */
+    int min_level_px;               /* levels halve while the larger side
+                                       exceeds this; default 512 */
+    int bigtiff;                    /* 0: BigTIFF when the file may pass
+                                       4 GiB (wsi_needs_bigtiff), 1: always */
+    int threads;                    /* encoder threads; 0: online CPUs */
 };
 
+/* Defaults: mpp 0.5, AppMag 20, quality 90, 4:2:0, 256 px tiles, white
+ * background (255, 255, 255), levels down to 512 px, automatic BigTIFF. */
 void wsi_meta_default(struct wsi_meta *m);
 
 struct wsi_writer;
 
+/* Creates "<path>.XXXXXX.partial" in path's directory and prepares a
+ * width × height slide.  Errors: -EINVAL for bad sizes or metadata,
+ * -errno when the file cannot be created. */
 int wsi_writer_open(const char *path, int width, int height,
                     const struct wsi_meta *meta, struct wsi_writer **out,
                     struct ss_err *err);
 
 /* Appends the next `rows` rows of level 0 (RGB U8, `width` wide, row
- * stride width * 3). */
+ * stride width * 3).  More rows than the slide has is -EINVAL.  After an
+ * error the writer only accepts wsi_writer_abort(). */
 int wsi_writer_rows(struct wsi_writer *w, const uint8_t *rgb, int rows,
                     struct ss_err *err);
 
-/* Writes the remaining levels and associated images, fsyncs, renames. */
+/* Writes the remaining levels and associated images, fsyncs, renames.
+ * Rows never fed are filled with the background colour (a slide cut
+ * short still has every tile).  Frees w in every case; on failure the
+ * partial file is removed and nothing exists at path. */
 int wsi_writer_finish(struct wsi_writer *w, struct ss_err *err);
 
 /* Discards a partial file; NULL is a no-op. */
 void wsi_writer_abort(struct wsi_writer *w);
 
+/* An upper bound of the file size: TurboJPEG's worst-case size of every
+ * tile of every level, the associated images and the directories. */
+uint64_t wsi_estimate_max_bytes(int width, int height,
+                                const struct wsi_meta *meta);
+
+/* True when the file may pass the 4 GiB limit of classic TIFF, so it must
+ * be BigTIFF (or meta->bigtiff asks for BigTIFF anyway). */
+bool wsi_needs_bigtiff(int width, int height, const struct wsi_meta *meta);
+
+/* Number of pyramid levels for a width × height slide (level 0 included). */
+int wsi_level_count(int width, int height, const struct wsi_meta *meta);
+
 /* Checks a finished file (levels flagged, every tile present and
  * decodable, JPEG tables consistent, pixel size present and, when
  * expect_mpp > 0, equal to it), then opens it through OpenSlide.  The
- * report names each defect; returns 0 when the file passes. */
+ * report names each defect; returns 0 when the file passes, SS_EFORMAT
+ * when it has defects (err names the first), -errno when it cannot be
+ * read at all. */
 int wsi_verify(const char *path, double expect_mpp, char *report,
                size_t report_len, struct ss_err *err);
 

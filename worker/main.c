@@ -1,10 +1,157 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder entry point, replaced as the program is built. */
+/*
+ * slidescan-worker: the analysis process the daemon starts for each
+ * finished slide.
+ *
+ *   slidescan-worker analyse --wsi PATH --stain HE|KI67|CK --out DIR
+ *                            [--model FILE|classical] [--mpp UM]
+ *                            [--threads N] [--explain X,Y,W,H] [-v]
+ *
+ * stdout carries only "progress DONE TOTAL" lines; stderr carries warnings
+ * and, on failure, one last line naming the file and the cause.  Exit 0
+ * on success (DIR/results.json exists), 1 on failure, 2 on a bad command
+ * line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "worker/analysis/analysis.h"
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+        "usage: slidescan-worker analyse --wsi PATH --stain HE|KI67|CK "
+        "--out DIR\n"
+        "                                [--model FILE|classical] "
+        "[--mpp UM] [--threads N]\n"
+        "                                [--explain X,Y,W,H] [-v]\n"
+        "\n"
+        "Segments a slide into tumour and stroma and writes the overlay,\n"
+        "heat maps and results.json into DIR.  --mpp overrides the pixel\n"
+        "size the file states; --explain writes a Grad-CAM map of the box\n"
+        "(level-0 pixels).  Progress goes to stdout as 'progress DONE "
+        "TOTAL'.\n");
+}
+
+static void
+print_progress(void *ctx, int done, int total)
+{
+    int *last = ctx;
+
+    if (done == *last)
+        return;
+    *last = done;
+    printf("progress %d %d\n", done, total);
+    fflush(stdout);
+}
+
+static int
+parse_box(const char *s, int64_t box[4])
+{
+    long long v[4];
+    int n = 0;
+
+    if (sscanf(s, "%lld,%lld,%lld,%lld%n", &v[0], &v[1], &v[2], &v[3], &n)
+        != 4 || s[n] != '\0' || v[2] <= 0 || v[3] <= 0 || v[0] < 0 ||
+        v[1] < 0)
+        return -EINVAL;
+    for (n = 0; n < 4; n++)
+        box[n] = v[n];
+    return 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct an_job *j, int *verbose)
+{
+    static const struct option opts[] = {
+        { "wsi", required_argument, NULL, 'w' },
+        { "stain", required_argument, NULL, 's' },
+        { "out", required_argument, NULL, 'o' },
+        { "model", required_argument, NULL, 'm' },
+        { "mpp", required_argument, NULL, 'p' },
+        { "threads", required_argument, NULL, 't' },
+        { "explain", required_argument, NULL, 'e' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': j->wsi = optarg; break;
+        case 'o': j->out_dir = optarg; break;
+        case 'm': j->model = optarg; break;
+        case 'p': j->mpp_override = atof(optarg); break;
+        case 't': j->threads = atoi(optarg); break;
+        case 'v': *verbose = 1; break;
+        case 's':
+            if (an_stain_parse(optarg, &j->stain) < 0) {
+                fprintf(stderr, "slidescan-worker: unknown stain '%s' "
+                        "(HE, KI67 or CK)\n", optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'e':
+            if (parse_box(optarg, j->explain_box) < 0) {
+                fprintf(stderr, "slidescan-worker: --explain wants X,Y,W,H "
+                        "in level-0 pixels, got '%s'\n", optarg);
+                return -EINVAL;
+            }
+            j->explain = true;
+            break;
+        case 'h': usage(stdout); exit(0);
+        default: return -EINVAL;
+        }
+    }
+    if (j->wsi == NULL || j->out_dir == NULL || optind != argc) {
+        usage(stderr);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
+cmd_analyse(int argc, char **argv)
+{
+    struct an_job j;
+    struct ss_err err;
+    int verbose = 0, last = -1;
+
+    an_job_default(&j);
+    if (parse_args(argc, argv, &j, &verbose) < 0)
+        return 2;
+    log_set_level(verbose ? LOG_LVL_INFO : LOG_LVL_WARN);
+    j.progress = print_progress;
+    j.progress_ctx = &last;
+    err_clear(&err);
+    if (an_analyse(&j, NULL, &err) < 0) {
+        fprintf(stderr, "slidescan-worker: analyse: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
 
 int
-main(void)
+main(int argc, char **argv)
 {
-    fputs("not built yet\n", stderr);
-    return 1;
+    if (argc >= 2 && strcmp(argv[1], "analyse") == 0)
+        return cmd_analyse(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("slidescan-worker %s\n", SLIDESCAN_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
+                      strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    usage(stderr);
+    return 2;
 }

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slidescand's insides, shared by the files of daemon/ only.
+ *
+ * Threads (daemon/README.md has the full picture):
+ *   loop thread      libuv: control server, scheduler, signals, sd_notify,
+ *                    worker supervision, event broadcast.  Owns struct
+ *                    daemon and its catalogue connection.
+ *   scan thread      runs one scan (or calibration) at a time, blocking on
+ *                    the microscope (scanjob.c); own catalogue connection.
+ *   assembly thread  stitches captured scans into WSIs (assemble.c); own
+ *                    catalogue connection.
+ * The threads talk to the loop only by posting struct dmsg to a
+ * mutex-protected queue and waking it with uv_async; the loop talks to
+ * them through their job slots and atomic request flags.
+ */
+#ifndef SS_DAEMON_DAEMON_H
+#define SS_DAEMON_DAEMON_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "drivers/guard.h"
+#include "drivers/hw/hw.h"
+#include "drivers/sim/sim.h"
+#include "protocol/protocol.h"
+#include "scan/acquire.h"
+#include "storage/catalogue.h"
+
+/* ---- configuration (config.c) ---------------------------------------- */
+
+enum { STAIN_HE, STAIN_KI67, STAIN_CK, NSTAINS };
+
+struct dconf {
+    char file[PATH_MAX];            /* where it was read from, "" = none */
+
+    /* [daemon] */
+    char socket_path[PATH_MAX];
+    int socket_mode;
+    char data_dir[PATH_MAX];
+    char group[64];                 /* "" = root and our own uid only */
+    char worker[PATH_MAX];          /* "" = next to slidescand */
+    enum log_level log_level;
+    char debug[256];
+    double device_retry_s;
+    int watch_drop_kb;              /* a watcher this far behind loses
+                                       progress events */
+    int watch_close_kb;             /* ... and this far behind is closed */
+
+    /* [microscope] */
+    bool simulator;                 /* driver = simulator | hardware */
+    char objective[8];
+    double phantom_w_mm, phantom_h_mm;
+
+    /* [simulator], [camera], [stage], [deadlines] */
+    struct sim_config sim;
+    struct hw_config hw;
+    struct guard_policy guard;
+
+    /* [profile HE], [profile KI67], [profile CK] */
+    struct acq_profile profile[NSTAINS];
+
+    /* [scan] */
+    struct acq_options acq;
+    double calib_max_age_h;
+    bool keep_tiles;
+    int wsi_quality;
+    double max_stage_err_um;
+
+    /* [analysis] */
+    bool auto_analyse;
+    char model[PATH_MAX];
+    int worker_nice;
+    int worker_restarts;
+};
+
+/* Built-in defaults (the values etc/slidescan.conf documents). */
+void daemon__conf_default(struct dconf *c);
+
+/* Reads path over the defaults.  Errors are SS_ECONFIG with "FILE:LINE:
+ * [section] key: cause", or name the file when it cannot be read. */
+int daemon__conf_load(const char *path, struct dconf *c, struct ss_err *err);
+
+/* Index of stain ("HE", "KI67", "CK") or -1. */
+int daemon__stain_index(const char *stain);
+
+/* What a reload from `now` to `next` changes: appends the names of the
+ * reloaded groups to `applied` and of the settings that need a restart to
+ * `restart` (comma-separated). */
+void daemon__conf_diff(const struct dconf *now, const struct dconf *next,
+                       char *applied, size_t alen, char *restart,
+                       size_t rlen);
+
+/* The worker program's path (resolving "" to the one next to us). */
+void daemon__worker_path(const struct dconf *c, char *buf, size_t len);
+
+/* ---- messages from the threads to the loop ------------------------- */
+
+enum dmsg_kind {
+    DMSG_EVENT,                     /* broadcast ev to watchers */
+    DMSG_SCAN_END,                  /* the scan thread finished a scan */
+    DMSG_CALIB_END,                 /* ... or a calibration */
+    DMSG_ASSEMBLY_END,              /* the assembly thread finished */
+};
+
+/* How a scan job ended. */
+enum scan_outcome {
+    SCAN_OUT_ASSEMBLE,              /* captured; assembly queued */
+    SCAN_OUT_PAUSED,                /* paused on request */
+    SCAN_OUT_HOLD,                  /* paused by a fault: hold the queue */
+    SCAN_OUT_CANCELLED,
+    SCAN_OUT_FAILED,
+    SCAN_OUT_STOPPED,               /* daemon stopping: resumes at start */
+    SCAN_OUT_DEVICE_WAIT,           /* devices unavailable: stays queued */
+};
+
+struct dmsg {
+    struct dmsg *next;
+    enum dmsg_kind kind;
+    int64_t scan;
+    int outcome;                    /* enum scan_outcome, or an error */
+    json_t *ev;                     /* owned: event fields / result */
+    uint64_t client;                /* DMSG_CALIB_END: who asked */
+    json_int_t req_id;
+    char text[SS_ERR_MSG_MAX];
+};
+
+/* ---- the daemon ------------------------------------------------------ */
+
+struct client;
+struct scanner;
+struct assembler;
+struct supervisor;
+
+/* What the loop knows about work in progress, for `status`. */
+struct dstatus {
+    int64_t scan;                   /* on the microscope, 0 = none */
+    char slide[64], stain[16], state[16];
+    int tiles_done, tiles_total;
+    double started_wall_ms;         /* util_now_ms() at job start */
+    double virtual_ms;              /* device time of this job so far */
+    int64_t assembling;             /* 0 = none */
+    int64_t analysing;
+    int a_done, a_total;
+    bool calibrating;
+    char waiting[SS_ERR_MSG_MAX];   /* why nothing starts, "" = nothing */
+};
+
+struct daemon {
+    uv_loop_t *loop;
+    struct dconf conf;
+    struct cat *cat;                /* the loop thread's connection */
+    char db_path[PATH_MAX + 32];
+    gid_t group_gid;
+    bool have_group;
+
+    uv_pipe_t server;
+    bool server_open;
+    struct client *clients;
+    uint64_t next_client;
+    int nwatchers;
+
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t watchdog, retry;
+    uv_async_t wake;
+    pthread_mutex_t mq_lock;
+    struct dmsg *mq_head, *mq_tail;
+
+    struct scanner *scanner;
+    struct assembler *assembler;
+    struct supervisor *worker;
+
+    struct dstatus st;
+    bool stopping;
+    bool retry_armed;
+    int exit_code;
+    char notify_status[256];
+};
+
+/* Posts m (owned by the loop afterwards) from any thread. */
+void daemon__post(struct daemon *d, struct dmsg *m);
+
+/* A new message; aborts on out of memory (there is no sane recovery). */
+struct dmsg *daemon__msg_new(enum dmsg_kind kind, int64_t scan);
+
+/* An event about one scan, for DMSG_EVENT: {"scan":N,"slide":..,...}. */
+json_t *daemon__scan_event(int64_t scan, const char *slide,
+                           const char *state);
+
+/* ---- control server (server.c) --------------------------------------- */
+
+int daemon__server_start(struct daemon *d, struct ss_err *err);
+void daemon__server_stop(struct daemon *d);
+
+/* Sends an event to every watcher, within the backlog policy. */
+void daemon__broadcast(struct daemon *d, const char *event, json_t *fields);
+
+/* Answers request req_id of client `serial` if it is still connected;
+ * result is stolen (ok when rc == 0, else an error with msg). */
+void daemon__reply_later(struct daemon *d, uint64_t serial,
+                         json_int_t req_id, int rc, json_t *result,
+                         const char *msg);
+
+/* Who is asking: filled from SO_PEERCRED. */
+struct caller {
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    uint64_t serial;                /* the connection */
+};
+
+/* ---- commands (commands.c) ------------------------------------------- */
+
+/* Runs one validated request.  Returns 0 with *result set, a negative
+ * code with err set, or 1 when the answer comes later (reply_later). */
+int daemon__command(struct daemon *d, const struct caller *who,
+                    const struct proto_req *req, json_t **result,
+                    struct ss_err *err);
+
+/* ---- scheduler (sched.c) -------------------------------------------- */
+
+/* Start-up: cleans what a crash left and queues what must resume. */
+int daemon__recover(struct daemon *d, struct ss_err *err);
+
+/* Starts the next scan when the microscope is free and nothing holds
+ * the queue; starts the next analysis when the worker is free. */
+void daemon__schedule(struct daemon *d);
+
+/* Handles the messages the threads posted (the uv_async callback). */
+void daemon__drain(uv_async_t *h);
+
+/* Records an action in the events table and logs a failure to do so. */
+void daemon__audit(struct daemon *d, int64_t uid, const char *action,
+                   int64_t scan, const char *detail);
+
+/* Refreshes sd_notify STATUS from d->st. */
+void daemon__status_changed(struct daemon *d);
+
+/* The status object for `status`. */
+json_t *daemon__status_json(struct daemon *d);
+
+/* ---- scan thread (scanjob.c) ------------------------------------------ */
+
+int daemon__scanner_new(struct daemon *d, struct scanner **out,
+                        struct ss_err *err);
+/* Stops the thread after its current tile and joins it. */
+void daemon__scanner_free(struct scanner *sc);
+
+/* True while a scan or calibration runs. */
+bool daemon__scanner_busy(struct scanner *sc);
+
+/* Starts scan `scan` (queued or to be resumed); -EBUSY when busy. */
+int daemon__scanner_start(struct scanner *sc, int64_t scan);
+
+/* Starts a calibration of a stain's profile, answered to client/req. */
+int daemon__scanner_calibrate(struct scanner *sc, int stain,
+                              uint64_t client, json_int_t req_id);
+
+/* Requests for the running scan, acted on between tiles. */
+enum scan_request { SCAN_REQ_PAUSE = 1, SCAN_REQ_CANCEL, SCAN_REQ_STOP };
+bool daemon__scanner_request(struct scanner *sc, int64_t scan,
+                             enum scan_request r);
+
+/* Describes the microscope for `devices` (runs on the loop: reads only
+ * what the scan thread published). */
+json_t *daemon__scanner_devices(struct scanner *sc);
+
+/* New configuration for the next scan (profiles, scan options). */
+void daemon__scanner_reconfigure(struct scanner *sc, const struct dconf *c);
+
+/* ---- assembly thread (assemble.c) ----------------------------------- */
+
+int daemon__assembler_new(struct daemon *d, struct assembler **out,
+                          struct ss_err *err);
+void daemon__assembler_free(struct assembler *a);
+void daemon__assembler_push(struct assembler *a, int64_t scan);
+bool daemon__assembler_idle(struct assembler *a);
+
+/* ---- analysis worker (worker.c) ------------------------------------------ */
+
+int daemon__supervisor_new(struct daemon *d, struct supervisor **out,
+                           struct ss_err *err);
+/* Terminates a running worker (SIGTERM, then SIGKILL) and frees. */
+void daemon__supervisor_free(struct supervisor *s);
+/* Starts the next queued analysis when none runs. */
+void daemon__supervisor_kick(struct supervisor *s);
+bool daemon__supervisor_busy(struct supervisor *s);
+
+/* ---- systemd (notify.c) ----------------------------------------------- */
+
+void daemon__notify_start(struct daemon *d);
+void daemon__notify_ready(struct daemon *d);
+void daemon__notify_status(struct daemon *d, const char *status);
+void daemon__notify_reloading(struct daemon *d);
+void daemon__notify_stopping(struct daemon *d);
+
+/* ---- devices (devices.c) --------------------------------------------- */
+
+/* Builds the configured microscope, guarded by per-operation deadlines. */
+int daemon__microscope_open(const struct dconf *c, struct microscope **out,
+                            struct ss_err *err);
+
+/* The simulator slide spec for a scan: its image (or a phantom of its
+ * stain seeded from the slide id), with the slide id for the label. */
+void daemon__sim_spec(const struct dconf *c, const struct cat_scan *s,
+                      char *buf, size_t len);
+
+/* ---- the program (daemon.c) -------------------------------------------- */
+
+/* slidescand's main(). */
+int daemon_main(int argc, char **argv);
+
+#endif

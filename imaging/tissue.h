@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tissue detection on a low-resolution overview of the slide.
+ *
+ * Each pixel's optical density relative to blank glass is summed over the
+ * channels, OD = sum_c log10(bg_c / I_c), where bg_c is the glass colour
+ * (the median of the brightest 10 % of the overview).  Stained tissue
+ * absorbs, glass does not.  The threshold is Otsu's on the OD histogram,
+ * but never below od_floor, so that a blank slide's noise is not split in
+ * two.  A closing (radius close_um) joins the gaps of pale tissue, an
+ * opening (radius open_um) removes single specks; then connected pieces
+ * smaller than min_area_um2 are dropped as dust, and holes smaller than
+ * hole_area_um2 are filled.
+ */
+#ifndef SS_IMAGING_TISSUE_H
+#define SS_IMAGING_TISSUE_H
+
+#include "common/err.h"
+#include "common/img.h"
+
+struct tissue_params {
+    double um_per_px;               /* overview scale */
+    double od_floor;                /* default 0.06 */
+    double close_um;                /* default 40 */
+    double open_um;                 /* default 20 */
+    double min_area_um2;            /* default 20000 (0.02 mm^2) */
+    double hole_area_um2;           /* default 100000 (0.1 mm^2) */
+};
+
+void tissue_params_default(struct tissue_params *p, double um_per_px);
+
+struct tissue_stats {
+    double bg[3];                   /* glass colour */
+    double otsu, threshold;         /* OD */
+    long tissue_px;
+    int pieces;                     /* kept connected pieces */
+    int dust_removed;               /* pieces dropped as too small */
+};
+
+/* Detects tissue in a U8 RGB overview; *mask is a new 1-channel U8 image
+ * of the same size, 255 on tissue, 0 elsewhere. */
+int tissue_detect(const struct img *ov, const struct tissue_params *p,
+                  struct img **mask, struct tissue_stats *st,
+                  struct ss_err *err);
+
+/* Otsu's threshold of a histogram of nbins bins; returns the bin index
+ * that the threshold lies above (classes: ≤ t and > t). */
+int tissue_otsu(const long *hist, int nbins);
+
+/* Binary morphology on a 0/255 mask, square structuring element of side
+ * 2r + 1 (r ≤ 0: no-op). */
+void tissue_dilate(struct img *mask, int r);
+void tissue_erode(struct img *mask, int r);
+
+#endif

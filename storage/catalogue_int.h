@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals shared by the catalogue's source files (catalogue.c,
+ * catalogue_tiles.c, catalogue_json.c); nothing outside storage/catalogue*
+ * includes this.
+ */
+#ifndef SS_STORAGE_CATALOGUE_INT_H
+#define SS_STORAGE_CATALOGUE_INT_H
+
+#include <sqlite3.h>
+#include <stdarg.h>
+
+#include "storage/catalogue.h"
+
+/* How long one statement waits for a lock before SQLITE_BUSY, and how
+ * many times cat_tx() runs a whole transaction before giving up. */
+#define CAT_BUSY_TIMEOUT_MS 5000
+#define CAT_TX_ATTEMPTS 12
+
+struct cat {
+    sqlite3 *db;
+    char path[4096];
+    int last_rc;                    /* last SQLite result, for retries */
+    int attempts;                   /* of the last cat_tx() */
+};
+
+/* Sets err from SQLite's message for rc ("catalogue PATH: WHAT: cause"),
+ * remembers rc for cat_tx()'s retry decision; returns the code. */
+int cat__sql_err(struct cat *c, int rc, struct ss_err *err,
+                 const char *what);
+
+/* Prepares sql and binds parameters as cat_exec() does; returns an SQLite
+ * result code. */
+int cat__prepare(struct cat *c, sqlite3_stmt **st, const char *sql,
+                 const char *fmt, ...);
+
+int cat__prepare_v(struct cat *c, sqlite3_stmt **st, const char *sql,
+                   const char *fmt, va_list ap);
+
+/* UTC now as ISO 8601. */
+void cat__now(char buf[24]);
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Choosing and loading a segmentation model: the classical baseline by
+ * name, a CNN model file by path, or the shipped default model found
+ * beside the programs (the source tree's models/ when run from a build
+ * directory, share/slidescan/models when installed).
+ */
+#include "worker/analysis/internal.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL_FILE "default.safetensors"
+
+static int
+exists(const char *p)
+{
+    return access(p, R_OK) == 0;
+}
+
+const char *
+an_model_default_path(void)
+{
+    static char path[PATH_MAX + 64];
+    static const char *rel[] = {
+        "../../models/", "../share/slidescan/models/", "../models/",
+    };
+    const char *env = getenv("SLIDESCAN_MODEL");
+    char exe[PATH_MAX];
+    ssize_t n;
+    size_t i;
+
+    if (env != NULL && *env != '\0')
+        return env;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char d[PATH_MAX];
+        snprintf(d, sizeof(d), "%s", exe);
+        snprintf(path, sizeof(path), "%s/%s%s", dirname(d), rel[i],
+                 DEFAULT_MODEL_FILE);
+        if (exists(path))
+            return path;
+    }
+    return NULL;
+}
+
+int
+an_model_load(const char *path_or_name, struct an_model **out,
+              struct ss_err *err)
+{
+    const char *p = path_or_name;
+
+    *out = NULL;
+    if (p == NULL)
+        p = an_model_default_path();
+    if (p == NULL || strcmp(p, "classical") == 0)
+        return an_model_classical(out, err);
+    if (!exists(p))
+        return err_set(err, -errno, "model %s: %s", p, strerror(errno));
+    return an__model_cnn_load(p, out, err);
+}
+
+void
+an_model_free(struct an_model *m)
+{
+    if (m == NULL)
+        return;
+    if (m->ops->destroy != NULL)
+        m->ops->destroy(m);
+    free(m);
+}

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Folder-internal declarations of the CNN engine: the counting allocator,
+ * the thread pool, safetensors reading and writing, the model graph (nodes
+ * and values) and the layer kernels that model.c dispatches to.  Nothing
+ * here is used outside worker/nn/.
+ */
+#ifndef SS_WORKER_NN_INTERNAL_H
+#define SS_WORKER_NN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/nn/nn.h"
+
+/* ---- memory -------------------------------------------------------- */
+
+/* 64-byte aligned, counted in nn_mem_stats(); not zeroed.  NULL on OOM. */
+void *nn__alloc(size_t bytes);
+void nn__free(void *p);
+
+/* A tensor whose data is left uninitialised (overwritten at once). */
+struct nn_tensor *nn__tensor_raw(int ndim, const int *shape);
+struct nn_tensor *nn__tensor_raw4(int n, int c, int h, int w);
+
+/* ---- threads -------------------------------------------------------- */
+
+/* Threads in force (resolved, >= 1) and the determinism setting. */
+int nn__threads(void);
+bool nn__deterministic(void);
+
+/*
+ * Runs fn(ctx, task, thread) for task = 0..ntasks-1 on the pool; thread is
+ * 0..nn__threads()-1 and identifies per-thread scratch.  Tasks must write
+ * disjoint memory.  Returns when all are done.  Calls are serialised.
+ */
+typedef void (*nn__task_fn)(void *ctx, int task, int thread);
+void nn__parallel(int ntasks, nn__task_fn fn, void *ctx);
+
+/*
+ * Per-thread scratch of at least bytes (counted), kept between calls and
+ * grown on demand; NULL on OOM.  Valid inside a task for that thread.
+ * nn__scratch_release() returns it all (after inference, for the
+ * memory bound).
+ */
+float *nn__scratch(int thread, size_t bytes);
+void nn__scratch_release(void);
+
+/* ---- safetensors --------------------------------------------------- */
+
+struct nn__st_entry {
+    char *name;
+    struct nn_tensor *t;            /* converted to float32 */
+};
+
+struct nn__st_file {
+    struct nn__st_entry *v;
+    int n;
+    char **meta_keys, **meta_vals;  /* __metadata__ */
+    int n_meta;
+};
+
+int nn__st_read(const char *path, struct nn__st_file *f, struct ss_err *err);
+void nn__st_clear(struct nn__st_file *f);
+const char *nn__st_meta(const struct nn__st_file *f, const char *key);
+
+/* Writes tensors (borrowed) as F32 with metadata pairs, durably. */
+int nn__st_write(const char *path, const char *const *names,
+                 const struct nn_tensor *const *tensors, int n,
+                 const char *const *meta_keys, const char *const *meta_vals,
+                 int n_meta, struct ss_err *err);
+
+/* ---- the graph ----------------------------------------------------- */
+
+enum nn__op {
+    NN__CONV,
+    NN__CONVT,
+    NN__BN,
+    NN__RELU,
+    NN__LEAKY,
+    NN__MAXPOOL,
+    NN__UPSAMPLE,
+    NN__CONCAT,
+    NN__ADD,
+    NN__DROPOUT,
+    NN__DROPOUT2D,
+    NN__GAP,
+    NN__LINEAR,
+    NN__SOFTMAX,
+};
+
+enum nn__act {
+    NN__ACT_NONE,
+    NN__ACT_RELU,
+    NN__ACT_LEAKY,
+};
+
+/* One layer. */
+struct nn__node {
+    char *name;
+    enum nn__op op;
+    int *in;                        /* value ids */
+    int n_in;
+    int out;                        /* value id */
+    bool frozen;
+
+    /* conv, convt, pooling */
+    int cin, cout;
+    int kh, kw, sh, sw, ph, pw, dh, dw, oph, opw;
+    bool has_bias;
+    bool ceil_mode;
+    /* bn */
+    double eps, momentum;
+    bool affine;
+    /* leaky, dropout, upsample */
+    double slope, p;
+    int scale;
+    bool align_corners;
+    int in_features;
+
+    /* parameters (NULL when absent) and their gradients */
+    struct nn_tensor *w, *b, *rmean, *rvar;
+    struct nn_tensor *gw, *gb;
+
+    /* state from the forward pass that backward needs */
+    float *bn_mean, *bn_invstd;     /* [C], batch statistics (counted) */
+    int32_t *argmax;                /* maxpool, per output element */
+    uint8_t *mask;                  /* dropout */
+    size_t aux_bytes;
+
+    /* inference fusion: this conv also applies the following batch norm
+     * and activation and writes fuse_out; those nodes are skipped */
+    int fuse_bn;                    /* node index or -1 */
+    enum nn__act fuse_act;
+    double fuse_slope;
+    int fuse_out;                   /* value id written */
+    bool skip_infer;
+};
+
+/* One activation: a model input or a layer output. */
+struct nn__value {
+    char *name;
+    int c;                          /* channels, known from the graph */
+    int producer;                   /* node index, -1 for an input */
+    int n_consumers;
+    int last_use;                   /* last consuming node (inference) */
+    bool keep, output;
+    bool borrowed;                  /* t is the caller's input */
+    bool virt;                      /* inference concat kept as parts */
+    int shape[4];                   /* NCHW of the last forward pass */
+    struct nn_tensor *t;
+    struct nn_tensor *g;            /* gradient */
+};
+
+struct nn_model {
+    char *arch_json;                /* canonical text, saved with weights */
+    char *meta_json;
+    char *name;
+    struct nn__node *nodes;
+    int n_nodes;
+    struct nn__value *vals;
+    int n_vals;
+    int n_inputs;
+    int *outputs;                   /* value ids */
+    int n_outputs;
+
+    /* parameter table in architecture order */
+    char **pnames;
+    struct nn_tensor **pvals, **pgrads;
+    int n_params;
+
+    uint64_t seed;
+    uint64_t step;                  /* training forward passes */
+    enum nn_mode mode;              /* of the last forward pass */
+    bool have_forward, did_backward;
+    bool fused;                     /* fusion plan made */
+};
+
+/* Value id of a layer or input name, -1 when unknown. */
+int nn__find_value(const struct nn_model *m, const char *name);
+
+/* Parses the architecture and creates the parameters (zeroed). */
+int nn__arch_parse(const char *json, struct nn_model *m, struct ss_err *err);
+
+/* Per-image accessor of a value's channel planes (virtual concats too). */
+void nn__planes(const struct nn_model *m, int vid, int n,
+                const float **planes);
+
+/* ---- kernels (conv.c, layers.c) ------------------------------------ */
+
+struct nn__epilogue {
+    const float *scale;             /* per output channel, NULL: 1 */
+    const float *shift;             /* per output channel, NULL: 0 */
+    enum nn__act act;
+    float slope;
+};
+
+/* Output size of a convolution-like window along one axis (<= 0 bad). */
+int nn__conv_out(int in, int k, int s, int p, int d);
+
+int nn__conv_forward(struct nn_model *m, struct nn__node *nd,
+                     struct nn_tensor *y, const struct nn__epilogue *ep,
+                     struct ss_err *err);
+int nn__conv_backward(struct nn_model *m, struct nn__node *nd,
+                      bool param_grads, struct ss_err *err);
+int nn__convt_forward(struct nn_model *m, struct nn__node *nd,
+                      struct nn_tensor *y, struct ss_err *err);
+int nn__convt_backward(struct nn_model *m, struct nn__node *nd,
+                       bool param_grads, struct ss_err *err);
+
+/* The layers in layers.c follow one pattern: forward reads the input
+ * values' tensors and writes y; backward reads the output gradient and
+ * adds into the input values' gradients (allocated on demand). */
+int nn__layer_forward(struct nn_model *m, struct nn__node *nd,
+                      struct nn_tensor *y, enum nn_mode mode,
+                      struct ss_err *err);
+int nn__layer_backward(struct nn_model *m, struct nn__node *nd,
+                       enum nn_mode mode, struct ss_err *err);
+
+/* Output shape of a node from its inputs' value shapes (checks sizes). */
+int nn__out_shape(const struct nn_model *m, const struct nn__node *nd,
+                  int shape[4], struct ss_err *err);
+
+/* True when backward must produce the gradient of value vid. */
+bool nn__needs_grad(const struct nn_model *m, int vid);
+
+/* The gradient tensor of value vid, created zeroed with the value's
+ * shape on first use; NULL on OOM. */
+struct nn_tensor *nn__grad_of(struct nn_model *m, int vid);
+
+/* BN inference transform: y = x * scale + shift per channel. */
+void nn__bn_affine(const struct nn__node *bn, float *scale, float *shift);
+
+#endif
