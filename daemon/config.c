@@ -4,8 +4,8 @@
  * [daemon], [microscope], [scan] and [analysis] are described by a key
  * table here; [profile HE|KI67|CK] are stain profiles; every key of
  * [simulator] goes to sim_config_set(), of [camera] and [stage] to
- * hw_config_set(), of [deadlines] to guard_policy_set(), so each driver
- * documents and checks its own keys.  The first error stops the start
+ * hw_config_set(), of [deadlines] to guard_policy_set(), of [storage] to
+ * space_policy_set(), so each module documents and checks its own keys.  The first error stops the start
  * with "FILE:LINE: [section] key: cause".
  */
 #include "daemon/daemon.h"
@@ -38,6 +38,7 @@ static const struct key keys[] = {
     { "daemon", "socket", K_STR, O(socket_path), 0, 0, false },
     { "daemon", "socket_mode", K_MODE, O(socket_mode), 0, 0777, false },
     { "daemon", "data_dir", K_STR, O(data_dir), 0, 0, false },
+    { "daemon", "catalogue", K_STR, O(catalogue), 0, 0, false },
     { "daemon", "group", K_STR, O(group), 0, 0, false },
     { "daemon", "worker", K_STR, O(worker), 0, 0, true },
     { "daemon", "log_level", K_LEVEL, O(log_level), 0, 0, true },
@@ -86,16 +87,6 @@ daemon__stain_index(const char *stain)
     return -1;
 }
 
-static void
-profile_default(struct acq_profile *p, int stain)
-{
-    memset(p, 0, sizeof(*p));
-    snprintf(p->stain, sizeof(p->stain), "%s", stain_names[stain]);
-    p->exposure_ms = stain == STAIN_HE ? 250 : 600;
-    p->gain = 1.0;
-    p->wb[0] = p->wb[1] = p->wb[2] = 1.0;
-}
-
 void
 daemon__conf_default(struct dconf *c)
 {
@@ -118,8 +109,11 @@ daemon__conf_default(struct dconf *c)
     sim_config_default(&c->sim);
     hw_config_default(&c->hw);
     guard_policy_default(&c->guard);
-    for (i = 0; i < NSTAINS; i++)
-        profile_default(&c->profile[i], i);
+    space_policy_default(&c->space);
+    for (i = 0; i < NSTAINS; i++) {
+        acq_profile_default(&c->profile[i], stain_names[i], NULL);
+        c->profile[i].objective[0] = '\0';
+    }
     acq_options_default(&c->acq);
     c->calib_max_age_h = 24;
     c->keep_tiles = false;
@@ -132,6 +126,9 @@ daemon__conf_default(struct dconf *c)
 
 struct parse {
     struct dconf *c;
+    FILE *f;
+    int lines;                      /* complete lines read so far */
+    int fail_line;
     char msg[SS_ERR_MSG_MAX];       /* the first error, without FILE:LINE */
     bool failed;
 };
@@ -154,6 +151,7 @@ fail(struct parse *p, const char *section, const char *name,
     va_end(ap);
     snprintf(p->msg, sizeof(p->msg), "[%s] %s: %s", section, name, cause);
     p->failed = true;
+    p->fail_line = p->lines;
     return 0;
 }
 
@@ -331,6 +329,8 @@ forward(struct parse *p, const char *section, const char *name,
         rc = sim_config_set(&p->c->sim, name, v, &e);
     else if (strcmp(section, "deadlines") == 0)
         rc = guard_policy_set(&p->c->guard, name, v, &e);
+    else if (strcmp(section, "storage") == 0)
+        rc = space_policy_set(&p->c->space, name, v, &e);
     else
         rc = hw_config_set(&p->c->hw, section, name, v, &e);
     if (rc < 0)
@@ -349,7 +349,8 @@ handler(void *user, const char *section, const char *name, const char *v)
     if (strncmp(section, "profile ", 8) == 0)
         return set_profile(p, section, name, v);
     if (strcmp(section, "simulator") == 0 || strcmp(section, "camera") == 0 ||
-        strcmp(section, "stage") == 0 || strcmp(section, "deadlines") == 0)
+        strcmp(section, "stage") == 0 || strcmp(section, "deadlines") == 0 ||
+        strcmp(section, "storage") == 0)
         return forward(p, section, name, v);
     for (i = 0; i < NKEYS; i++) {
         if (strcmp(keys[i].section, section) != 0)
@@ -376,6 +377,9 @@ check(struct dconf *c, struct ss_err *err)
     if (c->data_dir[0] != '/')
         return err_set(err, SS_ECONFIG, "[daemon] data_dir: '%s' is not an "
                        "absolute path", c->data_dir);
+    if (c->catalogue[0] != '\0' && c->catalogue[0] != '/')
+        return err_set(err, SS_ECONFIG, "[daemon] catalogue: '%s' is not an "
+                       "absolute path", c->catalogue);
     if (c->watch_close_kb <= c->watch_drop_kb)
         return err_set(err, SS_ECONFIG, "[daemon] watch_close_kb: must be "
                        "above watch_drop_kb (%d)", c->watch_drop_kb);
@@ -396,6 +400,23 @@ check(struct dconf *c, struct ss_err *err)
     return 0;
 }
 
+/* inih's line reader, counting lines so errors found by the handler can
+ * name theirs (inih reports only its own syntax errors by line). */
+static char *
+read_line(char *str, int num, void *stream)
+{
+    struct parse *p = stream;
+    char *r = fgets(str, num, p->f);
+    size_t n;
+
+    if (r != NULL) {
+        n = strlen(r);
+        if (n > 0 && r[n - 1] == '\n')
+            p->lines++;
+    }
+    return r;
+}
+
 int
 daemon__conf_load(const char *path, struct dconf *c, struct ss_err *err)
 {
@@ -410,16 +431,18 @@ daemon__conf_load(const char *path, struct dconf *c, struct ss_err *err)
     if (f == NULL)
         return err_set(err, errno == ENOENT ? -ENOENT : SS_ECONFIG,
                        "%s: cannot read: %s", path, strerror(errno));
-    line = ini_parse_file(f, handler, &p);
+    p.f = f;
+    line = ini_parse_stream(read_line, &p, handler, &p);
     fclose(f);
     if (line < 0)
         return err_set(err, SS_ECONFIG, "%s: cannot parse (out of memory)",
                        path);
-    if (line > 0 && !p.failed)
+    if (line > 0 && (!p.failed || line < p.fail_line))
         return err_set(err, SS_ECONFIG, "%s:%d: not a section, key = value "
                        "or comment", path, line);
-    if (line > 0)
-        return err_set(err, SS_ECONFIG, "%s:%d: %s", path, line, p.msg);
+    if (p.failed)
+        return err_set(err, SS_ECONFIG, "%s:%d: %s", path, p.fail_line,
+                       p.msg);
     if (check(c, err) < 0)
         return err_prefix(err, "%s", path);
     return 0;
@@ -464,6 +487,8 @@ daemon__conf_diff(const struct dconf *now, const struct dconf *next,
         add_name(applied, alen, "profiles");
     if (memcmp(&now->guard, &next->guard, sizeof(now->guard)) != 0)
         add_name(applied, alen, "deadlines");
+    if (memcmp(&now->space, &next->space, sizeof(now->space)) != 0)
+        add_name(applied, alen, "storage");
     if (memcmp(&now->sim, &next->sim, sizeof(now->sim)) != 0)
         add_name(restart, rlen, "simulator");
     if (memcmp(&now->hw, &next->hw, sizeof(now->hw)) != 0)

@@ -35,6 +35,7 @@
 #include "protocol/protocol.h"
 #include "scan/acquire.h"
 #include "storage/catalogue.h"
+#include "storage/space.h"
 
 /* ---- configuration (config.c) ---------------------------------------- */
 
@@ -47,6 +48,7 @@ struct dconf {
     char socket_path[PATH_MAX];
     int socket_mode;
     char data_dir[PATH_MAX];
+    char catalogue[PATH_MAX];       /* "" = <data_dir>/catalogue.db */
     char group[64];                 /* "" = root and our own uid only */
     char worker[PATH_MAX];          /* "" = next to slidescand */
     enum log_level log_level;
@@ -61,10 +63,11 @@ struct dconf {
     char objective[8];
     double phantom_w_mm, phantom_h_mm;
 
-    /* [simulator], [camera], [stage], [deadlines] */
+    /* [simulator], [camera], [stage], [deadlines], [storage] */
     struct sim_config sim;
     struct hw_config hw;
     struct guard_policy guard;
+    struct space_policy space;
 
     /* [profile HE], [profile KI67], [profile CK] */
     struct acq_profile profile[NSTAINS];
@@ -174,6 +177,7 @@ struct daemon {
     uv_async_t wake;
     pthread_mutex_t mq_lock;
     struct dmsg *mq_head, *mq_tail;
+    bool mq_closed;                 /* under mq_lock: wake is closed */
 
     struct scanner *scanner;
     struct assembler *assembler;
@@ -242,6 +246,9 @@ void daemon__drain(uv_async_t *h);
 void daemon__audit(struct daemon *d, int64_t uid, const char *action,
                    int64_t scan, const char *detail);
 
+/* Ends the loop once nothing runs any more (called while stopping). */
+void daemon__maybe_finish(struct daemon *d);
+
 /* Refreshes sd_notify STATUS from d->st. */
 void daemon__status_changed(struct daemon *d);
 
@@ -255,8 +262,10 @@ int daemon__scanner_new(struct daemon *d, struct scanner **out,
 /* Stops the thread after its current tile and joins it. */
 void daemon__scanner_free(struct scanner *sc);
 
-/* True while a scan or calibration runs. */
+/* True while a scan or calibration runs: from the start of a job until
+ * the loop handled its end message and called daemon__scanner_idle(). */
 bool daemon__scanner_busy(struct scanner *sc);
+void daemon__scanner_idle(struct scanner *sc);
 
 /* Starts scan `scan` (queued or to be resumed); -EBUSY when busy. */
 int daemon__scanner_start(struct scanner *sc, int64_t scan);
@@ -284,12 +293,18 @@ int daemon__assembler_new(struct daemon *d, struct assembler **out,
 void daemon__assembler_free(struct assembler *a);
 void daemon__assembler_push(struct assembler *a, int64_t scan);
 bool daemon__assembler_idle(struct assembler *a);
+void daemon__assembler_reconfigure(struct assembler *a,
+                                   const struct dconf *c);
 
 /* ---- analysis worker (worker.c) ------------------------------------------ */
 
 int daemon__supervisor_new(struct daemon *d, struct supervisor **out,
                            struct ss_err *err);
-/* Terminates a running worker (SIGTERM, then SIGKILL) and frees. */
+/* Asks a running worker to end (SIGTERM, SIGKILL after 5 s); its
+ * analysis goes back to the queue. */
+void daemon__supervisor_stop(struct supervisor *s);
+/* Closes the supervisor's handles (the loop is ending). */
+void daemon__supervisor_close(struct supervisor *s);
 void daemon__supervisor_free(struct supervisor *s);
 /* Starts the next queued analysis when none runs. */
 void daemon__supervisor_kick(struct supervisor *s);
@@ -305,9 +320,11 @@ void daemon__notify_stopping(struct daemon *d);
 
 /* ---- devices (devices.c) --------------------------------------------- */
 
-/* Builds the configured microscope, guarded by per-operation deadlines. */
-int daemon__microscope_open(const struct dconf *c, struct microscope **out,
-                            struct ss_err *err);
+/* Builds the configured microscope, guarded by per-operation deadlines,
+ * opens its devices and homes the stage.  hw_keep receives the hardware
+ * configuration the guard's factory uses; it must live as long as *out. */
+int daemon__microscope_open(const struct dconf *c, struct hw_config *hw_keep,
+                            struct microscope **out, struct ss_err *err);
 
 /* The simulator slide spec for a scan: its image (or a phantom of its
  * stain seeded from the slide id), with the slide id for the label. */
@@ -315,6 +332,11 @@ void daemon__sim_spec(const struct dconf *c, const struct cat_scan *s,
                       char *buf, size_t len);
 
 /* ---- the program (daemon.c) -------------------------------------------- */
+
+/* Re-reads the configuration file (SIGHUP, `reload`): applies what can
+ * change while running and names in restart what needs a restart. */
+int daemon__reload(struct daemon *d, char *applied, size_t alen,
+                   char *restart, size_t rlen, struct ss_err *err);
 
 /* slidescand's main(). */
 int daemon_main(int argc, char **argv);

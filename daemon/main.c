@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder entry point, replaced as the program is built. */
-#include <stdio.h>
+/* slidescand: the scanner daemon (daemon/daemon.c has everything). */
+#include "daemon/daemon.h"
 
 int
-main(void)
+main(int argc, char **argv)
 {
-    fputs("not built yet\n", stderr);
-    return 1;
+    return daemon_main(argc, argv);
 }

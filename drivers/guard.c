@@ -62,6 +62,8 @@ struct gdev {
     struct gworker *w;
     bool want_open;                 /* the caller opened it last */
     bool is_open;                   /* ... and that open succeeded */
+    bool reopen;                    /* the device said it is gone: close
+                                       and open it before the next call */
     struct gworker **quarantine;
     int nquarantine;
 };
@@ -668,6 +670,12 @@ dev_ensure(struct guard *g, struct gdev *d, int op, struct ss_err *err)
 
     if (d->dev == NULL)
         return dev_rebuild(g, d, d->want_open && !opening, err);
+    if (d->reopen && d->is_open && !opening) {
+        log_notice("guard", "%s reconnecting after it was gone", d->kind);
+        run_simple(g, d, d->is_cam ? GUARD_CAM_CLOSE : GUARD_STAGE_CLOSE,
+                   NULL);
+        d->is_open = false;
+    }
     if (d->want_open && !d->is_open && !opening) {
         rc = dev_open(g, d, err);
         if (rc == 0 && d->is_cam)
@@ -772,6 +780,8 @@ guarded_call(struct guard *g, struct gdev *d, struct gjob *j,
                      resets > 0 ? ", also after a reset" : "");
     if (opening)
         d->is_open = rc == 0;
+    if (rc == 0 || rc == SS_EGONE || rc == SS_EHELD)
+        d->reopen = rc != 0;
     pthread_mutex_unlock(&d->call_mu);
     return rc;
 }
@@ -1221,6 +1231,8 @@ probe_dev(struct guard *g, struct gdev *d, struct ss_err *err)
         struct gjob j = { .op = GUARD_STAGE_POSITION };
         rc = dev_run(g, d, &j, err);
     }
+    if (rc == 0 || rc == SS_EGONE || rc == SS_EHELD)
+        d->reopen = rc != 0;
     pthread_mutex_unlock(&d->call_mu);
     return rc;
 }

@@ -123,11 +123,13 @@ void guard_counts_take(struct microscope *m, struct guard_counts *out);
 /* Counts since wrapping, not zeroed by guard_counts_take(). */
 void guard_counts_total(struct microscope *m, struct guard_counts *out);
 
-/* Checks that the devices answer: reopens a device lost after a deadline
- * or a failed reset, then reads the stage position and, when the camera
- * was lost, re-applies its settings.  For a daemon that waits for a device
- * that was held by another program, unplugged or hung: call it every
- * retry period; 0 means the scan may resume. */
+/* Checks that the devices answer: rebuilds a device lost after a deadline,
+ * reconnects (closes and opens) one that said it was gone or held by
+ * another program, opens one whose open failed, re-applies the camera's
+ * settings to a new or reopened camera, then reads the stage position.
+ * For a daemon that waits for a device that was held, unplugged or hung:
+ * call it every retry period; 0 means the scan may resume.  (Any guarded
+ * call after SS_EGONE or SS_EHELD reconnects the same way first.) */
 int guard_probe(struct microscope *m, struct ss_err *err);
 
 /* What a scan does about a failed step (see guard_fault_action()). */

@@ -73,9 +73,9 @@ command(struct motion *mo, const double pos[3], struct ss_err *err)
 
     mo->moves++;
     if (rc != 0)
-        return err_prefix(err, "stage %s: move to (%.2f, %.2f, %.2f) um",
-                          mo->st->model, pos[0], pos[1], pos[2]);
-    return 0;
+        err_prefix(err, "stage %s: move to (%.2f, %.2f, %.2f) um",
+                   mo->st->model, pos[0], pos[1], pos[2]);
+    return rc;
 }
 
 /* Polls is_busy until the controller reports idle. */
@@ -88,8 +88,10 @@ wait_idle(struct motion *mo, const double pos[3], struct ss_err *err)
 
     for (;;) {
         rc = mo->st->ops->is_busy(mo->st, &busy, err);
-        if (rc != 0)
-            return err_prefix(err, "stage %s", mo->st->model);
+        if (rc != 0) {
+            err_prefix(err, "stage %s", mo->st->model);
+            return rc;
+        }
         if (!busy)
             return 0;
         if (now_ms(mo) - t0 > mo->cfg.move_timeout_ms) {
@@ -116,9 +118,8 @@ read_pos(struct motion *mo, double pos[3], struct ss_err *err)
     int rc = mo->st->ops->get_position(mo->st, pos, err);
 
     if (rc != 0)
-        return err_prefix(err, "stage %s: reading the position",
-                          mo->st->model);
-    return 0;
+        err_prefix(err, "stage %s: reading the position", mo->st->model);
+    return rc;
 }
 
 /* Waits settle_ms and for two readings in a row within tolerance. */
@@ -189,9 +190,9 @@ overshoot_point(const struct motion *mo, const double target[3],
     return any;
 }
 
-int
-motion_move_to(struct motion *mo, const double target_um[3],
-               double reached_um[3], struct ss_err *err)
+static int
+move(struct motion *mo, const double target_um[3], double reached_um[3],
+     bool always, struct ss_err *err)
 {
     double pre[3], pos[3];
     int rc;
@@ -199,6 +200,8 @@ motion_move_to(struct motion *mo, const double target_um[3],
     rc = motion_check_limits(mo->st, target_um, err);
     if (rc != 0)
         return rc;
+    if (always)
+        mo->cmd_known = false;
     if (overshoot_point(mo, target_um, pre)) {
         mo->cmd_known = false;
         mo->overshoots++;
@@ -225,4 +228,18 @@ motion_move_to(struct motion *mo, const double target_um[3],
     log_debug("stage", "moved x_um=%.2f y_um=%.2f z_um=%.2f",
               pos[0], pos[1], pos[2]);
     return 0;
+}
+
+int
+motion_move_to(struct motion *mo, const double target_um[3],
+               double reached_um[3], struct ss_err *err)
+{
+    return move(mo, target_um, reached_um, false, err);
+}
+
+int
+motion_approach(struct motion *mo, const double target_um[3],
+                double reached_um[3], struct ss_err *err)
+{
+    return move(mo, target_um, reached_um, true, err);
 }

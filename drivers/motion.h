@@ -71,6 +71,14 @@ int motion_check_limits(const struct stage *st, const double pos_um[3],
 int motion_move_to(struct motion *mo, const double target_um[3],
                    double reached_um[3], struct ss_err *err);
 
+/* As motion_move_to(), but always moves first to the overshoot point on
+ * every axis with backlash, whatever the position before.  The final
+ * move then depends on the target alone (same start, same distance), so
+ * a stage whose small errors depend on the move itself lands the same
+ * way every time: what a restarted scan needs to repeat a tile. */
+int motion_approach(struct motion *mo, const double target_um[3],
+                    double reached_um[3], struct ss_err *err);
+
 /* Forgets the position, so the next move makes its overshoot move. */
 void motion_forget(struct motion *mo);
 

@@ -15,7 +15,7 @@ af_params_default(struct af_params *p)
     p->z_max_um = INFINITY;
     p->range_um = 20.0;
     p->coarse_n = 5;
-    p->fine_step_um = 1.5;
+    p->fine_step_um = 2.0;
     p->fine_n = 3;
     p->max_captures = 8;
     p->min_contrast = 1.15;
@@ -127,16 +127,23 @@ argmax(const double *m, int n, double *contrast)
     return best;
 }
 
-/* Refines the peak at index i of a sweep by the three-point fit, keeping
- * the result between the neighbours; at an end it is the sample itself. */
+/* Refines the peak at index i of a sweep by the three-point fit through
+ * it and its neighbours, keeping the result between them.  At an end the
+ * three end samples are used and the vertex may lie up to half a spacing
+ * beyond the end sample; otherwise the sample itself is the answer. */
 static double
 refine(const double *z, const double *m, int n, int i)
 {
-    double zp;
+    int k = i <= 0 ? 0 : i >= n - 1 ? n - 3 : i - 1;
+    double zp, lo, hi;
 
-    if (i <= 0 || i >= n - 1 || !focus_fit3(z + i - 1, m + i - 1, &zp))
+    if (n < 3 || !focus_fit3(z + k, m + k, &zp))
         return z[i];
-    return fmin(fmax(zp, z[i - 1]), z[i + 1]);
+    lo = i == 0 ? z[0] - 0.5 * (z[1] - z[0]) : z[i - 1];
+    hi = i == n - 1 ? z[n - 1] + 0.5 * (z[n - 1] - z[n - 2]) : z[i + 1];
+    if (i == 0 || i == n - 1)
+        return zp >= lo && zp <= hi ? zp : z[i];
+    return fmin(fmax(zp, lo), hi);
 }
 
 int
@@ -172,15 +179,15 @@ clampz(const struct af_params *p, double z)
 }
 
 static int
-probe_at(struct af_run *run, double z, bool coarse, double *m,
+probe_at(struct af_run *run, double z, double spacing, double *m,
          struct ss_err *err)
 {
-    int rc = run->probe(run->ctx, z, coarse, m, err);
+    int rc = run->probe(run->ctx, z, spacing, m, err);
 
     run->r->captures++;
     if (rc != 0)
-        return err_prefix(err, "autofocus at z=%.2f um", z);
-    return 0;
+        err_prefix(err, "autofocus at z=%.2f um", z);
+    return rc;
 }
 
 /* The coarse sweep: returns the estimated peak in *zc, or SS_ENOFOCUS. */
@@ -190,15 +197,17 @@ coarse_sweep(struct af_run *run, double start, double *zc,
 {
     const struct af_params *p = run->p;
     double z[AF_MAX_PROBES], m[AF_MAX_PROBES];
-    double lo = clampz(p, start - p->range_um);
-    double hi = clampz(p, start + p->range_um);
     int n = p->coarse_n < 3 ? 3 : p->coarse_n, k, best, rc;
+    double reach, lo, hi;
 
     if (n > AF_MAX_PROBES / 2)
         n = AF_MAX_PROBES / 2;
+    reach = n > 3 ? p->range_um * (n - 1) / (n - 2) : p->range_um;
+    lo = clampz(p, start - reach);
+    hi = clampz(p, start + reach);
     for (k = 0; k < n; k++) {
         z[k] = lo + (hi - lo) * k / (n - 1);
-        rc = probe_at(run, z[k], true, &m[k], err);
+        rc = probe_at(run, z[k], (hi - lo) / (n - 1), &m[k], err);
         if (rc != 0)
             return rc;
     }
@@ -241,7 +250,7 @@ fine_steps(struct af_run *run, double zc, struct ss_err *err)
         zn = clampz(p, zc + (k - (fn - 1) / 2.0) * p->fine_step_um);
         if (n > 0 && zn <= z[n - 1])
             continue;
-        rc = probe_at(run, zn, false, &mn, err);
+        rc = probe_at(run, zn, p->fine_step_um, &mn, err);
         if (rc != 0)
             return rc;
         insert_sorted(z, m, n++, zn, mn);
@@ -252,7 +261,7 @@ fine_steps(struct af_run *run, double zc, struct ss_err *err)
         zn = clampz(p, z[best] + (best == 0 ? -1 : 1) * p->fine_step_um);
         if (zn == z[best])
             break;
-        rc = probe_at(run, zn, false, &mn, err);
+        rc = probe_at(run, zn, p->fine_step_um, &mn, err);
         if (rc != 0)
             return rc;
         insert_sorted(z, m, n++, zn, mn);

@@ -12,16 +12,20 @@
  * noise of σ counts adds a floor of 4σ²/mean², which is why blank glass
  * gives a flat curve: the search reports "no focus" when the largest
  * metric of a sweep is less than min_contrast times the smallest.  Binning
- * widens the focus curve (a blur of b pixels looks like b/bin), so the
- * coarse sweep uses binned frames and the fine steps full-resolution ones.
+ * widens the focus curve (a blur of b pixels looks like b/bin), so each
+ * probe is told the spacing of its phase and measures S on frames binned
+ * enough that the curve is a few spacings wide: sampled that way, the
+ * logarithm of S is close to a parabola near its peak.
  *
  * The search (focus_search) is coarse to fine: coarse_n probes spread
- * evenly over start ± range_um, a Gaussian fit (a parabola through the
- * logarithm of the metric at the best probe and its two neighbours), then
- * fine_n probes fine_step_um apart around that estimate and a second fit.
- * Probes are issued in ascending z within each phase, so the focus drive
- * reverses at most once per phase; the motion layer adds the one-sided
- * approach.  No probe is ever requested outside [z_min_um, z_max_um].
+ * evenly over start ± R, where R = range_um (n - 1) / (n - 2) so that a
+ * focus up to range_um away lies half a spacing inside the outer probes;
+ * a Gaussian fit (a parabola through the logarithm of the metric at the
+ * best probe and its two neighbours); then fine_n probes fine_step_um
+ * apart around that estimate and a second fit.  Probes are issued in
+ * ascending z within each phase, so the focus drive reverses at most once
+ * per phase; the motion layer adds the one-sided approach.  No probe is
+ * ever requested outside [z_min_um, z_max_um].
  */
 #ifndef SS_IMAGING_FOCUS_H
 #define SS_IMAGING_FOCUS_H
@@ -35,14 +39,15 @@
  * after bin × bin block averaging (bin ≥ 1).  0 for an empty image. */
 double focus_sharpness(const struct img *im, int bin);
 
-/* Measures the metric at z.  coarse tells which metric the search wants
- * (binned for the coarse sweep).  Returns 0 or a negative code. */
-typedef int (*focus_probe_fn)(void *ctx, double z_um, bool coarse,
+/* Measures the metric at z, binned for a focus curve a few spacing_um
+ * wide (spacing_um: the distance between the probes of this phase).
+ * Returns 0 or a negative code. */
+typedef int (*focus_probe_fn)(void *ctx, double z_um, double spacing_um,
                               double *metric, struct ss_err *err);
 
 struct af_params {
     double z_min_um, z_max_um;      /* hard limits, never left */
-    double range_um;                /* coarse sweep covers start ± this */
+    double range_um;                /* focus found up to this far away */
     int coarse_n;                   /* coarse probes (≥ 3) */
     double fine_step_um;            /* spacing of the fine probes */
     int fine_n;                     /* fine probes (3) */

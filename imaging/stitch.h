@@ -31,12 +31,26 @@ struct stitch_input {
     /* Loads tile `index` as RGB U8; *out is the caller's to free. */
     int (*load)(void *ctx, int index, struct img **out, struct ss_err *err);
     void *ctx;
+    /* Added after the first version; zero means the default. */
+    int resample;                   /* STITCH_RESAMPLE_*, 0 = default */
+    /* Called after each band of rows written and between registrations;
+     * a non-zero return cancels with SS_ECANCELED.  May be NULL. */
+    int (*progress)(void *ctx, int done, int total);
+};
+
+enum {
+    STITCH_RESAMPLE_DEFAULT = 0,    /* cubic */
+    STITCH_RESAMPLE_NEAREST = 1,    /* positions rounded to whole pixels */
+    STITCH_RESAMPLE_BILINEAR = 2,
+    STITCH_RESAMPLE_CUBIC = 3,
 };
 
 enum {
     STITCH_STAGE_ONLY = 1 << 0,     /* no registration supported this tile */
 };
 
+/* What stitch_register() found; x_px, y_px and flags have ntiles entries
+ * in the order of stitch_input.tiles. */
 struct stitch_placement {
     int ntiles;
     double *x_px, *y_px;            /* solved positions, canvas pixels */
@@ -46,10 +60,23 @@ struct stitch_placement {
     double residual_rms_px;
 };
 
+/*
+ * Loads every tile once, registers each pair of grid neighbours over the
+ * overlap the stage positions predict, and solves all positions at once
+ * (imaging/register.h, imaging/place.h).  A pair is trusted only with a
+ * clear correlation peak, views that agree once aligned, and a correction
+ * of at most max_stage_err_px; a tile with no trusted pair keeps its stage
+ * position and is flagged STITCH_STAGE_ONLY.  Errors: -EINVAL for an
+ * inconsistent input (named), a failing load() (prefixed with the tile),
+ * SS_ECANCELED from progress().
+ */
 int stitch_register(const struct stitch_input *in,
                     struct stitch_placement **out, struct ss_err *err);
 
-/* Renders the canvas with blended overlaps into a WSI at path. */
+/* Renders the canvas ((cols − 1) step + frame, from the planned grid)
+ * with feathered overlaps, band by band, into a WSI at path; cells with
+ * no tile get meta->background.  Each tile is loaded once while memory
+ * holds about one row of tiles. */
 int stitch_write(const struct stitch_input *in,
                  const struct stitch_placement *pl,
                  const struct wsi_meta *meta, const char *path,

@@ -13,11 +13,6 @@
 #include "imaging/focus.h"
 #include "scan/acquire.h"
 
-/* Binning of the coarse focus metric on preview frames, and on full
- * frames when the camera has no preview. */
-#define ACQ_COARSE_BIN_PREVIEW 4
-#define ACQ_COARSE_BIN_FULL 8
-
 void acq__motion_cfg(const struct acq_options *o, struct motion_cfg *c);
 
 /* Applies the profile's settings (focus = false) or the focus-frame
@@ -36,14 +31,15 @@ struct acq__focuser {
     int captures;                   /* frames taken, accumulated */
 };
 
-/* Runs focus_search() from z_start over ± range_um with coarse_n coarse
- * probes, within the stage's z travel.  The camera must hold the focus
- * settings. */
+/* Runs focus_search() from z_start for a focus up to range_um away with
+ * coarse_n coarse probes and fine steps of 4 pixel sizes, within the
+ * stage's z travel.  The camera must hold the focus settings. */
 int acq__autofocus(struct acq__focuser *f, double z_start_um,
                    double range_um, int coarse_n, struct af_result *r,
                    struct ss_err *err);
 
-/* The focus quality score of a corrected tile frame. */
+/* Focus quality of a corrected frame: sharpness at full resolution over
+ * sharpness binned 2 × 2 (scan/tile.c explains why). */
 double acq__quality(const struct img *frame);
 
 /* Median of n values (n ≥ 1); the array is reordered. */

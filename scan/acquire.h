@@ -138,7 +138,7 @@ struct acq_plan {
  * tissue (imaging/tissue.h) and plans tiles over it; with an explicit
  * region in o, plans every cell of that region instead.  overview and
  * label may be NULL when not wanted; otherwise they are the caller's
- * (NULL when the microscope has none).  A plan with no tile is SS_ENOFOCUS
+ * (NULL when the microscope has none).  A plan with no tile is -ENODATA
  * ("no tissue found"). */
 int acq_plan_overview(struct microscope *m, const struct acq_options *o,
                       struct acq_plan **plan, struct img **overview,

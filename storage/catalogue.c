@@ -92,6 +92,7 @@ static const char *const migrations[] = {
     " virtual_ms REAL NOT NULL DEFAULT 0,"
     " wall_ms REAL NOT NULL DEFAULT 0,"
     " resumes INTEGER NOT NULL DEFAULT 0,"
+    " holds_queue INTEGER NOT NULL DEFAULT 0,"
     " created TEXT NOT NULL, started TEXT, finished TEXT,"
     " wsi_path TEXT, wsi_bytes INTEGER, width INTEGER, height INTEGER,"
     " mpp REAL, checksum TEXT, stitch_rms_px REAL,"
@@ -101,9 +102,15 @@ static const char *const migrations[] = {
     "CREATE TABLE tiles ("
     " scan INTEGER NOT NULL REFERENCES scans(id) ON DELETE CASCADE,"
     " idx INTEGER NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL,"
-    " x_um REAL NOT NULL, y_um REAL NOT NULL,"
-    " rx_um REAL, ry_um REAL, rz_um REAL,"
-    " sharpness REAL, retakes INTEGER NOT NULL DEFAULT 0,"
+    " x_um REAL NOT NULL, y_um REAL NOT NULL, tissue_frac REAL,"
+    " rx_um REAL, ry_um REAL, rz_um REAL, z_pred_um REAL,"
+    " sharpness REAL, quality REAL, sat_frac REAL,"
+    " retakes INTEGER NOT NULL DEFAULT 0,"
+    " focus_captures INTEGER NOT NULL DEFAULT 0,"
+    " busy_retries INTEGER NOT NULL DEFAULT 0,"
+    " timeouts INTEGER NOT NULL DEFAULT 0,"
+    " resets INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
     " flags INTEGER NOT NULL DEFAULT 0,"
     " state TEXT NOT NULL DEFAULT 'planned'"
     "  CHECK (state IN ('planned','captured','failed')),"
@@ -599,6 +606,7 @@ struct trans_ctx {
     unsigned from;
     enum cat_state to;
     const char *reason;
+    bool hold;
 };
 
 static int
@@ -617,8 +625,8 @@ trans_tx(struct cat *c, void *ctx, struct ss_err *err)
                        cat_state_name(s.state));
     cat__now(now);
     rc = cat_exec(c, "UPDATE scans SET state = ?, reason = COALESCE(?, "
-                  "reason) WHERE id = ?", "ssi", cat_state_name(t->to),
-                  t->reason, t->id);
+                  "reason), holds_queue = ? WHERE id = ?", "ssii",
+                  cat_state_name(t->to), t->reason, (int64_t)t->hold, t->id);
     if (rc == 0 && s.started[0] == '\0' && (CAT_ACTIVE_MASK &
                                             CAT_BIT(t->to)))
         rc = cat_exec(c, "UPDATE scans SET started = ? WHERE id = ?", "si",
@@ -640,9 +648,37 @@ cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
                     enum cat_state to, const char *reason,
                     struct ss_err *err)
 {
-    struct trans_ctx t = { id, from_mask, to, reason };
+    struct trans_ctx t = { id, from_mask, to, reason, false };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+}
+
+int
+cat_scan_hold(struct cat *c, int64_t id, const char *reason,
+              struct ss_err *err)
+{
+    struct trans_ctx t = { id, CAT_ACTIVE_MASK, CAT_PAUSED, reason, true };
+
+    return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+}
+
+int
+cat_queue_holder(struct cat *c, int64_t *id, char *reason, size_t len,
+                 struct ss_err *err)
+{
+    struct cat_scan s;
+    int rc;
+
+    rc = cat_query_int(c, id, "SELECT id FROM scans WHERE state = 'paused' "
+                       "AND holds_queue != 0 ORDER BY id LIMIT 1", "");
+    if (rc == -ENOENT)
+        return -ENOENT;
+    if (rc < 0)
+        return cat__sql_err(c, c->last_rc, err, "reading the queue");
+    rc = cat_scan_get(c, *id, &s, err);
+    if (rc == 0 && reason != NULL)
+        snprintf(reason, len, "%s", s.reason);
+    return rc;
 }
 
 struct move_ctx {

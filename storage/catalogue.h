@@ -19,6 +19,7 @@
 #define SS_STORAGE_CATALOGUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -140,10 +141,21 @@ int cat_scan_next(struct cat *c, int64_t *id, struct ss_err *err);
 /* Moves scan id to state `to` when its state is in from_mask (CAT_BIT()s);
  * reason NULL keeps the old one, "" clears it.  -ENOENT for no such scan,
  * -EALREADY (message naming the present state) when the state does not
- * allow it.  Sets started/finished as the states imply. */
+ * allow it.  Sets started/finished as the states imply and releases a
+ * queue hold (cat_scan_hold()). */
 int cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
                         enum cat_state to, const char *reason,
                         struct ss_err *err);
+
+/* Pauses an active scan because of a fault (reason says which) and marks
+ * it as holding the queue: no other scan starts until it is resumed,
+ * requeued or cancelled. */
+int cat_scan_hold(struct cat *c, int64_t id, const char *reason,
+                  struct ss_err *err);
+
+/* The paused scan holding the queue and its reason; -ENOENT when none. */
+int cat_queue_holder(struct cat *c, int64_t *id, char *reason, size_t len,
+                     struct ss_err *err);
 
 /* Puts queued scan id at 1-based position pos of the queue order (taking
  * the priority of the scan it lands beside). */
@@ -194,8 +206,14 @@ enum cat_tstate { CAT_T_PLANNED, CAT_T_CAPTURED, CAT_T_FAILED };
 
 struct cat_tile_rec {
     double x_um, y_um, z_um;        /* reported by the stage */
+    double z_pred_um;               /* focus map prediction */
     double sharpness;
-    int retakes;
+    double quality;                 /* sharpness / expected */
+    double sat_frac;                /* saturated tissue pixels */
+    int retakes;                    /* re-takes for sharpness */
+    int focus_captures;             /* frames taken to refocus */
+    int busy_retries, timeouts, resets;     /* device retries (guard) */
+    int attempts;                   /* captures of the tile after faults */
     int flags;                      /* ACQ_TILE_* */
     enum cat_tstate state;
     const char *file;               /* relative to the data dir */
@@ -207,10 +225,28 @@ struct cat_tile_rec {
 int cat_tile_record(struct cat *c, int64_t scan, int idx,
                     const struct cat_tile_rec *r, struct ss_err *err);
 
+/* Returns a recorded tile to 'planned' (its file was lost or damaged) and
+ * takes it off tiles_done, so it is captured again. */
+int cat_tile_reset(struct cat *c, int64_t scan, int idx,
+                   struct ss_err *err);
+
 /* The state of every planned tile, by index; *states malloc()ed with
  * *n entries (the plan's tile count). */
 int cat_tile_states(struct cat *c, int64_t scan, uint8_t **states, int *n,
                     struct ss_err *err);
+
+/* A tile as stored, for assembly. */
+struct cat_tile {
+    int idx, row, col;
+    double x_um, y_um;              /* planned */
+    double rx_um, ry_um;            /* reported; planned when not taken */
+    enum cat_tstate state;
+    char checksum[65];
+};
+
+/* Every tile of the scan by index; *tiles malloc()ed, *n entries. */
+int cat_tiles_load(struct cat *c, int64_t scan, struct cat_tile **tiles,
+                   int *n, struct ss_err *err);
 
 /* ---- calibrations ------------------------------------------------------ */
 

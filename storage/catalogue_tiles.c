@@ -28,7 +28,8 @@ plan_rows(struct cat *c, int64_t scan, const struct acq_plan *p,
     int i, rc;
 
     rc = cat__prepare(c, &st, "INSERT INTO tiles (scan, idx, row, col, "
-                      "x_um, y_um) VALUES (?, ?, ?, ?, ?, ?)", "");
+                      "x_um, y_um, tissue_frac) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      "");
     if (rc != SQLITE_OK)
         return cat__sql_err(c, rc, err, "storing plan");
     for (i = 0; i < p->ntiles && rc == SQLITE_OK; i++) {
@@ -39,6 +40,7 @@ plan_rows(struct cat *c, int64_t scan, const struct acq_plan *p,
         sqlite3_bind_int(st, 4, t->col);
         sqlite3_bind_double(st, 5, t->x_um);
         sqlite3_bind_double(st, 6, t->y_um);
+        sqlite3_bind_double(st, 7, t->tissue_frac);
         rc = sqlite3_step(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         sqlite3_reset(st);
@@ -131,8 +133,9 @@ plan_tiles(struct cat *c, int64_t scan, struct acq_plan *p,
     p->tiles = calloc(p->ntiles > 0 ? p->ntiles : 1, sizeof(*p->tiles));
     if (p->tiles == NULL)
         return err_set(err, -ENOMEM, "out of memory");
-    rc = cat__prepare(c, &st, "SELECT idx, row, col, x_um, y_um FROM tiles "
-                      "WHERE scan = ? ORDER BY idx", "i", scan);
+    rc = cat__prepare(c, &st, "SELECT idx, row, col, x_um, y_um, "
+                      "COALESCE(tissue_frac, 0) FROM tiles WHERE scan = ? "
+                      "ORDER BY idx", "i", scan);
     if (rc != SQLITE_OK)
         return cat__sql_err(c, rc, err, "reading plan");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < p->ntiles) {
@@ -142,6 +145,7 @@ plan_tiles(struct cat *c, int64_t scan, struct acq_plan *p,
         t->col = sqlite3_column_int(st, 2);
         t->x_um = sqlite3_column_double(st, 3);
         t->y_um = sqlite3_column_double(st, 4);
+        t->tissue_frac = sqlite3_column_double(st, 5);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -353,10 +357,16 @@ tile_tx(struct cat *c, void *ctx, struct ss_err *err)
                        (long long)x->scan, x->idx);
     cat__now(now);
     if (cat_exec(c, "UPDATE tiles SET rx_um = ?, ry_um = ?, rz_um = ?, "
-                 "sharpness = ?, retakes = ?, flags = ?, state = ?, "
-                 "file = ?, checksum = ?, captured = ? WHERE scan = ? AND "
-                 "idx = ?", "ddddiissssii", r->x_um, r->y_um, r->z_um,
-                 r->sharpness, (int64_t)r->retakes, (int64_t)r->flags,
+                 "z_pred_um = ?, sharpness = ?, quality = ?, sat_frac = ?, "
+                 "retakes = ?, focus_captures = ?, busy_retries = ?, "
+                 "timeouts = ?, resets = ?, attempts = ?, flags = ?, "
+                 "state = ?, file = ?, checksum = ?, captured = ? WHERE "
+                 "scan = ? AND idx = ?", "dddddddiiiiiiissssii", r->x_um,
+                 r->y_um, r->z_um, r->z_pred_um, r->sharpness, r->quality,
+                 r->sat_frac, (int64_t)r->retakes,
+                 (int64_t)r->focus_captures, (int64_t)r->busy_retries,
+                 (int64_t)r->timeouts, (int64_t)r->resets,
+                 (int64_t)r->attempts, (int64_t)r->flags,
                  tstate_names[r->state], r->file, r->checksum, now,
                  x->scan, (int64_t)x->idx) < 0)
         return cat__sql_err(c, c->last_rc, err, "recording tile");
@@ -374,6 +384,94 @@ cat_tile_record(struct cat *c, int64_t scan, int idx,
     struct tile_ctx x = { scan, idx, r };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, tile_tx, &x, err);
+}
+
+static int
+reset_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct tile_ctx *x = ctx;
+    int64_t was = 0;
+
+    if (cat_query_int(c, &was, "SELECT state != 'planned' FROM tiles "
+                      "WHERE scan = ? AND idx = ?", "ii", x->scan,
+                      (int64_t)x->idx) < 0)
+        return err_set(err, -ENOENT, "scan %lld has no planned tile %d",
+                       (long long)x->scan, x->idx);
+    if (was == 0)
+        return 0;
+    if (cat_exec(c, "UPDATE tiles SET state = 'planned', file = NULL, "
+                 "checksum = NULL, captured = NULL WHERE scan = ? AND "
+                 "idx = ?", "ii", x->scan, (int64_t)x->idx) < 0 ||
+        cat_exec(c, "UPDATE scans SET tiles_done = tiles_done - 1 WHERE "
+                 "id = ?", "i", x->scan) < 0)
+        return cat__sql_err(c, c->last_rc, err, "resetting tile");
+    return 0;
+}
+
+int
+cat_tile_reset(struct cat *c, int64_t scan, int idx, struct ss_err *err)
+{
+    struct tile_ctx x = { scan, idx, NULL };
+
+    return cat_tx(c, CAT_TX_IMMEDIATE, reset_tx, &x, err);
+}
+
+static enum cat_tstate
+tstate_parse(const unsigned char *s)
+{
+    if (s != NULL && strcmp((const char *)s, "captured") == 0)
+        return CAT_T_CAPTURED;
+    if (s != NULL && strcmp((const char *)s, "failed") == 0)
+        return CAT_T_FAILED;
+    return CAT_T_PLANNED;
+}
+
+int
+cat_tiles_load(struct cat *c, int64_t scan, struct cat_tile **tiles, int *n,
+               struct ss_err *err)
+{
+    struct cat_tile *v;
+    sqlite3_stmt *st;
+    int64_t total = 0;
+    int rc;
+
+    *tiles = NULL;
+    *n = 0;
+    cat_query_int(c, &total, "SELECT COUNT(*) FROM tiles WHERE scan = ?",
+                  "i", scan);
+    v = calloc(total > 0 ? (size_t)total : 1, sizeof(*v));
+    if (v == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    rc = cat__prepare(c, &st, "SELECT idx, row, col, x_um, y_um, "
+                      "COALESCE(rx_um, x_um), COALESCE(ry_um, y_um), state, "
+                      "checksum FROM tiles WHERE scan = ? ORDER BY idx", "i",
+                      scan);
+    if (rc != SQLITE_OK) {
+        free(v);
+        return cat__sql_err(c, rc, err, "reading tiles");
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < total) {
+        struct cat_tile *t = &v[(*n)++];
+        t->idx = sqlite3_column_int(st, 0);
+        t->row = sqlite3_column_int(st, 1);
+        t->col = sqlite3_column_int(st, 2);
+        t->x_um = sqlite3_column_double(st, 3);
+        t->y_um = sqlite3_column_double(st, 4);
+        t->rx_um = sqlite3_column_double(st, 5);
+        t->ry_um = sqlite3_column_double(st, 6);
+        t->state = tstate_parse(sqlite3_column_text(st, 7));
+        snprintf(t->checksum, sizeof(t->checksum), "%s",
+                 sqlite3_column_text(st, 8) != NULL
+                 ? (const char *)sqlite3_column_text(st, 8) : "");
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        free(v);
+        *n = 0;
+        return cat__sql_err(c, rc, err, "reading tiles");
+    }
+    *tiles = v;
+    return 0;
 }
 
 int
@@ -402,9 +500,7 @@ cat_tile_states(struct cat *c, int64_t scan, uint8_t **states, int *n,
         s = (const char *)sqlite3_column_text(st, 1);
         if (idx < 0 || idx >= *n || s == NULL)
             continue;
-        (*states)[idx] = strcmp(s, "captured") == 0 ? CAT_T_CAPTURED
-                         : strcmp(s, "failed") == 0 ? CAT_T_FAILED
-                                                    : CAT_T_PLANNED;
+        (*states)[idx] = (uint8_t)tstate_parse((const unsigned char *)s);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -668,7 +764,9 @@ static const char *const result_keys[6] = {
     "tumor_stroma_ratio", "ki67_index", "ck_positive_area_mm2",
 };
 
-/* Keys 0..3 are required numbers; 4 and 5 are numbers or null. */
+/* The areas (keys 0..2) are required numbers; the ratio, the KI67 index
+ * and the CK area are numbers or null (undefined: no stroma, not a KI67
+ * or CK slide). */
 static int
 read_results(json_t *root, struct arec_ctx *x, struct ss_err *err)
 {
@@ -683,7 +781,7 @@ read_results(json_t *root, struct arec_ctx *x, struct ss_err *err)
         if (json_is_number(v)) {
             x->v[i] = json_number_value(v);
             x->have[i] = isfinite(x->v[i]);
-        } else if (!(i >= 4 && (v == NULL || json_is_null(v)))) {
+        } else if (!(i >= 3 && (v == NULL || json_is_null(v)))) {
             return err_set(err, SS_EFORMAT, "results.json: %s: %s",
                            result_keys[i], v == NULL ? "missing"
                                                      : "must be a number");

@@ -159,6 +159,16 @@ space_is_full(int code)
     return code == -ENOSPC || code == -EDQUOT;
 }
 
+bool
+space_write_full(const struct space_policy *p, const char *dir,
+                 uint64_t need_bytes, int code)
+{
+    if (space_is_full(code))
+        return true;
+    return code == -EIO && space_check(p, dir, need_bytes, NULL, NULL) ==
+           -ENOSPC;
+}
+
 void
 space_full_reason(const char *dir, const struct ss_err *cause, char *buf,
                   size_t len)

@@ -79,6 +79,13 @@ int space_check(const struct space_policy *p, const char *dir,
 /* True for the codes that mean "out of space": -ENOSPC, -EDQUOT. */
 bool space_is_full(int code);
 
+/* True when a write that failed with code failed for want of space: the
+ * codes above, or -EIO (libraries such as libtiff report every failed
+ * write as an I/O error) while dir has less than need_bytes plus the
+ * reserve free, need_bytes being what the failed step had to write. */
+bool space_write_full(const struct space_policy *p, const char *dir,
+                      uint64_t need_bytes, int code);
+
 /* The pause reason for a write that failed for space: "disk full on DIR
  * (N MiB free): <cause>; the scan resumes when space is freed". */
 void space_full_reason(const char *dir, const struct ss_err *cause,

@@ -3,6 +3,7 @@
 #include "storage/tilestore.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <glib.h>
 #include <stdio.h>
@@ -20,6 +21,38 @@ struct tilestore {
 };
 
 int
+tilestore_mkdir_durable(const char *path, struct ss_err *err)
+{
+    char tmp[4096];
+    char *p;
+    int rc;
+
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return err_set(err, -ENAMETOOLONG, "%s: path too long", path);
+    for (p = tmp + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(tmp, 0750) == 0) {
+            char *slash = strrchr(tmp, '/');
+            *slash = '\0';
+            rc = util_fsync_dir(slash == tmp ? "/" : tmp, err);
+            *slash = '/';
+            if (rc < 0)
+                return rc;
+        } else if (errno != EEXIST) {
+            return err_set(err, -errno, "%s: cannot create: %s", tmp,
+                           strerror(errno));
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    return 0;
+}
+
+int
 tilestore_open(const char *data_dir, int64_t scan, struct tilestore **out,
                struct ss_err *err)
 {
@@ -34,7 +67,7 @@ tilestore_open(const char *data_dir, int64_t scan, struct tilestore **out,
     snprintf(ts->scan_dir, sizeof(ts->scan_dir), "%s/scans/%lld", data_dir,
              (long long)scan);
     snprintf(ts->tiles_dir, sizeof(ts->tiles_dir), "%s/tiles", ts->scan_dir);
-    rc = util_mkdir_p(ts->tiles_dir, err);
+    rc = tilestore_mkdir_durable(ts->tiles_dir, err);
     if (rc < 0) {
         free(ts);
         return err_prefix(err, "tile store of scan %lld", (long long)scan);

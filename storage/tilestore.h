@@ -57,6 +57,11 @@ int tilestore_clean(struct tilestore *ts, int *n, struct ss_err *err);
 /* Deletes the tile files and their directory (after the WSI is safe). */
 int tilestore_remove_tiles(struct tilestore *ts, struct ss_err *err);
 
+/* mkdir -p that makes each directory it creates durable: the parent of
+ * every new directory is fsync()ed, so a power cut cannot lose a directory
+ * whose files were written durably. */
+int tilestore_mkdir_durable(const char *path, struct ss_err *err);
+
 /* SHA-256 of a memory buffer as 64 hex digits. */
 void tilestore_sha256(const void *data, size_t len, char hex[65]);
 

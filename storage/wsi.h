@@ -30,7 +30,7 @@ struct wsi_meta {
     char scanner[64];               /* "slidescan 0.1.0 (sim)" */
     char date_utc[24];              /* "2026-12-04T15:51:02Z"; empty: now */
     int quality;                    /* JPEG quality, default 90 */
-    int subsamp;                    /* 420 (default) or 444 */
+    int subsamp;                    /* 444 (default) or 420 */
     int tile_size;                  /* default 256, a multiple of 16 */
     uint8_t background[3];          /* colour of tiles with no tissue */
     const struct img *label;        /* optional, borrowed until finish */
@@ -43,8 +43,12 @@ struct wsi_meta {
     int threads;                    /* encoder threads; 0: online CPUs */
 };
 
-/* Defaults: mpp 0.5, AppMag 20, quality 90, 4:2:0, 256 px tiles, white
- * background (255, 255, 255), levels down to 512 px, automatic BigTIFF. */
+/* Defaults: mpp 0.5, AppMag 20, quality 90, 256 px tiles, white
+ * background (255, 255, 255), levels down to 512 px, automatic BigTIFF,
+ * and full-resolution chroma (4:4:4): on H&E (CMU-1-Small-Region) 4:2:0
+ * caps the PSNR of a q90 round trip at 33.1 dB whatever the quality,
+ * 4:4:4 gives 43.4 dB for 1.5 times the bytes.  Stain colour at nucleus
+ * scale is what analysis measures, so it is not thrown away by default. */
 void wsi_meta_default(struct wsi_meta *m);
 
 struct wsi_writer;

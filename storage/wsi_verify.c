@@ -286,6 +286,7 @@ struct tally {
     int max_diff;
     char where[4][128];             /* first tiles of each kind */
     int listed[4];
+    char why[160];                  /* the first decoder complaint */
 };
 
 static void
@@ -296,6 +297,15 @@ note(struct tally *t, int kind, uint32_t col, uint32_t row)
     if (t->listed[kind]++ < MAX_LISTED)
         snprintf(t->where[kind] + n, sizeof(t->where[kind]) - n, "%s(%u,%u)",
                  n ? " " : "", col, row);
+}
+
+static void
+broken(struct tally *t, uint32_t col, uint32_t row, const char *who,
+       const char *why)
+{
+    note(t, 1, col, row);
+    if (t->broken++ == 0)
+        snprintf(t->why, sizeof(t->why), "%s%s", who, why);
 }
 
 /* Per-level JPEG context: the shared tables and the buffers. */
@@ -396,23 +406,26 @@ check_tile(struct verifier *v, struct level_ctx *c, uint32_t t,
         ta->missing++;
         return;
     }
+    v->tiff_msg[0] = '\0';
     n = TIFFReadRawTile(v->tif, t, c->raw, (tmsize_t)bytes);
     if (n != (tmsize_t)bytes ||
         TIFFReadEncodedTile(v->tif, t, c->via_tiff, (tmsize_t)px) !=
         (tmsize_t)px) {
-        note(ta, 1, col, row);
-        ta->broken++;
+        broken(ta, col, row, "libtiff: ", v->tiff_msg);
         return;
     }
     if (d->compression != COMPRESSION_JPEG)
         return;
+    why = NULL;
     if (wsi__jpeg_scan(c->raw, (size_t)n, &ti, &why) != 0 ||
-        direct_stream(v, c, (size_t)n, &ti, &s, &slen) != 0 ||
-        tjDecompress2(v->tj, s, (unsigned long)slen, c->direct,
+        direct_stream(v, c, (size_t)n, &ti, &s, &slen) != 0) {
+        broken(ta, col, row, "", why ? why : "no tables to decode with");
+        return;
+    }
+    if (tjDecompress2(v->tj, s, (unsigned long)slen, c->direct,
                       (int)d->tw, 0, (int)d->th, TJPF_RGB, 0) != 0 ||
         ti.width != (int)d->tw || ti.height != (int)d->th) {
-        note(ta, 1, col, row);
-        ta->broken++;
+        broken(ta, col, row, "JPEG decoder: ", tjGetErrorStr2(v->tj));
         return;
     }
     check_tables(v, c, &ti);
@@ -451,9 +464,8 @@ report_level(struct verifier *v, int k, uint32_t nt, const struct tally *t)
         say(&v->rep, 1, "level %d: %d of %u tiles have no bytes (never "
             "written), e.g. (col,row) %s", k, t->missing, nt, t->where[0]);
     if (t->broken)
-        say(&v->rep, 1, "level %d: %d of %u tiles do not decode%s%s, e.g. "
-            "%s", k, t->broken, nt, v->tiff_msg[0] ? ": " : "",
-            v->tiff_msg, t->where[1]);
+        say(&v->rep, 1, "level %d: %d of %u tiles do not decode (%s), "
+            "e.g. %s", k, t->broken, nt, t->why, t->where[1]);
     if (t->differ)
         say(&v->rep, 1, "level %d: %d of %u tiles decode differently "
             "through libtiff than as their own JPEG stream (max "
@@ -520,7 +532,6 @@ check_level_tiles(struct verifier *v, int k)
         free(c.direct);
         return -ENOMEM;
     }
-    v->tiff_msg[0] = '\0';
     for (i = 0; i < nt; i++)
         check_tile(v, &c, i, counts[i], &t);
     report_level(v, k, nt, &t);

@@ -93,7 +93,7 @@ wsi_meta_default(struct wsi_meta *m)
     snprintf(m->scanner, sizeof(m->scanner), "slidescan %s",
              SLIDESCAN_VERSION);
     m->quality = 90;
-    m->subsamp = 420;
+    m->subsamp = 444;
     m->tile_size = 256;
     m->background[0] = m->background[1] = m->background[2] = 255;
     m->min_level_px = 512;
@@ -196,10 +196,16 @@ on_tiff_error(TIFF *tif, void *ud, const char *module, const char *fmt,
               va_list ap)
 {
     struct wsi_writer *w = ud;
+    int e = errno;
     char msg[200];
 
+    /* libtiff's write errors do not say why; errno does (ENOSPC, EFBIG). */
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    snprintf(w->tiff_msg, sizeof(w->tiff_msg), "%s", msg);
+    if (e != 0 && strstr(fmt, "Write error") != NULL)
+        snprintf(w->tiff_msg, sizeof(w->tiff_msg), "%s (%s)", msg,
+                 strerror(e));
+    else
+        snprintf(w->tiff_msg, sizeof(w->tiff_msg), "%s", msg);
     return 1;
 }
 

@@ -19,6 +19,7 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 
 #include "common/img.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "drivers/hw/hw_internal.h"
 
 struct hw_cam {
@@ -40,15 +42,34 @@ struct hw_cam {
     struct cam_settings set;
     bool have_set;
     char detail[256];               /* last error text libgphoto2 gave */
-    int log_id;
+    int log_id, debug_id;
+    bool saw_busy;                  /* this call met PTP Device Busy */
+    bool saw_init_fail;             /* a PTP/IP camera sent Init Fail */
 };
 
+/* Keeps libgphoto2's last error text for our messages, and notes a PTP
+ * "Device Busy" answer, which some libgphoto2 paths report only in their
+ * log and as a generic error. */
 static void
 on_gp_log(GPLogLevel level, const char *domain, const char *str, void *data)
 {
     struct hw_cam *c = data;
 
-    snprintf(c->detail, sizeof(c->detail), "%s: %s", domain, str);
+    if (strstr(str, "(0x2019)") != NULL || strstr(str, "Device Busy"))
+        c->saw_busy = true;
+    if (strstr(domain, "init_command_ack") != NULL &&
+        strstr(str, "returned 5") != NULL)
+        c->saw_init_fail = true;
+    if (!c->saw_busy || strstr(str, "0x2019") != NULL)
+        snprintf(c->detail, sizeof(c->detail), "%s: %s", domain, str);
+}
+
+
+static void
+on_gp_debug(GPLogLevel level, const char *domain, const char *str,
+            void *data)
+{
+    log_debug("gphoto2", "%s: %s", domain, str);
 }
 
 static void
@@ -80,16 +101,16 @@ cam_name(const struct hw_cam *c)
 
 /* "Our" error: the camera name, the cause, what libgphoto2 said last.  A
  * PTP/IP camera that already serves another host refuses us with an
- * Init Fail packet, which libgphoto2 reports only as a generic error;
- * its log names it, so that is where "held" is recognised. */
+ * Init Fail packet (type 5), which libgphoto2 reports only as a generic
+ * error; its log names the packet type, so that is where "held" is
+ * recognised. */
 static int
 gp_fail(struct hw_cam *c, int gp_rc, const char *op, struct ss_err *err)
 {
     char what[192];
 
     snprintf(what, sizeof(what), "camera %s: %s", cam_name(c), op);
-    if (gp_rc == GP_ERROR && strcasestr(c->detail, "init") != NULL &&
-        strcasestr(c->detail, "fail") != NULL)
+    if (gp_rc == GP_ERROR && c->saw_init_fail)
         return err_set(err, SS_EHELD, "%s: the camera refused the "
                        "connection because another program is connected "
                        "to it; quit that program and the scanner will "
@@ -155,11 +176,31 @@ autodetect(struct hw_cam *c, char *model, size_t mlen, char *port,
                    n < 0 ? 0 : n);
 }
 
+/* libgphoto2's model and port lists, loaded once per process: loading
+ * opens every camera library and probes every port library, which takes
+ * a noticeable time and is the same for every camera. */
+static pthread_mutex_t lists_lock = PTHREAD_MUTEX_INITIALIZER;
+static CameraAbilitiesList *all_models;
+static GPPortInfoList *all_ports;
+
+static void
+load_lists(GPContext *ctx)
+{
+    pthread_mutex_lock(&lists_lock);
+    if (all_models == NULL) {
+        gp_abilities_list_new(&all_models);
+        gp_abilities_list_load(all_models, ctx);
+    }
+    if (all_ports == NULL) {
+        gp_port_info_list_new(&all_ports);
+        gp_port_info_list_load(all_ports);
+    }
+    pthread_mutex_unlock(&lists_lock);
+}
+
 static int
 choose_device(struct hw_cam *c, struct ss_err *err)
 {
-    CameraAbilitiesList *al = NULL;
-    GPPortInfoList *pl = NULL;
     char model[128], port[128];
     int rc;
 
@@ -172,17 +213,13 @@ choose_device(struct hw_cam *c, struct ss_err *err)
         if (rc != 0)
             return rc;
     }
-    gp_abilities_list_new(&al);
-    gp_abilities_list_load(al, c->ctx);
-    rc = pick_model(c, al, model, err);
-    gp_abilities_list_free(al);
-    if (rc < 0 || port[0] == '\0')
-        return rc < 0 ? (rc == SS_ECONFIG ? rc : gp_fail(c, rc, "model",
-                                                         err)) : 0;
-    gp_port_info_list_new(&pl);
-    gp_port_info_list_load(pl);
-    rc = pick_port(c, pl, port, err);
-    gp_port_info_list_free(pl);
+    load_lists(c->ctx);
+    rc = pick_model(c, all_models, model, err);
+    if (rc < 0)
+        return rc == SS_ECONFIG ? rc : gp_fail(c, rc, "model", err);
+    if (port[0] == '\0')
+        return 0;
+    rc = pick_port(c, all_ports, port, err);
     if (rc < 0 && rc != SS_ECONFIG)
         rc = gp_fail(c, rc, "port", err);
     return rc < 0 ? rc : 0;
@@ -207,6 +244,7 @@ session_open(struct hw_cam *c, struct ss_err *err)
     int rc;
 
     c->detail[0] = '\0';
+    c->saw_init_fail = false;
     gp_camera_new(&c->gp);
     rc = choose_device(c, err);
     if (rc == 0) {
@@ -455,6 +493,42 @@ download(struct hw_cam *c, const CameraFilePath *path, struct img **frame,
     return rc;
 }
 
+/* Waits for the new file after a trigger: libgphoto2 turns the camera's
+ * ObjectAdded event into GP_EVENT_FILE_ADDED.  Bounded by the capture
+ * timeout, so a camera that never reports its picture cannot hang us. */
+static int
+wait_new_file(struct hw_cam *c, CameraFilePath *path, struct ss_err *err)
+{
+    double end = util_now_ms() + c->cfg.capture_timeout_ms;
+    CameraEventType type;
+    void *data;
+    bool got = false;
+    int rc, left;
+
+    while ((left = (int)(end - util_now_ms())) > 0) {
+        data = NULL;
+        rc = gp_camera_wait_for_event(c->gp, left < 1000 ? left : 1000,
+                                      &type, &data, c->ctx);
+        if (rc < 0)
+            return gp_fail(c, rc, "capture: waiting for the picture", err);
+        if (type == GP_EVENT_FILE_ADDED && data != NULL && !got) {
+            *path = *(CameraFilePath *)data;
+            got = true;
+        }
+        free(data);
+        if (got && (type == GP_EVENT_CAPTURE_COMPLETE ||
+                    type == GP_EVENT_TIMEOUT || type == GP_EVENT_FILE_ADDED))
+            return 0;
+    }
+    return err_set(err, SS_ETIMEOUT, "camera %s: capture: no picture "
+                   "reported within %.0f ms", cam_name(c),
+                   c->cfg.capture_timeout_ms);
+}
+
+/* One capture: trigger, wait for the new file, download, delete.
+ * gp_camera_capture() is not used because libgphoto2's generic PTP
+ * capture does not return a refused trigger (Device Busy): it waits for
+ * capture events that never come. */
 static int
 capture_once(struct hw_cam *c, struct img **frame, struct ss_err *err)
 {
@@ -465,9 +539,15 @@ capture_once(struct hw_cam *c, struct img **frame, struct ss_err *err)
     if (rc != 0)
         return rc;
     c->detail[0] = '\0';
-    rc = gp_camera_capture(c->gp, GP_CAPTURE_IMAGE, &path, c->ctx);
+    c->saw_busy = false;
+    rc = gp_camera_trigger_capture(c->gp, c->ctx);
+    if (rc < 0 && c->saw_busy)
+        rc = GP_ERROR_CAMERA_BUSY;
     if (rc < 0)
         return gp_fail(c, rc, "capture", err);
+    rc = wait_new_file(c, &path, err);
+    if (rc != 0)
+        return rc;
     return download(c, &path, frame, err);
 }
 
@@ -641,6 +721,8 @@ cam_destroy(struct camera *cam)
 
     session_close(c);
     gp_log_remove_func(c->log_id);
+    if (c->debug_id >= 0)
+        gp_log_remove_func(c->debug_id);
     gp_context_unref(c->ctx);
     free(c);
     free(cam);
@@ -673,6 +755,8 @@ hw_camera_new(const struct hw_camera_config *cfg, struct camera **out,
     c->ctx = gp_context_new();
     gp_context_set_error_func(c->ctx, on_ctx_error, c);
     c->log_id = gp_log_add_func(GP_LOG_ERROR, on_gp_log, c);
+    c->debug_id = log_debug_on("gphoto2") ?
+        gp_log_add_func(GP_LOG_DEBUG, on_gp_debug, c) : -1;
     cam->ops = cfg->preview ? &ops_live : &ops_still;
     cam->priv = c;
     snprintf(cam->model, sizeof(cam->model), "%s",

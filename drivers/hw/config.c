@@ -29,6 +29,7 @@ hw_config_default(struct hw_config *c)
     c->cam.busy_retries = 3;
     c->cam.busy_backoff_ms = 100;
     c->cam.preview = true;
+    c->cam.capture_timeout_ms = 30000;
 
     c->stage.dialect = HW_STAGE_NONE;
     c->stage.timeout_ms = 2000;
@@ -167,6 +168,10 @@ camera_set(struct hw_camera_config *c, const char *k, const char *v,
         if (parse_double(v, &d) || d < 0 || d > 10000)
             return bad(err, "camera", k, v, "must be 0..10000 ms");
         c->busy_backoff_ms = d;
+    } else if (!strcmp(k, "capture_timeout_ms")) {
+        if (parse_double(v, &d) || d < 100 || d > 600000)
+            return bad(err, "camera", k, v, "must be 100..600000 ms");
+        c->capture_timeout_ms = d;
     } else if (!strcmp(k, "preview")) {
         if (parse_bool(v, &c->preview))
             return bad(err, "camera", k, v, "must be yes or no");

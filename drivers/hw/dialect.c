@@ -43,6 +43,7 @@ static const struct hw__dialect dialects[] = {
         .baud = 9600,
         .vid = 0, .pid = 0,
         .hello = { "VERSION", NULL },
+        .hello_chars = "0123456789",
         .init = { { "COMP 0", "0" }, { "H", "0" } },
         .bye = { "J", "0" },
         .move_cmd = "G",

@@ -56,6 +56,7 @@ struct hw_camera_config {
     int busy_retries;               /* retries of a busy capture (3) */
     double busy_backoff_ms;         /* first back-off, doubling (100) */
     bool preview;                   /* use live view when present (yes) */
+    double capture_timeout_ms;      /* longest capture wait (30000) */
 };
 
 enum hw_stage_dialect {
@@ -131,7 +132,7 @@ int hw_stage_new(const struct hw_stage_config *c, struct stage **out,
  * delivered on the loop thread.  libusb's events run in a thread of the
  * watch's own; its hot-plug callbacks reach the loop through uv_async.
  * Where libusb has no hot-plug support, the thread compares the device
- * list every poll_ms instead. */
+ * list every second instead. */
 struct hw_usb_event {
     bool arrived;                   /* false: removed */
     uint16_t vid, pid;

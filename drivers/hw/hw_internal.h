@@ -40,6 +40,7 @@ struct hw__dialect {
     unsigned baud;                  /* default line rate */
     uint16_t vid, pid;              /* default USB ids, 0 = none known */
     struct hw__exchange hello;      /* identification on open */
+    const char *hello_chars;        /* NULL, or all the reply may hold */
     struct hw__exchange init[3];    /* set-up after hello, cmd NULL ends */
     struct hw__exchange bye;        /* on close; cmd NULL = nothing */
     const char *move_cmd;           /* then sep and x, sep and y, ... */

@@ -66,7 +66,12 @@ handshake(struct hw_stage *s, struct ss_err *err)
 
     rc = exchange(s, s->d->hello.cmd, s->d->hello.reply, reply,
                   sizeof(reply), err);
-    if (rc == SS_EPROTO)
+    if (rc == 0 && s->d->hello_chars != NULL &&
+        (reply[0] == '\0' || strspn(reply, s->d->hello_chars) !=
+         strlen(reply)))
+        rc = err_set(err, SS_EPROTO, "%s: '%s' answered '%s'",
+                     hw__usbser_name(s->link), s->d->hello.cmd, reply);
+    if (rc == SS_EPROTO || rc == SS_EDEVICE)
         err_prefix(err, "not a %s controller", s->d->name);
     if (rc != 0)
         return rc;

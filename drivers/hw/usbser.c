@@ -32,6 +32,7 @@ struct hw__usbser {
     int in_size;
     int timeout_ms;
     bool stale;                     /* a reply may still be in flight */
+    unsigned detached;              /* interfaces taken from the kernel */
     char rx[RX_MAX];
     size_t rx_len;
     char name[48];
@@ -116,6 +117,8 @@ find_endpoints(struct hw__usbser *s, libusb_device *dev)
     return s->data_if >= 0 ? 0 : -1;
 }
 
+/* A kernel driver (cdc_acm) bound to the interface is detached first and
+ * given the interface back on close. */
 static int
 claim(struct hw__usbser *s, int iface, struct ss_err *err)
 {
@@ -123,6 +126,14 @@ claim(struct hw__usbser *s, int iface, struct ss_err *err)
 
     if (iface < 0)
         return 0;
+    if (libusb_kernel_driver_active(s->h, iface) == 1) {
+        rc = libusb_detach_kernel_driver(s->h, iface);
+        if (rc != 0)
+            return err_set(err, hw__usb_code(rc), "%s: cannot detach the "
+                           "kernel driver from interface %d: %s", s->name,
+                           iface, libusb_strerror(rc));
+        s->detached |= 1u << iface;
+    }
     rc = libusb_claim_interface(s->h, iface);
     if (rc == LIBUSB_ERROR_BUSY)
         return err_set(err, SS_EHELD, "%s: interface %d is claimed by "
@@ -226,10 +237,8 @@ hw__usbser_open(libusb_context *ctx, const struct hw__usb_match *m,
     if (rc == 0 && !serial_matches(s->h, m))
         rc = err_set(err, SS_EGONE, "%s: serial number is not '%s'",
                      s->name, m->serial);
-    if (rc == 0) {
-        libusb_set_auto_detach_kernel_driver(s->h, 1);
+    if (rc == 0)
         rc = claim(s, s->comm_if, err);
-    }
     if (rc == 0 && s->data_if != s->comm_if)
         rc = claim(s, s->data_if, err);
     if (rc == 0)
@@ -245,6 +254,8 @@ hw__usbser_open(libusb_context *ctx, const struct hw__usb_match *m,
 void
 hw__usbser_close(struct hw__usbser *s)
 {
+    int i;
+
     if (s == NULL)
         return;
     if (s->h != NULL) {
@@ -252,6 +263,9 @@ hw__usbser_close(struct hw__usbser *s)
             libusb_release_interface(s->h, s->data_if);
         if (s->comm_if >= 0 && s->comm_if != s->data_if)
             libusb_release_interface(s->h, s->comm_if);
+        for (i = 0; i < 32; i++)
+            if (s->detached & (1u << i))
+                libusb_attach_kernel_driver(s->h, i);
         libusb_close(s->h);
     }
     free(s);

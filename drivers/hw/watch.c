@@ -6,10 +6,9 @@
  * loop with uv_async_send().  The loop thread drains the queue and calls
  * the user's callback.
  *
- * Where libusb reports no hot-plug capability, and under umockdev, which
- * does not deliver hot-plug events to libusb (the thread then sees no
- * callback at all), the thread also compares the list of matching devices
- * every WATCH_POLL_MS, so arrivals and removals are still seen, later.
+ * Where libusb has no hot-plug support (no udev or netlink), the thread
+ * compares the list of matching devices every WATCH_POLL_MS instead, so
+ * arrivals and removals are still seen, up to a second later.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -78,6 +77,8 @@ on_hotplug(libusb_context *ctx, libusb_device *dev,
     ev.pid = dd.idProduct;
     ev.bus = libusb_get_bus_number(dev);
     ev.address = libusb_get_device_address(dev);
+    log_debug("hw", "usb_hotplug_callback id=%04x:%04x arrived=%d", ev.vid,
+              ev.pid, ev.arrived);
     push(w, &ev);
     return 0;
 }
@@ -134,12 +135,16 @@ poll_list(struct hw_watch *w)
     int i, n = list_now(w, now);
 
     for (i = 0; i < n; i++)
-        if (!contains(w->seen, w->nseen, &now[i]))
+        if (!contains(w->seen, w->nseen, &now[i])) {
+            log_debug("hw", "usb_poll_found id=%04x:%04x", now[i].vid,
+                      now[i].pid);
             push(w, &now[i]);
+        }
     for (i = 0; i < w->nseen; i++)
         if (!contains(now, n, &w->seen[i])) {
             ev = w->seen[i];
             ev.arrived = false;
+            log_debug("hw", "usb_poll_lost id=%04x:%04x", ev.vid, ev.pid);
             push(w, &ev);
         }
     memcpy(w->seen, now, sizeof(now[0]) * (size_t)n);
@@ -156,7 +161,7 @@ watch_thread(void *arg)
     while (!w->stop) {
         libusb_handle_events_timeout_completed(w->ctx, &tv,
                                                (int *)&w->stop);
-        if (util_now_ms() >= next_poll) {
+        if (!w->hp_ok && util_now_ms() >= next_poll) {
             poll_list(w);
             next_poll = util_now_ms() + WATCH_POLL_MS;
         }

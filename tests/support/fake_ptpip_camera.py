@@ -323,6 +323,8 @@ class Session(threading.Thread):
             attempt = cam.captures
         if ctl.get("busy_always") or attempt in ctl.get("busy_captures", []):
             self.respond(RC_BUSY, tid)
+            if ctl.get("busy_event"):
+                self.event(EV_CAPTURE_COMPLETE, tid)
             return
         with open(cam.capture_image(ctl), "rb") as f:
             data = f.read()

@@ -108,9 +108,10 @@ void an_model_free(struct an_model *m);
 /* The classical baseline (see classic.c for the features and constants). */
 int an_model_classical(struct an_model **out, struct ss_err *err);
 
-/* The shipped default model: $SLIDESCAN_MODEL, else models/default.json
- * beside the program's source tree or installed share directory; NULL
- * when none exists. */
+/* The shipped default model: $SLIDESCAN_MODEL, else
+ * $SLIDESCAN_ROOT/models/default.safetensors, else models/ found from the
+ * program's path (build tree or installed share directory); NULL when
+ * none exists. */
 const char *an_model_default_path(void);
 
 /* ---- segmentation ------------------------------------------------------ */
@@ -156,11 +157,19 @@ int an_segment_image(const struct img *rgb, double mpp, struct an_model *m,
                      struct ss_err *err);
 
 /* Tissue mask (U8, 1 = tissue) of an RGB image at mpp µm/px: optical
- * density above AN_TISSUE_OD after smoothing, specks under
- * AN_TISSUE_MIN_AREA_UM2 removed, holes under that size filled. */
-#define AN_TISSUE_OD 0.10
+ * density against the slide's glass colour above AN_TISSUE_OD after a
+ * Gaussian of AN_TISSUE_SIGMA_UM, specks under AN_TISSUE_MIN_AREA_UM2
+ * removed, holes under AN_TISSUE_HOLE_UM2 filled.  Faint IHC stroma has
+ * an OD of about 0.05 against glass, so the threshold sits below that. */
+#define AN_TISSUE_OD 0.02
+#define AN_TISSUE_SIGMA_UM 3.0
 #define AN_TISSUE_MIN_AREA_UM2 2000.0
+#define AN_TISSUE_HOLE_UM2 200.0
 struct img *an_tissue_mask(const struct img *rgb, double mpp);
+
+/* The glass colour: per channel, the most frequent value of 200 or more
+ * when at least 5 % of the pixels are that bright, else 255. */
+void an_background_rgb(const struct img *rgb, double bg[3]);
 
 /* ---- biomarkers -------------------------------------------------------- */
 

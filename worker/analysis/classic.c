@@ -7,11 +7,14 @@
  * CL_RADIUS_UM around it:
  *
  *   od   mean optical density magnitude        → glass vs tissue
- *   n    mean nuclear stain (H, or H + DAB)     → nuclear density
- *   m    mean matrix stain (E; for IHC the OD not explained by nuclei)
- *   f    n / (n + m)                            → tumour vs stroma
+ *   n    mean hematoxylin                       → nuclear density (H&E)
+ *   m    mean eosin                             → collagen (H&E)
+ *   f    n / (n + m)                            → tumour vs stroma (H&E)
  *
- * and the logits are linear in (od - CL_OD0) and (f - CL_F0).  The
+ * IHC slides have no eosin and a pale counterstained background, so
+ * there f is the share of the window covered by nuclei (pixels whose
+ * hematoxylin plus DAB exceeds CL_NUC_OD), with threshold CL_F0_IHC.
+ * The logits are linear in (od - CL_OD0) and (f - threshold).  The
  * constants were set on the labelled Kather 2016 tumour and stroma
  * patches and on phantom slides (worker/README.md gives the numbers).
  */
@@ -29,6 +32,8 @@
 #define CL_OD_GAIN 40.0             /* logit per OD unit */
 #define CL_F0 0.59                  /* tumour/stroma nuclear fraction */
 #define CL_F_GAIN 25.0              /* logit per unit of f */
+#define CL_NUC_OD 0.25              /* nucleus pixel on IHC slides */
+#define CL_F0_IHC 0.18              /* nuclear area share, IHC */
 
 struct classic {
     struct an__deconv he, hdab;
@@ -62,8 +67,8 @@ classic_predict(struct an_model *m, const struct img *in,
             nuc[i] = fmaxf(he[0], 0);
             mat[i] = fmaxf(he[1], 0);
         } else {
-            nuc[i] = fmaxf(hd[0], 0) + fmaxf(hd[1], 0);
-            mat[i] = fmaxf(od[i] - nuc[i], 0);
+            nuc[i] = fmaxf(hd[0], 0) + fmaxf(hd[1], 0) > CL_NUC_OD;
+            mat[i] = 1 - nuc[i];
         }
     }
     an__box_mean(od, in->w, in->h, r, od_s);
@@ -73,7 +78,8 @@ classic_predict(struct an_model *m, const struct img *in,
         float *l = (float *)logits->data + i * AN_NCLASS;
         float f = nuc_s[i] / (nuc_s[i] + mat_s[i] + 1e-6f);
         float t = (float)((od_s[i] - CL_OD0) * CL_OD_GAIN);
-        float d = (float)((f - CL_F0) * CL_F_GAIN);
+        float d = (float)((f - (m->stain == AN_STAIN_HE ? CL_F0
+                                : CL_F0_IHC)) * CL_F_GAIN);
         /* Tissue vs glass on t; within tissue, tumour vs stroma on d. */
         l[AN_GLASS] = -t;
         l[AN_TUMOR] = 0.5f * d;

@@ -1,15 +1,208 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Explanations of a region's prediction.
+ * Grad-CAM (Selvaraju et al. 2017) for a region of a slide.  The region,
+ * with the model's margin of context, is run through the CNN in explain
+ * mode; the score is the mean logit of the class the segmentation gave
+ * most of the region (tumour or stroma) over the region's pixels; its
+ * gradient flows back to the model's "gradcam_layer".  Each channel of
+ * that layer is weighted by its mean gradient, the weighted sum is
+ * rectified, upsampled to the input and drawn over the slide as
+ * explain.png, with the region outlined.
  */
 #include "worker/analysis/output.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "worker/analysis/cnn.h"
+
+#define EXPLAIN_MAX_PX 1536         /* largest region side, raster px */
+
+/* The class most of the region was given (tumour when neither). */
+static int
+region_class(const struct an_seg *sg, int x0, int y0, int w, int h)
+{
+    int64_t n[AN_NCLASS] = { 0 };
+    int x, y;
+
+    for (y = y0; y < y0 + h; y++)
+        for (x = x0; x < x0 + w; x++)
+            n[*img_u8(sg->label, x, y)]++;
+    return n[AN_STROMA] > n[AN_TUMOR] ? AN_STROMA : AN_TUMOR;
+}
+
+/* cam (h × w) from activations A and gradients G (1 × K × h × w). */
+static float *
+gradcam(const struct nn_tensor *A, const struct nn_tensor *G)
+{
+    int K = A->shape[1], hw = A->shape[2] * A->shape[3], k, i;
+    float *cam = calloc((size_t)hw, sizeof(float));
+
+    if (cam == NULL)
+        return NULL;
+    for (k = 0; k < K; k++) {
+        double alpha = 0;
+        for (i = 0; i < hw; i++)
+            alpha += G->data[(size_t)k * hw + i];
+        alpha /= hw;
+        for (i = 0; i < hw; i++)
+            cam[i] += (float)(alpha * A->data[(size_t)k * hw + i]);
+    }
+    for (i = 0; i < hw; i++)
+        cam[i] = cam[i] > 0 ? cam[i] : 0;
+    return cam;
+}
+
+/* Draws the cam (ch × cw, bilinear) over the crop, and the box outline. */
+static struct img *
+render(const struct img *crop, const float *cam, int cw, int ch, int bx,
+       int by, int bw, int bh)
+{
+    struct img *o = img_dup(crop);
+    float mx = 1e-12f;
+    int x, y, k;
+
+    if (o == NULL)
+        return NULL;
+    for (k = 0; k < cw * ch; k++)
+        mx = cam[k] > mx ? cam[k] : mx;
+    for (y = 0; y < o->h; y++)
+        for (x = 0; x < o->w; x++) {
+            float fx = (x + 0.5f) * cw / o->w - 0.5f;
+            float fy = (y + 0.5f) * ch / o->h - 0.5f;
+            int x0 = fx < 0 ? 0 : (int)fx, y0 = fy < 0 ? 0 : (int)fy;
+            int x1 = x0 + 1 < cw ? x0 + 1 : x0;
+            int y1 = y0 + 1 < ch ? y0 + 1 : y0;
+            float ax = fx - x0 < 0 ? 0 : fx - x0;
+            float ay = fy - y0 < 0 ? 0 : fy - y0;
+            float v = ((1 - ax) * cam[y0 * cw + x0] + ax * cam[y0 * cw + x1]) *
+                      (1 - ay) + ((1 - ax) * cam[y1 * cw + x0] +
+                      ax * cam[y1 * cw + x1]) * ay;
+            uint8_t *p = img_u8(o, x, y);
+            float t = v / mx;
+            /* warm colour for high relevance, weight by relevance */
+            float c[3] = { 255, 255 * (1 - t), 0 };
+            for (k = 0; k < 3; k++)
+                p[k] = (uint8_t)lrintf(p[k] * (1 - 0.5f * t) +
+                                       c[k] * 0.5f * t);
+            if (((x == bx || x == bx + bw - 1) && y >= by && y < by + bh) ||
+                ((y == by || y == by + bh - 1) && x >= bx && x < bx + bw))
+                p[0] = p[1] = p[2] = 0;
+        }
+    return o;
+}
+
+/* The crop: the region plus margin, rounded up to the model's alignment,
+ * white outside the raster. */
+static struct img *
+crop_input(const struct an_seg *sg, int x0, int y0, int w, int h, int M,
+           int align)
+{
+    int cw = (w + 2 * M + align - 1) / align * align;
+    int chh = (h + 2 * M + align - 1) / align * align;
+    struct img *c = img_new(cw, chh, 3, IMG_U8);
+    int x, y;
+
+    if (c == NULL)
+        return NULL;
+    for (y = 0; y < chh; y++)
+        for (x = 0; x < cw; x++) {
+            int sx = x0 - M + x, sy = y0 - M + y;
+            uint8_t *p = img_u8(c, x, y);
+            if (sx < 0 || sy < 0 || sx >= sg->w || sy >= sg->h)
+                memset(p, 255, 3);
+            else
+                memcpy(p, img_u8(sg->rgb, sx, sy), 3);
+        }
+    return c;
+}
+
+static int
+explain_run(struct an_cnn *c, const struct img *crop, int cls, int M,
+            int w, int h, float **cam, int *cw, int *ch, struct ss_err *err)
+{
+    struct nn_tensor *y, *g;
+    const struct nn_tensor *A, *G;
+    int rc, x, yy;
+
+    rc = nn_model_keep(c->nn, c->gradcam_layer, err);
+    if (rc == 0)
+        rc = an_cnn_logits(c, crop, &y, NN_MODE_EXPLAIN, err);
+    if (rc < 0)
+        return rc;
+    g = nn_tensor_new_like(y);
+    if (g == NULL)
+        return err_set(err, -ENOMEM, "explain: out of memory");
+    for (yy = M; yy < M + h; yy++)
+        for (x = M; x < M + w; x++)
+            *nn_tensor_at(g, 0, cls, yy, x) = 1.0f / ((float)w * h);
+    rc = nn_model_backward(c->nn, NULL, g, err);
+    nn_tensor_free(g);
+    if (rc < 0)
+        return rc;
+    A = nn_model_activation(c->nn, c->gradcam_layer);
+    G = nn_model_activation_grad(c->nn, c->gradcam_layer);
+    if (A == NULL || G == NULL)
+        return err_set(err, -ENOENT, "explain: layer %s kept no activation",
+                       c->gradcam_layer);
+    *cw = A->shape[3];
+    *ch = A->shape[2];
+    *cam = gradcam(A, G);
+    return *cam != NULL ? 0 : err_set(err, -ENOMEM, "explain: out of memory");
+}
 
 int
 an__explain(const struct an_job *j, struct an_slide *s, struct an_model *m,
             const struct an_seg *sg, json_t *files, struct ss_err *err)
 {
-    return err_set(err, -ENOTSUP, "explain: model %s has no gradients to "
-                   "explain (only CNN models do)", m->name);
+    struct an_cnn *c = an_cnn_of(m);
+    int x0 = (int)(j->explain_box[0] / sg->scale);
+    int y0 = (int)(j->explain_box[1] / sg->scale);
+    int w = (int)ceil(j->explain_box[2] / sg->scale);
+    int h = (int)ceil(j->explain_box[3] / sg->scale);
+    struct img *crop, *pic;
+    float *cam = NULL;
+    int cls, cw = 0, ch = 0, rc;
+
+    if (c == NULL || c->gradcam_layer[0] == '\0')
+        return err_set(err, -ENOTSUP, "explain: model %s has no layer to "
+                       "explain (Grad-CAM needs a CNN with meta.gradcam_layer)",
+                       m->name);
+    if (x0 >= sg->w || y0 >= sg->h)
+        return err_set(err, -EINVAL, "explain: region starts outside the "
+                       "slide (%dx%d raster px)", sg->w, sg->h);
+    w = x0 + w > sg->w ? sg->w - x0 : w;
+    h = y0 + h > sg->h ? sg->h - y0 : h;
+    if (w > EXPLAIN_MAX_PX || h > EXPLAIN_MAX_PX || w < 1 || h < 1)
+        return err_set(err, -EINVAL, "explain: region of %dx%d raster px; "
+                       "1 to %d px per side (%.0f µm) are supported", w, h,
+                       EXPLAIN_MAX_PX, EXPLAIN_MAX_PX * sg->mpp);
+    cls = region_class(sg, x0, y0, w, h);
+    crop = crop_input(sg, x0, y0, w, h, m->margin_px, c->align);
+    if (crop == NULL)
+        return err_set(err, -ENOMEM, "explain: out of memory");
+    pthread_mutex_lock(&c->lock);
+    rc = explain_run(c, crop, cls, m->margin_px, w, h, &cam, &cw, &ch, err);
+    pthread_mutex_unlock(&c->lock);
+    pic = rc == 0 ? render(crop, cam, cw, ch, m->margin_px, m->margin_px, w,
+                           h) : NULL;
+    if (rc == 0 && pic == NULL)
+        rc = err_set(err, -ENOMEM, "explain: out of memory");
+    if (rc == 0) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/explain.png", j->out_dir);
+        rc = img_png_write(pic, path, err);
+    }
+    if (rc == 0)
+        json_object_set_new(files, "explain", json_string("explain.png"));
+    log_info("analysis", "explain class=%s layer=%s w=%d h=%d",
+             cls == AN_TUMOR ? "tumor" : "stroma", c->gradcam_layer, w, h);
+    free(cam);
+    img_free(crop);
+    img_free(pic);
+    return rc < 0 ? err_prefix(err, "%s", an_slide_path(s)) : 0;
 }

@@ -193,12 +193,19 @@ an__morph_disc(uint8_t *mask, int w, int h, double radius_px)
         for (i = 0; rc == 0 && i < n; i++)
             mask[i] = d2[i] <= r2;
     } else {
-        /* Erosion: distance to the background must exceed the radius. */
+        /* Erosion: distance to the background must exceed the radius;
+         * beyond the image edge counts as background. */
         for (i = 0; i < n; i++)
             mask[i] = !mask[i];
         rc = an__edt_sq(mask, w, h, d2);
-        for (i = 0; rc == 0 && i < n; i++)
-            mask[i] = d2[i] > r2;
+        for (i = 0; rc == 0 && i < n; i++) {
+            int x = (int)(i % (size_t)w), y = (int)(i / (size_t)w);
+            int e = x + 1;
+            e = y + 1 < e ? y + 1 : e;
+            e = w - x < e ? w - x : e;
+            e = h - y < e ? h - y : e;
+            mask[i] = d2[i] > r2 && (float)e * e > r2;
+        }
     }
     free(d2);
     return rc;

@@ -23,6 +23,7 @@ extern const double an__vec_dab[3];
 /* A colour-deconvolution matrix: concentrations = od · inv. */
 struct an__deconv {
     float inv[3][3];
+    float fwd[3][3];                /* stain vectors (rows), for mixing */
     float lut[256];                 /* OD of an 8-bit value, I0 = 255 */
 };
 
@@ -58,7 +59,8 @@ int an__gauss_blur(float *buf, int w, int h, double sigma);
  * mask != 0 (Felzenszwalb–Huttenlocher); 1e20 when the mask is empty. */
 int an__edt_sq(const uint8_t *mask, int w, int h, float *d2);
 
-/* mask grown (radius_px > 0) or shrunk (< 0) by a Euclidean disc. */
+/* mask grown (radius_px > 0) or shrunk (< 0) by a Euclidean disc;
+ * shrinking treats everything beyond the image edge as background. */
 int an__morph_disc(uint8_t *mask, int w, int h, double radius_px);
 
 /* Connected components of mask != 0 (8-connected); labels 1..n in lab

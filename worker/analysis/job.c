@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "worker/analysis/geojson.h"
 
 /* Output steps counted in the progress after the segmentation. */
 #define OUTPUT_STEPS 6
@@ -156,6 +157,17 @@ write_outputs(const struct an_job *j, const struct an_seg *sg,
         rc = img_png_write(sg->label, out_path(j, "labels.png"), err);
     if (rc == 0)
         json_object_set_new(files, "labels", json_string("labels.png"));
+    if (rc == 0)
+        rc = img_png_write(sg->prob, out_path(j, "probabilities.png"), err);
+    if (rc == 0)
+        json_object_set_new(files, "probabilities",
+                            json_string("probabilities.png"));
+    if (rc == 0)
+        rc = an_geojson_write(out_path(j, "predictions.geojson"), sg->label,
+                              sg->scale, err);
+    if (rc == 0)
+        json_object_set_new(files, "geojson",
+                            json_string("predictions.geojson"));
     job_progress_step(pg);
     return rc;
 }

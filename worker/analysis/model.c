@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Choosing and loading a segmentation model: the classical baseline by
- * name, a CNN model file by path, or the shipped default model found
- * beside the programs (the source tree's models/ when run from a build
- * directory, share/slidescan/models when installed).
+ * name, a CNN model file by path, or the shipped default model:
+ * $SLIDESCAN_MODEL, else $SLIDESCAN_ROOT/models (set by the test runner),
+ * else found beside the program (the source tree's models/ when run from
+ * build/bin, share/slidescan/models when installed).
  */
 #include "worker/analysis/internal.h"
 
@@ -31,12 +32,19 @@ an_model_default_path(void)
         "../../models/", "../share/slidescan/models/", "../models/",
     };
     const char *env = getenv("SLIDESCAN_MODEL");
+    const char *root = getenv("SLIDESCAN_ROOT");
     char exe[PATH_MAX];
     ssize_t n;
     size_t i;
 
     if (env != NULL && *env != '\0')
         return env;
+    if (root != NULL && *root != '\0') {
+        snprintf(path, sizeof(path), "%s/models/%s", root,
+                 DEFAULT_MODEL_FILE);
+        if (exists(path))
+            return path;
+    }
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0)
         return NULL;

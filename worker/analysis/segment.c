@@ -43,6 +43,32 @@ an_seg_free(struct an_seg *sg)
     free(sg);
 }
 
+void
+an_background_rgb(const struct img *rgb, double bg[3])
+{
+    size_t i, n = (size_t)rgb->w * rgb->h, bright = 0;
+    long hist[3][256] = { { 0 } };
+    int k, v;
+
+    for (i = 0; i < n; i++) {
+        const uint8_t *p = (const uint8_t *)rgb->data + i * 3;
+        for (k = 0; k < 3; k++)
+            hist[k][p[k]]++;
+        bright += p[0] >= 200 && p[1] >= 200 && p[2] >= 200;
+    }
+    for (k = 0; k < 3; k++) {
+        long best = -1;
+        bg[k] = 255;
+        if (bright < n / 20)
+            continue;
+        for (v = 200; v < 256; v++)
+            if (hist[k][v] > best) {
+                best = hist[k][v];
+                bg[k] = v;
+            }
+    }
+}
+
 struct img *
 an_tissue_mask(const struct img *rgb, double mpp)
 {
@@ -50,16 +76,27 @@ an_tissue_mask(const struct img *rgb, double mpp)
     float *od = malloc(n * sizeof(float));
     struct img *m = img_new(rgb->w, rgb->h, 1, IMG_U8);
     int64_t min_px = (int64_t)(AN_TISSUE_MIN_AREA_UM2 / (mpp * mpp));
+    float lut[3][256];
+    double bg[3];
     uint8_t *mk;
+    int k, v;
 
     if (od == NULL || m == NULL) {
         free(od);
         img_free(m);
         return NULL;
     }
-    for (i = 0; i < n; i++)
-        od[i] = an__od_norm((const uint8_t *)rgb->data + i * 3);
-    if (an__gauss_blur(od, rgb->w, rgb->h, 2.0 / mpp) < 0)
+    /* Optical density against the slide's own glass, not pure white. */
+    an_background_rgb(rgb, bg);
+    for (k = 0; k < 3; k++)
+        for (v = 0; v < 256; v++)
+            lut[k][v] = (float)fmax(0, log10(bg[k] / (v > 0 ? v : 1)));
+    for (i = 0; i < n; i++) {
+        const uint8_t *p = (const uint8_t *)rgb->data + i * 3;
+        od[i] = sqrtf(lut[0][p[0]] * lut[0][p[0]] + lut[1][p[1]] *
+                      lut[1][p[1]] + lut[2][p[2]] * lut[2][p[2]]);
+    }
+    if (an__gauss_blur(od, rgb->w, rgb->h, AN_TISSUE_SIGMA_UM / mpp) < 0)
         goto fail;
     mk = m->data;
     for (i = 0; i < n; i++)
@@ -67,7 +104,8 @@ an_tissue_mask(const struct img *rgb, double mpp)
     free(od);
     od = NULL;
     if (an__remove_small(mk, m->w, m->h, min_px) < 0 ||
-        an__fill_holes(mk, m->w, m->h, min_px) < 0)
+        an__fill_holes(mk, m->w, m->h,
+                       (int64_t)(AN_TISSUE_HOLE_UM2 / (mpp * mpp))) < 0)
         goto fail;
     return m;
 fail:

@@ -67,6 +67,8 @@ an__deconv_init(struct an__deconv *d, const double a[3], const double b[3],
     }
     normalise(m[2]);
     invert3(m, d->inv);
+    for (i = 0; i < 9; i++)
+        d->fwd[i / 3][i % 3] = (float)m[i / 3][i % 3];
     for (i = 0; i < 256; i++)
         d->lut[i] = (float)-log10((i > 0 ? i : 1) / 255.0);
 }

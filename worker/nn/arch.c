@@ -348,12 +348,8 @@ param(struct nn_model *m, struct nn__node *nd, const char *suffix, int ndim,
     m->pnames[i] = name;
     m->pvals[i] = t;
     m->pgrads[i] = NULL;
-    if (trainable && !nd->frozen) {
-        m->pgrads[i] = nn_tensor_new_like(t);
-        if (!m->pgrads[i])
-            return NULL;
-        *grad = m->pgrads[i];
-    }
+    /* gradients are made on first use: inference never needs them */
+    m->pgslot[i] = trainable && !nd->frozen ? grad : NULL;
     m->n_params++;
     return t;
 }
@@ -532,7 +528,9 @@ alloc_tables(struct nn_model *m, size_t n_layers, size_t n_inputs,
     m->pnames = calloc(4 * n_layers, sizeof(char *));
     m->pvals = calloc(4 * n_layers, sizeof(struct nn_tensor *));
     m->pgrads = calloc(4 * n_layers, sizeof(struct nn_tensor *));
-    if (!m->nodes || !m->vals || !m->pnames || !m->pvals || !m->pgrads)
+    m->pgslot = calloc(4 * n_layers, sizeof(struct nn_tensor **));
+    if (!m->nodes || !m->vals || !m->pnames || !m->pvals || !m->pgrads ||
+        !m->pgslot)
         return err_set(err, -ENOMEM, "out of memory");
     return 0;
 }

@@ -20,44 +20,24 @@
 
 #include <jansson.h>
 
+#include "common/log.h"
 #include "common/rng.h"
 #include "common/util.h"
 #include "worker/nn/nn_internal.h"
 
 /* ---- state --------------------------------------------------------- */
 
-static void
-free_node_state(struct nn__node *nd)
-{
-    nn__free(nd->bn_mean);
-    nn__free(nd->bn_invstd);
-    nn__free(nd->argmax);
-    nn__free(nd->mask);
-    nd->bn_mean = nd->bn_invstd = NULL;
-    nd->argmax = NULL;
-    nd->mask = NULL;
-}
-
-static void
-free_value_data(struct nn__value *v)
-{
-    if (!v->borrowed)
-        nn_tensor_free(v->t);
-    nn_tensor_free(v->g);
-    v->t = v->g = NULL;
-    v->borrowed = false;
-}
-
-/* Drops everything the last forward and backward passes left. */
+/* Forgets what the last forward and backward passes left (the memory
+ * stays in the arena for the next pass). */
 static void
 clear_pass(struct nn_model *m)
 {
     int i;
 
-    for (i = 0; i < m->n_vals; i++)
-        free_value_data(&m->vals[i]);
-    for (i = 0; i < m->n_nodes; i++)
-        free_node_state(&m->nodes[i]);
+    for (i = 0; i < m->n_vals; i++) {
+        m->vals[i].t = m->vals[i].g = NULL;
+        m->vals[i].borrowed = false;
+    }
     m->have_forward = false;
     m->did_backward = false;
 }
@@ -70,6 +50,7 @@ nn_model_free(struct nn_model *m)
     if (!m)
         return;
     clear_pass(m);
+    nn__plan_free(m);
     for (i = 0; i < m->n_params; i++) {
         free(m->pnames[i]);
         nn_tensor_free(m->pvals[i]);
@@ -84,6 +65,7 @@ nn_model_free(struct nn_model *m)
     free(m->pnames);
     free(m->pvals);
     free(m->pgrads);
+    free(m->pgslot);
     free(m->nodes);
     free(m->vals);
     free(m->outputs);
@@ -435,6 +417,7 @@ nn_model_keep(struct nn_model *m, const char *name, struct ss_err *err)
     if (!m->vals[vid].keep) {
         m->vals[vid].keep = true;
         plan(m);
+        m->planned = false;
     }
     return 0;
 }
@@ -476,11 +459,28 @@ nn_model_activation_grad(const struct nn_model *m, const char *name)
     return vid >= 0 && m->did_backward ? m->vals[vid].g : NULL;
 }
 
+int
+nn__ensure_grads(struct nn_model *m)
+{
+    int i;
+
+    for (i = 0; i < m->n_params; i++) {
+        if (!m->pgslot[i] || m->pgrads[i])
+            continue;
+        m->pgrads[i] = nn_tensor_new_like(m->pvals[i]);
+        if (!m->pgrads[i])
+            return -ENOMEM;
+        *m->pgslot[i] = m->pgrads[i];
+    }
+    return 0;
+}
+
 void
 nn_model_zero_grad(struct nn_model *m)
 {
     int i;
 
+    nn__ensure_grads(m);
     for (i = 0; i < m->n_params; i++)
         if (m->pgrads[i])
             nn_tensor_fill(m->pgrads[i], 0.0f);
@@ -498,6 +498,9 @@ nn_model_param(const struct nn_model *m, int i, const char **name,
 {
     if (i < 0 || i >= m->n_params)
         return -ENOENT;
+    /* gradients are created lazily; that does not change the model */
+    if (grad && nn__ensure_grads((struct nn_model *)m) < 0)
+        return -ENOMEM;
     if (name)
         *name = m->pnames[i];
     if (value)
@@ -533,8 +536,8 @@ nn_model_trainable_count(const struct nn_model *m)
     int i;
 
     for (i = 0; i < m->n_params; i++)
-        if (m->pgrads[i])
-            n += m->pgrads[i]->count;
+        if (m->pgslot[i])
+            n += m->pvals[i]->count;
     return n;
 }
 
@@ -616,34 +619,11 @@ nn__grad_of(struct nn_model *m, int vid)
 {
     struct nn__value *v = &m->vals[vid];
 
-    if (!v->g)
-        v->g = nn_tensor_new(4, v->shape);
-    return v->g;
-}
-
-static bool
-elementwise(enum nn__op op)
-{
-    return op == NN__RELU || op == NN__LEAKY || op == NN__BN ||
-           op == NN__DROPOUT || op == NN__DROPOUT2D || op == NN__SOFTMAX;
-}
-
-/* The output tensor of node nd: its input's, moved, when the layer is
- * element-wise and nothing else reads the input (inference only). */
-static struct nn_tensor *
-output_tensor(struct nn_model *m, struct nn__node *nd, int vid,
-              enum nn_mode mode)
-{
-    struct nn__value *in = &m->vals[nd->in[0]];
-    struct nn_tensor *t;
-
-    if (mode == NN_MODE_INFER && elementwise(nd->op) && !in->borrowed &&
-        !pinned(in) && in->n_consumers == 1 && in->t) {
-        t = in->t;
-        in->t = NULL;
-        return t;
+    if (!v->g && v->gblk >= 0) {
+        v->g = &v->tg;
+        memset(v->g->data, 0, v->g->count * sizeof(float));
     }
-    return nn__tensor_raw(4, m->vals[vid].shape);
+    return v->g;
 }
 
 /* Scale and shift of a fused conv + batch norm step, into buf[2 * C]. */
@@ -673,22 +653,17 @@ run_node(struct nn_model *m, struct nn__node *nd, enum nn_mode mode,
     bool infer = mode == NN_MODE_INFER;
     int vid = infer ? nd->fuse_out : nd->out;
     struct nn__epilogue ep = { NULL, NULL, NN__ACT_NONE, 0.0f };
-    struct nn_tensor *y;
+    struct nn_tensor *y = &m->vals[vid].tv;
     float *buf = NULL;
     int rc;
 
     if (infer && m->vals[nd->out].virt)
         return 0;
-    y = output_tensor(m, nd, vid, mode);
-    if (!y)
-        return err_set(err, -ENOMEM, "out of memory for the output");
     if (nd->op == NN__CONV) {
         if (infer) {
             buf = malloc(2 * sizeof(float) * (size_t)nd->cout);
-            if (!buf) {
-                nn_tensor_free(y);
+            if (!buf)
                 return err_set(err, -ENOMEM, "out of memory");
-            }
             fused_epilogue(m, nd, buf, &ep);
         } else {
             ep.shift = nd->b ? nd->b->data : NULL;
@@ -700,15 +675,15 @@ run_node(struct nn_model *m, struct nn__node *nd, enum nn_mode mode,
     } else {
         rc = nn__layer_forward(m, nd, y, mode, err);
     }
-    if (rc < 0) {
-        nn_tensor_free(y);
+    if (rc < 0)
         return rc;
-    }
+    if (infer && nn__in_place(m, (int)(nd - m->nodes)))
+        m->vals[nd->in[0]].t = NULL;    /* overwritten */
     m->vals[vid].t = y;
     return 0;
 }
 
-/* Inference: frees what no later layer reads. */
+/* Inference: forgets what no later layer reads. */
 static void
 release_after(struct nn_model *m, int i)
 {
@@ -717,10 +692,8 @@ release_after(struct nn_model *m, int i)
     for (v = 0; v < m->n_vals; v++) {
         struct nn__value *val = &m->vals[v];
 
-        if (val->last_use == i && !pinned(val) && !val->borrowed && val->t) {
-            nn_tensor_free(val->t);
-            val->t = NULL;
-        }
+        if (val->last_use == i && !pinned(val) && !val->borrowed)
+            val->t = NULL;              /* its block may be reused now */
     }
 }
 
@@ -730,20 +703,28 @@ set_input(struct nn_model *m, const struct nn_tensor *x, enum nn_mode mode,
 {
     struct nn__value *v = &m->vals[0];
 
-    if (x->ndim != 4 || x->shape[1] != v->c)
-        return err_set(err, -EINVAL, "model %s: input must be N x %d x H x "
-                       "W, got rank %d with %d channels", m->name, v->c,
-                       x->ndim, x->shape[1]);
-    if (m->n_inputs != 1)
-        return err_set(err, -EINVAL, "model %s: has %d inputs; "
-                       "nn_model_forward() feeds one", m->name, m->n_inputs);
     if (mode == NN_MODE_INFER && !v->keep) {
         v->t = (struct nn_tensor *)x;
         v->borrowed = true;
         return 0;
     }
-    v->t = nn_tensor_dup(x);
-    return v->t ? 0 : err_set(err, -ENOMEM, "out of memory");
+    v->t = &v->tv;
+    memcpy(v->t->data, x->data, x->count * sizeof(float));
+    return 0;
+}
+
+static int
+check_input(struct nn_model *m, const struct nn_tensor *x,
+            struct ss_err *err)
+{
+    if (x->ndim != 4 || x->shape[1] != m->vals[0].c)
+        return err_set(err, -EINVAL, "model %s: input must be N x %d x H x "
+                       "W, got rank %d with %d channels", m->name,
+                       m->vals[0].c, x->ndim, x->shape[1]);
+    if (m->n_inputs != 1)
+        return err_set(err, -EINVAL, "model %s: has %d inputs; "
+                       "nn_model_forward() feeds one", m->name, m->n_inputs);
+    return 0;
 }
 
 int
@@ -754,17 +735,28 @@ nn_model_forward(struct nn_model *m, const struct nn_tensor *x,
 
     clear_pass(m);
     m->mode = mode;
-    rc = set_input(m, x, mode, err);
+    rc = check_input(m, x, err);
     if (rc == 0)
         rc = propagate(m, x->shape, err);
+    if (rc == 0)
+        rc = nn__plan_pass(m, x->shape, mode, err);
+    if (rc == 0)
+        rc = set_input(m, x, mode, err);
+    if (rc == 0 && mode == NN_MODE_TRAIN && nn__ensure_grads(m) < 0)
+        rc = err_set(err, -ENOMEM, "model %s: out of memory for gradients",
+                     m->name);
     if (mode == NN_MODE_TRAIN)
         m->step++;
     for (i = 0; rc == 0 && i < m->n_nodes; i++) {
         struct nn__node *nd = &m->nodes[i];
 
+        double t0 = util_now_ms();
+
         if (mode == NN_MODE_INFER && nd->skip_infer)
             continue;
         rc = run_node(m, nd, mode, err);
+        log_debug("nn", "forward layer=%s ms=%.2f", nd->name,
+                  util_now_ms() - t0);
         if (rc < 0)
             err_prefix(err, "model %s: layer %s", m->name, nd->name);
         else if (mode == NN_MODE_INFER)
@@ -804,6 +796,7 @@ nn_model_backward(struct nn_model *m, const char *output,
     for (i = m->n_nodes - 1; rc == 0 && i >= 0; i--) {
         struct nn__node *nd = &m->nodes[i];
         bool pg = m->mode == NN_MODE_TRAIN && !nd->frozen;
+        double t0 = util_now_ms();
 
         if (!m->vals[nd->out].g)
             continue;
@@ -816,10 +809,10 @@ nn_model_backward(struct nn_model *m, const char *output,
         if (rc < 0)
             err_prefix(err, "model %s: backward: layer %s", m->name,
                        nd->name);
-        if (!m->vals[nd->out].keep) {
-            nn_tensor_free(m->vals[nd->out].g);
-            m->vals[nd->out].g = NULL;
-        }
+        log_debug("nn", "backward layer=%s ms=%.2f", nd->name,
+                  util_now_ms() - t0);
+        if (!m->vals[nd->out].keep)
+            m->vals[nd->out].g = NULL;  /* its block may be reused now */
     }
     m->did_backward = true;
     return rc;

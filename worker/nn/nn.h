@@ -307,6 +307,21 @@ size_t nn_model_trainable_count(const struct nn_model *m);
  */
 double nn_model_macs(const struct nn_model *m, int h, int w);
 
+/*
+ * The architecture JSON of a standard U-Net, malloc()ed (free() it):
+ * `levels` resolutions (levels - 1 max-pooling steps), base_channels at
+ * the top doubling per level; per level two 3x3 convolutions (no bias)
+ * each followed by batch norm and ReLU, named enc<l>.conv1, enc<l>.bn1,
+ * enc<l>.relu1, enc<l>.conv2 ...; pool<l>; going up a 2x2 stride-2
+ * transposed convolution up<l>, concatenation cat<l> with enc<l>.relu2 and
+ * the same block dec<l>; a 1x1 convolution "head" with one output per
+ * class.  The receptive field of levels = 4 is 140 px.  tools/nn/nnjson.py
+ * unet() writes the same text for PyTorch.  NULL when out of memory or
+ * the numbers are out of range (levels 1..8, channels 1..4096).
+ */
+char *nn_unet_arch(int levels, int base_channels, int in_channels,
+                   int classes);
+
 /* ------------------------------------------------------------------------
  * Losses.  Each returns the mean loss in *loss and, when grad is not NULL
  * (same shape as logits), writes dLoss/dlogits into it (overwriting).

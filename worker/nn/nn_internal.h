@@ -123,11 +123,11 @@ struct nn__node {
     struct nn_tensor *w, *b, *rmean, *rvar;
     struct nn_tensor *gw, *gb;
 
-    /* state from the forward pass that backward needs */
-    float *bn_mean, *bn_invstd;     /* [C], batch statistics (counted) */
+    /* state from the forward pass that backward needs, in the arena */
+    float *bn_mean, *bn_invstd;     /* [C], batch statistics */
     int32_t *argmax;                /* maxpool, per output element */
     uint8_t *mask;                  /* dropout */
-    size_t aux_bytes;
+    int ablk;                       /* arena block of the above, or -1 */
 
     /* inference fusion: this conv also applies the following batch norm
      * and activation and writes fuse_out; those nodes are skipped */
@@ -149,8 +149,17 @@ struct nn__value {
     bool borrowed;                  /* t is the caller's input */
     bool virt;                      /* inference concat kept as parts */
     int shape[4];                   /* NCHW of the last forward pass */
-    struct nn_tensor *t;
-    struct nn_tensor *g;            /* gradient */
+    struct nn_tensor *t;            /* &tv while valid, else NULL */
+    struct nn_tensor *g;            /* &tg while valid, else NULL */
+    struct nn_tensor tv, tg;        /* views into the arena */
+    int blk, gblk;                  /* arena blocks, or -1 */
+};
+
+/* A piece of the arena with the pass times during which it is in use:
+ * forward step i is time i, backward of node i is time 2n - 1 - i. */
+struct nn__block {
+    size_t bytes, off;
+    int start, end;
 };
 
 struct nn_model {
@@ -168,7 +177,21 @@ struct nn_model {
     /* parameter table in architecture order */
     char **pnames;
     struct nn_tensor **pvals, **pgrads;
+    struct nn_tensor ***pgslot;     /* the node's gw/gb field, or NULL
+                                       for buffers and frozen layers */
     int n_params;
+
+    /* memory plan of the last pass: every activation, gradient and
+     * layer state lives in one arena at a planned offset */
+    struct nn__block *blocks;
+    int n_blocks;
+    bool planned;
+    enum nn_mode plan_mode;
+    int plan_shape[4];
+    char *arena;
+    size_t arena_bytes;
+    float *partial;                 /* weight-gradient partial sums */
+    size_t partial_bytes;
 
     uint64_t seed;
     uint64_t step;                  /* training forward passes */
@@ -177,11 +200,30 @@ struct nn_model {
     bool fused;                     /* fusion plan made */
 };
 
+/* Creates the parameter gradients (zeroed) if not there yet. */
+int nn__ensure_grads(struct nn_model *m);
+
 /* Value id of a layer or input name, -1 when unknown. */
 int nn__find_value(const struct nn_model *m, const char *name);
 
 /* Parses the architecture and creates the parameters (zeroed). */
 int nn__arch_parse(const char *json, struct nn_model *m, struct ss_err *err);
+
+/* Plans the arena for a pass of this mode on an input of this shape
+ * (value shapes already propagated), allocates it, and points every
+ * value, gradient and layer state at its place.  Reuses the last plan
+ * when mode and shape repeat. */
+int nn__plan_pass(struct nn_model *m, const int *in_shape, enum nn_mode mode,
+                  struct ss_err *err);
+
+/* Frees the arena and the plan. */
+void nn__plan_free(struct nn_model *m);
+
+/* True when node i's output reuses its input's memory (inference). */
+bool nn__in_place(const struct nn_model *m, int i);
+
+/* The model's weight-gradient scratch of at least bytes; NULL on OOM. */
+float *nn__partial(struct nn_model *m, size_t bytes);
 
 /* Per-image accessor of a value's channel planes (virtual concats too). */
 void nn__planes(const struct nn_model *m, int vid, int n,
@@ -195,6 +237,9 @@ struct nn__epilogue {
     enum nn__act act;
     float slope;
 };
+
+/* Bytes of im2col buffer per band and thread (512 KiB). */
+extern size_t nn__band_bytes;
 
 /* Output size of a convolution-like window along one axis (<= 0 bad). */
 int nn__conv_out(int in, int k, int s, int p, int d);

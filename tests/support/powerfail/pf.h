@@ -23,6 +23,7 @@
 #define SS_TESTS_POWERFAIL_PF_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control commands, one function each, run on the loop thread after
+ * protocol/ validated the request.  Commands that change something record
+ * the caller's uid in the events table.  Nothing here blocks on a device:
+ * work for the microscope goes to the scan thread, and the hardware
+ * device report runs on libuv's thread pool.
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef int (*cmd_fn)(struct daemon *d, const struct caller *who,
+                      const struct proto_req *req, json_t **result,
+                      struct ss_err *err);
+
+static int
+cmd_ping(struct daemon *d, const struct caller *who,
+         const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    *result = json_pack("{s:s, s:i, s:i, s:I, s:s}", "version",
+                        SLIDESCAN_VERSION, "protocol", PROTO_VERSION, "pid",
+                        (int)getpid(), "uid", (json_int_t)who->uid, "driver",
+                        d->conf.simulator ? "simulator" : "hardware");
+    return 0;
+}
+
+static int
+scan_result(struct daemon *d, int64_t id, json_t **result,
+            struct ss_err *err)
+{
+    json_t *q = NULL, *s;
+    size_t i;
+    int rc;
+
+    rc = cat_scan_json(d->cat, id, result, err);
+    if (rc < 0)
+        return rc;
+    if (cat_queue_json(d->cat, false, 100000, &q, NULL) == 0)
+        json_array_foreach(json_object_get(q, "scans"), i, s)
+            if (json_integer_value(json_object_get(s, "id")) == id)
+                json_object_set(*result, "position",
+                                json_object_get(s, "position"));
+    json_decref(q);
+    return 0;
+}
+
+static int
+cmd_scan(struct daemon *d, const struct caller *who,
+         const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    struct cat_scan_req r;
+    char detail[256];
+    int64_t id = 0;
+    int rc;
+
+    memset(&r, 0, sizeof(r));
+    r.slide = proto_arg_str(req, "slide", NULL);
+    r.stain = proto_arg_str(req, "stain", NULL);
+    r.image = proto_arg_str(req, "image", NULL);
+    r.priority = (int)proto_arg_int(req, "priority", 0);
+    r.uid = who->uid;
+    if (r.image != NULL && !d->conf.simulator)
+        return err_set(err, SS_EPROTO, "args.image: only the simulated "
+                       "microscope takes a slide image; this one is "
+                       "hardware");
+    rc = cat_scan_add(d->cat, &r, &id, err);
+    if (rc < 0)
+        return rc;
+    snprintf(detail, sizeof(detail), "slide %s stain %s priority %d%s%.128s",
+             r.slide, r.stain, r.priority, r.image != NULL ? " image " : "",
+             r.image != NULL ? r.image : "");
+    daemon__audit(d, who->uid, "scan", id, detail);
+    log_notice("sched", "queued scan=%lld slide=%s stain=%s priority=%d "
+               "uid=%u", (long long)id, r.slide, r.stain, r.priority,
+               (unsigned)who->uid);
+    daemon__broadcast(d, "scan", daemon__scan_event(id, r.slide, "queued"));
+    rc = scan_result(d, id, result, err);
+    daemon__schedule(d);
+    return rc;
+}
+
+static int
+cmd_queue(struct daemon *d, const struct caller *who,
+          const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    return cat_queue_json(d->cat, proto_arg_bool(req, "all", false),
+                          (int)proto_arg_int(req, "limit", 1000), result,
+                          err);
+}
+
+static int
+cmd_status(struct daemon *d, const struct caller *who,
+           const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    *result = daemon__status_json(d);
+    return 0;
+}
+
+/* The scan a command names, or the one on the microscope. */
+static int
+target(struct daemon *d, const struct proto_req *req, struct cat_scan *s,
+       struct ss_err *err)
+{
+    int64_t id = proto_arg_int(req, "scan", 0);
+
+    if (id == 0)
+        id = d->st.scan;
+    if (id == 0)
+        return err_set(err, -ENOENT, "no scan is running; name one with "
+                       "args.scan");
+    return cat_scan_get(d->cat, id, s, err);
+}
+
+static void
+changed(struct daemon *d, const struct caller *who, const char *action,
+        const struct cat_scan *s, const char *state)
+{
+    log_notice("sched", "%s scan=%lld uid=%u", action, (long long)s->id,
+               (unsigned)who->uid);
+    daemon__audit(d, who->uid, action, s->id, NULL);
+    daemon__broadcast(d, "scan", daemon__scan_event(s->id, s->slide, state));
+}
+
+static int
+cmd_pause(struct daemon *d, const struct caller *who,
+          const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    struct cat_scan s;
+    int rc;
+
+    rc = target(d, req, &s, err);
+    if (rc < 0)
+        return rc;
+    if (s.id == d->st.scan &&
+        daemon__scanner_request(d->scanner, s.id, SCAN_REQ_PAUSE)) {
+        changed(d, who, "pause", &s, "pausing");
+        *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "state",
+                            "pausing");
+        return 0;
+    }
+    rc = cat_scan_transition(d->cat, s.id, CAT_BIT(CAT_QUEUED), CAT_PAUSED,
+                             "paused by request", err);
+    if (rc == -EALREADY)
+        return err_prefix(err, "only a queued or running scan can be "
+                          "paused");
+    if (rc < 0)
+        return rc;
+    changed(d, who, "pause", &s, "paused");
+    *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "state",
+                        "paused");
+    return 0;
+}
+
+/* Moves a scan back into the queue from the states in mask. */
+static int
+back_to_queue(struct daemon *d, const struct caller *who,
+              const struct proto_req *req, unsigned mask, const char *action,
+              bool to_end, json_t **result, struct ss_err *err)
+{
+    struct cat_scan s;
+    int64_t n = 0;
+    int rc;
+
+    rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
+    if (rc < 0)
+        return rc;
+    rc = cat_scan_transition(d->cat, s.id, mask, CAT_QUEUED, "", err);
+    if (rc < 0)
+        return rc;
+    if (to_end &&
+        cat_query_int(d->cat, &n, "SELECT COUNT(*) FROM scans WHERE state "
+                      "= 'queued'", "") == 0)
+        cat_scan_move(d->cat, s.id, (int)n, NULL);
+    changed(d, who, action, &s, "queued");
+    rc = scan_result(d, s.id, result, err);
+    daemon__schedule(d);
+    return rc;
+}
+
+static int
+cmd_resume(struct daemon *d, const struct caller *who,
+           const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    int rc = back_to_queue(d, who, req, CAT_BIT(CAT_PAUSED), "resume", false,
+                           result, err);
+
+    if (rc == -EALREADY)
+        return err_prefix(err, "only a paused scan can be resumed");
+    return rc;
+}
+
+static int
+cmd_requeue(struct daemon *d, const struct caller *who,
+            const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    int rc = back_to_queue(d, who, req, CAT_BIT(CAT_FAILED) |
+                           CAT_BIT(CAT_CANCELLED) | CAT_BIT(CAT_PAUSED),
+                           "requeue", true, result, err);
+
+    if (rc == -EALREADY)
+        return err_prefix(err, "only a failed, cancelled or paused scan can "
+                          "be requeued");
+    return rc;
+}
+
+static int
+cmd_cancel(struct daemon *d, const struct caller *who,
+           const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    struct cat_scan s;
+    int rc;
+
+    rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
+    if (rc < 0)
+        return rc;
+    if (s.id == d->st.scan &&
+        daemon__scanner_request(d->scanner, s.id, SCAN_REQ_CANCEL)) {
+        changed(d, who, "cancel", &s, "cancelling");
+        *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "state",
+                            "cancelling");
+        return 0;
+    }
+    rc = cat_scan_transition(d->cat, s.id, CAT_BIT(CAT_QUEUED) |
+                             CAT_BIT(CAT_PAUSED) | CAT_BIT(CAT_FAILED),
+                             CAT_CANCELLED, "cancelled by request", err);
+    if (rc == -EALREADY)
+        return err_prefix(err, "only a queued, running, paused or failed "
+                          "scan can be cancelled");
+    if (rc < 0)
+        return rc;
+    changed(d, who, "cancel", &s, "cancelled");
+    daemon__schedule(d);
+    *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "state",
+                        "cancelled");
+    return 0;
+}
+
+static int
+cmd_move(struct daemon *d, const struct caller *who,
+         const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    struct cat_scan s;
+    char detail[64];
+    int rc;
+
+    rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
+    if (rc < 0)
+        return rc;
+    rc = cat_scan_move(d->cat, s.id, (int)proto_arg_int(req, "position", 1),
+                       err);
+    if (rc == -EALREADY)
+        return err_prefix(err, "only a queued scan can be moved");
+    if (rc < 0)
+        return rc;
+    snprintf(detail, sizeof(detail), "to position %lld",
+             (long long)proto_arg_int(req, "position", 1));
+    daemon__audit(d, who->uid, "move", s.id, detail);
+    daemon__broadcast(d, "queue", json_pack("{s:I}", "scan",
+                                            (json_int_t)s.id));
+    return cat_queue_json(d->cat, false, 1000, result, err);
+}
+
+static int
+cmd_slides(struct daemon *d, const struct caller *who,
+           const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    return cat_slides_json(d->cat, (int)proto_arg_int(req, "limit", 1000),
+                           result, err);
+}
+
+static int
+cmd_show(struct daemon *d, const struct caller *who,
+         const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    int rc;
+
+    rc = cat_slide_show_json(d->cat, proto_arg_str(req, "slide", ""),
+                             proto_arg_bool(req, "tiles", false), result,
+                             err);
+    if (rc == 0)
+        json_object_set_new(*result, "data_dir",
+                            json_string(d->conf.data_dir));
+    return rc;
+}
+
+static int
+cmd_calibrate(struct daemon *d, const struct caller *who,
+              const struct proto_req *req, json_t **result,
+              struct ss_err *err)
+{
+    const char *stain = proto_arg_str(req, "stain", "HE");
+    int rc;
+
+    if (d->stopping)
+        return err_set(err, -ESHUTDOWN, "slidescand is stopping");
+    rc = daemon__scanner_calibrate(d->scanner, daemon__stain_index(stain),
+                                   who->serial, req->id);
+    if (rc == -EBUSY)
+        return err_set(err, -EBUSY, "the microscope is busy with scan "
+                       "%lld; calibrate when it is idle (pause the scan "
+                       "first)", (long long)d->st.scan);
+    if (rc < 0)
+        return err_set(err, rc, "cannot start calibration");
+    d->st.calibrating = true;
+    daemon__status_changed(d);
+    daemon__audit(d, who->uid, "calibrate", 0, stain);
+    return 1;
+}
+
+struct devwork {
+    uv_work_t req;
+    struct daemon *d;
+    uint64_t serial;
+    json_int_t id;
+    struct hw_config hw;
+    json_t *report;
+    struct ss_err err;
+    int rc;
+};
+
+static void
+devices_work(uv_work_t *w)
+{
+    struct devwork *dw = w->data;
+
+    err_clear(&dw->err);
+    dw->rc = hw_devices_report(&dw->hw, &dw->report, &dw->err);
+}
+
+static void
+devices_done(uv_work_t *w, int status)
+{
+    struct devwork *dw = w->data;
+    json_t *res = daemon__scanner_devices(dw->d->scanner);
+
+    if (dw->rc == 0)
+        json_object_set_new(res, "hardware", dw->report);
+    else
+        json_object_set_new(res, "hardware_error",
+                            json_string(dw->err.msg));
+    daemon__reply_later(dw->d, dw->serial, dw->id, 0, res, NULL);
+    free(dw);
+}
+
+static int
+cmd_devices(struct daemon *d, const struct caller *who,
+            const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    struct devwork *dw;
+
+    if (d->conf.simulator) {
+        *result = daemon__scanner_devices(d->scanner);
+        return 0;
+    }
+    dw = calloc(1, sizeof(*dw));
+    if (dw == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    dw->d = d;
+    dw->serial = who->serial;
+    dw->id = req->id;
+    dw->hw = d->conf.hw;
+    dw->req.data = dw;
+    if (uv_queue_work(d->loop, &dw->req, devices_work, devices_done) != 0) {
+        free(dw);
+        return err_set(err, -EIO, "cannot start the device report");
+    }
+    return 1;
+}
+
+static int
+cmd_reload(struct daemon *d, const struct caller *who,
+           const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    char applied[1024], restart[1024];
+    int rc;
+
+    rc = daemon__reload(d, applied, sizeof(applied), restart,
+                        sizeof(restart), err);
+    daemon__audit(d, who->uid, "reload", 0, rc == 0 ? applied : err->msg);
+    if (rc < 0)
+        return rc;
+    *result = json_pack("{s:s, s:s}", "applied", applied, "needs_restart",
+                        restart);
+    return 0;
+}
+
+static int
+cmd_analyse(struct daemon *d, const struct caller *who,
+            const struct proto_req *req, json_t **result, struct ss_err *err)
+{
+    struct cat_scan s;
+    int rc;
+
+    rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
+    if (rc < 0)
+        return rc;
+    if (s.state != CAT_DONE)
+        return err_set(err, -EALREADY, "scan %lld is %s; only a done scan "
+                       "(with its WSI) can be analysed", (long long)s.id,
+                       cat_state_name(s.state));
+    if (d->st.analysing == s.id)
+        return err_set(err, -EALREADY, "scan %lld is being analysed now",
+                       (long long)s.id);
+    rc = cat_analysis_queue(d->cat, s.id, err);
+    if (rc < 0)
+        return rc;
+    daemon__audit(d, who->uid, "analyse", s.id, NULL);
+    daemon__supervisor_kick(d->worker);
+    *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "analysis",
+                        "queued");
+    return 0;
+}
+
+static const cmd_fn handlers[PROTO_CMD_COUNT] = {
+    [PROTO_CMD_PING] = cmd_ping,
+    [PROTO_CMD_SCAN] = cmd_scan,
+    [PROTO_CMD_QUEUE] = cmd_queue,
+    [PROTO_CMD_STATUS] = cmd_status,
+    [PROTO_CMD_PAUSE] = cmd_pause,
+    [PROTO_CMD_RESUME] = cmd_resume,
+    [PROTO_CMD_CANCEL] = cmd_cancel,
+    [PROTO_CMD_REQUEUE] = cmd_requeue,
+    [PROTO_CMD_MOVE] = cmd_move,
+    [PROTO_CMD_SLIDES] = cmd_slides,
+    [PROTO_CMD_SHOW] = cmd_show,
+    [PROTO_CMD_CALIBRATE] = cmd_calibrate,
+    [PROTO_CMD_DEVICES] = cmd_devices,
+    [PROTO_CMD_RELOAD] = cmd_reload,
+    [PROTO_CMD_ANALYSE] = cmd_analyse,
+};
+
+int
+daemon__command(struct daemon *d, const struct caller *who,
+                const struct proto_req *req, json_t **result,
+                struct ss_err *err)
+{
+    cmd_fn fn = handlers[req->cmd];
+    int rc;
+
+    *result = NULL;
+    if (fn == NULL)
+        return err_set(err, -ENOSYS, "cmd: '%s' is not handled here",
+                       proto_cmd_name(req->cmd));
+    rc = fn(d, who, req, result, err);
+    if (rc == 0 && *result == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    if (rc < 0 && rc != SS_EPROTO)
+        log_info("server", "refused cmd=%s uid=%u cause=\"%s\"",
+                 proto_cmd_name(req->cmd), (unsigned)who->uid, err->msg);
+    return rc;
+}

@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Supervision of the analysis worker, on the loop thread.  For each
+ * queued analysis, one at a time:
+ *
+ *   slidescan-worker analyse --wsi PATH --stain S --out DIR [--model F]
+ *
+ * runs niced (analysis.nice) with stdout and stderr on pipes.  "progress
+ * DONE TOTAL" lines on stdout become "analysis" events; the last line on
+ * stderr is kept as the cause of a failure.  Exit 0: results.json (which
+ * the worker writes last) goes into the catalogue.  Killed by a signal (a
+ * crash): started again, at most analysis.restarts times.  Any other exit
+ * status fails the analysis with the worker's own one-line cause.  The
+ * scan stays done either way; its analysis has a state of its own.
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "common/util.h"
+#include "storage/tilestore.h"
+
+struct supervisor {
+    struct daemon *d;
+    bool running;
+    bool stopping;
+    uv_process_t proc;
+    uv_pipe_t out, errp;
+    uv_timer_t kill_timer;
+    int open;                       /* handles not yet closed */
+    int64_t exit_status;
+    int term_signal;
+    int64_t scan;
+    char slide[64];
+    char out_dir[2 * PATH_MAX];
+    int attempts;
+    struct proto_lines outl, errl;
+    char last_err[512];
+};
+
+static void
+post_analysis(struct supervisor *s, const char *state, const char *reason)
+{
+    json_t *ev = json_pack("{s:I, s:s, s:s}", "scan", (json_int_t)s->scan,
+                           "slide", s->slide, "state", state);
+
+    if (reason != NULL && reason[0] != '\0')
+        json_object_set_new(ev, "reason", json_string(reason));
+    daemon__broadcast(s->d, "analysis", ev);
+}
+
+static int
+on_out_line(void *ctx, char *line, size_t len)
+{
+    struct supervisor *s = ctx;
+    char buf[128];
+    int done, total;
+    json_t *ev;
+
+    if (len >= sizeof(buf))
+        return 0;
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+    if (sscanf(buf, "progress %d %d", &done, &total) != 2)
+        return 0;
+    s->d->st.a_done = done;
+    s->d->st.a_total = total;
+    ev = json_pack("{s:I, s:s, s:s, s:i, s:i}", "scan", (json_int_t)s->scan,
+                   "slide", s->slide, "state", "running", "done", done,
+                   "total", total);
+    daemon__broadcast(s->d, "analysis", ev);
+    return 0;
+}
+
+static int
+on_err_line(void *ctx, char *line, size_t len)
+{
+    struct supervisor *s = ctx;
+
+    if (len == 0)
+        return 0;
+    snprintf(s->last_err, sizeof(s->last_err), "%.*s", (int)len, line);
+    log_info("worker", "scan=%lld stderr=\"%s\"", (long long)s->scan,
+             s->last_err);
+    return 0;
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char rbuf[16384];
+
+    buf->base = rbuf;
+    buf->len = sizeof(rbuf);
+}
+
+static void finish(struct supervisor *s);
+
+static void
+on_closed(uv_handle_t *h)
+{
+    struct supervisor *s = h->data;
+
+    if (--s->open == 0)
+        finish(s);
+}
+
+static void
+on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct supervisor *s = st->data;
+    bool out = st == (uv_stream_t *)&s->out;
+    int rc;
+
+    if (n < 0) {
+        uv_close((uv_handle_t *)st, on_closed);
+        return;
+    }
+    rc = proto_lines_feed(out ? &s->outl : &s->errl, buf->base, (size_t)n,
+                          out ? on_out_line : on_err_line, s);
+    if (rc == -EMSGSIZE)
+        proto_lines_init(out ? &s->outl : &s->errl, 4096);
+}
+
+static void
+on_proc_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct supervisor *s = p->data;
+
+    s->exit_status = status;
+    s->term_signal = sig;
+    uv_timer_stop(&s->kill_timer);
+    uv_close((uv_handle_t *)p, on_closed);
+}
+
+static int
+read_results(struct supervisor *s, struct ss_err *err)
+{
+    char path[2 * PATH_MAX + 32];
+    char *text = NULL;
+    size_t len;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/results.json", s->out_dir);
+    rc = util_read_file(path, &text, &len, err);
+    if (rc == 0)
+        rc = cat_analysis_record(s->d->cat, s->scan, text, err);
+    free(text);
+    return rc;
+}
+
+/* The worker is gone and its pipes are closed: record the outcome. */
+static void
+finish(struct supervisor *s)
+{
+    struct daemon *d = s->d;
+    char reason[700];
+    struct ss_err err;
+
+    s->running = false;
+    d->st.analysing = 0;
+    proto_lines_fini(&s->outl);
+    proto_lines_fini(&s->errl);
+    reason[0] = '\0';
+    if (s->stopping) {
+        cat_analysis_set(d->cat, s->scan, CAT_A_QUEUED, "daemon stopped",
+                         NULL);
+        log_notice("worker", "stopped scan=%lld; the analysis runs again at "
+                   "the next start", (long long)s->scan);
+    } else if (s->term_signal != 0 &&
+               s->attempts <= d->conf.worker_restarts) {
+        snprintf(reason, sizeof(reason), "worker killed by signal %d; "
+                 "restarting", s->term_signal);
+        log_warn("worker", "crashed scan=%lld signal=%d attempt=%d",
+                 (long long)s->scan, s->term_signal, s->attempts);
+        cat_analysis_set(d->cat, s->scan, CAT_A_QUEUED, reason, NULL);
+        post_analysis(s, "queued", reason);
+    } else if (s->term_signal != 0) {
+        snprintf(reason, sizeof(reason), "worker killed by signal %d, %d "
+                 "times; giving up", s->term_signal, s->attempts);
+    } else if (s->exit_status != 0) {
+        snprintf(reason, sizeof(reason), "worker exited with status %lld: "
+                 "%s", (long long)s->exit_status, s->last_err[0] != '\0'
+                 ? s->last_err : "(no message)");
+    } else if (read_results(s, &err) < 0) {
+        snprintf(reason, sizeof(reason), "%s", err.msg);
+    } else {
+        log_notice("worker", "done scan=%lld slide=%s out=%s",
+                   (long long)s->scan, s->slide, s->out_dir);
+        post_analysis(s, "done", NULL);
+    }
+    if (reason[0] != '\0' && strstr(reason, "restarting") == NULL &&
+        !s->stopping) {
+        log_error("worker", "failed scan=%lld cause=\"%s\"",
+                  (long long)s->scan, reason);
+        cat_analysis_set(d->cat, s->scan, CAT_A_FAILED, reason, NULL);
+        post_analysis(s, "failed", reason);
+    }
+    daemon__schedule(d);
+}
+
+static int
+prepare(struct supervisor *s, int64_t scan, struct cat_scan *cs,
+        struct ss_err *err)
+{
+    struct daemon *d = s->d;
+    char rel[PATH_MAX];
+    int rc;
+
+    rc = cat_scan_get(d->cat, scan, cs, err);
+    if (rc < 0)
+        return rc;
+    if (cs->wsi_path[0] == '\0')
+        return err_set(err, -ENOENT, "scan %lld has no slide image",
+                       (long long)scan);
+    snprintf(rel, sizeof(rel), "slides/%s/analysis-s%lld", cs->slide,
+             (long long)scan);
+    snprintf(s->out_dir, sizeof(s->out_dir), "%s/%s", d->conf.data_dir,
+             rel);
+    rc = tilestore_mkdir_durable(s->out_dir, err);
+    if (rc == 0)
+        rc = cat_analysis_started(d->cat, scan, rel, &s->attempts, err);
+    return rc;
+}
+
+static int
+spawn(struct supervisor *s, const struct cat_scan *cs, struct ss_err *err)
+{
+    struct daemon *d = s->d;
+    char worker[PATH_MAX], wsi[2 * PATH_MAX];
+    uv_process_options_t o;
+    uv_stdio_container_t io[3];
+    char *argv[12];
+    int n = 0, rc;
+
+    daemon__worker_path(&d->conf, worker, sizeof(worker));
+    snprintf(wsi, sizeof(wsi), "%s/%s", d->conf.data_dir, cs->wsi_path);
+    argv[n++] = worker;
+    argv[n++] = "analyse";
+    argv[n++] = "--wsi";
+    argv[n++] = wsi;
+    argv[n++] = "--stain";
+    argv[n++] = (char *)cs->stain;
+    argv[n++] = "--out";
+    argv[n++] = s->out_dir;
+    if (d->conf.model[0] != '\0') {
+        argv[n++] = "--model";
+        argv[n++] = d->conf.model;
+    }
+    argv[n] = NULL;
+
+    uv_pipe_init(d->loop, &s->out, 0);
+    uv_pipe_init(d->loop, &s->errp, 0);
+    s->out.data = s->errp.data = s->proc.data = s;
+    io[0].flags = UV_IGNORE;
+    io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    io[1].data.stream = (uv_stream_t *)&s->out;
+    io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    io[2].data.stream = (uv_stream_t *)&s->errp;
+    memset(&o, 0, sizeof(o));
+    o.file = worker;
+    o.args = argv;
+    o.exit_cb = on_proc_exit;
+    o.stdio = io;
+    o.stdio_count = 3;
+    s->open = 3;
+    rc = uv_spawn(d->loop, &s->proc, &o);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&s->proc, on_closed);
+        uv_close((uv_handle_t *)&s->out, on_closed);
+        uv_close((uv_handle_t *)&s->errp, on_closed);
+        s->term_signal = 0;
+        s->exit_status = 127;
+        snprintf(s->last_err, sizeof(s->last_err), "cannot start %s: %s",
+                 worker, uv_strerror(rc));
+        return err_set(err, rc, "%s", s->last_err);
+    }
+    if (setpriority(PRIO_PROCESS, (id_t)s->proc.pid, d->conf.worker_nice))
+        log_warn("worker", "cannot renice pid=%d", s->proc.pid);
+    uv_read_start((uv_stream_t *)&s->out, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)&s->errp, on_alloc, on_read);
+    log_notice("worker", "started scan=%lld pid=%d attempt=%d wsi=%s",
+               (long long)cs->id, s->proc.pid, s->attempts, wsi);
+    return 0;
+}
+
+/* Takes the next queued analysis; false when there is none to start. */
+static bool
+start_next(struct supervisor *s)
+{
+    struct daemon *d = s->d;
+    struct cat_scan cs;
+    struct ss_err err;
+    int64_t scan;
+
+    if (cat_analysis_next(d->cat, &scan, NULL) < 0)
+        return false;
+    s->scan = scan;
+    s->last_err[0] = '\0';
+    s->exit_status = 0;
+    s->term_signal = 0;
+    s->stopping = false;
+    if (prepare(s, scan, &cs, &err) < 0) {
+        log_error("worker", "cannot analyse scan=%lld cause=\"%s\"",
+                  (long long)scan, err.msg);
+        cat_analysis_set(d->cat, scan, CAT_A_FAILED, err.msg, NULL);
+        return true;
+    }
+    snprintf(s->slide, sizeof(s->slide), "%s", cs.slide);
+    proto_lines_init(&s->outl, 4096);
+    proto_lines_init(&s->errl, 4096);
+    s->running = true;
+    d->st.analysing = scan;
+    d->st.a_done = d->st.a_total = 0;
+    post_analysis(s, "running", NULL);
+    spawn(s, &cs, &err);
+    return true;
+}
+
+void
+daemon__supervisor_kick(struct supervisor *s)
+{
+    while (!s->running && !s->d->stopping && start_next(s))
+        ;
+}
+
+bool
+daemon__supervisor_busy(struct supervisor *s)
+{
+    return s->running;
+}
+
+static void
+on_kill_timer(uv_timer_t *t)
+{
+    struct supervisor *s = t->data;
+
+    if (s->running)
+        uv_process_kill(&s->proc, SIGKILL);
+}
+
+void
+daemon__supervisor_stop(struct supervisor *s)
+{
+    if (!s->running)
+        return;
+    s->stopping = true;
+    if (uv_process_kill(&s->proc, SIGTERM) == 0)
+        uv_timer_start(&s->kill_timer, on_kill_timer, 5000, 0);
+}
+
+int
+daemon__supervisor_new(struct daemon *d, struct supervisor **out,
+                       struct ss_err *err)
+{
+    struct supervisor *s = calloc(1, sizeof(*s));
+
+    *out = NULL;
+    if (s == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    s->d = d;
+    uv_timer_init(d->loop, &s->kill_timer);
+    s->kill_timer.data = s;
+    *out = s;
+    return 0;
+}
+
+void
+daemon__supervisor_close(struct supervisor *s)
+{
+    if (!uv_is_closing((uv_handle_t *)&s->kill_timer))
+        uv_close((uv_handle_t *)&s->kill_timer, NULL);
+}
+
+void
+daemon__supervisor_free(struct supervisor *s)
+{
+    free(s);
+}

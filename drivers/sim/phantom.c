@@ -1,0 +1,777 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The procedural phantom: H&E, KI67 or CK stained tissue that can be
+ * evaluated for any region on demand, with exact ground truth.
+ *
+ * Geometry comes from smooth random fields (value-noise fBm) sampled on a
+ * 4 µm lattice and interpolated bilinearly; the interpolated fields *are*
+ * the definition, so the label map and the rendering agree exactly:
+ *   tissue   envelope of the section plus fBm (700 µm), minus round gaps
+ *            (fBm 160 µm) and thin tears (zero band of fBm 500 µm)
+ *   tumour   fBm (260 µm, 4 octaves) above 0.06: irregular nests; the rest
+ *            of the tissue is stroma
+ * Cells are placed on jittered grids, one candidate per cell, so they
+ * never overlap their neighbours: tumour nuclei on a 9.8 µm grid (large,
+ * dark, round to oval), stroma nuclei on a 22 µm grid (sparse, elongated
+ * along the fibres).  A nucleus belongs to the class at its centre.  KI67
+ * positivity is a keyed coin with a probability that varies in hotspots.
+ * Colour is Beer–Lambert over the Ruifrok–Johnston optical densities of
+ * hematoxylin, eosin and DAB; stroma is eosin fibres along a warped
+ * direction field.
+ *
+ * At pixel sizes above 2.5 µm nuclei and fibres are below the pixel: the
+ * renderer then uses their mean optical density and evaluates the fields
+ * directly instead of through the lattice.
+ */
+#include "drivers/sim/sim_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rng.h"
+
+#define LAT_UM 4.0                  /* field lattice */
+#define COARSE_UM 2.5               /* above: mean-density rendering */
+#define TUM_CELL_UM 9.8
+#define STR_CELL_UM 22.0
+#define NUC_GAP_UM 0.6              /* least gap between two nuclei */
+#define FIBRE_UM 14.0               /* fibre bundle period */
+#define OD_LUT_N 8192
+#define OD_LUT_MAX 4.0
+
+/* Optical density per unit stain, R G B: hematoxylin and DAB as given by
+ * Ruifrok and Johnston; eosin redder than their vector (more blue
+ * absorption), as eosin looks on slides such as CMU-1. */
+static const double vec_h[3] = { 0.650, 0.704, 0.286 };
+static const double vec_e[3] = { 0.090, 0.850, 0.520 };
+static const double vec_d[3] = { 0.268, 0.570, 0.776 };
+
+/* Stain amounts (H, E, DAB) of each part of the tissue, per stain. */
+struct look {
+    double cyto[3];                 /* tumour cytoplasm */
+    double nuc[3];                  /* tumour nucleus, negative */
+    double nuc_pos[3];              /* KI67-positive tumour nucleus */
+    double fibre[3];                /* stroma fibre at full density */
+    double snuc[3];                 /* stroma nucleus */
+};
+
+static const struct look looks[3] = {
+    [SIM_STAIN_HE] = { { 0.18, 0.22, 0 }, { 0.95, 0.08, 0 },
+                       { 0.95, 0.08, 0 }, { 0.03, 0.55, 0 },
+                       { 0.85, 0.08, 0 } },
+    [SIM_STAIN_KI67] = { { 0.07, 0, 0.03 }, { 0.60, 0, 0 },
+                         { 0.25, 0, 0.80 }, { 0.05, 0, 0.01 },
+                         { 0.50, 0, 0 } },
+    [SIM_STAIN_CK] = { { 0.06, 0, 0.50 }, { 0.60, 0, 0.05 },
+                       { 0.60, 0, 0.05 }, { 0.05, 0, 0.01 },
+                       { 0.50, 0, 0 } },
+};
+
+enum field { F_TISSUE, F_GAP, F_TEAR, F_TUMOR, F_SHADE, F_WARP, F_WARP2,
+             F_BUNDLE, F_NF };
+
+struct sim__phantom {
+    uint64_t seed;
+    int stain;
+    double w_um, h_um;
+    double fdir[2];                 /* unit vector across the fibres */
+    float od_lut[OD_LUT_N];         /* 10^-od */
+    double glass[3];
+};
+
+/* ---- noise -------------------------------------------------------------- */
+
+static inline double
+lat_value(uint64_t seed, int64_t i, int64_t j)
+{
+    uint64_t h = rng_mix64(seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15ULL) ^
+                           ((uint64_t)j * 0xc2b2ae3d27d4eb4fULL));
+
+    return sim__u01(h) * 2 - 1;
+}
+
+static double
+vnoise(uint64_t seed, double x, double y)
+{
+    double fx = floor(x), fy = floor(y), u = x - fx, v = y - fy;
+    int64_t i = (int64_t)fx, j = (int64_t)fy;
+    double a = lat_value(seed, i, j), b = lat_value(seed, i + 1, j);
+    double c = lat_value(seed, i, j + 1), d = lat_value(seed, i + 1, j + 1);
+
+    u = u * u * (3 - 2 * u);
+    v = v * v * (3 - 2 * v);
+    return (a + (b - a) * u) * (1 - v) + (c + (d - c) * u) * v;
+}
+
+static double
+fbm(uint64_t seed, double x, double y, double scale, int octaves)
+{
+    double sum = 0, amp = 1, norm = 0, f = 1.0 / scale;
+    int o;
+
+    for (o = 0; o < octaves; o++) {
+        sum += amp * vnoise(seed + (uint64_t)o * 7919, x * f, y * f);
+        norm += amp;
+        amp *= 0.5;
+        f *= 2;
+    }
+    return sum / norm;
+}
+
+/* The raw value of field k at point (x, y), µm. */
+static double
+field_raw(const struct sim__phantom *ph, int k, double x, double y)
+{
+    uint64_t s = ph->seed * 0x100000001b3ULL + (uint64_t)k * 1000003;
+    double dx, dy, r;
+
+    switch (k) {
+    case F_TISSUE:
+        dx = (x - ph->w_um / 2) / (0.47 * ph->w_um);
+        dy = (y - ph->h_um / 2) / (0.47 * ph->h_um);
+        r = sqrt(dx * dx + dy * dy);
+        return 0.8 * (1 - r) + 0.55 * fbm(s, x, y, 700, 4) -
+               (r > 1 ? 10 : 0);
+    case F_GAP:
+        return fbm(s, x, y, 160, 3);
+    case F_TEAR:
+        return fabs(fbm(s, x, y, 500, 2));
+    case F_TUMOR:
+        return fbm(s, x, y, 260, 4) - 0.06;
+    case F_SHADE:
+        return fbm(s, x, y, 1200, 2);
+    case F_WARP:
+        return fbm(s, x, y, 110, 3) * 70;
+    case F_WARP2:
+        return fbm(s, x, y, 28, 2) * 6;
+    default:
+        return fbm(s, x, y, 60, 2);
+    }
+}
+
+/* A block of lattice values of the fields [k0, k1) covering lattice
+ * indices i0..i0+nx-1, j0..j0+ny-1. */
+struct lat {
+    int64_t i0, j0;
+    int nx, ny;
+    float *v[F_NF];
+};
+
+static int
+lat_fill(const struct sim__phantom *ph, struct lat *L, int64_t i0,
+         int64_t j0, int nx, int ny, int k1)
+{
+    int k, i, j;
+
+    memset(L, 0, sizeof(*L));
+    L->i0 = i0;
+    L->j0 = j0;
+    L->nx = nx;
+    L->ny = ny;
+    for (k = 0; k < k1; k++) {
+        L->v[k] = malloc((size_t)nx * ny * sizeof(float));
+        if (L->v[k] == NULL)
+            return -ENOMEM;
+        for (j = 0; j < ny; j++)
+            for (i = 0; i < nx; i++)
+                L->v[k][(size_t)j * nx + i] = (float)field_raw(
+                    ph, k, (i0 + i) * LAT_UM, (j0 + j) * LAT_UM);
+    }
+    return 0;
+}
+
+static void
+lat_free(struct lat *L)
+{
+    int k;
+
+    for (k = 0; k < F_NF; k++)
+        free(L->v[k]);
+}
+
+/* Bilinear interpolation of four lattice values. */
+static inline double
+bilerp(double a, double b, double c, double d, double u, double v)
+{
+    return (a + (b - a) * u) * (1 - v) + (c + (d - c) * u) * v;
+}
+
+static inline double
+lat_at(const struct lat *L, int k, double x, double y)
+{
+    double gx = x / LAT_UM, gy = y / LAT_UM, fx = floor(gx), fy = floor(gy);
+    int i = (int)((int64_t)fx - L->i0), j = (int)((int64_t)fy - L->j0);
+    const float *p = L->v[k] + (size_t)j * L->nx + i;
+
+    return bilerp(p[0], p[1], p[L->nx], p[L->nx + 1], gx - fx, gy - fy);
+}
+
+/* The defining (interpolated) value of field k at (x, y). */
+static double
+field_at(const struct sim__phantom *ph, int k, double x, double y)
+{
+    double gx = x / LAT_UM, gy = y / LAT_UM, fx = floor(gx), fy = floor(gy);
+
+    return bilerp((float)field_raw(ph, k, fx * LAT_UM, fy * LAT_UM),
+                  (float)field_raw(ph, k, (fx + 1) * LAT_UM, fy * LAT_UM),
+                  (float)field_raw(ph, k, fx * LAT_UM, (fy + 1) * LAT_UM),
+                  (float)field_raw(ph, k, (fx + 1) * LAT_UM,
+                                   (fy + 1) * LAT_UM),
+                  gx - fx, gy - fy);
+}
+
+static inline int
+classify(double tissue, double gap, double tear, double tumor)
+{
+    if (tissue <= 0.2 || gap > 0.42 || tear < 0.012)
+        return SIM_LABEL_GLASS;
+    return tumor > 0 ? SIM_LABEL_TUMOR : SIM_LABEL_STROMA;
+}
+
+int
+sim__phantom_label(const struct sim__phantom *ph, double x, double y)
+{
+    if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
+        return SIM_LABEL_GLASS;
+    if (field_at(ph, F_TISSUE, x, y) <= 0.2)
+        return SIM_LABEL_GLASS;
+    return classify(1, field_at(ph, F_GAP, x, y),
+                    field_at(ph, F_TEAR, x, y), field_at(ph, F_TUMOR, x, y));
+}
+
+static inline int
+lat_class(const struct sim__phantom *ph, const struct lat *L, double x,
+          double y)
+{
+    if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
+        return SIM_LABEL_GLASS;
+    return classify(lat_at(L, F_TISSUE, x, y), lat_at(L, F_GAP, x, y),
+                    lat_at(L, F_TEAR, x, y), lat_at(L, F_TUMOR, x, y));
+}
+
+/* Labels of the points (x0 + i p, y0 + j p), row band by row band through
+ * lattice blocks, into out (w * h bytes). */
+int
+sim__phantom_labels(const struct sim__phantom *ph, double x0, double y0,
+                    int w, int h, double p, uint8_t *out)
+{
+    int lx = (int)ceil((w - 1) * p / LAT_UM) + 4, band, j, i, jb;
+    struct lat L;
+
+    band = (int)fmax(1, fmin(h, 2e6 / lx / fmax(1, p / LAT_UM)));
+    for (jb = 0; jb < h; jb += band) {
+        int nb = jb + band > h ? h - jb : band;
+        double yt = y0 + jb * p;
+        int64_t i0 = (int64_t)floor(x0 / LAT_UM) - 1;
+        int64_t j0 = (int64_t)floor(yt / LAT_UM) - 1;
+        int ly = (int)ceil((nb - 1) * p / LAT_UM) + 4;
+
+        if (lat_fill(ph, &L, i0, j0, lx, ly, F_TUMOR + 1) < 0) {
+            lat_free(&L);
+            return -ENOMEM;
+        }
+        for (j = 0; j < nb; j++)
+            for (i = 0; i < w; i++)
+                out[(size_t)(jb + j) * w + i] = (uint8_t)lat_class(
+                    ph, &L, x0 + i * p, y0 + (jb + j) * p);
+        lat_free(&L);
+    }
+    return 0;
+}
+
+/* ---- cells --------------------------------------------------------------- */
+
+struct nucleus {
+    double cx, cy;                  /* centre, µm */
+    double a, b, ang;               /* semi-axes, µm; orientation */
+    bool pos;                       /* DAB positive (KI67) */
+    int cls;                        /* class at the centre */
+    uint64_t h;                     /* identity and priority */
+    double wob[3];                  /* outline: cos 2θ, sin 2θ, sin 3θ */
+    double dens;                    /* stain density factor */
+};
+
+/* The candidate of grid cell (i, j): present or not, centre anywhere in
+ * the cell, size and shape; its priority settles overlaps. */
+static bool
+candidate(const struct sim__phantom *ph, bool tumour, int64_t i, int64_t j,
+          struct nucleus *n, struct rng *r)
+{
+    double cell = tumour ? TUM_CELL_UM : STR_CELL_UM;
+
+    n->h = rng_key(ph->seed, tumour ? 0x54554dULL : 0x535452ULL,
+                   (uint64_t)i, (uint64_t)j);
+    rng_init(r, n->h);
+    if (rng_uniform(r) > (tumour ? 0.97 : 0.5))
+        return false;
+    if (tumour) {
+        n->a = 2.8 + 1.3 * rng_uniform(r);
+        n->b = n->a * (0.70 + 0.30 * rng_uniform(r));
+        n->ang = M_PI * rng_uniform(r);
+    } else {
+        n->a = 4.5 + 3.0 * rng_uniform(r);
+        n->b = 1.2 + 0.6 * rng_uniform(r);
+        n->ang = 0;
+    }
+    n->cx = (i + rng_uniform(r)) * cell;
+    n->cy = (j + rng_uniform(r)) * cell;
+    return true;
+}
+
+/* The nucleus of grid cell (i, j) of the tumour (or stroma) grid; false
+ * when the cell has none.  A candidate that would come closer than the
+ * gap to a neighbour's candidate of higher priority (its hash) is
+ * dropped, so nuclei never overlap (their outline stays within 1.12 a, and
+ * 2 × 1.12 a_max + gap is less than a cell, so only neighbours can meet)
+ * and their arrangement is irregular.  A nucleus belongs to the class at
+ * its centre. */
+static bool
+nucleus_of(const struct sim__phantom *ph, bool tumour, int64_t i, int64_t j,
+           struct nucleus *n)
+{
+    struct nucleus o;
+    struct rng r, ro;
+    double p, dx, dy, lim;
+    int di, dj;
+
+    if (!candidate(ph, tumour, i, j, n, &r))
+        return false;
+    for (dj = -1; dj <= 1; dj++) {
+        for (di = -1; di <= 1; di++) {
+            if ((di == 0 && dj == 0) ||
+                !candidate(ph, tumour, i + di, j + dj, &o, &ro) ||
+                o.h < n->h)
+                continue;
+            dx = o.cx - n->cx;
+            dy = o.cy - n->cy;
+            lim = 1.12 * (n->a + o.a) + NUC_GAP_UM;
+            if (dx * dx + dy * dy < lim * lim)
+                return false;
+        }
+    }
+    n->cls = sim__phantom_label(ph, n->cx, n->cy);
+    if (n->cls != (tumour ? SIM_LABEL_TUMOR : SIM_LABEL_STROMA))
+        return false;
+    n->wob[0] = tumour ? 0.05 * (2 * rng_uniform(&r) - 1) : 0;
+    n->wob[1] = tumour ? 0.04 * (2 * rng_uniform(&r) - 1) : 0;
+    n->wob[2] = tumour ? 0.03 * (2 * rng_uniform(&r) - 1) : 0;
+    n->dens = 0.85 + 0.3 * rng_uniform(&r);
+    if (!tumour) {
+        /* Along the fibres: perpendicular to the phase gradient. */
+        double gx = ph->fdir[0] + (field_raw(ph, F_WARP, n->cx + 1, n->cy) -
+                                   field_raw(ph, F_WARP, n->cx - 1, n->cy)) /
+                                  2;
+        double gy = ph->fdir[1] + (field_raw(ph, F_WARP, n->cx, n->cy + 1) -
+                                   field_raw(ph, F_WARP, n->cx, n->cy - 1)) /
+                                  2;
+        n->ang = atan2(gy, gx) + M_PI / 2;
+    }
+    p = 0.10 + 0.30 * (0.5 + 0.5 * fbm(ph->seed ^ 0x4b49ULL, n->cx, n->cy,
+                                       600, 2));
+    n->pos = tumour && rng_uniform(&r) < p;
+    return true;
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+/* Per-pixel stain amounts of one tile, then Beer–Lambert. */
+struct canvas {
+    int n;                          /* SIM_TILE */
+    double x0, y0, q;               /* point (i, j) = (x0 + i q, y0 + j q) */
+    float *od;                      /* n * n * 3: H, E, DAB */
+};
+
+static void
+tissue_pixel(const struct sim__phantom *ph, const struct lat *L, double x,
+             double y, float *od)
+{
+    const struct look *lk = &looks[ph->stain];
+    int cls = lat_class(ph, L, x, y), k;
+    double shade, t, fib, ph_;
+
+    od[0] = od[1] = od[2] = 0;
+    if (cls == SIM_LABEL_GLASS)
+        return;
+    shade = 1 + 0.12 * lat_at(L, F_SHADE, x, y);
+    if (cls == SIM_LABEL_TUMOR) {
+        t = 1 + 0.22 * vnoise(ph->seed ^ 0x7458ULL, x / 4.0, y / 4.0);
+        for (k = 0; k < 3; k++)
+            od[k] = (float)(lk->cyto[k] * t * shade);
+        return;
+    }
+    /* Wavy bundles along a warped direction, pale clefts between them,
+     * bundle strength varying from place to place. */
+    ph_ = 2 * M_PI * (ph->fdir[0] * x + ph->fdir[1] * y +
+                      lat_at(L, F_WARP, x, y) + lat_at(L, F_WARP2, x, y)) /
+          FIBRE_UM;
+    t = sin(ph_);
+    fib = t < -0.55 ? 0.08 : t < -0.25 ? 0.08 + (t + 0.55) * 2.4 : 0.8 +
+                                                        0.2 * t;
+    fib *= 0.75 + 0.45 * lat_at(L, F_BUNDLE, x, y);
+    fib *= 1 + 0.18 * vnoise(ph->seed ^ 0x6669ULL, x / 2.5, y / 2.5);
+    for (k = 0; k < 3; k++)
+        od[k] = (float)(lk->fibre[k] * fib * shade);
+}
+
+/* Mean stain amounts of a class, for pixels larger than the cells. */
+static void
+mean_pixel(const struct sim__phantom *ph, double x, double y, float *od)
+{
+    const struct look *lk = &looks[ph->stain];
+    int cls = sim__phantom_label(ph, x, y), k;
+    double ftum = 0.40, fstr = 0.04;
+    double pos = 0.10 + 0.30 * (0.5 + 0.5 * fbm(ph->seed ^ 0x4b49ULL, x, y,
+                                                600, 2));
+    double shade;
+
+    od[0] = od[1] = od[2] = 0;
+    if (cls == SIM_LABEL_GLASS)
+        return;
+    shade = 1 + 0.12 * field_raw(ph, F_SHADE, x, y);
+    for (k = 0; k < 3; k++) {
+        double v;
+
+        if (cls == SIM_LABEL_TUMOR)
+            v = lk->cyto[k] * (1 - ftum) +
+                ftum * (lk->nuc[k] * (1 - pos) + lk->nuc_pos[k] * pos);
+        else
+            v = lk->fibre[k] * 0.55 * (1 - fstr) + lk->snuc[k] * fstr;
+        od[k] = (float)(v * shade);
+    }
+}
+
+static void
+splat(const struct sim__phantom *ph, struct canvas *cv,
+      const struct nucleus *n)
+{
+    const struct look *lk = &looks[ph->stain];
+    const double *amt = n->cls == SIM_LABEL_STROMA ? lk->snuc
+                        : n->pos ? lk->nuc_pos : lk->nuc;
+    double ca = cos(n->ang), sa = sin(n->ang), r = n->a * 1.3 + cv->q;
+    double edge = fmax(cv->q, 0.4);
+    int i0 = (int)floor((n->cx - r - cv->x0) / cv->q);
+    int i1 = (int)ceil((n->cx + r - cv->x0) / cv->q);
+    int j0 = (int)floor((n->cy - r - cv->y0) / cv->q);
+    int j1 = (int)ceil((n->cy + r - cv->y0) / cv->q);
+    int i, j, k;
+
+    for (j = j0 < 0 ? 0 : j0; j <= j1 && j < cv->n; j++) {
+        for (i = i0 < 0 ? 0 : i0; i <= i1 && i < cv->n; i++) {
+            double dx = cv->x0 + i * cv->q - n->cx;
+            double dy = cv->y0 + j * cv->q - n->cy;
+            double u = (dx * ca + dy * sa) / n->a;
+            double v = (-dx * sa + dy * ca) / n->b;
+            double d2 = u * u + v * v, d = sqrt(d2), alpha, tex, wob;
+            float *od;
+
+            /* An irregular outline: the radius varies with cos 2θ,
+             * sin 2θ and sin 3θ, from u and v without trigonometry. */
+            if (d2 > 1e-12) {
+                double c2 = (u * u - v * v) / d2, s2 = 2 * u * v / d2;
+                double s1 = v / d, s3 = 3 * s1 - 4 * s1 * s1 * s1;
+
+                wob = 1 + n->wob[0] * c2 + n->wob[1] * s2 + n->wob[2] * s3;
+                d /= wob;
+            }
+
+            /* Soft edge about one pixel (or 0.4 µm) wide. */
+            alpha = (1 - d) * n->b / edge + 0.5;
+            if (alpha <= 0)
+                continue;
+            if (alpha > 1)
+                alpha = 1;
+            tex = 0.85 + 0.3 * sim__u01(rng_mix64(n->h ^ (uint64_t)(
+                      (int64_t)floor(dx / 0.6) * 131 +
+                      (int64_t)floor(dy / 0.6) * 7919)));
+            tex *= n->dens * (1.0 + 0.15 * d);  /* darker rim */
+            od = cv->od + ((size_t)j * cv->n + i) * 3;
+            for (k = 0; k < 3; k++)
+                od[k] = (float)(od[k] * (1 - alpha) + amt[k] * tex * alpha);
+        }
+    }
+}
+
+static void
+splat_grid(const struct sim__phantom *ph, struct canvas *cv, bool tumour)
+{
+    double cell = tumour ? TUM_CELL_UM : STR_CELL_UM, pad = cell;
+    double x1 = cv->x0 + cv->n * cv->q, y1 = cv->y0 + cv->n * cv->q;
+    int64_t i, j;
+    struct nucleus n;
+
+    for (j = (int64_t)floor((cv->y0 - pad) / cell);
+         j <= (int64_t)floor((y1 + pad) / cell); j++)
+        for (i = (int64_t)floor((cv->x0 - pad) / cell);
+             i <= (int64_t)floor((x1 + pad) / cell); i++)
+            if (nucleus_of(ph, tumour, i, j, &n))
+                splat(ph, cv, &n);
+}
+
+static void
+to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb)
+{
+    int i, c;
+
+    for (i = 0; i < n; i++, od += 3, rgb += 3) {
+        for (c = 0; c < 3; c++) {
+            double d = od[0] * vec_h[c] + od[1] * vec_e[c] +
+                       od[2] * vec_d[c];
+            int k = (int)(d * (OD_LUT_N / OD_LUT_MAX) + 0.5);
+            double t;
+
+            if (k >= OD_LUT_N)
+                k = OD_LUT_N - 1;
+            if (k < 0)
+                k = 0;
+            t = ph->glass[c] * ph->od_lut[k];
+            rgb[c] = (uint8_t)(t * 255 + 0.5);
+        }
+    }
+}
+
+static int
+render_fine(const struct sim__phantom *ph, struct canvas *cv)
+{
+    struct lat L;
+    double span = cv->n * cv->q;
+    int64_t i0 = (int64_t)floor(cv->x0 / LAT_UM) - 1;
+    int64_t j0 = (int64_t)floor(cv->y0 / LAT_UM) - 1;
+    int nx = (int)ceil(span / LAT_UM) + 4, i, j;
+
+    if (lat_fill(ph, &L, i0, j0, nx, nx, F_NF) < 0) {
+        lat_free(&L);
+        return -ENOMEM;
+    }
+    for (j = 0; j < cv->n; j++)
+        for (i = 0; i < cv->n; i++)
+            tissue_pixel(ph, &L, cv->x0 + i * cv->q, cv->y0 + j * cv->q,
+                         cv->od + ((size_t)j * cv->n + i) * 3);
+    lat_free(&L);
+    splat_grid(ph, cv, true);
+    splat_grid(ph, cv, false);
+    return 0;
+}
+
+static int
+ph_tile(struct sim__source *src, int level, double q, int tx, int ty,
+        uint8_t *rgb, struct ss_err *err)
+{
+    const struct sim__phantom *ph = src->ph;
+    struct canvas cv;
+    int i, j, rc = 0;
+
+    cv.n = SIM_TILE;
+    cv.q = q;
+    cv.x0 = (double)tx * SIM_TILE * q;
+    cv.y0 = (double)ty * SIM_TILE * q;
+    cv.od = calloc((size_t)SIM_TILE * SIM_TILE * 3, sizeof(float));
+    if (cv.od == NULL)
+        return err_set(err, -ENOMEM, "phantom: out of memory");
+    if (cv.x0 >= ph->w_um || cv.y0 >= ph->h_um ||
+        cv.x0 + SIM_TILE * q <= 0 || cv.y0 + SIM_TILE * q <= 0) {
+        /* All glass: zero density. */
+    } else if (q <= COARSE_UM) {
+        rc = render_fine(ph, &cv);
+    } else {
+        for (j = 0; j < cv.n; j++)
+            for (i = 0; i < cv.n; i++)
+                mean_pixel(ph, cv.x0 + i * q, cv.y0 + j * q,
+                           cv.od + ((size_t)j * cv.n + i) * 3);
+    }
+    if (rc == 0)
+        to_rgb(ph, cv.od, SIM_TILE * SIM_TILE, rgb);
+    free(cv.od);
+    if (rc < 0)
+        return err_set(err, rc, "phantom: out of memory");
+    return 0;
+}
+
+/* ---- truth --------------------------------------------------------------- */
+
+static void
+count_nuclei(const struct sim__phantom *ph, bool tumour, double x0,
+             double y0, double w, double h, struct sim_phantom_truth *t)
+{
+    double cell = tumour ? TUM_CELL_UM : STR_CELL_UM;
+    int64_t i, j;
+    struct nucleus n;
+
+    for (j = (int64_t)floor(y0 / cell) - 1;
+         j <= (int64_t)floor((y0 + h) / cell) + 1; j++) {
+        for (i = (int64_t)floor(x0 / cell) - 1;
+             i <= (int64_t)floor((x0 + w) / cell) + 1; i++) {
+            if (!nucleus_of(ph, tumour, i, j, &n))
+                continue;
+            if (n.cx < x0 || n.cy < y0 || n.cx >= x0 + w || n.cy >= y0 + h)
+                continue;
+            t->nuclei[n.cls]++;
+            if (n.pos)
+                t->tumor_pos++;
+        }
+    }
+}
+
+/* Areas from labels sampled at the centres of a 2 µm grid, band by band
+ * through lattice blocks. */
+static int
+count_areas(const struct sim__phantom *ph, double x0, double y0, double w,
+            double h, struct sim_phantom_truth *t)
+{
+    const double step = 2.0, band = 256.0;
+    int nx = (int)ceil(w / step), ny = (int)ceil(h / step), i, j;
+    double yb;
+    struct lat L;
+
+    for (yb = 0; yb < ny * step; yb += band) {
+        double ytop = y0 + yb, ybot = fmin(y0 + ny * step, ytop + band);
+        int64_t i0 = (int64_t)floor(x0 / LAT_UM) - 1;
+        int64_t j0 = (int64_t)floor(ytop / LAT_UM) - 1;
+        int lx = (int)ceil((w + step) / LAT_UM) + 4;
+        int ly = (int)ceil((ybot - ytop) / LAT_UM) + 4;
+
+        if (lat_fill(ph, &L, i0, j0, lx, ly, F_TUMOR + 1) < 0) {
+            lat_free(&L);
+            return -ENOMEM;
+        }
+        for (j = 0; ytop + (j + 0.5) * step < ybot; j++)
+            for (i = 0; i < nx; i++)
+                t->area_um2[lat_class(ph, &L, x0 + (i + 0.5) * step,
+                                      ytop + (j + 0.5) * step)] +=
+                    step * step;
+        lat_free(&L);
+    }
+    return 0;
+}
+
+int
+sim__phantom_truth(const struct sim__phantom *ph, double x0, double y0,
+                   double w, double h, struct sim_phantom_truth *t)
+{
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    rc = count_areas(ph, x0, y0, w, h, t);
+    if (rc < 0)
+        return rc;
+    count_nuclei(ph, true, x0, y0, w, h, t);
+    count_nuclei(ph, false, x0, y0, w, h, t);
+    t->ki67_fraction = t->nuclei[SIM_LABEL_TUMOR] > 0
+                       ? (double)t->tumor_pos / t->nuclei[SIM_LABEL_TUMOR]
+                       : 0;
+    t->ck_positive_um2 = t->area_um2[SIM_LABEL_TUMOR];
+    t->tumor_stroma_ratio = t->area_um2[SIM_LABEL_STROMA] > 0
+                            ? t->area_um2[SIM_LABEL_TUMOR] /
+                              t->area_um2[SIM_LABEL_STROMA]
+                            : 0;
+    if (ph->stain != SIM_STAIN_KI67) {
+        t->tumor_pos = 0;
+        t->ki67_fraction = 0;
+    }
+    return 0;
+}
+
+/* ---- the source ---------------------------------------------------------- */
+
+static void
+ph_destroy(struct sim__source *src)
+{
+    free(src->ph);
+}
+
+static const struct sim__source_ops ph_ops = {
+    .tile = ph_tile,
+    .destroy = ph_destroy,
+};
+
+static int
+ph_option(const char *spec, char *opt, uint64_t *seed, double *w_mm,
+          double *h_mm, char *id, size_t idlen, struct ss_err *err)
+{
+    char *eq = strchr(opt, '='), *end;
+    double v;
+
+    if (eq == NULL)
+        return err_set(err, SS_ECONFIG, "slide '%s': option '%s' is not "
+                       "key=value", spec, opt);
+    *eq++ = '\0';
+    if (strcmp(opt, "id") == 0) {
+        snprintf(id, idlen, "%s", eq);
+        return 0;
+    }
+    v = strtod(eq, &end);
+    if (end == eq || *end != '\0' || !isfinite(v) || v < 0)
+        return err_set(err, SS_ECONFIG, "slide '%s': %s: '%s' is not a "
+                       "number >= 0", spec, opt, eq);
+    if (strcmp(opt, "seed") == 0 && v == floor(v))
+        *seed = (uint64_t)v;
+    else if (strcmp(opt, "w_mm") == 0 && v >= 0.05 && v <= 60)
+        *w_mm = v;
+    else if (strcmp(opt, "h_mm") == 0 && v >= 0.05 && v <= 60)
+        *h_mm = v;
+    else
+        return err_set(err, SS_ECONFIG, "slide '%s': bad option '%s' "
+                       "(seed=N, w_mm and h_mm 0.05..60, id=TEXT)", spec,
+                       opt);
+    return 0;
+}
+
+int
+sim__phantom_open(const char *spec, const struct sim_config *c,
+                  struct sim__source **out, struct ss_err *err)
+{
+    char buf[SIM_SPEC_MAX], *part, *save = NULL, id[64] = "";
+    uint64_t seed = c->seed;
+    double w_mm = 4, h_mm = 3, ang;
+    struct sim__source *src;
+    struct sim__phantom *ph;
+    int stain, rc = 0, i;
+
+    snprintf(buf, sizeof(buf), "%s", spec + strlen("phantom:"));
+    part = strtok_r(buf, ":", &save);
+    stain = part != NULL ? sim__stain_parse(part) : -1;
+    if (stain < 0)
+        return err_set(err, SS_ECONFIG, "slide '%s': phantom stain must be "
+                       "HE, KI67 or CK", spec);
+    while (rc == 0 && (part = strtok_r(NULL, ":", &save)) != NULL)
+        rc = ph_option(spec, part, &seed, &w_mm, &h_mm, id, sizeof(id),
+                       err);
+    if (rc < 0)
+        return rc;
+    src = calloc(1, sizeof(*src));
+    ph = calloc(1, sizeof(*ph));
+    if (src == NULL || ph == NULL) {
+        free(src);
+        free(ph);
+        return err_set(err, -ENOMEM, "phantom: out of memory");
+    }
+    ph->seed = seed;
+    ph->stain = stain;
+    ph->w_um = w_mm * 1000;
+    ph->h_um = h_mm * 1000;
+    ang = M_PI * sim__u01(rng_key(seed, 0x444952ULL, 0, 0));
+    ph->fdir[0] = cos(ang);
+    ph->fdir[1] = sin(ang);
+    ph->glass[0] = 0.955;
+    ph->glass[1] = 0.955;
+    ph->glass[2] = 0.965;
+    for (i = 0; i < OD_LUT_N; i++)
+        ph->od_lut[i] = (float)pow(10, -(double)i * OD_LUT_MAX / OD_LUT_N);
+    src->ops = &ph_ops;
+    src->ph = ph;
+    src->stain = stain;
+    src->w_um = ph->w_um;
+    src->h_um = ph->h_um;
+    src->mpp = 0;
+    memcpy(src->glass, ph->glass, sizeof(src->glass));
+    snprintf(src->desc, sizeof(src->desc), "%s", spec);
+    if (id[0] != '\0')
+        snprintf(src->slide_id, sizeof(src->slide_id), "%s", id);
+    else
+        snprintf(src->slide_id, sizeof(src->slide_id), "PH-%s-%llu",
+                 sim__stain_name(stain), (unsigned long long)seed);
+    *out = src;
+    return 0;
+}

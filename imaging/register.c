@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Phase correlation of two overlap views (imaging/register.h).
+ *
+ * Steps: remove each view's mean, taper its border with a raised cosine
+ * (so the implicit periodic extension has no edge to correlate), pad with
+ * zeros by the largest plausible shift, FFT both, keep only the phase of
+ * their cross-power spectrum, weight it by a Gaussian of σ_f = 1 / (2π σ)
+ * so the correlation peak becomes a Gaussian of σ px, and transform back.
+ * The peak's centre comes from a parabola through the logarithms of the
+ * peak and its two neighbours on each axis, exact for a Gaussian.
+ */
+#include "imaging/register.h"
+
+#include <errno.h>
+#include <fftw3.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t fftw_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+reg_fftw_lock(void)
+{
+    pthread_mutex_lock(&fftw_mu);
+}
+
+void
+reg_fftw_unlock(void)
+{
+    pthread_mutex_unlock(&fftw_mu);
+}
+
+void
+reg_params_default(struct reg_params *p)
+{
+    p->max_shift_px = 20;
+    p->min_peak_ratio = 2.0;
+    p->min_ncc = 0.5;
+    p->min_std = 1.0;
+    p->peak_sigma_px = 1.0;
+}
+
+/* The smallest n' >= n with no prime factor above 7: sizes FFTW does
+ * fast. */
+static int
+nice_size(int n)
+{
+    for (;; n++) {
+        int m = n;
+
+        while (m % 2 == 0)
+            m /= 2;
+        while (m % 3 == 0)
+            m /= 3;
+        while (m % 5 == 0)
+            m /= 5;
+        while (m % 7 == 0)
+            m /= 7;
+        if (m == 1)
+            return n;
+    }
+}
+
+/* A pair of plans for one padded size, kept for the process's life: a
+ * scan registers hundreds of pairs of the same two sizes. */
+struct plans {
+    int nw, nh;
+    fftwf_plan fwd, inv;
+};
+
+#define PLAN_CACHE 64
+static struct plans plan_cache[PLAN_CACHE];
+static int plan_count;
+
+/* Plans stay cached for the process's life; NULL when FFTW cannot plan
+ * or more distinct sizes than the cache holds were asked for (the
+ * stitcher asks for two per scan geometry). */
+static const struct plans *
+plans_for(int nw, int nh, float *real, fftwf_complex *spec)
+{
+    const struct plans *found = NULL;
+    int i;
+
+    reg_fftw_lock();
+    for (i = 0; i < plan_count && found == NULL; i++)
+        if (plan_cache[i].nw == nw && plan_cache[i].nh == nh)
+            found = &plan_cache[i];
+    if (found == NULL && plan_count < PLAN_CACHE) {
+        struct plans *p = &plan_cache[plan_count];
+
+        p->nw = nw;
+        p->nh = nh;
+        p->fwd = fftwf_plan_dft_r2c_2d(nh, nw, real, spec, FFTW_ESTIMATE);
+        p->inv = fftwf_plan_dft_c2r_2d(nh, nw, spec, real, FFTW_ESTIMATE);
+        if (p->fwd != NULL && p->inv != NULL) {
+            plan_count++;
+            found = p;
+        }
+    }
+    reg_fftw_unlock();
+    return found;
+}
+
+static void
+mean_std(const float *a, int n, double *mean, double *std)
+{
+    double s = 0, s2 = 0;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        s += a[i];
+        s2 += (double)a[i] * a[i];
+    }
+    *mean = s / n;
+    *std = sqrt(fmax(0, s2 / n - *mean * *mean));
+}
+
+/* Raised-cosine taper over `edge` pixels at both ends of [0, n). */
+static float
+taper(int i, int n, int edge)
+{
+    int d = i < n - 1 - i ? i : n - 1 - i;
+
+    if (d >= edge)
+        return 1;
+    return (float)(0.5 - 0.5 * cos(M_PI * (d + 0.5) / edge));
+}
+
+static void
+load_view(const float *a, int w, int h, double mean, int nw, int nh,
+          float *dst)
+{
+    int ex = w / 4 < 16 ? w / 4 : 16, ey = h / 4 < 16 ? h / 4 : 16, x, y;
+
+    memset(dst, 0, sizeof(float) * (size_t)nw * nh);
+    for (y = 0; y < h; y++) {
+        float ty = taper(y, h, ey);
+
+        for (x = 0; x < w; x++)
+            dst[(size_t)y * nw + x] = (float)(a[(size_t)y * w + x] - mean) *
+                                      taper(x, w, ex) * ty;
+    }
+}
+
+/* conj(A) · B, phase only, weighted by the Gaussian that shapes the
+ * peak; written over B. */
+static void
+cross_power(const fftwf_complex *fa, fftwf_complex *fb, int nw, int nh,
+            double sigma)
+{
+    int kw = nw / 2 + 1, kx, ky;
+    double g = 2 * M_PI * M_PI * sigma * sigma;
+
+    for (ky = 0; ky < nh; ky++) {
+        double fy = (ky <= nh / 2 ? ky : ky - nh) / (double)nh;
+
+        for (kx = 0; kx < kw; kx++) {
+            size_t i = (size_t)ky * kw + kx;
+            double fx = kx / (double)nw;
+            double re = fa[i][0] * fb[i][0] + fa[i][1] * fb[i][1];
+            double im = fa[i][0] * fb[i][1] - fa[i][1] * fb[i][0];
+            double mag = hypot(re, im);
+            double wgt = mag > 1e-20 ? exp(-g * (fx * fx + fy * fy)) / mag
+                                     : 0;
+
+            fb[i][0] = (float)(re * wgt);
+            fb[i][1] = (float)(im * wgt);
+        }
+    }
+}
+
+static float
+at(const float *c, int nw, int nh, int x, int y)
+{
+    x = ((x % nw) + nw) % nw;
+    y = ((y % nh) + nh) % nh;
+    return c[(size_t)y * nw + x];
+}
+
+/* Offset of a peak's centre from sample 0 given samples at -1, 0, +1. */
+static double
+fit3(double m, double c, double p)
+{
+    double d;
+
+    if (m > 0 && c > 0 && p > 0) {
+        m = log(m);
+        c = log(c);
+        p = log(p);
+    }
+    d = m - 2 * c + p;
+    if (d >= 0)
+        return 0;
+    d = 0.5 * (m - p) / d;
+    return d < -0.5 ? -0.5 : d > 0.5 ? 0.5 : d;
+}
+
+struct peak {
+    int x, y;                       /* signed shift of the maximum */
+    double value, second;
+};
+
+static void
+find_peak(const float *c, int nw, int nh, double excl, struct peak *pk)
+{
+    int x, y;
+    size_t best = 0, i;
+
+    for (i = 1; i < (size_t)nw * nh; i++)
+        if (c[i] > c[best])
+            best = i;
+    pk->x = (int)(best % nw);
+    pk->y = (int)(best / nw);
+    pk->x -= pk->x > nw / 2 ? nw : 0;
+    pk->y -= pk->y > nh / 2 ? nh : 0;
+    pk->value = c[best];
+    pk->second = 0;
+    for (y = 0; y < nh; y++) {
+        int sy = y > nh / 2 ? y - nh : y;
+
+        for (x = 0; x < nw; x++) {
+            int sx = x > nw / 2 ? x - nw : x;
+            double dx = sx - pk->x, dy = sy - pk->y;
+
+            if (dx * dx + dy * dy > excl * excl &&
+                c[(size_t)y * nw + x] > pk->second)
+                pk->second = c[(size_t)y * nw + x];
+        }
+    }
+}
+
+/* Normalised cross-correlation of b(x, y) and a(x + dx, y + dy) where
+ * both exist. */
+static double
+aligned_ncc(const float *a, const float *b, int w, int h, int dx, int dy)
+{
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, n = 0, va, vb;
+    int x, y;
+
+    for (y = 0; y < h; y++) {
+        if (y + dy < 0 || y + dy >= h)
+            continue;
+        for (x = 0; x < w; x++) {
+            double pa, pb;
+
+            if (x + dx < 0 || x + dx >= w)
+                continue;
+            pa = a[(size_t)(y + dy) * w + x + dx];
+            pb = b[(size_t)y * w + x];
+            sa += pa;
+            sb += pb;
+            saa += pa * pa;
+            sbb += pb * pb;
+            sab += pa * pb;
+            n++;
+        }
+    }
+    if (n < 16)
+        return 0;
+    va = saa - sa * sa / n;
+    vb = sbb - sb * sb / n;
+    if (va <= 0 || vb <= 0)
+        return 0;
+    return (sab - sa * sb / n) / sqrt(va * vb);
+}
+
+static bool
+refuse(struct reg_result *r, const char *why)
+{
+    r->ok = false;
+    r->why = why;
+    return false;
+}
+
+/* Judges the correlation surface; fills r. */
+static void
+judge(const float *a, const float *b, int w, int h, const float *c, int nw,
+      int nh, const struct reg_params *p, struct reg_result *r)
+{
+    struct peak pk;
+    double sx, sy;
+
+    find_peak(c, nw, nh, 3 * p->peak_sigma_px + 2, &pk);
+    r->peak_ratio = pk.second > 0 ? pk.value / pk.second : 1e9;
+    sx = pk.x + fit3(at(c, nw, nh, pk.x - 1, pk.y), pk.value,
+                     at(c, nw, nh, pk.x + 1, pk.y));
+    sy = pk.y + fit3(at(c, nw, nh, pk.x, pk.y - 1), pk.value,
+                     at(c, nw, nh, pk.x, pk.y + 1));
+    /* The peak at s means b(x) = a(x - s). */
+    r->dx = -sx;
+    r->dy = -sy;
+    r->ncc = aligned_ncc(a, b, w, h, -pk.x, -pk.y);
+    if (pk.value <= 0 || r->peak_ratio < p->min_peak_ratio)
+        refuse(r, "weak correlation peak");
+    else if (r->ncc < p->min_ncc)
+        refuse(r, "views disagree once aligned");
+    else if (hypot(r->dx, r->dy) > p->max_shift_px)
+        refuse(r, "shift larger than the stage's plausible error");
+    else
+        r->ok = true;
+}
+
+int
+reg_phase_correlate(const float *a, const float *b, int w, int h,
+                    const struct reg_params *p, struct reg_result *r,
+                    struct ss_err *err)
+{
+    int pad = (int)ceil(p->max_shift_px) + 2;
+    int nw = nice_size(w + pad), nh = nice_size(h + pad);
+    size_t nspec = (size_t)nh * (nw / 2 + 1);
+    double ma, sa, mb, sb;
+    const struct plans *pl;
+    float *ra = NULL, *rb = NULL;
+    fftwf_complex *fa = NULL, *fb = NULL;
+
+    memset(r, 0, sizeof(*r));
+    if (w < 8 || h < 8) {
+        refuse(r, "overlap too small");
+        return 0;
+    }
+    mean_std(a, w * h, &ma, &sa);
+    mean_std(b, w * h, &mb, &sb);
+    if (sa < p->min_std || sb < p->min_std) {
+        refuse(r, "featureless overlap");
+        return 0;
+    }
+    ra = fftwf_malloc(sizeof(float) * (size_t)nw * nh);
+    rb = fftwf_malloc(sizeof(float) * (size_t)nw * nh);
+    fa = fftwf_malloc(sizeof(fftwf_complex) * nspec);
+    fb = fftwf_malloc(sizeof(fftwf_complex) * nspec);
+    pl = ra && rb && fa && fb ? plans_for(nw, nh, ra, fa) : NULL;
+    if (pl == NULL) {
+        fftwf_free(ra);
+        fftwf_free(rb);
+        fftwf_free(fa);
+        fftwf_free(fb);
+        return err_set(err, -ENOMEM, "registration: cannot set up a %dx%d "
+                       "transform (memory or plan cache)", nw, nh);
+    }
+    load_view(a, w, h, ma, nw, nh, ra);
+    load_view(b, w, h, mb, nw, nh, rb);
+    fftwf_execute_dft_r2c(pl->fwd, ra, fa);
+    fftwf_execute_dft_r2c(pl->fwd, rb, fb);
+    cross_power(fa, fb, nw, nh, p->peak_sigma_px);
+    fftwf_execute_dft_c2r(pl->inv, fb, ra);
+    judge(a, b, w, h, ra, nw, nh, p, r);
+    fftwf_free(ra);
+    fftwf_free(rb);
+    fftwf_free(fa);
+    fftwf_free(fb);
+    return 0;
+}

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Capturing planned tiles: move, expose, check exposure, flat-field,
+ * judge focus, refocus and re-take when blurred.
+ *
+ * Focus quality: q = R / R_ref with R = S(bin 1) / S(bin 2), the ratio of
+ * the Brenner sharpness of a raw frame at full resolution to that of the
+ * same frame binned 2 × 2 (imaging/focus.h).  Defocus takes detail
+ * from the finest scale first, so R falls quickly with blur while the
+ * amount and kind of tissue largely cancel out.  R_ref is the median R of
+ * the focus points, each measured at its best focus on a frame taken
+ * like a tile.  Pixel noise raises R, so glass-only frames never look
+ * blurred.  A tile with q < sharp_rel_min is refocused over
+ * ± refocus_range_um around the map's z and taken again.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "imaging/exposure.h"
+#include "imaging/flatfield.h"
+#include "scan/acq_int.h"
+
+enum cam_mode { CAM_UNKNOWN, CAM_TILE, CAM_FOCUS };
+
+struct acq_session {
+    struct microscope *m;
+    const struct acq_profile *p;
+    const struct acq_calib *calib;
+    const struct acq_focus_map *fm;
+    struct acq_options o;
+    struct motion mo;
+    struct img *gain;               /* white / (F - D), NULL: no calib */
+    enum cam_mode mode;
+    double q_ref;                   /* R of the focus points, 0: none */
+    struct exp_limits lim;
+};
+
+double
+acq__quality(const struct img *frame)
+{
+    double s2 = focus_sharpness(frame, getenv("QB") ? atoi(getenv("QB")) : 2);
+
+    return s2 > 0 ? focus_sharpness(frame, 1) / s2 : 0;
+}
+
+/* The reference quality: the median over focus points that carry one. */
+static double
+reference_quality(const struct acq_focus_map *fm)
+{
+    double *v, q = 0;
+    int i, n = 0;
+
+    if (fm == NULL || fm->npoints == 0)
+        return 0;
+    v = calloc((size_t)fm->npoints, sizeof(*v));
+    if (v == NULL)
+        return 0;
+    for (i = 0; i < fm->npoints; i++)
+        if (fm->points[i].ok && fm->points[i].score > 0)
+            v[n++] = fm->points[i].score;
+    if (n > 0)
+        q = acq__median(v, n);
+    free(v);
+    return q;
+}
+
+void
+acq_session_free(struct acq_session *s)
+{
+    if (s == NULL)
+        return;
+    img_free(s->gain);
+    free(s);
+}
+
+int
+acq_session_open(struct microscope *m, const struct acq_profile *p,
+                 const struct acq_calib *calib,
+                 const struct acq_focus_map *fm,
+                 const struct acq_options *o, struct acq_session **out,
+                 struct ss_err *err)
+{
+    struct acq_session *s;
+    struct motion_cfg mc;
+
+    *out = NULL;
+    if (calib != NULL && !acq_calib_matches(calib, p))
+        return err_set(err, SS_ECONFIG, "calibration for %s %s %.0f ms "
+                       "does not fit profile %s %s %.0f ms", calib->stain,
+                       calib->objective, calib->exposure_ms, p->stain,
+                       p->objective, p->exposure_ms);
+    if (calib != NULL && (calib->flat->w != m->cam->frame_w ||
+                          calib->flat->h != m->cam->frame_h))
+        return err_set(err, SS_ECONFIG, "calibration frames are %dx%d, "
+                       "camera %s gives %dx%d", calib->flat->w,
+                       calib->flat->h, m->cam->model, m->cam->frame_w,
+                       m->cam->frame_h);
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return err_set(err, -ENOMEM, "scan session: no memory");
+    s->m = m;
+    s->p = p;
+    s->calib = calib;
+    s->fm = fm;
+    s->o = *o;
+    acq__motion_cfg(o, &mc);
+    motion_init(&s->mo, m->stage, m->clock, &mc);
+    exp_limits_default(&s->lim);
+    s->q_ref = reference_quality(fm);
+    if (calib != NULL) {
+        s->gain = ff_gain_new(calib->dark, calib->flat, o->white);
+        if (s->gain == NULL) {
+            free(s);
+            return err_set(err, -ENOMEM, "scan session: no memory");
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+struct acq_session *
+acq_session_new(struct microscope *m, const struct acq_profile *p,
+                const struct acq_calib *calib, const struct acq_focus_map *fm,
+                const struct acq_options *o)
+{
+    struct acq_session *s;
+    struct ss_err e;
+
+    if (acq_session_open(m, p, calib, fm, o, &s, &e) != 0) {
+        log_error("scan", "session: %s", e.msg);
+        return NULL;
+    }
+    return s;
+}
+
+void
+acq_tile_result_clear(struct acq_tile_result *r)
+{
+    img_free(r->frame);
+    memset(r, 0, sizeof(*r));
+}
+
+static int
+use_mode(struct acq_session *s, enum cam_mode mode, struct ss_err *err)
+{
+    int rc;
+
+    if (s->mode == mode)
+        return 0;
+    rc = acq__set_camera(s->m, s->p, &s->o, mode == CAM_FOCUS, err);
+    s->mode = rc == 0 ? mode : CAM_UNKNOWN;
+    return rc;
+}
+
+/* Exposure flags of a raw frame, logged when set. */
+static int
+exposure_flags(struct acq_session *s, const struct img *raw,
+               const struct acq_tile *t, double *sat_frac)
+{
+    const struct acq_calib *c = s->calib;
+    struct exp_stats st;
+    int flags = 0;
+
+    exposure_check(raw, c ? c->dark : NULL, c ? c->flat : NULL, &s->lim,
+                   &st);
+    *sat_frac = st.sat_frac;
+    if (st.flags & EXP_SATURATED) {
+        flags |= ACQ_TILE_SATURATED;
+        log_warn("scan", "saturated tile=%d sat_tissue_pct=%.2f "
+                 "tissue_pct=%.1f", t->index, 100 * st.sat_frac,
+                 100 * st.tissue_frac);
+    }
+    if (st.flags & EXP_DARK) {
+        flags |= ACQ_TILE_DARK;
+        log_warn("scan", "too dark tile=%d bright_transmittance=%.3f",
+                 t->index, st.bright_t);
+    }
+    return flags;
+}
+
+/* One exposure at pos into r (frame, position, exposure flags); *q is
+ * the frame's focus quality R. */
+static int
+take(struct acq_session *s, const struct acq_tile *t, const double pos[3],
+     struct acq_tile_result *r, double *q, struct ss_err *err)
+{
+    struct camera *cam = s->m->cam;
+    struct img *raw = NULL, *frame = NULL;
+    double at[3];
+    int rc;
+
+    rc = use_mode(s, CAM_TILE, err);
+    if (rc == 0)
+        rc = motion_approach(&s->mo, pos, at, err);
+    if (rc == 0 && (rc = cam->ops->capture(cam, &raw, err)) != 0)
+        err_prefix(err, "camera %s", cam->model);
+    if (rc == 0 && s->gain != NULL)
+        rc = ff_apply(raw, s->calib->dark, s->gain, &frame, err);
+    if (rc != 0) {
+        img_free(raw);
+        return rc;
+    }
+    r->flags = (r->flags & ACQ_TILE_LOWCONF) |
+               exposure_flags(s, raw, t, &r->sat_frac);
+    *q = acq__quality(raw);
+    if (frame == NULL) {
+        frame = raw;
+        raw = NULL;
+    }
+    img_free(raw);
+    img_free(r->frame);
+    r->frame = frame;
+    r->x_um = at[0];
+    r->y_um = at[1];
+    r->z_um = at[2];
+    return 0;
+}
+
+/* Autofocus around the predicted z at the tile: 0 with *z, SS_ENOFOCUS,
+ * or a device error. */
+static int
+refocus(struct acq_session *s, const struct acq_tile *t, double z_pred,
+        double *z, struct acq_tile_result *r, struct ss_err *err)
+{
+    struct acq__focuser f = { s->m, &s->mo, &s->o, t->x_um, t->y_um, 0 };
+    struct af_result ar;
+    int rc;
+
+    rc = use_mode(s, CAM_FOCUS, err);
+    if (rc == 0)
+        rc = acq__autofocus(&f, z_pred, s->o.refocus_range_um, 3, &ar, err);
+    r->focus_captures += f.captures;
+    if (rc == 0)
+        *z = ar.z_um;
+    return rc;
+}
+
+static double
+clamp(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The map's z at the tile's centre, within the z travel. */
+static double
+predicted_z(const struct acq_session *s, const struct acq_plan *plan,
+            const struct acq_tile *t)
+{
+    const struct stage_limits *l = &s->m->stage->limits;
+    double z = s->o.focus_z_um;
+
+    if (s->fm != NULL)
+        z = acq_focus_map_z(s->fm, t->x_um + 0.5 * plan->frame_w *
+                            plan->pixel_um, t->y_um + 0.5 * plan->frame_h *
+                            plan->pixel_um);
+    return clamp(z, l->min_um[2], l->max_um[2]);
+}
+
+/* Refocuses and re-takes while the tile looks blurred, within budget. */
+static int
+retake_blurred(struct acq_session *s, const struct acq_tile *t,
+               struct acq_tile_result *r, double q, struct ss_err *err)
+{
+    double pos[3] = { t->x_um, t->y_um, r->z_pred_um }, z;
+    struct ss_err e;
+    int rc;
+
+    while (r->quality < s->o.sharp_rel_min &&
+           r->retakes < s->o.max_retakes) {
+        rc = refocus(s, t, r->z_pred_um, &z, r, &e);
+        if (rc == SS_ENOFOCUS) {
+            r->flags |= ACQ_TILE_LOWCONF;
+            log_debug("scan", "refocus failed tile=%d: %s", t->index,
+                      e.msg);
+            break;
+        }
+        if (rc != 0) {
+            err_set(err, rc, "refocus: %s", e.msg);
+            return rc;
+        }
+        pos[2] = z;
+        r->retakes++;
+        rc = take(s, t, pos, r, &q, err);
+        if (rc != 0)
+            return rc;
+        r->quality = q / s->q_ref;
+    }
+    if (r->quality < s->o.sharp_rel_min)
+        r->flags |= ACQ_TILE_BLURRED;
+    return 0;
+}
+
+int
+acq_tile_capture(struct acq_session *s, const struct acq_plan *plan,
+                 const struct acq_tile *t, struct acq_tile_result *r,
+                 struct ss_err *err)
+{
+    double pos[3] = { t->x_um, t->y_um, 0 }, q;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->z_pred_um = pos[2] = predicted_z(s, plan, t);
+    if (s->fm == NULL || (s->fm->surf.nused == 0 && s->fm->npoints == 0))
+        r->flags |= ACQ_TILE_LOWCONF;
+    rc = take(s, t, pos, r, &q, err);
+    r->quality = s->q_ref > 0 ? q / s->q_ref : 1.0;
+    if (rc == 0 && s->q_ref > 0)
+        rc = retake_blurred(s, t, r, q, err);
+    if (rc != 0) {
+        acq_tile_result_clear(r);
+        err_prefix(err, "tile %d (row %d, col %d)", t->index, t->row,
+                   t->col);
+        return rc;
+    }
+    r->sharpness = focus_sharpness(r->frame, 1);
+    log_debug("scan", "tile=%d x_um=%.1f y_um=%.1f z_um=%.2f quality=%.2f "
+              "retakes=%d flags=%d", t->index, r->x_um, r->y_um, r->z_um,
+              r->quality, r->retakes, r->flags);
+    return 0;
+}

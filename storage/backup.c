@@ -1,0 +1,948 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Backup and restore (storage/backup.h): the catalogue snapshot through
+ * SQLite's online backup API, the files it names copied with their
+ * checksums verified, a manifest, and the way back.
+ */
+#include "storage/backup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <ini.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "storage/tilestore.h"
+
+#define ROUNDS 3                    /* snapshots before giving up */
+#define DMS_OFFSET 128              /* SQLite's "a connection is here"
+                                       lock byte in the -shm file */
+#define PENDING_BYTE_OFFSET 0x40000000L
+
+/* One file (or directory, expanded into files) the catalogue names. */
+struct item {
+    char rel[PATH_MAX];
+    char sha[65];                   /* the catalogue's, "" when none */
+    char kind[16];                  /* wsi, tile, analysis, calibration */
+    char stamp[32];                 /* when the directory was finished */
+    bool dir;
+};
+
+struct items {
+    struct item *v;
+    int n, cap;
+};
+
+static void
+problem(struct backup_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+problem(struct backup_report *r, const char *fmt, ...)
+{
+    size_t used = strlen(r->problem);
+    va_list ap;
+
+    r->problems++;
+    if (used + 4 >= sizeof(r->problem))
+        return;
+    if (used > 0) {
+        snprintf(r->problem + used, sizeof(r->problem) - used, "; ");
+        used += 2;
+    }
+    va_start(ap, fmt);
+    vsnprintf(r->problem + used, sizeof(r->problem) - used, fmt, ap);
+    va_end(ap);
+}
+
+static struct item *
+items_add(struct items *it)
+{
+    if (it->n == it->cap) {
+        int cap = it->cap ? it->cap * 2 : 64;
+        struct item *v = realloc(it->v, sizeof(*v) * (size_t)cap);
+        if (v == NULL)
+            return NULL;
+        it->v = v;
+        it->cap = cap;
+    }
+    memset(&it->v[it->n], 0, sizeof(it->v[0]));
+    return &it->v[it->n++];
+}
+
+static bool
+items_has(const struct items *it, const char *rel)
+{
+    int i;
+
+    for (i = 0; i < it->n; i++)
+        if (strcmp(it->v[i].rel, rel) == 0)
+            return true;
+    return false;
+}
+
+static const char *
+nonnull(const char *s)
+{
+    return s != NULL ? s : "";
+}
+
+static const char *
+col(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+
+    return t != NULL ? (const char *)t : "";
+}
+
+/* --- what the catalogue names ------------------------------------------- */
+
+static const char *const named_sql =
+    "SELECT wsi_path, checksum, 'wsi', '' FROM slides"
+    " WHERE coalesce(wsi_path, '') != ''"
+    " UNION SELECT wsi_path, checksum, 'wsi', '' FROM scans"
+    " WHERE coalesce(wsi_path, '') != ''"
+    " UNION SELECT out_dir, '', 'analysis', coalesce(finished, '')"
+    " FROM analyses WHERE state = 'done' AND coalesce(out_dir, '') != ''"
+    " UNION SELECT dir, '', 'calibration', taken FROM calibrations"
+    " UNION SELECT t.file, t.checksum, 'tile', '' FROM tiles t"
+    " JOIN scans s ON s.id = t.scan WHERE t.state = 'captured'"
+    " AND coalesce(t.file, '') != ''"
+    " AND s.state NOT IN ('done', 'failed', 'cancelled')";
+
+static int
+db_err(sqlite3 *db, const char *path, const char *what, struct ss_err *err)
+{
+    return err_set(err, -EIO, "catalogue %s: %s: %s", path, what,
+                   sqlite3_errmsg(db));
+}
+
+static int
+list_named(sqlite3 *db, const char *path, struct items *it,
+           struct ss_err *err)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, named_sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(db, path, "listing its files (is this a slidescan "
+                      "catalogue?)", err);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct item *x;
+
+        if (items_has(it, col(s, 0)))
+            continue;
+        x = items_add(it);
+        if (x == NULL)
+            break;
+        snprintf(x->rel, sizeof(x->rel), "%s", col(s, 0));
+        snprintf(x->sha, sizeof(x->sha), "%s", col(s, 1));
+        snprintf(x->kind, sizeof(x->kind), "%s", col(s, 2));
+        snprintf(x->stamp, sizeof(x->stamp), "%s", col(s, 3));
+        x->dir = strcmp(x->kind, "analysis") == 0 ||
+                 strcmp(x->kind, "calibration") == 0;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? err_set(err, -ENOMEM, "out of memory") :
+            db_err(db, path, "listing its files", err);
+    return 0;
+}
+
+/* Replaces each directory item by the files under it (data_dir/rel). */
+static void
+expand_dir(const char *data_dir, const struct item *d, struct items *out,
+           int depth)
+{
+    char path[PATH_MAX * 2];
+    struct dirent *de;
+    struct stat st;
+    DIR *dh;
+
+    snprintf(path, sizeof(path), "%s/%s", data_dir, d->rel);
+    dh = depth < 8 ? opendir(path) : NULL;
+    if (dh == NULL)
+        return;
+    while ((de = readdir(dh)) != NULL) {
+        struct item sub = *d;
+
+        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL ||
+            strstr(de->d_name, ".partial") != NULL)
+            continue;
+        snprintf(sub.rel, sizeof(sub.rel), "%s/%s", d->rel, de->d_name);
+        snprintf(path, sizeof(path), "%s/%s", data_dir, sub.rel);
+        if (stat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            expand_dir(data_dir, &sub, out, depth + 1);
+        } else if (S_ISREG(st.st_mode)) {
+            struct item *x = items_add(out);
+            if (x != NULL) {
+                *x = sub;
+                x->dir = false;
+            }
+        }
+    }
+    closedir(dh);
+}
+
+static void
+expand(const char *data_dir, const struct items *in, struct items *out)
+{
+    int i;
+
+    for (i = 0; i < in->n; i++) {
+        struct item *x;
+
+        if (in->v[i].dir) {
+            expand_dir(data_dir, &in->v[i], out, 0);
+            continue;
+        }
+        x = items_add(out);
+        if (x != NULL)
+            *x = in->v[i];
+    }
+}
+
+/* --- files --------------------------------------------------------------- */
+
+static int
+dir_of(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL || (size_t)(slash - path) >= len)
+        return -EINVAL;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    return 0;
+}
+
+static int
+write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Streams src into the open out, hashing what it reads. */
+static int
+stream(int in, int out, GChecksum *ck, uint64_t *bytes, const char *src,
+       const char *dst, struct ss_err *err)
+{
+    static char buf[1 << 16];
+    ssize_t n;
+    int rc;
+
+    *bytes = 0;
+    while ((n = read(in, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_set(err, -errno, "%s: read: %s", src,
+                           strerror(errno));
+        g_checksum_update(ck, (const guchar *)buf, n);
+        rc = write_all(out, buf, (size_t)n);
+        if (rc < 0)
+            return err_set(err, rc, "%s: write: %s", dst, strerror(-rc));
+        *bytes += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Copies src to dst durably (temporary name, fsync, rename, directory
+ * fsync), hashing the bytes read into hex, then reads dst back and
+ * checks it has the same hash. */
+static int
+copy_verified(const char *src, const char *dst, char hex[65],
+              uint64_t *bytes, struct ss_err *err)
+{
+    char tmp[PATH_MAX * 2 + 32], dir[PATH_MAX * 2], back[65];
+    GChecksum *ck;
+    int in, out, rc;
+
+    if (dir_of(dst, dir, sizeof(dir)) == 0) {
+        rc = tilestore_mkdir_durable(dir, err);
+        if (rc < 0)
+            return rc;
+    }
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return err_set(err, -errno, "%s: %s", src, strerror(errno));
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dst, (int)getpid());
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (out < 0) {
+        rc = err_set(err, -errno, "%s: %s", tmp, strerror(errno));
+        close(in);
+        return rc;
+    }
+    ck = g_checksum_new(G_CHECKSUM_SHA256);
+    rc = stream(in, out, ck, bytes, src, dst, err);
+    snprintf(hex, 65, "%s", g_checksum_get_string(ck));
+    g_checksum_free(ck);
+    close(in);
+    if (rc == 0 && fsync(out) != 0)
+        rc = err_set(err, -errno, "%s: fsync: %s", tmp, strerror(errno));
+    close(out);
+    if (rc == 0)
+        rc = util_commit_file(tmp, dst, err);
+    if (rc < 0) {
+        unlink(tmp);
+        return rc;
+    }
+    rc = util_sha256_file(dst, back, err);
+    if (rc == 0 && strcmp(back, hex) != 0)
+        rc = err_set(err, -EIO, "%s: reads back with another checksum than "
+                     "%s had", dst, src);
+    return rc;
+}
+
+/* --- the manifest ------------------------------------------------------ */
+
+static json_t *
+manifest_load(const char *dir)
+{
+    char path[PATH_MAX * 2];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, BACKUP_MANIFEST);
+    return json_load_file(path, 0, NULL);
+}
+
+static json_t *
+manifest_file(json_t *m, const char *rel)
+{
+    json_t *files = json_object_get(m, "files"), *f;
+    size_t i;
+
+    json_array_foreach(files, i, f) {
+        if (strcmp(nonnull(json_string_value(json_object_get(f, "path"))),
+                   rel) == 0)
+            return f;
+    }
+    return NULL;
+}
+
+static json_t *
+file_entry(const struct item *x, const char *sha, uint64_t bytes)
+{
+    return json_pack("{s:s, s:s, s:I, s:s, s:s}", "path", x->rel, "sha256",
+                     sha, "bytes", (json_int_t)bytes, "kind", x->kind,
+                     "stamp", x->stamp);
+}
+
+static int
+manifest_save(const char *dest, json_t *m, struct ss_err *err)
+{
+    char path[PATH_MAX * 2];
+    char *text = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
+    int rc;
+
+    if (text == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    snprintf(path, sizeof(path), "%s/%s", dest, BACKUP_MANIFEST);
+    rc = util_write_durable(path, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+/* --- the catalogue snapshot ------------------------------------------- */
+
+static int
+open_ro(const char *path, sqlite3 **db, struct ss_err *err)
+{
+    int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL);
+
+    if (rc != SQLITE_OK) {
+        rc = err_set(err, rc == SQLITE_CANTOPEN ? -ENOENT : -EIO,
+                     "catalogue %s: cannot open: %s", path,
+                     *db != NULL ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+        sqlite3_close(*db);
+        *db = NULL;
+        return rc;
+    }
+    sqlite3_busy_timeout(*db, 10000);
+    return 0;
+}
+
+static int
+integrity(sqlite3 *db, const char *path, struct ss_err *err)
+{
+    sqlite3_stmt *s;
+    char res[256] = "";
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, NULL) !=
+        SQLITE_OK)
+        return db_err(db, path, "integrity_check", err);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        snprintf(res, sizeof(res), "%s", col(s, 0));
+    sqlite3_finalize(s);
+    if (strcmp(res, "ok") != 0)
+        return err_set(err, SS_EFORMAT, "catalogue %s: integrity_check: %s",
+                       path, res[0] ? res : sqlite3_errmsg(db));
+    return 0;
+}
+
+static int64_t
+user_version(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    int64_t v = -1;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) ==
+        SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+/* Copies the live catalogue into a standalone database at dst in one
+ * read transaction, and checks the copy. */
+static int
+snapshot(const char *catalogue, const char *dst, int64_t *schema,
+         struct ss_err *err)
+{
+    sqlite3 *src = NULL, *out = NULL;
+    sqlite3_backup *b;
+    int rc;
+
+    unlink(dst);
+    rc = open_ro(catalogue, &src, err);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_open(dst, &out) != SQLITE_OK) {
+        rc = db_err(out, dst, "cannot create", err);
+        goto done;
+    }
+    b = sqlite3_backup_init(out, "main", src, "main");
+    if (b == NULL) {
+        rc = db_err(out, dst, "backup", err);
+        goto done;
+    }
+    while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY ||
+           rc == SQLITE_LOCKED)
+        sqlite3_sleep(50);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        rc = err_set(err, -EIO, "catalogue %s: snapshot: %s", catalogue,
+                     sqlite3_errstr(rc));
+        goto done;
+    }
+    rc = sqlite3_exec(out, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL)
+        == SQLITE_OK ? integrity(out, dst, err) :
+        db_err(out, dst, "journal_mode", err);
+    *schema = user_version(out);
+done:
+    sqlite3_close(out);
+    sqlite3_close(src);
+    return rc;
+}
+
+/* --- backup ------------------------------------------------------------- */
+
+struct round {
+    const char *data_dir, *dest;
+    json_t *old, *files;
+    struct backup_report *r;
+    int changed;                    /* named files that moved meanwhile */
+};
+
+/* The old backup's copy of x still stands for it when the checksum (or
+ * for directory contents, the directory's finish time) is the same and
+ * the copy has the recorded size. */
+static json_t *
+still_backed_up(struct round *rd, const struct item *x, const char *dst)
+{
+    json_t *f = manifest_file(rd->old, x->rel);
+    const char *sha, *stamp;
+    struct stat st;
+
+    if (f == NULL || stat(dst, &st) != 0 ||
+        (json_int_t)st.st_size != json_integer_value(json_object_get(f,
+                                                                "bytes")))
+        return NULL;
+    sha = nonnull(json_string_value(json_object_get(f, "sha256")));
+    stamp = nonnull(json_string_value(json_object_get(f, "stamp")));
+    if (x->sha[0] != '\0' ? strcmp(sha, x->sha) != 0 :
+        x->stamp[0] == '\0' || strcmp(stamp, x->stamp) != 0)
+        return NULL;
+    return f;
+}
+
+static void
+back_up_one(struct round *rd, const struct item *x)
+{
+    char src[PATH_MAX * 2], dst[PATH_MAX * 2], hex[65];
+    struct ss_err e;
+    uint64_t bytes = 0;
+    json_t *f;
+
+    snprintf(src, sizeof(src), "%s/%s", rd->data_dir, x->rel);
+    snprintf(dst, sizeof(dst), "%s/files/%s", rd->dest, x->rel);
+    f = still_backed_up(rd, x, dst);
+    if (f != NULL) {
+        json_array_append(rd->files, f);
+        rd->r->kept++;
+        return;
+    }
+    if (copy_verified(src, dst, hex, &bytes, &e) < 0) {
+        rd->changed++;
+        problem(rd->r, "%s", e.msg);
+        return;
+    }
+    if (x->sha[0] != '\0' && strcmp(hex, x->sha) != 0) {
+        rd->changed++;
+        problem(rd->r, "%s: checksum %.12s... differs from the catalogue's "
+                "%.12s...", src, hex, x->sha);
+        return;
+    }
+    json_array_append_new(rd->files, file_entry(x, hex, bytes));
+    rd->r->copied++;
+    rd->r->verified++;
+    rd->r->bytes += bytes;
+}
+
+/* Directories whose contents were copied must still be what the snapshot
+ * described (an analysis re-run meanwhile rewrites its directory). */
+static void
+recheck_stamps(struct round *rd, const char *catalogue,
+               const struct items *named)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s;
+    int i;
+
+    if (open_ro(catalogue, &db, NULL) < 0)
+        return;
+    for (i = 0; i < named->n; i++) {
+        const struct item *x = &named->v[i];
+        const char *sql = strcmp(x->kind, "analysis") == 0 ?
+            "SELECT coalesce(finished, '') FROM analyses WHERE out_dir = ? "
+            "AND state = 'done'" :
+            "SELECT taken FROM calibrations WHERE dir = ?";
+
+        if (!x->dir || sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+            continue;
+        sqlite3_bind_text(s, 1, x->rel, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(s) != SQLITE_ROW || strcmp(col(s, 0), x->stamp)) {
+            rd->changed++;
+            problem(rd->r, "%s: changed during the backup", x->rel);
+        }
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+}
+
+static int
+one_round(struct round *rd, const char *catalogue, const char *snap,
+          struct ss_err *err)
+{
+    struct items named = { 0 }, all = { 0 };
+    sqlite3 *db = NULL;
+    int rc, i;
+
+    rc = snapshot(catalogue, snap, &rd->r->schema, err);
+    rd->r->snapshots++;
+    if (rc == 0)
+        rc = open_ro(snap, &db, err);
+    if (rc == 0)
+        rc = list_named(db, snap, &named, err);
+    sqlite3_close(db);
+    if (rc == 0) {
+        expand(rd->data_dir, &named, &all);
+        rd->r->files = all.n;
+        for (i = 0; i < all.n; i++)
+            back_up_one(rd, &all.v[i]);
+        recheck_stamps(rd, catalogue, &named);
+    }
+    free(named.v);
+    free(all.v);
+    return rc;
+}
+
+static void
+report_reset(struct backup_report *r)
+{
+    int snapshots = r->snapshots;
+
+    memset(r, 0, sizeof(*r));
+    r->snapshots = snapshots;
+}
+
+static int
+commit_backup(const char *dest, const char *snap, struct round *rd,
+              struct ss_err *err)
+{
+    char path[PATH_MAX * 2], hex[65], now[32];
+    json_t *m, *problems;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/catalogue.db", dest);
+    rc = util_commit_file(snap, path, err);
+    if (rc == 0)
+        rc = util_sha256_file(path, hex, err);
+    if (rc < 0)
+        return rc;
+    util_utc_iso(now, sizeof(now));
+    problems = json_array();
+    if (rd->r->problems > 0)
+        json_array_append_new(problems, json_string(rd->r->problem));
+    m = json_pack("{s:i, s:s, s:{s:s, s:s, s:I}, s:O, s:o}", "version", 1,
+                  "created", now, "catalogue", "file", "catalogue.db",
+                  "sha256", hex, "schema", (json_int_t)rd->r->schema,
+                  "files", rd->files, "problems", problems);
+    rc = m != NULL ? manifest_save(dest, m, err) :
+        err_set(err, -ENOMEM, "out of memory");
+    json_decref(m);
+    return rc;
+}
+
+int
+backup_create(const char *catalogue, const char *data_dir, const char *dest,
+              struct backup_report *r, struct ss_err *err)
+{
+    struct round rd = { data_dir, dest, NULL, NULL, r, 0 };
+    char path[PATH_MAX * 2], snap[PATH_MAX * 2];
+    int rc, round;
+
+    memset(r, 0, sizeof(*r));
+    snprintf(path, sizeof(path), "%s/files", dest);
+    rc = tilestore_mkdir_durable(path, err);
+    if (rc < 0)
+        return err_prefix(err, "backup %s", dest);
+    snprintf(snap, sizeof(snap), "%s/catalogue.db.tmp", dest);
+    rd.old = manifest_load(dest);
+    for (round = 0; round < ROUNDS; round++) {
+        report_reset(r);
+        json_decref(rd.files);
+        rd.files = json_array();
+        rd.changed = 0;
+        rc = one_round(&rd, catalogue, snap, err);
+        if (rc < 0 || rd.changed == 0 || round + 1 == ROUNDS)
+            break;
+        log_notice("backup", "files changed during the backup changed=%d "
+                   "round=%d; taking a new snapshot", rd.changed, round + 1);
+        json_decref(rd.old);
+        rd.old = manifest_load(dest);
+    }
+    if (rc == 0)
+        rc = commit_backup(dest, snap, &rd, err);
+    unlink(snap);
+    json_decref(rd.old);
+    json_decref(rd.files);
+    if (rc == 0 && r->problems > 0)
+        rc = err_set(err, SS_EFORMAT, "backup %s: %d files could not be "
+                     "backed up: %s", dest, r->problems, r->problem);
+    return rc;
+}
+
+/* --- verify and restore ----------------------------------------------- */
+
+static int
+verify_catalogue(const char *src, json_t *m, struct ss_err *err)
+{
+    const char *want = json_string_value(json_object_get(
+        json_object_get(m, "catalogue"), "sha256"));
+    char path[PATH_MAX * 2], hex[65];
+    sqlite3 *db = NULL;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/catalogue.db", src);
+    rc = util_sha256_file(path, hex, err);
+    if (rc < 0)
+        return rc;
+    if (want == NULL || strcmp(want, hex) != 0)
+        return err_set(err, SS_EFORMAT, "%s: the catalogue does not match "
+                       "the manifest (an interrupted backup?); run the "
+                       "backup again", path);
+    rc = open_ro(path, &db, err);
+    if (rc == 0)
+        rc = integrity(db, path, err);
+    sqlite3_close(db);
+    return rc;
+}
+
+int
+backup_verify(const char *src, struct backup_report *r, struct ss_err *err)
+{
+    char path[PATH_MAX * 2], hex[65];
+    json_t *m, *f;
+    struct ss_err e;
+    size_t i;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    m = manifest_load(src);
+    if (m == NULL || json_integer_value(json_object_get(m, "version")) != 1)
+        rc = err_set(err, SS_EFORMAT, "%s: no readable %s of version 1",
+                     src, BACKUP_MANIFEST);
+    else
+        rc = verify_catalogue(src, m, err);
+    if (rc < 0) {
+        json_decref(m);
+        return rc;
+    }
+    r->schema = json_integer_value(json_object_get(json_object_get(m,
+                                   "catalogue"), "schema"));
+    json_array_foreach(json_object_get(m, "files"), i, f) {
+        const char *rel = json_string_value(json_object_get(f, "path"));
+        const char *sha = json_string_value(json_object_get(f, "sha256"));
+
+        r->files++;
+        snprintf(path, sizeof(path), "%s/files/%s", src, nonnull(rel));
+        if (util_sha256_file(path, hex, &e) < 0)
+            problem(r, "%s", e.msg);
+        else if (sha == NULL || strcmp(sha, hex) != 0)
+            problem(r, "%s: checksum differs from the manifest", path);
+        else
+            r->verified++;
+    }
+    json_decref(m);
+    if (r->problems > 0)
+        return err_set(err, SS_EFORMAT, "backup %s: %s", src, r->problem);
+    return 0;
+}
+
+static int
+lock_holder(const char *path, off_t start, off_t len, pid_t *pid)
+{
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+                        .l_start = start, .l_len = len };
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+
+    if (fd < 0)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type == F_UNLCK) {
+        close(fd);
+        return 0;
+    }
+    close(fd);
+    if (pid != NULL)
+        *pid = fl.l_pid;
+    return 1;
+}
+
+bool
+backup_catalogue_in_use(const char *catalogue, pid_t *pid)
+{
+    char shm[PATH_MAX + 8];
+
+    snprintf(shm, sizeof(shm), "%s-shm", catalogue);
+    return lock_holder(shm, DMS_OFFSET, 1, pid) ||
+           lock_holder(catalogue, PENDING_BYTE_OFFSET, 512 + 2, pid);
+}
+
+static int
+restore_refuse(const char *catalogue, bool force, struct ss_err *err)
+{
+    pid_t pid = 0;
+
+    if (backup_catalogue_in_use(catalogue, &pid))
+        return err_set(err, -EBUSY, "%s is in use by process %d (a running "
+                       "slidescand?); stop it before restoring", catalogue,
+                       (int)pid);
+    if (!force && access(catalogue, F_OK) == 0)
+        return err_set(err, -EEXIST, "%s exists; restoring would replace "
+                       "it (use --force to replace it)", catalogue);
+    return 0;
+}
+
+static int
+restore_files(const char *src, const char *data_dir, json_t *m,
+              struct backup_report *r, struct ss_err *err)
+{
+    char from[PATH_MAX * 2], to[PATH_MAX * 2], hex[65];
+    uint64_t bytes;
+    json_t *f;
+    size_t i;
+    int rc;
+
+    json_array_foreach(json_object_get(m, "files"), i, f) {
+        const char *rel = json_string_value(json_object_get(f, "path"));
+        const char *sha = json_string_value(json_object_get(f, "sha256"));
+
+        snprintf(from, sizeof(from), "%s/files/%s", src, nonnull(rel));
+        snprintf(to, sizeof(to), "%s/%s", data_dir, nonnull(rel));
+        rc = copy_verified(from, to, hex, &bytes, err);
+        if (rc == 0 && (sha == NULL || strcmp(sha, hex) != 0))
+            rc = err_set(err, SS_EFORMAT, "%s: checksum differs from the "
+                         "manifest", from);
+        if (rc < 0)
+            return rc;
+        r->copied++;
+        r->bytes += bytes;
+    }
+    return 0;
+}
+
+static int
+restore_catalogue(const char *src, const char *catalogue, struct ss_err *err)
+{
+    char from[PATH_MAX * 2], side[PATH_MAX + 8], hex[65];
+    uint64_t bytes;
+
+    /* A WAL left beside the old catalogue would be replayed into the new
+     * one: it goes first. */
+    snprintf(side, sizeof(side), "%s-wal", catalogue);
+    if (unlink(side) != 0 && errno != ENOENT)
+        return err_set(err, -errno, "%s: %s", side, strerror(errno));
+    snprintf(side, sizeof(side), "%s-shm", catalogue);
+    if (unlink(side) != 0 && errno != ENOENT)
+        return err_set(err, -errno, "%s: %s", side, strerror(errno));
+    snprintf(from, sizeof(from), "%s/catalogue.db", src);
+    return copy_verified(from, catalogue, hex, &bytes, err);
+}
+
+int
+backup_restore(const char *src, const char *catalogue, const char *data_dir,
+               bool force, struct backup_report *r, struct ss_err *err)
+{
+    struct backup_report check;
+    json_t *m;
+    int rc;
+
+    rc = backup_verify(src, r, err);
+    if (rc < 0)
+        return err_prefix(err, "not restoring");
+    rc = restore_refuse(catalogue, force, err);
+    if (rc < 0)
+        return rc;
+    m = manifest_load(src);
+    rc = tilestore_mkdir_durable(data_dir, err);
+    if (rc == 0)
+        rc = restore_files(src, data_dir, m, r, err);
+    json_decref(m);
+    if (rc == 0)
+        rc = restore_catalogue(src, catalogue, err);
+    if (rc < 0)
+        return err_prefix(err, "restore from %s", src);
+    rc = backup_check(catalogue, data_dir, &check, err);
+    r->verified = check.verified;
+    r->problems = check.problems;
+    snprintf(r->problem, sizeof(r->problem), "%s", check.problem);
+    return rc;
+}
+
+/* --- checking a data directory ----------------------------------------- */
+
+static void
+check_item(const char *data_dir, const struct item *x,
+           struct backup_report *r)
+{
+    char path[PATH_MAX * 2], hex[65];
+    struct stat st;
+    struct ss_err e;
+
+    snprintf(path, sizeof(path), "%s/%s", data_dir, x->rel);
+    r->files++;
+    if (x->dir) {
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            r->verified++;
+        else
+            problem(r, "%s: %s directory missing", path, x->kind);
+        return;
+    }
+    if (util_sha256_file(path, hex, &e) < 0)
+        problem(r, "%s", e.msg);
+    else if (x->sha[0] != '\0' && strcmp(hex, x->sha) != 0)
+        problem(r, "%s: checksum %.12s... differs from the catalogue's "
+                "%.12s...", path, hex, x->sha);
+    else
+        r->verified++;
+}
+
+int
+backup_check(const char *catalogue, const char *data_dir,
+             struct backup_report *r, struct ss_err *err)
+{
+    struct items named = { 0 };
+    sqlite3 *db = NULL;
+    int rc, i;
+
+    memset(r, 0, sizeof(*r));
+    rc = open_ro(catalogue, &db, err);
+    if (rc == 0)
+        rc = integrity(db, catalogue, err);
+    if (rc == 0) {
+        r->schema = user_version(db);
+        rc = list_named(db, catalogue, &named, err);
+    }
+    sqlite3_close(db);
+    for (i = 0; rc == 0 && i < named.n; i++)
+        check_item(data_dir, &named.v[i], r);
+    free(named.v);
+    if (rc == 0 && r->problems > 0)
+        rc = err_set(err, SS_EFORMAT, "%s: %d of %d files do not verify: %s",
+                     data_dir, r->problems, r->files, r->problem);
+    return rc;
+}
+
+/* --- paths -------------------------------------------------------------- */
+
+struct conf_paths {
+    char data_dir[PATH_MAX];
+    char catalogue[PATH_MAX];
+};
+
+static int
+on_conf(void *user, const char *section, const char *key, const char *value)
+{
+    struct conf_paths *p = user;
+
+    if (strcmp(section, "daemon") != 0)
+        return 1;
+    if (strcmp(key, "data_dir") == 0)
+        snprintf(p->data_dir, sizeof(p->data_dir), "%s", value);
+    else if (strcmp(key, "catalogue") == 0)
+        snprintf(p->catalogue, sizeof(p->catalogue), "%s", value);
+    return 1;
+}
+
+int
+backup_paths(const char *conf, const char *data_dir_override,
+             const char *catalogue_override, char *data_dir,
+             char *catalogue, struct ss_err *err)
+{
+    struct conf_paths p = { "/var/lib/slidescan", "" };
+    int line;
+
+    if (conf == NULL)
+        conf = getenv("SLIDESCAN_CONFIG");
+    if (conf == NULL && access("/etc/slidescan/slidescan.conf", R_OK) == 0)
+        conf = "/etc/slidescan/slidescan.conf";
+    if (conf != NULL && (line = ini_parse(conf, on_conf, &p)) != 0)
+        return err_set(err, SS_ECONFIG, line < 0 ? "%s: cannot read" :
+                       "%s:%d: not valid INI", conf, line);
+    if (data_dir_override != NULL)
+        snprintf(p.data_dir, sizeof(p.data_dir), "%s", data_dir_override);
+    if (catalogue_override != NULL)
+        snprintf(p.catalogue, sizeof(p.catalogue), "%s", catalogue_override);
+    if (p.catalogue[0] == '\0' &&
+        snprintf(p.catalogue, sizeof(p.catalogue), "%s/catalogue.db",
+                 p.data_dir) >= (int)sizeof(p.catalogue))
+        return err_set(err, -ENAMETOOLONG, "%s: path too long", p.data_dir);
+    memcpy(data_dir, p.data_dir, PATH_MAX);
+    memcpy(catalogue, p.catalogue, PATH_MAX);
+    return 0;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Backup and restore of a scanner's data: the catalogue and every file it
+ * names that matters (whole-slide images, analysis output, calibrations,
+ * and the tiles of scans not finished yet), while the daemon keeps
+ * scanning.
+ *
+ * A backup runs in the client's process against the catalogue file, not
+ * through the daemon: SQLite's online backup API copies a consistent
+ * snapshot from a read-only connection, which in WAL mode never blocks the
+ * daemon's writers nor is blocked by them.  The files the snapshot names
+ * are copied next, each verified: against the catalogue's SHA-256 where it
+ * has one (slide images, tiles), and always by reading the copy back.  A
+ * file that changed or vanished since the snapshot (the daemon finished a
+ * scan and removed its tiles, say) makes the backup take a new snapshot
+ * and go again, copying only what it does not have yet; a backup into the
+ * same directory later copies only what is new.
+ *
+ * The backup directory:
+ *   DEST/catalogue.db     the snapshot, a standalone database
+ *   DEST/files/REL        each file at its path relative to the data dir
+ *   DEST/MANIFEST.json    {"version":1, "created", "catalogue":{"file",
+ *                         "sha256","schema"}, "files":[{"path","sha256",
+ *                         "bytes","kind"}], "problems":[...]}
+ * written in that order, each durably, so that an interrupted backup
+ * leaves files that restore refuses ("the catalogue does not match the
+ * manifest") rather than a silent mix.
+ *
+ * Restore verifies the whole backup first, refuses to replace a catalogue
+ * that a running process has open, and refuses to replace any existing
+ * catalogue without force; it then copies the files, then the catalogue
+ * (removing a stale WAL first), and checks the result like
+ * backup_check().
+ */
+#ifndef SS_STORAGE_BACKUP_H
+#define SS_STORAGE_BACKUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+#define BACKUP_MANIFEST "MANIFEST.json"
+
+struct backup_report {
+    int files;                      /* files the catalogue names */
+    int copied;                     /* copied by this run */
+    int kept;                       /* already in the backup, unchanged */
+    int verified;                   /* checksums confirmed */
+    int problems;                   /* missing or differing files */
+    uint64_t bytes;                 /* bytes copied */
+    int snapshots;                  /* catalogue snapshots taken */
+    int64_t schema;                 /* the catalogue's user_version */
+    char problem[1024];             /* the first problems, "; " between */
+};
+
+/* Backs up the catalogue at catalogue (data files under data_dir) into
+ * dest, creating it.  0 when every named file is in the backup and
+ * verified; SS_EFORMAT when some could not be (the report and err say
+ * which; the backup holds everything else). */
+int backup_create(const char *catalogue, const char *data_dir,
+                  const char *dest, struct backup_report *r,
+                  struct ss_err *err);
+
+/* Checks a backup directory: the manifest, the catalogue's checksum and
+ * integrity, every file's checksum.  0 when whole. */
+int backup_verify(const char *src, struct backup_report *r,
+                  struct ss_err *err);
+
+/* Restores the backup in src to the catalogue path and data_dir.  Refuses
+ * (-EBUSY) when a process has the catalogue open, and (-EEXIST) when a
+ * catalogue exists there and force is false. */
+int backup_restore(const char *src, const char *catalogue,
+                   const char *data_dir, bool force, struct backup_report *r,
+                   struct ss_err *err);
+
+/* Checks a data directory against its catalogue: integrity_check, then
+ * every slide image's and every unfinished scan's tile's SHA-256, and that
+ * each finished analysis and calibration directory exists.  0 when all
+ * verify; SS_EFORMAT naming the first problem otherwise. */
+int backup_check(const char *catalogue, const char *data_dir,
+                 struct backup_report *r, struct ss_err *err);
+
+/* True when some process holds SQLite locks on the catalogue (a daemon
+ * has it open in WAL mode); *pid receives the holder (may be NULL). */
+bool backup_catalogue_in_use(const char *catalogue, pid_t *pid);
+
+/* The paths a client uses: data_dir and catalogue from the [daemon]
+ * section of the configuration file conf (NULL: $SLIDESCAN_CONFIG, then
+ * /etc/slidescan/slidescan.conf when it exists), each replaced by the
+ * given override when not NULL; catalogue defaults to
+ * <data_dir>/catalogue.db.  Buffers of PATH_MAX. */
+int backup_paths(const char *conf, const char *data_dir_override,
+                 const char *catalogue_override, char *data_dir,
+                 char *catalogue, struct ss_err *err);
+
+#endif

@@ -1,0 +1,121 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 240
+#
+# The analysis worker's contract with the daemon: `slidescan-worker
+# analyse` on a real slide writes the overlay, heat maps and results.json
+# (last), prints only progress lines on stdout, and on the broken files of
+# shared/data/wsi/edge_cases fails with one line naming the file and the
+# cause.  Then the client's analyse and eval on the same slide.
+set -u
+
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+nok() { n=$((n + 1)); echo "not ok $n - $*"; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
+check() {
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else nok "$what"; fi
+}
+
+tmp=${TMPDIR:-/tmp}
+data=${SLIDESCAN_DATA:-}
+slide=$data/wsi/CMU-1-Small-Region.svs
+edge=$data/wsi/edge_cases
+
+json() {    # json FILE EXPR: evaluates a Python expression on the JSON d
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(eval("(" + sys.argv[2] + ")"))' "$1" "$2"
+}
+jtrue() {   # jtrue FILE EXPR: the expression holds
+    [ "$(json "$1" "$2")" = True ]
+}
+
+if [ -z "$data" ] || [ ! -f "$slide" ]; then
+    skip "shared data absent: no real slide to analyse"
+    echo "1..$n"
+    exit 0
+fi
+
+out=$tmp/out
+slidescan-worker analyse --wsi "$slide" --stain HE --out "$out" \
+    >"$tmp/stdout" 2>"$tmp/stderr"
+rc=$?
+check "worker exits 0 on a real slide" [ $rc = 0 ]
+check "stdout holds only progress lines" \
+    test -z "$(grep -v '^progress [0-9]* [0-9]*$' "$tmp/stdout")"
+last=$(tail -1 "$tmp/stdout")
+set -- $last
+check "last progress line is DONE == TOTAL ($last)" [ "${2:-x}" = "${3:-y}" ]
+check "results.json is valid JSON with version 1" \
+    [ "$(json "$out/results.json" 'd["version"]')" = 1 ]
+for k in tumor_area_mm2 stroma_area_mm2 tissue_area_mm2 tumor_stroma_ratio \
+         ki67_index ck_positive_area_mm2 files model mpp; do
+    check "results.json has $k" \
+        [ "$(json "$out/results.json" "'$k' in d")" = True ]
+done
+r=$out/results.json
+check "ki67_index and ck_positive_area_mm2 are null on H&E" \
+    jtrue "$r" 'd["ki67_index"] is None is d["ck_positive_area_mm2"]'
+check "tissue area is plausible (0.3..1.2 mm²)" \
+    jtrue "$r" '0.3 < d["tissue_area_mm2"] < 1.2'
+check "tumour + stroma fit in the tissue" \
+    jtrue "$r" 'd["tumor_area_mm2"] + d["stroma_area_mm2"] <=
+                d["tissue_area_mm2"] + 1e-9'
+check "mpp is the slide's 0.499" jtrue "$r" 'abs(d["mpp"] - 0.499) < 1e-6'
+missing=""
+for f in $(json "$out/results.json" '" ".join(d["files"].values())'); do
+    [ -s "$out/$f" ] || missing="$missing $f"
+done
+check "every file in results.json exists ($missing)" [ -z "$missing" ]
+newer=$(find "$out" -newer "$out/results.json" -type f | wc -l)
+check "results.json is the last file written" [ "$newer" = 0 ]
+mpp=$(openslide-show-properties "$out/overlay.tif" 2>/dev/null |
+      sed -n "s/^openslide.mpp-x: '\(.*\)'/\1/p")
+amp=$(json "$out/results.json" 'd["analysis_mpp"]')
+check "overlay.tif opens in OpenSlide at the analysis mpp ($mpp)" \
+    python3 -c "import sys; sys.exit(abs(float('${mpp:-0}') - $amp) > 1e-3)"
+size=$(python3 -c 'import struct, sys
+h = open(sys.argv[1], "rb").read(24)
+print(max(struct.unpack(">II", h[16:24])))' "$out/overlay.png")
+check "overlay.png is at most 2048 px ($size)" [ "$size" -le 2048 ]
+
+# W6: broken inputs fail with one line naming the file and the cause.
+expect_fail() {     # FILE CAUSE
+    local f=$1 cause=$2 o=$tmp/bad.$RANDOM
+    slidescan-worker analyse --wsi "$f" --stain HE --out "$o" \
+        >/dev/null 2>"$tmp/err"
+    local rc=$? line
+    line=$(tail -1 "$tmp/err")
+    check "$(basename "$f"): exit 1 ($rc)" [ $rc = 1 ]
+    check "$(basename "$f"): '$line' names file and cause" \
+        bash -c '[[ "$1" == *"$2"* && "$1" == *"$3"* ]]' _ "$line" \
+        "$(basename "$f")" "$cause"
+    check "$(basename "$f"): no results.json" [ ! -e "$o/results.json" ]
+}
+expect_fail "$edge/broken.svs" "not a slide"
+expect_fail "$edge/unreadable.svs" "Bogus marker length"
+expect_fail "$edge/unopenable.tiff" "Unsupported TIFF compression"
+expect_fail "$tmp/nonexistent.svs" "No such file"
+
+slidescan-worker analyse --stain HE >/dev/null 2>&1
+check "missing --wsi is a usage error (exit 2)" [ $? = 2 ]
+slidescan-worker analyse --wsi "$slide" --stain PAS --out "$tmp/x" \
+    >/dev/null 2>&1
+check "unknown stain is a usage error (exit 2)" [ $? = 2 ]
+
+# The client does the same in-process, and eval scores it.
+cp "$slide" "$tmp/slide.svs"
+slidescan analyse "$tmp/slide.svs" >"$tmp/client.txt" 2>&1
+check "slidescan analyse writes beside the slide" \
+    test -s "$tmp/slide.analysis/results.json"
+slidescan eval --pred "$tmp/slide.analysis" \
+    --truth "$tmp/slide.analysis/predictions.geojson" \
+    --json "$tmp/eval.json" --png "$tmp/eval.png" >/dev/null
+check "eval of the exported GeoJSON against its own labels: Dice 1" \
+    jtrue "$tmp/eval.json" 'round(d["classes"]["tumor"]["dice"], 6) == 1'
+check "eval writes the PNG report" test -s "$tmp/eval.png"
+
+echo "1..$n"

@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+#
+# Sourced by tests/e2e/daemon_*.sh: a private slidescand for one test.
+# Everything lives in a fresh directory under $TMPDIR: the configuration,
+# the unix socket, the data directory and the daemon's log.  The daemon is
+# started and stopped by PID only; an EXIT trap kills the one this script
+# started, and nothing else.
+#
+#   dtest_conf [EXTRA_INI]   write the configuration (EXTRA_INI appended)
+#   dtest_start              start slidescand, wait until it answers
+#   dtest_stop               SIGTERM, wait for the exit
+#   ok/nok/skip/check        TAP lines; dtest_end prints the plan count
+#   wait_until SECONDS CMD   retry CMD until it succeeds or time is up
+
+set -u
+ROOT=${SLIDESCAN_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${SLIDESCAN_BUILD:-$ROOT/build}
+case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+PATH="$BUILD/bin:$PATH"
+T=$(mktemp -d "${TMPDIR:-/tmp}/dt.XXXXXX")
+SOCK=$T/s.sock
+DATA=$T/data
+CONF=$T/slidescan.conf
+LOG=$T/daemon.log
+DB=$DATA/catalogue.db
+export SLIDESCAN_SOCKET=$SOCK
+DPID=
+tap_n=0
+tap_failed=0
+
+ok() { tap_n=$((tap_n + 1)); echo "ok $tap_n - $*"; }
+nok() {
+    tap_n=$((tap_n + 1)); tap_failed=$((tap_failed + 1))
+    echo "not ok $tap_n - $*"
+}
+skip() { tap_n=$((tap_n + 1)); echo "ok $tap_n # SKIP $*"; }
+check() {
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else nok "$what"; fi
+}
+
+wait_until() {
+    local limit=$1 t0=$SECONDS
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        [ $((SECONDS - t0)) -ge "$limit" ] && return 1
+        sleep 0.2
+    done
+}
+
+# The fast simulated microscope: no real-time sleeping, a 1024 × 768
+# sensor (a quarter of the default) so frames render quickly.
+dtest_conf() {
+    cat >"$CONF" <<CONF
+[daemon]
+socket = $SOCK
+data_dir = $DATA
+group =
+device_retry_s = 1
+[microscope]
+phantom_w_mm = 1.0
+phantom_h_mm = 0.8
+[simulator]
+time_scale = 0
+sensor_w = 1024
+sensor_h = 768
+[scan]
+calib_frames = 2
+${1:-}
+CONF
+}
+
+dtest_start() {
+    slidescand -c "$CONF" >>"$LOG" 2>&1 &
+    DPID=$!
+    if ! wait_until 20 slidescan ping; then
+        echo "# slidescand did not answer; its log:"
+        sed 's/^/#   /' "$LOG" | tail -20
+        return 1
+    fi
+}
+
+dtest_stop() {
+    [ -n "$DPID" ] || return 0
+    kill -TERM "$DPID" 2>/dev/null
+    wait "$DPID" 2>/dev/null
+    local rc=$?
+    DPID=
+    return $rc
+}
+
+dtest_cleanup() {
+    if [ -n "$DPID" ]; then
+        kill -KILL "$DPID" 2>/dev/null
+        wait "$DPID" 2>/dev/null
+    fi
+    if [ "$tap_failed" -gt 0 ] && [ -f "$LOG" ]; then
+        echo "# daemon log (last 40 lines):"
+        tail -40 "$LOG" | sed 's/^/#   /'
+    fi
+    [ -n "${SLIDESCAN_KEEP_TMP:-}" ] || rm -rf "$T"
+}
+trap dtest_cleanup EXIT
+
+dtest_end() {
+    echo "1..$tap_n"
+    [ "$tap_failed" = 0 ]
+}
+
+# The state of scan $1 from the catalogue.
+scan_state() {
+    sqlite3 "$DB" "SELECT state FROM scans WHERE id = $1"
+}

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slidescan analyse FILE [--out DIR] [--stain HE|KI67|CK] [--model M]
+ *                        [--mpp UM] [--threads N] [--explain X,Y,W,H]
+ *
+ * Analyses any slide OpenSlide reads (or a plain image with --mpp) in
+ * this process, like the worker does for scanned slides, and prints the
+ * measurements.  Outputs go beside the slide, into FILE's name with
+ * ".analysis" in place of its extension, unless --out says otherwise.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "tools/client/client.h"
+#include "worker/analysis/analysis.h"
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+        "usage: slidescan analyse FILE [--out DIR] [--stain HE|KI67|CK]\n"
+        "                         [--model FILE|classical] [--mpp UM]\n"
+        "                         [--threads N] [--explain X,Y,W,H]\n"
+        "\n"
+        "Segments tumour and stroma, measures areas, tumour-stroma ratio,\n"
+        "KI67 index or CK area, and writes the overlay, heat maps,\n"
+        "uncertainty map, GeoJSON and results.json.  --explain adds a\n"
+        "Grad-CAM map of the box (level-0 pixels) as explain.png.\n");
+}
+
+static void
+show_progress(void *ctx, int done, int total)
+{
+    int *last = ctx, pct = total > 0 ? done * 100 / total : 0;
+
+    if (pct == *last || !isatty(STDERR_FILENO))
+        return;
+    *last = pct;
+    fprintf(stderr, "\ranalysing %3d%%", pct);
+    if (done >= total)
+        fputc('\n', stderr);
+}
+
+static void
+print_value(const char *name, double v, const char *unit)
+{
+    if (isfinite(v))
+        printf("%-22s %.4f%s\n", name, v, unit);
+    else
+        printf("%-22s n/a\n", name);
+}
+
+static void
+print_results(const struct an_results *r, const char *out)
+{
+    printf("model                  %s\n", r->model);
+    print_value("tissue area", r->tissue_area_mm2, " mm²");
+    print_value("tumour area", r->tumor_area_mm2, " mm²");
+    print_value("stroma area", r->stroma_area_mm2, " mm²");
+    print_value("tumour-stroma ratio", r->tsr, "");
+    printf("tumour regions         %d", r->nregions);
+    if (r->nregions > 0)
+        printf(" (TSR min %.3f, max %.3f, mean %.3f)", r->tsr_region_min,
+               r->tsr_region_max, r->tsr_region_mean);
+    printf("\n");
+    print_value("KI67 index", r->ki67_index, "");
+    print_value("CK-positive area", r->ck_positive_area_mm2, " mm²");
+    printf("outputs                %s\n", out);
+}
+
+/* "dir/name.svs" → "dir/name.analysis" */
+static void
+default_out(const char *wsi, char *buf, size_t len)
+{
+    const char *slash = strrchr(wsi, '/'), *dot = strrchr(wsi, '.');
+    size_t n = dot != NULL && (slash == NULL || dot > slash) ?
+               (size_t)(dot - wsi) : strlen(wsi);
+
+    snprintf(buf, len, "%.*s.analysis", (int)n, wsi);
+}
+
+static int
+parse(int argc, char **argv, struct an_job *j)
+{
+    static const struct option opts[] = {
+        { "out", required_argument, NULL, 'o' },
+        { "stain", required_argument, NULL, 's' },
+        { "model", required_argument, NULL, 'm' },
+        { "mpp", required_argument, NULL, 'p' },
+        { "threads", required_argument, NULL, 't' },
+        { "explain", required_argument, NULL, 'e' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    long long b[4];
+    int c, n;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': j->out_dir = optarg; break;
+        case 'm': j->model = optarg; break;
+        case 'p': j->mpp_override = atof(optarg); break;
+        case 't': j->threads = atoi(optarg); break;
+        case 's':
+            if (an_stain_parse(optarg, &j->stain) < 0) {
+                fprintf(stderr, "slidescan analyse: unknown stain '%s'\n",
+                        optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'e':
+            n = 0;
+            if (sscanf(optarg, "%lld,%lld,%lld,%lld%n", &b[0], &b[1], &b[2],
+                       &b[3], &n) != 4 || optarg[n] != '\0' || b[2] <= 0 ||
+                b[3] <= 0 || b[0] < 0 || b[1] < 0) {
+                fprintf(stderr, "slidescan analyse: --explain wants "
+                        "X,Y,W,H in level-0 pixels\n");
+                return -EINVAL;
+            }
+            for (n = 0; n < 4; n++)
+                j->explain_box[n] = b[n];
+            j->explain = true;
+            break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return -EINVAL;
+        }
+    }
+    if (optind + 1 != argc) {
+        usage(stderr);
+        return -EINVAL;
+    }
+    j->wsi = argv[optind];
+    return 0;
+}
+
+int
+cmd_analyse(int argc, char **argv)
+{
+    char out[4096];
+    struct an_job j;
+    struct an_results r;
+    struct ss_err err;
+    int rc, last = -1;
+
+    an_job_default(&j);
+    rc = parse(argc, argv, &j);
+    if (rc != 0)
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    if (j.out_dir == NULL) {
+        default_out(j.wsi, out, sizeof(out));
+        j.out_dir = out;
+    }
+    log_set_level(LOG_LVL_WARN);
+    j.progress = show_progress;
+    j.progress_ctx = &last;
+    err_clear(&err);
+    if (an_analyse(&j, &r, &err) < 0) {
+        fprintf(stderr, "slidescan analyse: %s\n", err.msg);
+        return err.code == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+    }
+    print_results(&r, j.out_dir);
+    an_results_free(&r);
+    return EXIT_OK;
+}

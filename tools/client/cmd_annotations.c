@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slidescan annotations FILE.geojson... --slide WSI --out DIR [--mpp UM]
+ *
+ * Imports QuPath GeoJSON annotations of one slide (one file per
+ * annotator, or several annotators in one file): rasterises each
+ * annotator's labels at --mpp (2.0 µm/px, the model resolution), writes
+ * DIR/labels_<annotator>.png, the majority-vote consensus DIR/labels.png
+ * (usable as truth for `slidescan eval` and `slidescan train`), and
+ * DIR/agreement.json with Dice and Cohen's kappa for each pair.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "tools/client/client.h"
+#include "worker/analysis/analysis.h"
+#include "worker/analysis/geojson.h"
+
+#define MAX_ANN 32
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+        "usage: slidescan annotations FILE.geojson... --slide WSI --out DIR"
+        " [--mpp UM]\n"
+        "\n"
+        "Rasterises each annotator's ROI/Tumor/Stroma polygons at --mpp\n"
+        "µm/px (2.0), writes labels_<annotator>.png, the majority-vote\n"
+        "consensus labels.png (0 glass, 1 tumour, 2 stroma, 255\n"
+        "unlabelled) and agreement.json (pairwise Dice, Cohen's kappa).\n"
+        "An annotator is named by the feature's annotator/author property"
+        "\nor else by the file's base name.\n");
+}
+
+static void
+base_of(const char *path, char *buf, size_t len)
+{
+    const char *s = strrchr(path, '/'), *dot;
+
+    s = s != NULL ? s + 1 : path;
+    dot = strchr(s, '.');
+    snprintf(buf, len, "%.*s", dot != NULL ? (int)(dot - s) : (int)strlen(s),
+             s);
+}
+
+static int
+load_all(int n, char **files, struct an_annotations **all,
+         struct ss_err *err)
+{
+    int i, rc = 0;
+
+    for (i = 0; i < n && rc == 0; i++) {
+        struct an_annotations *a;
+        char who[128];
+        base_of(files[i], who, sizeof(who));
+        rc = an_geojson_read(files[i], who, &a, err);
+        if (rc < 0)
+            break;
+        if (*all == NULL) {
+            *all = a;
+            continue;
+        }
+        rc = an_annotations_merge(*all, a, err);
+        an_annotations_free(a);
+    }
+    return rc;
+}
+
+static json_t *
+agreement_json(struct img **r, const char **names, int k)
+{
+    json_t *arr = json_array();
+    int i, j;
+
+    for (i = 0; i < k; i++)
+        for (j = i + 1; j < k; j++) {
+            struct an_agreement ag;
+            an_agreement(r[i], r[j], &ag);
+            printf("%s vs %s: Dice tumour %.4f, stroma %.4f, kappa %.4f "
+                   "over %lld px\n", names[i], names[j], ag.dice_tumor,
+                   ag.dice_stroma, ag.kappa, (long long)ag.pixels);
+            json_array_append_new(arr, json_pack(
+                "{s:s, s:s, s:o, s:o, s:o, s:I}", "a", names[i], "b",
+                names[j], "dice_tumor", isfinite(ag.dice_tumor) ?
+                json_real(ag.dice_tumor) : json_null(), "dice_stroma",
+                isfinite(ag.dice_stroma) ? json_real(ag.dice_stroma) :
+                json_null(), "kappa", isfinite(ag.kappa) ?
+                json_real(ag.kappa) : json_null(), "pixels",
+                (json_int_t)ag.pixels));
+        }
+    return arr;
+}
+
+static int
+run(struct an_annotations *a, const char *out, int w, int h, double scale,
+    struct ss_err *err)
+{
+    const char *names[MAX_ANN];
+    struct img *r[MAX_ANN] = { NULL }, *cons = NULL;
+    int k = an_annotators(a, names, MAX_ANN), i, rc = 0;
+    char path[4200], *text;
+    json_t *o;
+
+    for (i = 0; i < k && rc == 0; i++) {
+        rc = an_annotations_raster(a, names[i], w, h, scale, &r[i], err);
+        snprintf(path, sizeof(path), "%s/labels_%s.png", out, names[i]);
+        if (rc == 0)
+            rc = img_png_write(r[i], path, err);
+    }
+    if (rc == 0 && k > 0) {
+        cons = an_consensus((const struct img *const *)r, k);
+        snprintf(path, sizeof(path), "%s/labels.png", out);
+        rc = cons != NULL ? img_png_write(cons, path, err)
+                          : err_set(err, -ENOMEM,
+                                           "consensus: out of memory");
+    }
+    if (rc == 0) {
+        printf("annotators %d, features %d, skipped %d\n", k, a->n,
+               a->skipped);
+        o = json_pack("{s:i, s:f, s:o}", "annotators", k, "mpp_scale",
+                      scale, "pairs", agreement_json(r, names, k));
+        text = json_dumps(o, JSON_INDENT(2));
+        snprintf(path, sizeof(path), "%s/agreement.json", out);
+        rc = util_write_durable(path, text, strlen(text), err);
+        free(text);
+        json_decref(o);
+    }
+    for (i = 0; i < k; i++)
+        img_free(r[i]);
+    img_free(cons);
+    return rc;
+}
+
+int
+cmd_annotations(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "slide", 1, NULL, 's' }, { "out", 1, NULL, 'o' },
+        { "mpp", 1, NULL, 'm' }, { "help", 0, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *slide = NULL, *out = NULL;
+    struct an_annotations *a = NULL;
+    struct an_slide *s = NULL;
+    struct ss_err err;
+    double mpp = 2.0, scale;
+    int64_t W0, H0;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': slide = optarg; break;
+        case 'o': out = optarg; break;
+        case 'm': mpp = atof(optarg); break;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (slide == NULL || out == NULL || optind >= argc || !(mpp > 0)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    err_clear(&err);
+    rc = an_slide_open(slide, 0, &s, &err);
+    if (rc == 0)
+        rc = util_mkdir_p(out, &err);
+    if (rc == 0)
+        rc = load_all(argc - optind, argv + optind, &a, &err);
+    if (rc == 0) {
+        an_slide_size(s, &W0, &H0);
+        scale = mpp / an_slide_mpp(s);
+        rc = run(a, out, (int)ceil(W0 / scale), (int)ceil(H0 / scale),
+                 scale, &err);
+    }
+    an_annotations_free(a);
+    an_slide_close(s);
+    if (rc < 0) {
+        fprintf(stderr, "slidescan annotations: %s\n", err.msg);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slidescan backup DEST: copies the catalogue (a consistent snapshot,
+ * taken while the daemon keeps scanning) and every slide image, analysis
+ * output, calibration and unfinished scan's tile not yet in DEST, each
+ * verified by its checksum (storage/backup.h).  Runs in this process
+ * against the catalogue file; the daemon is not involved.  With --verify
+ * it only checks an existing backup.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "storage/backup.h"
+#include "storage/space.h"
+#include "tools/client/client.h"
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: slidescan backup DEST [--config FILE] [--data-dir DIR]\n"
+            "                        [--catalogue FILE] [--verify] [--json]\n"
+            "\n"
+            "Backs up the catalogue and every slide image, analysis output,\n"
+            "calibration and tile of an unfinished scan into the directory\n"
+            "DEST, copying only what DEST does not hold yet and checking\n"
+            "every copy against its checksum.  Safe while slidescand scans.\n"
+            "Paths come from the [daemon] section of the configuration\n"
+            "($SLIDESCAN_CONFIG or /etc/slidescan/slidescan.conf) unless\n"
+            "given.  --verify checks DEST instead of writing to it.\n"
+            "Exit status 0 when everything is backed up (or verifies), 1 when\n"
+            "some files could not be, 5 when the catalogue or DEST is not\n"
+            "there.\n");
+}
+
+static void
+print_report(const char *what, const char *dir,
+             const struct backup_report *r, bool json)
+{
+    char bytes[32];
+
+    if (json) {
+        json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:i, "
+                              "s:I, s:s}", what, dir, "files", r->files,
+                              "copied", r->copied, "kept", r->kept,
+                              "verified", r->verified, "problems",
+                              r->problems, "bytes", (json_int_t)r->bytes,
+                              "snapshots", r->snapshots, "schema",
+                              (json_int_t)r->schema, "problem", r->problem);
+        json_dumpf(o, stdout, JSON_SORT_KEYS);
+        putchar('\n');
+        json_decref(o);
+        return;
+    }
+    space_fmt(r->bytes, bytes, sizeof(bytes));
+    printf("%s %s: %d files, %d copied (%s), %d already there, %d "
+           "verified, %d problems; catalogue schema %lld, %d snapshot%s\n",
+           what, dir, r->files, r->copied, bytes, r->kept, r->verified,
+           r->problems, (long long)r->schema, r->snapshots,
+           r->snapshots == 1 ? "" : "s");
+}
+
+struct args {
+    const char *dir, *conf, *data_dir, *catalogue;
+    bool verify, json;
+};
+
+/* 0 to go on, or the exit status. */
+static int
+parse(int argc, char **argv, struct args *a)
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        bool more = i + 1 < argc;
+
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        } else if (strcmp(o, "--config") == 0 && more) {
+            a->conf = argv[++i];
+        } else if (strcmp(o, "--data-dir") == 0 && more) {
+            a->data_dir = argv[++i];
+        } else if (strcmp(o, "--catalogue") == 0 && more) {
+            a->catalogue = argv[++i];
+        } else if (strcmp(o, "--verify") == 0) {
+            a->verify = true;
+        } else if (strcmp(o, "--json") == 0) {
+            a->json = true;
+        } else if (o[0] == '-' || a->dir != NULL) {
+            fprintf(stderr, "slidescan backup: unexpected '%s'\n", o);
+            usage(stderr);
+            return EXIT_USAGE;
+        } else {
+            a->dir = o;
+        }
+    }
+    if (a->dir == NULL) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int
+exit_for(int rc)
+{
+    if (rc == -ENOENT)
+        return EXIT_NOTFOUND;
+    return rc < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+int
+cmd_backup(int argc, char **argv)
+{
+    char data_dir[PATH_MAX], catalogue[PATH_MAX];
+    struct args a = { 0 };
+    struct backup_report r;
+    struct ss_err err;
+    int rc;
+
+    rc = parse(argc, argv, &a);
+    if (rc != 0)
+        return rc < 0 ? EXIT_OK : rc;
+    err_clear(&err);
+    if (a.verify) {
+        rc = backup_verify(a.dir, &r, &err);
+        print_report("backup", a.dir, &r, a.json);
+    } else {
+        rc = backup_paths(a.conf, a.data_dir, a.catalogue, data_dir,
+                          catalogue, &err);
+        if (rc == 0)
+            rc = backup_create(catalogue, data_dir, a.dir, &r, &err);
+        if (rc == 0 || rc == SS_EFORMAT)
+            print_report("backup", a.dir, &r, a.json);
+    }
+    if (rc < 0)
+        fprintf(stderr, "slidescan backup: %s\n", err.msg);
+    return exit_for(rc);
+}

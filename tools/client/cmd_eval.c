@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slidescan eval --pred P --truth T [--ref FILE] [--pred P --truth T ...]
+ *                [--json FILE] [--png FILE] [--min-region PX]
+ *
+ * Scores predictions against truth (worker/analysis/eval.h says what P
+ * and T may be): pixel confusion, precision, recall, F1, IoU and Dice per
+ * class, region mAP@[.5:.95], MAE and RMSE of the tumour-stroma ratio and
+ * KI67 index.  Prints a text report; --json and --png write the others.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "tools/client/client.h"
+#include "worker/analysis/eval.h"
+
+#define MAX_PAIRS 256
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+        "usage: slidescan eval --pred P --truth T [--ref FILE] ...\n"
+        "                      [--json FILE] [--png FILE] "
+        "[--min-region PX]\n"
+        "\n"
+        "P: an analysis output directory or a label PNG (0 glass, 1 tumour,"
+        "\n   2 stroma).  T: a label PNG (255 = unlabelled), a QuPath "
+        "GeoJSON\n   file, or a directory with labels.png or "
+        "annotations.geojson and\n   truth.json.  --ref gives reference "
+        "TSR / KI67 values for the pair\n   before it.  Pairs repeat.  "
+        "Regions under PX pixels (default 20)\n   are left out of the "
+        "mAP.\n");
+}
+
+struct pairs {
+    const char *pred[MAX_PAIRS], *truth[MAX_PAIRS], *ref[MAX_PAIRS];
+    int n, npred, ntruth;
+};
+
+static int
+parse(int argc, char **argv, struct pairs *p, const char **json_out,
+      const char **png_out, long *min_px)
+{
+    static const struct option opts[] = {
+        { "pred", required_argument, NULL, 'p' },
+        { "truth", required_argument, NULL, 't' },
+        { "ref", required_argument, NULL, 'r' },
+        { "json", required_argument, NULL, 'j' },
+        { "png", required_argument, NULL, 'g' },
+        { "min-region", required_argument, NULL, 'm' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (p->npred < MAX_PAIRS)
+                p->pred[p->npred++] = optarg;
+            break;
+        case 't':
+            if (p->ntruth < MAX_PAIRS)
+                p->truth[p->ntruth++] = optarg;
+            break;
+        case 'r':
+            if (p->ntruth > 0)
+                p->ref[p->ntruth - 1] = optarg;
+            break;
+        case 'j': *json_out = optarg; break;
+        case 'g': *png_out = optarg; break;
+        case 'm': *min_px = atol(optarg); break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return -1;
+        }
+    }
+    if (p->npred == 0 || p->npred != p->ntruth || optind != argc) {
+        fprintf(stderr, "slidescan eval: give --pred and --truth in "
+                "pairs\n");
+        return -1;
+    }
+    p->n = p->npred;
+    return 0;
+}
+
+int
+cmd_eval(int argc, char **argv)
+{
+    static struct pairs p;
+    const char *json_out = NULL, *png_out = NULL;
+    struct an_eval ev;
+    struct ss_err err;
+    long min_px = 20;
+    int i, rc;
+
+    rc = parse(argc, argv, &p, &json_out, &png_out, &min_px);
+    if (rc != 0)
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    an_eval_init(&ev, min_px);
+    for (i = 0; i < p.n; i++) {
+        err_clear(&err);
+        if (an_eval_add(&ev, p.pred[i], p.truth[i], p.ref[i], &err) < 0) {
+            fprintf(stderr, "slidescan eval: %s\n", err.msg);
+            an_eval_fini(&ev);
+            return EXIT_FAIL;
+        }
+    }
+    an_eval_print(&ev, stdout);
+    rc = 0;
+    if (json_out != NULL) {
+        json_t *o = an_eval_json(&ev);
+        char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
+        rc = text != NULL ? util_write_durable(json_out, text, strlen(text),
+                                               &err) : -1;
+        free(text);
+        json_decref(o);
+    }
+    if (rc == 0 && png_out != NULL)
+        rc = an_eval_png(&ev, png_out, &err);
+    an_eval_fini(&ev);
+    if (rc < 0) {
+        fprintf(stderr, "slidescan eval: %s\n", err.msg);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}

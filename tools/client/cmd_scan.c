@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/* slidescan scan: queue a slide for scanning, optionally wait for it. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tools/client/cli.h"
+
+static const char usage[] =
+    "usage: slidescan scan --slide ID --stain HE|KI67|CK [--image SPEC]\n"
+    "                      [--priority N] [--wait]\n"
+    "Queues a scan of slide ID.  On the simulated microscope --image names\n"
+    "the physical slide: an image file OpenSlide reads, FILE@MPP for a\n"
+    "plain image, or phantom:HE|KI67|CK[:seed=N][:w_mm=W][:h_mm=H]; without\n"
+    "it a built-in phantom of the stain is scanned.  Higher --priority\n"
+    "(-100..100, default 0) runs first.  --wait follows the scan (and its\n"
+    "analysis) and exits 0 only when both are done.\n";
+
+static const struct option opts[] = {
+    { "slide", required_argument, NULL, 's' },
+    { "stain", required_argument, NULL, 't' },
+    { "image", required_argument, NULL, 'i' },
+    { "priority", required_argument, NULL, 'p' },
+    { "wait", no_argument, NULL, 'w' },
+    CLIENT_COMMON_OPTIONS,
+    { NULL, 0, NULL, 0 },
+};
+
+static int
+queue_and_wait(struct client__opts *co, json_t *args)
+{
+    struct client_conn *c;
+    json_t *w = NULL, *res = NULL;
+    json_int_t id;
+    int rc;
+
+    rc = client__connect(co, &c);
+    if (rc != EXIT_OK) {
+        json_decref(args);
+        return rc;
+    }
+    rc = client__call(co, c, "watch", NULL, &w);
+    if (rc == EXIT_OK)
+        rc = client__call(co, c, "scan", args, &res);
+    else
+        json_decref(args);
+    if (rc == EXIT_OK) {
+        id = json_integer_value(json_object_get(res, "id"));
+        if (!co->json)
+            printf("queued scan %" JSON_INTEGER_FORMAT " (slide %s, %s) at "
+                   "position %s\n", id, client__str(res, "slide"),
+                   client__str(res, "stain"), client__str(res, "position"));
+        rc = client__follow(co, c, id, true, json_object_get(w, "status"));
+    }
+    json_decref(w);
+    json_decref(res);
+    client_conn_close(c);
+    return rc;
+}
+
+int
+cmd_scan(int argc, char **argv)
+{
+    struct client__opts co = { NULL, false, false, "scan", usage };
+    const char *slide = NULL, *stain = NULL, *image = NULL;
+    bool wait = false;
+    json_t *args, *res = NULL;
+    long prio = 0;
+    char *end;
+    int o, rc;
+
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 's': slide = optarg; break;
+        case 't': stain = optarg; break;
+        case 'i': image = optarg; break;
+        case 'w': wait = true; break;
+        case 'p':
+            prio = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0')
+                return client__fail(&co, EXIT_USAGE, "--priority: '%s' is "
+                                    "not a number", optarg);
+            break;
+        default:
+            if (!client__common(o, &co))
+                return client__usage(&co, EXIT_USAGE);
+        }
+    }
+    if (co.help)
+        return client__usage(&co, EXIT_OK);
+    if (slide == NULL || stain == NULL || optind != argc)
+        return client__usage(&co, EXIT_USAGE);
+    args = json_pack("{s:s, s:s, s:I}", "slide", slide, "stain", stain,
+                     "priority", (json_int_t)prio);
+    if (image != NULL)
+        json_object_set_new(args, "image", json_string(image));
+    if (wait)
+        return queue_and_wait(&co, args);
+    rc = client__request(&co, "scan", args, &res);
+    if (rc == EXIT_OK && co.json)
+        client__print_json(res);
+    else if (rc == EXIT_OK)
+        printf("queued scan %s (slide %s, %s) at position %s\n",
+               client__str(res, "id"), client__str(res, "slide"),
+               client__str(res, "stain"), client__str(res, "position"));
+    json_decref(res);
+    return rc;
+}

@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Evaluation over image pairs (conventions in eval.h and metrics.h).
+ */
+#include "worker/analysis/eval.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "worker/analysis/geojson.h"
+#include "worker/analysis/internal.h"
+
+static const char *cls_name[AN_NCLASS] = { "glass", "tumor", "stroma" };
+
+void
+an_eval_init(struct an_eval *e, int64_t min_region_px)
+{
+    memset(e, 0, sizeof(*e));
+    an_confusion_init(&e->conf, AN_NCLASS);
+    an_ap_init(&e->ap, AN_NCLASS, min_region_px);
+    e->per_image = json_array();
+}
+
+void
+an_eval_fini(struct an_eval *e)
+{
+    an_ap_fini(&e->ap);
+    img_free(e->errmap);
+    json_decref(e->per_image);
+    memset(e, 0, sizeof(*e));
+}
+
+static int
+is_dir(const char *p)
+{
+    struct stat st;
+
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int
+exists(const char *p)
+{
+    struct stat st;
+
+    return stat(p, &st) == 0;
+}
+
+/* Channel 0 of a PNG/TIFF as a one-channel U8 raster. */
+static int
+read_labels(const char *path, struct img **out, struct ss_err *err)
+{
+    struct img *rgb, *l;
+    size_t i, n;
+    int rc = img_read_any(path, &rgb, err);
+
+    if (rc < 0)
+        return rc;
+    l = img_new(rgb->w, rgb->h, 1, IMG_U8);
+    if (l == NULL) {
+        img_free(rgb);
+        return err_set(err, -ENOMEM, "%s: out of memory", path);
+    }
+    n = (size_t)rgb->w * rgb->h;
+    for (i = 0; i < n; i++)
+        ((uint8_t *)l->data)[i] = ((uint8_t *)rgb->data)[i * 3];
+    img_free(rgb);
+    *out = l;
+    return 0;
+}
+
+struct pred {
+    struct img *label, *prob;
+    double scale;                   /* level-0 px per raster px */
+    double tsr, ki67;
+};
+
+static void
+pred_free(struct pred *p)
+{
+    img_free(p->label);
+    img_free(p->prob);
+}
+
+static int
+pred_load(const char *path, struct pred *p, struct ss_err *err)
+{
+    char f[4200];
+    json_t *r;
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    p->scale = 1;
+    p->tsr = p->ki67 = NAN;
+    if (!is_dir(path))
+        return read_labels(path, &p->label, err);
+    snprintf(f, sizeof(f), "%s/labels.png", path);
+    rc = read_labels(f, &p->label, err);
+    if (rc < 0)
+        return rc;
+    snprintf(f, sizeof(f), "%s/probabilities.png", path);
+    if (exists(f) && img_read_any(f, &p->prob, err) < 0)
+        return -EIO;
+    snprintf(f, sizeof(f), "%s/results.json", path);
+    r = json_load_file(f, 0, NULL);
+    if (r == NULL)
+        return err_set(err, SS_EFORMAT, "%s: missing or not JSON", f);
+    p->scale = json_number_value(json_object_get(r, "analysis_mpp")) /
+               json_number_value(json_object_get(r, "mpp"));
+    if (!(p->scale > 0))
+        p->scale = 1;
+    p->tsr = json_is_number(json_object_get(r, "tumor_stroma_ratio")) ?
+             json_number_value(json_object_get(r, "tumor_stroma_ratio"))
+             : NAN;
+    p->ki67 = json_is_number(json_object_get(r, "ki67_index")) ?
+              json_number_value(json_object_get(r, "ki67_index")) : NAN;
+    json_decref(r);
+    return 0;
+}
+
+static int
+is_geojson(const char *path)
+{
+    size_t n = strlen(path);
+
+    return (n > 8 && strcmp(path + n - 8, ".geojson") == 0) ||
+           (n > 5 && strcmp(path + n - 5, ".json") == 0);
+}
+
+static int
+truth_raster(const char *path, const struct pred *p, struct img **out,
+             struct ss_err *err)
+{
+    struct an_annotations *a;
+    struct img *t;
+    int rc;
+
+    if (is_geojson(path)) {
+        rc = an_geojson_read(path, NULL, &a, err);
+        if (rc < 0)
+            return rc;
+        rc = an_annotations_raster(a, NULL, p->label->w, p->label->h,
+                                   p->scale, out, err);
+        an_annotations_free(a);
+        return rc;
+    }
+    rc = read_labels(path, &t, err);
+    if (rc < 0)
+        return rc;
+    if (t->w != p->label->w || t->h != p->label->h) {
+        struct img *r = an__resample_nearest(t, p->label->w, p->label->h);
+        img_free(t);
+        if (r == NULL)
+            return err_set(err, -ENOMEM, "%s: out of memory", path);
+        t = r;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Reference TSR and KI67 from a JSON file (see eval.h). */
+static void
+ref_load(const char *path, double *tsr, double *ki67)
+{
+    json_t *r = json_load_file(path, 0, NULL), *v, *a;
+    double t = NAN, s = NAN;
+
+    *tsr = *ki67 = NAN;
+    if (r == NULL)
+        return;
+    if ((v = json_object_get(r, "tumor_stroma_ratio")) != NULL &&
+        json_object_get(r, "area_um2") == NULL &&
+        json_object_get(r, "areas_mm2") == NULL)
+        *tsr = json_is_number(v) ? json_number_value(v) : NAN;
+    if ((a = json_object_get(r, "areas_mm2")) != NULL) {
+        t = json_number_value(json_object_get(a, "tumor"));
+        s = json_number_value(json_object_get(a, "stroma"));
+    } else if ((a = json_object_get(r, "area_um2")) != NULL) {
+        t = json_number_value(json_array_get(a, AN_TUMOR));
+        s = json_number_value(json_array_get(a, AN_STROMA));
+    } else if (json_object_get(r, "tumor_area_mm2") != NULL) {
+        t = json_number_value(json_object_get(r, "tumor_area_mm2"));
+        s = json_number_value(json_object_get(r, "stroma_area_mm2"));
+    }
+    if (t + s > 0)
+        *tsr = t / (t + s);
+    if ((v = json_object_get(r, "ki67_index")) != NULL ||
+        (v = json_object_get(r, "ki67_fraction")) != NULL)
+        *ki67 = json_is_number(v) ? json_number_value(v) : NAN;
+    json_decref(r);
+}
+
+/* Error-map colours: agreement in light shades of the truth class,
+ * disagreement by kind. */
+static void
+error_colour(uint8_t t, uint8_t p, uint8_t *c)
+{
+    static const uint8_t ok[AN_NCLASS][3] = {
+        { 245, 245, 245 }, { 170, 225, 170 }, { 240, 180, 180 } };
+    static const uint8_t tumor_as_stroma[3] = { 200, 0, 200 };
+    static const uint8_t stroma_as_tumor[3] = { 0, 170, 220 };
+    static const uint8_t tissue_missed[3] = { 230, 200, 0 };
+    static const uint8_t glass_as_tissue[3] = { 40, 40, 160 };
+    const uint8_t *s;
+
+    if (t >= AN_NCLASS)
+        s = ok[AN_GLASS];
+    else if (t == p)
+        s = ok[t];
+    else if (t == AN_TUMOR && p == AN_STROMA)
+        s = tumor_as_stroma;
+    else if (t == AN_STROMA && p == AN_TUMOR)
+        s = stroma_as_tumor;
+    else if (p == AN_GLASS)
+        s = tissue_missed;
+    else
+        s = glass_as_tissue;
+    memcpy(c, s, 3);
+}
+
+static struct img *
+error_map(const struct img *t, const struct img *p)
+{
+    struct img *m = img_new(t->w, t->h, 3, IMG_U8);
+    size_t i, n = (size_t)t->w * t->h;
+
+    if (m == NULL)
+        return NULL;
+    for (i = 0; i < n; i++)
+        error_colour(((uint8_t *)t->data)[i], ((uint8_t *)p->data)[i],
+                     (uint8_t *)m->data + i * 3);
+    return m;
+}
+
+static json_t *
+num_or_null(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+static json_t *
+image_scores(const char *pred, const char *truth, const struct img *t,
+             const struct img *p, struct an_eval *e)
+{
+    json_t *o = json_pack("{s:s, s:s}", "pred", pred, "truth", truth);
+    struct an_confusion c;
+    int k;
+
+    an_confusion_init(&c, AN_NCLASS);
+    an_confusion_add(&c, t->data, p->data, (size_t)t->w * t->h,
+                     AN_UNLABELLED, NULL);
+    for (k = 0; k < AN_NCLASS; k++) {
+        struct an_class_scores s;
+        an_class_scores(&c, k, &s);
+        e->both_empty[k] += s.both_empty;
+        json_object_set_new(o, cls_name[k], json_pack("{s:o, s:o}", "dice",
+                            num_or_null(s.dice), "iou", num_or_null(s.iou)));
+    }
+    return o;
+}
+
+static int
+add_pair(struct an_eval *e, const char *pred, const char *truth,
+         const char *ref, struct pred *p, struct img *t, struct ss_err *err)
+{
+    double rt = NAN, rk = NAN;
+    size_t n = (size_t)t->w * t->h;
+    json_t *im;
+    int rc;
+
+    rc = an_confusion_add(&e->conf, t->data, p->label->data, n,
+                          AN_UNLABELLED, err);
+    if (rc < 0)
+        return err_prefix(err, "%s", pred);
+    rc = an_ap_add(&e->ap, t->data, p->label->data,
+                   p->prob != NULL ? p->prob->data : NULL, t->w, t->h, err);
+    if (rc < 0)
+        return rc;
+    im = image_scores(pred, truth, t, p->label, e);
+    if (ref != NULL)
+        ref_load(ref, &rt, &rk);
+    an_err_add(&e->tsr, p->tsr, rt, &e->tsr_skipped);
+    an_err_add(&e->ki67, p->ki67, rk, &e->ki67_skipped);
+    json_object_set_new(im, "tsr", json_pack("{s:o, s:o}", "pred",
+                        num_or_null(p->tsr), "ref", num_or_null(rt)));
+    json_object_set_new(im, "ki67_index", json_pack("{s:o, s:o}", "pred",
+                        num_or_null(p->ki67), "ref", num_or_null(rk)));
+    json_array_append_new(e->per_image, im);
+    if (e->errmap == NULL)
+        e->errmap = error_map(t, p->label);
+    e->images++;
+    return 0;
+}
+
+int
+an_eval_add(struct an_eval *e, const char *pred, const char *truth,
+            const char *ref, struct ss_err *err)
+{
+    char tl[4200], tr[4200];
+    const char *tpath = truth, *rpath = ref;
+    struct pred p;
+    struct img *t = NULL;
+    int rc;
+
+    if (is_dir(truth)) {
+        snprintf(tl, sizeof(tl), "%s/labels.png", truth);
+        if (!exists(tl))
+            snprintf(tl, sizeof(tl), "%s/annotations.geojson", truth);
+        snprintf(tr, sizeof(tr), "%s/truth.json", truth);
+        tpath = tl;
+        if (rpath == NULL && exists(tr))
+            rpath = tr;
+    }
+    rc = pred_load(pred, &p, err);
+    if (rc == 0)
+        rc = truth_raster(tpath, &p, &t, err);
+    if (rc == 0)
+        rc = add_pair(e, pred, truth, rpath, &p, t, err);
+    pred_free(&p);
+    img_free(t);
+    return rc;
+}
+
+json_t *
+an_eval_json(const struct an_eval *e)
+{
+    json_t *o = json_object(), *cls = json_object(), *cm = json_array();
+    int k, j, n;
+
+    for (k = 0; k < AN_NCLASS; k++) {
+        struct an_class_scores s;
+        json_t *row = json_array();
+        an_class_scores(&e->conf, k, &s);
+        json_object_set_new(cls, cls_name[k], json_pack(
+            "{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:i}",
+            "tp", (json_int_t)s.tp, "fp", (json_int_t)s.fp,
+            "fn", (json_int_t)s.fn, "tn", (json_int_t)s.tn,
+            "precision", num_or_null(s.precision),
+            "recall", num_or_null(s.recall), "f1", num_or_null(s.f1),
+            "iou", num_or_null(s.iou), "dice", num_or_null(s.dice),
+            "images_both_empty", e->both_empty[k]));
+        for (j = 0; j < AN_NCLASS; j++)
+            json_array_append_new(row, json_integer(e->conf.m[k][j]));
+        json_array_append_new(cm, row);
+    }
+    json_object_set_new(o, "images", json_integer(e->images));
+    json_object_set_new(o, "classes", cls);
+    json_object_set_new(o, "confusion_truth_by_pred", cm);
+    json_object_set_new(o, "ignored_pixels", json_integer(e->conf.ignored));
+    json_object_set_new(o, "kappa", num_or_null(an_cohen_kappa(&e->conf)));
+    json_object_set_new(o, "map_50_95", num_or_null(an_ap_map(&e->ap, &n)));
+    json_object_set_new(o, "map_classes", json_integer(n));
+    json_object_set_new(o, "tsr", json_pack("{s:i, s:o, s:o, s:i}", "n",
+                        e->tsr.n, "mae", num_or_null(an_err_mae(&e->tsr)),
+                        "rmse", num_or_null(an_err_rmse(&e->tsr)), "skipped",
+                        e->tsr_skipped));
+    json_object_set_new(o, "ki67_index", json_pack("{s:i, s:o, s:o, s:i}",
+                        "n", e->ki67.n, "mae",
+                        num_or_null(an_err_mae(&e->ki67)), "rmse",
+                        num_or_null(an_err_rmse(&e->ki67)), "skipped",
+                        e->ki67_skipped));
+    json_object_set_new(o, "per_image", json_incref(e->per_image));
+    return o;
+}
+
+static void
+print_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, " %9.4f", v);
+    else
+        fprintf(f, " %9s", "n/a");
+}
+
+void
+an_eval_print(const struct an_eval *e, FILE *f)
+{
+    int k, j, n;
+    double map = an_ap_map(&e->ap, &n);
+
+    fprintf(f, "images %d, ignored pixels %lld\n\n", e->images,
+            (long long)e->conf.ignored);
+    fprintf(f, "%-8s %9s %9s %9s %9s %9s %12s %12s %12s  both-empty\n",
+            "class", "precision", "recall", "F1", "IoU", "Dice", "TP", "FP",
+            "FN");
+    for (k = 0; k < AN_NCLASS; k++) {
+        struct an_class_scores s;
+        an_class_scores(&e->conf, k, &s);
+        fprintf(f, "%-8s", cls_name[k]);
+        print_num(f, s.precision);
+        print_num(f, s.recall);
+        print_num(f, s.f1);
+        print_num(f, s.iou);
+        print_num(f, s.dice);
+        fprintf(f, " %12lld %12lld %12lld  %d\n", (long long)s.tp,
+                (long long)s.fp, (long long)s.fn, e->both_empty[k]);
+    }
+    fprintf(f, "\nconfusion (rows truth, columns prediction)\n%-8s", "");
+    for (j = 0; j < AN_NCLASS; j++)
+        fprintf(f, " %12s", cls_name[j]);
+    for (k = 0; k < AN_NCLASS; k++) {
+        fprintf(f, "\n%-8s", cls_name[k]);
+        for (j = 0; j < AN_NCLASS; j++)
+            fprintf(f, " %12lld", (long long)e->conf.m[k][j]);
+    }
+    fprintf(f, "\n\nkappa");
+    print_num(f, an_cohen_kappa(&e->conf));
+    fprintf(f, "\nregion mAP@[.5:.95]");
+    print_num(f, map);
+    fprintf(f, " over %d classes\nTSR   MAE", n);
+    print_num(f, an_err_mae(&e->tsr));
+    fprintf(f, " RMSE");
+    print_num(f, an_err_rmse(&e->tsr));
+    fprintf(f, " (n=%d)\nKI67  MAE", e->tsr.n);
+    print_num(f, an_err_mae(&e->ki67));
+    fprintf(f, " RMSE");
+    print_num(f, an_err_rmse(&e->ki67));
+    fprintf(f, " (n=%d)\n", e->ki67.n);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Evaluation of predictions against truth over any number of image
+ * pairs: pooled pixel confusion and per-class scores, region mAP, and
+ * MAE/RMSE of the tumour-stroma ratio and KI67 index against reference
+ * values.  Conventions for empty cases are those of metrics.h.
+ *
+ * A prediction is an analysis output directory (labels.png,
+ * probabilities.png, results.json) or a label PNG (0 glass, 1 tumour,
+ * 2 stroma).  A truth is a label PNG (255 = unlabelled, ignored), a
+ * QuPath GeoJSON file (rasterised at the prediction's resolution, see
+ * geojson.h), or a directory holding labels.png or annotations.geojson
+ * and optionally truth.json.  Truth rasters of another size are resampled
+ * to the prediction's (nearest neighbour).  Reference values come from a
+ * JSON file: "tumor_stroma_ratio" and "ki67_index" in results.json's
+ * convention, or tumour and stroma areas from which the ratio is
+ * computed ("areas_mm2": {"tumor", "stroma"} as the phantom truth files
+ * have, "tumor_area_mm2" and "stroma_area_mm2", or "area_um2": [glass,
+ * tumor, stroma]), and "ki67_fraction".
+ */
+#ifndef SS_WORKER_ANALYSIS_EVAL_H
+#define SS_WORKER_ANALYSIS_EVAL_H
+
+#include <jansson.h>
+#include <stdio.h>
+
+#include "worker/analysis/metrics.h"
+
+struct an_eval {
+    struct an_confusion conf;
+    struct an_ap ap;
+    struct an_err_acc tsr, ki67;
+    int tsr_skipped, ki67_skipped;
+    int images;
+    int both_empty[AN_METRIC_MAXCLS];   /* images where a class is absent
+                                           from truth and prediction */
+    struct img *errmap;             /* error map of the first image */
+    json_t *per_image;
+};
+
+/* min_region_px: regions smaller than this are left out of the mAP. */
+void an_eval_init(struct an_eval *e, int64_t min_region_px);
+void an_eval_fini(struct an_eval *e);
+
+/* Adds one pair; ref (may be NULL) is a JSON file of reference values
+ * that overrides the truth directory's truth.json. */
+int an_eval_add(struct an_eval *e, const char *pred, const char *truth,
+                const char *ref, struct ss_err *err);
+
+json_t *an_eval_json(const struct an_eval *e);
+void an_eval_print(const struct an_eval *e, FILE *f);
+
+/* The confusion matrix (row-normalised shades with counts) beside the
+ * first image's error map. */
+int an_eval_png(const struct an_eval *e, const char *path,
+                struct ss_err *err);
+
+#endif
