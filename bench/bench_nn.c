@@ -9,12 +9,11 @@
  *   bench_nn [--arch FILE] [--tile N] [--batch N] [--train-batch N]
  *            [--threads N] [--iters N] [--deterministic]
  *
- * Without --arch it builds the default U-Net (4 levels, 16..128 channels,
- * batch norm, 3 classes), the one tools/nn/nnjson.py's unet() describes.
+ * Without --arch it uses nn_unet_arch(4, 16, 3, 3): 4 levels, 16..128
+ * channels, batch norm, 3 classes (tools/nn/nnjson.py unet() is the same).
  * Prints one "key value" line per measurement.
  */
 #include <cblas.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,77 +27,6 @@ struct opts {
     int tile, batch, train_batch, threads, iters;
     bool det;
 };
-
-static void __attribute__((format(printf, 3, 4)))
-append(char **s, size_t *len, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    *s = realloc(*s, *len + (size_t)n + 1);
-    memcpy(*s + *len, tmp, (size_t)n + 1);
-    *len += (size_t)n;
-}
-
-/* Two 3x3 conv + BN + ReLU named <name>.conv1 ... <name>.relu2. */
-static void
-block(char **s, size_t *len, const char *name, const char *in, int c)
-{
-    int i;
-
-    for (i = 1; i <= 2; i++) {
-        append(s, len, "{\"name\":\"%s.conv%d\",\"type\":\"conv2d\","
-               "\"out_channels\":%d,\"kernel\":3,\"padding\":1,"
-               "\"bias\":false", name, i, c);
-        if (i == 1)
-            append(s, len, ",\"input\":\"%s\"", in);
-        append(s, len, "},{\"name\":\"%s.bn%d\",\"type\":\"batchnorm2d\"},"
-               "{\"name\":\"%s.relu%d\",\"type\":\"relu\"},", name, i, name,
-               i);
-    }
-}
-
-/* The U-Net of tools/nn/nnjson.py unet(4, 16, 3). */
-static char *
-default_unet(void)
-{
-    char *s = NULL, prev[64], name[32];
-    size_t len = 0;
-    int lv;
-
-    append(&s, &len, "{\"format\":\"slidescan-nn\",\"version\":1,\"name\":"
-           "\"unet4-16\",\"inputs\":[{\"name\":\"image\",\"channels\":3}],"
-           "\"outputs\":[\"head\"],\"layers\":[");
-    snprintf(prev, sizeof(prev), "image");
-    for (lv = 0; lv < 4; lv++) {
-        if (lv) {
-            append(&s, &len, "{\"name\":\"pool%d\",\"type\":\"maxpool2d\","
-                   "\"kernel\":2,\"input\":\"%s\"},", lv, prev);
-            snprintf(prev, sizeof(prev), "pool%d", lv);
-        }
-        snprintf(name, sizeof(name), "enc%d", lv + 1);
-        block(&s, &len, name, prev, 16 << lv);
-        snprintf(prev, sizeof(prev), "enc%d.relu2", lv + 1);
-    }
-    for (lv = 3; lv > 0; lv--) {
-        append(&s, &len, "{\"name\":\"up%d\",\"type\":\"conv_transpose2d\","
-               "\"input\":\"%s\",\"out_channels\":%d,\"kernel\":2,"
-               "\"stride\":2},", lv, prev, 16 << (lv - 1));
-        append(&s, &len, "{\"name\":\"cat%d\",\"type\":\"concat\","
-               "\"inputs\":[\"up%d\",\"enc%d.relu2\"]},", lv, lv, lv);
-        snprintf(name, sizeof(name), "dec%d", lv);
-        snprintf(prev, sizeof(prev), "cat%d", lv);
-        block(&s, &len, name, prev, 16 << (lv - 1));
-        snprintf(prev, sizeof(prev), "dec%d.relu2", lv);
-    }
-    append(&s, &len, "{\"name\":\"head\",\"type\":\"conv2d\",\"input\":"
-           "\"%s\",\"out_channels\":3,\"kernel\":1}]}", prev);
-    return s;
-}
 
 /* The fastest run: on a shared machine the other runs measure the other
  * processes as much as the engine. */
@@ -287,7 +215,7 @@ main(int argc, char **argv)
         return 2;
     }
     if (o.arch ? util_read_file(o.arch, &arch, &len, &e) < 0
-               : !(arch = default_unet())) {
+               : !(arch = nn_unet_arch(4, 16, 3, 3))) {
         fprintf(stderr, "bench_nn: %s\n", e.msg);
         return 1;
     }

@@ -41,6 +41,7 @@ reg_params_default(struct reg_params *p)
     p->min_ncc = 0.5;
     p->min_std = 1.0;
     p->peak_sigma_px = 1.0;
+    p->ncc_sigma_px = 1.5;
 }
 
 /* The smallest n' >= n with no prime factor above 7: sizes FFTW does
@@ -232,6 +233,57 @@ find_peak(const float *c, int nw, int nh, double excl, struct peak *pk)
     }
 }
 
+/* Gaussian blur of σ px, separable, edges repeated: the agreement test
+ * runs on smoothed views because camera noise is white and independent
+ * between the two frames while tissue is not, so on an overlap that is
+ * mostly glass with a few cells the smoothing lifts the correlation of
+ * the cells above that of the noise. */
+static float *
+smooth(const float *a, int w, int h, double sigma)
+{
+    int r = (int)ceil(3 * sigma), x, y, k;
+    float *t = malloc(sizeof(float) * (size_t)w * h);
+    float *o = malloc(sizeof(float) * (size_t)w * h);
+    float *g = malloc(sizeof(float) * (size_t)(2 * r + 1));
+    double sum = 0;
+
+    if (t == NULL || o == NULL || g == NULL) {
+        free(t);
+        free(o);
+        free(g);
+        return NULL;
+    }
+    for (k = -r; k <= r; k++)
+        sum += g[k + r] = (float)exp(-k * k / (2 * sigma * sigma));
+    for (k = 0; k <= 2 * r; k++)
+        g[k] = (float)(g[k] / sum);
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++) {
+            float v = 0;
+
+            for (k = -r; k <= r; k++) {
+                int xx = x + k < 0 ? 0 : x + k >= w ? w - 1 : x + k;
+
+                v += g[k + r] * a[(size_t)y * w + xx];
+            }
+            t[(size_t)y * w + x] = v;
+        }
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++) {
+            float v = 0;
+
+            for (k = -r; k <= r; k++) {
+                int yy = y + k < 0 ? 0 : y + k >= h ? h - 1 : y + k;
+
+                v += g[k + r] * t[(size_t)yy * w + x];
+            }
+            o[(size_t)y * w + x] = v;
+        }
+    free(t);
+    free(g);
+    return o;
+}
+
 /* Normalised cross-correlation of b(x, y) and a(x + dx, y + dy) where
  * both exist. */
 static double
@@ -282,6 +334,7 @@ judge(const float *a, const float *b, int w, int h, const float *c, int nw,
 {
     struct peak pk;
     double sx, sy;
+    float *sa, *sb;
 
     find_peak(c, nw, nh, 3 * p->peak_sigma_px + 2, &pk);
     r->peak_ratio = pk.second > 0 ? pk.value / pk.second : 1e9;
@@ -292,7 +345,11 @@ judge(const float *a, const float *b, int w, int h, const float *c, int nw,
     /* The peak at s means b(x) = a(x - s). */
     r->dx = -sx;
     r->dy = -sy;
-    r->ncc = aligned_ncc(a, b, w, h, -pk.x, -pk.y);
+    sa = smooth(a, w, h, p->ncc_sigma_px);
+    sb = smooth(b, w, h, p->ncc_sigma_px);
+    r->ncc = sa && sb ? aligned_ncc(sa, sb, w, h, -pk.x, -pk.y) : 0;
+    free(sa);
+    free(sb);
     if (pk.value <= 0 || r->peak_ratio < p->min_peak_ratio)
         refuse(r, "weak correlation peak");
     else if (r->ncc < p->min_ncc)

@@ -7,8 +7,9 @@
  * into a Gaussian of known width whose centre a three-point fit of its
  * logarithm finds to a small fraction of a pixel.  A pair is refused
  * when the peak is not clearly the only one (peak ratio), when the two
- * views do not agree once aligned (normalised cross-correlation), or when
- * the shift is larger than the stage can plausibly be wrong.
+ * views do not agree once aligned (normalised cross-correlation of the
+ * views smoothed against camera noise), or when the shift is larger than
+ * the stage can plausibly be wrong.
  */
 #ifndef SS_IMAGING_REGISTER_H
 #define SS_IMAGING_REGISTER_H
@@ -23,6 +24,8 @@ struct reg_params {
     double min_ncc;                 /* aligned normalised correlation, 0.5 */
     double min_std;                 /* grey-level σ of each view, 1.0 */
     double peak_sigma_px;           /* width of the shaped peak, 1.0 */
+    double ncc_sigma_px;            /* views smoothed by this for min_ncc,
+                                       1.5 */
 };
 
 void reg_params_default(struct reg_params *p);

@@ -95,6 +95,10 @@ plan_shot(struct sim *s, bool preview, struct sim__shot *sh,
         for (k = 0; k < TRAJ_SAMPLES; k++) {
             sim__axis_pos(s, a, s->now_ms + (k + 0.5) * e / TRAJ_SAMPLES,
                           NULL, &p[a][k]);
+            /* To the picometre: the same motion at another clock reading
+             * must give bit-identical frames, whatever the rounding of
+             * the absolute times. */
+            p[a][k] = nearbyint(p[a][k] * 1e6) / 1e6;
             mean[a] += p[a][k] / TRAJ_SAMPLES;
         }
     }

@@ -55,7 +55,7 @@ sim_config_default(struct sim_config *c)
     c->repeat_sigma_um[2] = 0.1;
     c->overshoot_um[0] = c->overshoot_um[1] = 8;
     c->overshoot_um[2] = 1;
-    c->settle_tau_ms = 12;
+    c->settle_tau_ms = 10;
     c->settle_hz = 25;
     c->z_min_um = -500;
     c->z_max_um = 500;

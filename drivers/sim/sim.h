@@ -117,7 +117,7 @@ struct sim_config {
     double repeat_sigma_um[3];  /* repeat_sigma_um = 0.5,0.5,0.1 */
     double overshoot_um[3];     /* overshoot_um = 8,8,1: settling
                                    overshoot after a full-speed stop */
-    double settle_tau_ms;       /* settle_tau_ms = 12: decay constant */
+    double settle_tau_ms;       /* settle_tau_ms = 10: decay constant */
     double settle_hz;           /* settle_hz = 25: ringing frequency */
     double z_min_um, z_max_um;  /* z_min_um = -500, z_max_um = 500 */
     double query_ms;            /* query_ms = 2: one controller query

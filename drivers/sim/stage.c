@@ -47,7 +47,8 @@ screw_at(const struct sim__axis *a, double t)
 static double
 ring_at(const struct sim *s, const struct sim__axis *a, double t)
 {
-    double tau = s->cfg.settle_tau_ms, w = 2 * M_PI * s->cfg.settle_hz;
+    double tau = s->cfg.settle_tau_ms;
+    double w = 2 * M_PI * s->cfg.settle_hz / 1000;     /* rad per ms */
     double u = t - a->te, env, peak_u, k;
 
     if (a->amp == 0 || u <= 0)

@@ -13,11 +13,11 @@
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 GROUP=users                 # an existing group this test only configures
+dtest_public_socket
 dtest_conf "[daemon]
 group = $GROUP
 socket_mode = 0666
 log_level = info"
-chmod 755 "$T"
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 ok "slidescand starts and answers ping"
 
@@ -31,11 +31,21 @@ state_of() { scan_state "$1"; }
 tiles_done() { sqlite3 "$DB" "SELECT tiles_done FROM scans WHERE id = $1"; }
 
 # A slide big enough to still be capturing while the queue is worked on.
-out=$(slidescan scan --slide A --stain HE --image phantom:HE:w_mm=2:h_mm=1.5)
+out=$(slidescan scan --slide A --stain HE --image phantom:HE:w_mm=3:h_mm=3)
 check "scan queues and answers with the scan number" \
     test "$out" = "queued scan 1 (slide A, HE) at position 1"
-check "scan A starts capturing" wait_until 30 \
-    test "$(tiles_done 1)" -ge 1
+check "scan A starts capturing" wait_until 60 \
+    'test "$(tiles_done 1)" -ge 1'
+ev=$(timeout 20 slidescan watch --count 2 --json)
+check "watch streams JSON events of the running scan" \
+    test "$(grep -c '"scan":1' <<<"$ev")" = 2
+out=$(slidescan status --once)
+check "status shows the running scan with its tiles" \
+    grep -q "^scan 1: slide A HE, capturing, [0-9]*/[0-9]* tiles" <<<"$out"
+out=$(slidescan calibrate --stain HE 2>&1)
+rc=$?
+check "calibrate while scanning is refused (exit 1, says busy)" \
+    test $rc = 1 -a -n "$(grep 'busy with scan 1' <<<"$out")"
 slidescan scan --slide B --stain HE >/dev/null
 slidescan scan --slide C --stain KI67 --priority 5 >/dev/null
 slidescan scan --slide D --stain CK >/dev/null
@@ -52,43 +62,34 @@ slidescan requeue 3 >/dev/null
 slidescan resume 2 >/dev/null
 check "requeue puts C at the end, resume brings B back: D B C" \
     test "$(pos_of 4) $(pos_of 2) $(pos_of 3)" = "1 2 3"
-out=$(slidescan status --once)
-check "status shows the running scan with its tiles" \
-    grep -q "^scan 1: slide A HE, capturing, [0-9]*/[0-9]* tiles" <<<"$out"
-
-out=$(slidescan calibrate --stain HE 2>&1)
-rc=$?
-check "calibrate while scanning is refused (exit 1, says busy)" \
-    test $rc = 1 -a -n "$(grep 'busy with scan 1' <<<"$out")"
+check "A is still the scan on the microscope" test "$(state_of 1)" = \
+    capturing
 slidescan pause >/dev/null
 check "pause without a number pauses the running scan" \
-    wait_until 20 test "$(state_of 1)" = paused
+    wait_until 20 'test "$(state_of 1)" = paused'
 reason=$(sqlite3 "$DB" "SELECT reason FROM scans WHERE id = 1")
 check "the pause reason is recorded" test "$reason" = "paused by request"
 check "the next queued scan (D) starts" \
-    wait_until 20 test "$(state_of 4)" != queued
-ev=$(slidescan watch --count 2 --json)
-check "watch streams JSON events of the running scan" \
-    test "$(grep -c '"scan":4' <<<"$ev")" = 2
+    wait_until 20 'test "$(state_of 4)" != queued'
 dev=$(slidescan devices)
 check "devices names the simulated camera and frame" \
     grep -q "camera: .*simulated camera, 1024x768 px, 0.5 µm/px" <<<"$dev"
-for s in 2 3 4; do slidescan cancel $s >/dev/null; done
+for s in 4 2 3; do slidescan cancel $s >/dev/null; done
 check "cancelling the running and queued scans empties the queue" \
-    wait_until 30 test "$(state_of 4)" = cancelled
+    wait_until 30 'test "$(state_of 4)" = cancelled'
 out=$(slidescan calibrate --stain KI67)
 check "calibrate on the idle microscope" \
     grep -q "^calibration [0-9]*: KI67 20x at 600 ms" <<<"$out"
 
 slidescan resume 1 >/dev/null
-check "resumed A completes" wait_until 60 test "$(state_of 1)" = done
+check "resumed A completes" wait_until 60 'test "$(state_of 1)" = done'
 n_planned=$(sqlite3 "$DB" "SELECT COUNT(*) FROM tiles WHERE scan = 1")
 n_captured=$(sqlite3 "$DB" "SELECT COUNT(*) FROM tiles WHERE scan = 1 AND \
     state = 'captured'")
 check "every planned tile of A captured once ($n_captured/$n_planned)" \
     test "$n_captured" = "$n_planned" -a "$n_planned" -gt 4
-check "A's analysis completes" wait_until 60 test "$(sqlite3 "$DB" \
-    "SELECT state FROM analyses WHERE scan = 1")" = done
+check "A's analysis completes" wait_until 60 'test "$(sqlite3 "$DB" \
+    "SELECT state FROM analyses WHERE scan = 1")" = done'
 out=$(slidescan slides)
 check "slides lists all four slides" \
     test "$(grep -cE '^(A|B|C|D) ' <<<"$out")" = 4
@@ -98,16 +99,16 @@ check "show gives the image with its µm per pixel" \
 check "show gives the analysis numbers" grep -q "tumour .* mm², stroma" \
     <<<"$out"
 slidescan reanalyse 1 >/dev/null
-check "reanalyse runs the worker again" wait_until 60 test "$(sqlite3 \
+check "reanalyse runs the worker again" wait_until 60 'test "$(sqlite3 \
     "$DB" "SELECT attempts || state FROM analyses WHERE scan = 1")" = \
-    1done
+    1done'
 sed -i 's/^log_level = info/log_level = notice/' "$CONF"
 out=$(slidescan reload)
 check "reload applies the new log level" \
     grep -q "applied: daemon.log_level" <<<"$out"
 kill -HUP "$DPID"
-check "SIGHUP reloads too" wait_until 10 grep -q "reload" <(sqlite3 "$DB" \
-    "SELECT action FROM events WHERE uid IS NULL")
+check "SIGHUP reloads too" wait_until 10 'sqlite3 "$DB" "SELECT action \
+    FROM events WHERE uid IS NULL" | grep -q reload'
 
 # Failures and their exit codes.
 slidescan show NOPE >/dev/null 2>&1

@@ -7,11 +7,13 @@
 # started and stopped by PID only; an EXIT trap kills the one this script
 # started, and nothing else.
 #
+#   dtest_public_socket      put the socket where other uids can reach it
 #   dtest_conf [EXTRA_INI]   write the configuration (EXTRA_INI appended)
 #   dtest_start              start slidescand, wait until it answers
 #   dtest_stop               SIGTERM, wait for the exit
 #   ok/nok/skip/check        TAP lines; dtest_end prints the plan count
-#   wait_until SECONDS CMD   retry CMD until it succeeds or time is up
+#   wait_until SECONDS 'SHELL CODE'   re-evaluate the code until it
+#                            succeeds or time is up
 
 set -u
 ROOT=${SLIDESCAN_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -44,10 +46,20 @@ check() {
 wait_until() {
     local limit=$1 t0=$SECONDS
     shift
-    while ! "$@" >/dev/null 2>&1; do
+    while ! eval "$*" >/dev/null 2>&1; do
         [ $((SECONDS - t0)) -ge "$limit" ] && return 1
         sleep 0.2
     done
+}
+
+# A socket directory every uid can traverse (the test's own directory is
+# private), for tests that run the client as another user.
+SOCKDIR=
+dtest_public_socket() {
+    SOCKDIR=$(mktemp -d /tmp/slidescan-sock.XXXXXX)
+    chmod 755 "$SOCKDIR"
+    SOCK=$SOCKDIR/s.sock
+    export SLIDESCAN_SOCKET=$SOCK
 }
 
 # The fast simulated microscope: no real-time sleeping, a 1024 × 768
@@ -100,6 +112,7 @@ dtest_cleanup() {
         echo "# daemon log (last 40 lines):"
         tail -40 "$LOG" | sed 's/^/#   /'
     fi
+    [ -n "$SOCKDIR" ] && rm -rf "$SOCKDIR"
     [ -n "${SLIDESCAN_KEEP_TMP:-}" ] || rm -rf "$T"
 }
 trap dtest_cleanup EXIT

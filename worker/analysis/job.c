@@ -41,7 +41,7 @@ job_progress_seg(void *ctx, int done, int total)
 static void
 job_progress_step(struct job_progress *p)
 {
-    p->done = p->done < p->seg_total ? p->seg_total : p->done + 1;
+    p->done = (p->done < p->seg_total ? p->seg_total : p->done) + 1;
     if (p->j->progress != NULL)
         p->j->progress(p->j->progress_ctx, p->done,
                        p->seg_total + OUTPUT_STEPS);

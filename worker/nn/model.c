@@ -320,6 +320,12 @@ nn_model_load(const char *arch_path, const char *weights_path,
         nn_model_free(*out);
         *out = NULL;
     }
+    if (rc == 0) {          /* the dropout stream continues where it was */
+        text = nn__st_meta(&f, "slidescan.seed");
+        (*out)->seed = text ? strtoull(text, NULL, 10) : 0;
+        text = nn__st_meta(&f, "slidescan.step");
+        (*out)->step = text ? strtoull(text, NULL, 10) : 0;
+    }
     free(arch);
     nn__st_clear(&f);
     return rc;
@@ -346,18 +352,23 @@ int
 nn_model_save(const struct nn_model *m, const char *arch_path,
               const char *weights_path, struct ss_err *err)
 {
-    const char *keys[2] = { "slidescan.arch", "slidescan.meta" };
-    const char *vals[2];
-    char *arch = arch_text(m);
+    const char *keys[4] = { "slidescan.arch", "slidescan.meta",
+                            "slidescan.seed", "slidescan.step" };
+    const char *vals[4];
+    char *arch = arch_text(m), seed[32], step[32];
     int rc;
 
     if (!arch)
         return err_set(err, -ENOMEM, "%s: out of memory", weights_path);
+    snprintf(seed, sizeof(seed), "%llu", (unsigned long long)m->seed);
+    snprintf(step, sizeof(step), "%llu", (unsigned long long)m->step);
     vals[0] = arch;
     vals[1] = m->meta_json;
+    vals[2] = seed;
+    vals[3] = step;
     rc = nn__st_write(weights_path, (const char *const *)m->pnames,
                       (const struct nn_tensor *const *)m->pvals, m->n_params,
-                      keys, vals, 2, err);
+                      keys, vals, 4, err);
     if (rc == 0 && arch_path)
         rc = util_write_durable(arch_path, arch, strlen(arch), err);
     free(arch);

@@ -197,7 +197,9 @@ int nn_model_load(const char *arch_path, const char *weights_path,
  * Writes the parameters (and batch-norm running statistics) as F32 into a
  * safetensors file, with the architecture in __metadata__["slidescan.arch"]
  * and the model's metadata in __metadata__["slidescan.meta"], durably
- * (temporary name, fsync, rename).  When arch_path is not NULL the
+ * (temporary name, fsync, rename).  The seed and the count of training
+ * passes go in too ("slidescan.seed", "slidescan.step"), so a resumed
+ * training draws the dropout masks an uninterrupted one would.  When arch_path is not NULL the
  * architecture JSON is written there as well.
  */
 int nn_model_save(const struct nn_model *m, const char *arch_path,
@@ -315,7 +317,7 @@ double nn_model_macs(const struct nn_model *m, int h, int w);
  * enc<l>.relu1, enc<l>.conv2 ...; pool<l>; going up a 2x2 stride-2
  * transposed convolution up<l>, concatenation cat<l> with enc<l>.relu2 and
  * the same block dec<l>; a 1x1 convolution "head" with one output per
- * class.  The receptive field of levels = 4 is 140 px.  tools/nn/nnjson.py
+ * class.  The receptive field of levels = 4 is 96 px.  tools/nn/nnjson.py
  * unet() writes the same text for PyTorch.  NULL when out of memory or
  * the numbers are out of range (levels 1..8, channels 1..4096).
  */
