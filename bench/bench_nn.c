@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/rng.h"
 #include "common/util.h"
@@ -82,11 +83,22 @@ fill(struct nn_tensor *t, uint64_t key)
         t->data[i] = (float)rng_gauss(&r);
 }
 
+/* Process CPU time (all threads) in ms. */
+static double
+cpu_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static int
-bench_infer(struct nn_model *m, const struct opts *o, double *ms)
+bench_infer(struct nn_model *m, const struct opts *o, double *ms,
+            double *cpu)
 {
     struct nn_tensor *x = nn_tensor_new4(o->batch, 3, o->tile, o->tile);
-    double t[64], t0;
+    double t[64], c[64], t0, c0;
     struct ss_err e;
     int i;
 
@@ -97,10 +109,13 @@ bench_infer(struct nn_model *m, const struct opts *o, double *ms)
     }
     for (i = 0; i < o->iters; i++) {
         t0 = util_now_ms();
+        c0 = cpu_ms();
         nn_model_forward(m, x, NN_MODE_INFER, &e);
         t[i] = util_now_ms() - t0;
+        c[i] = cpu_ms() - c0;
     }
     *ms = best(t, o->iters);
+    *cpu = best(c, o->iters);
     nn_tensor_free(x);
     return 0;
 }
@@ -130,14 +145,15 @@ train_step(struct nn_model *m, struct nn_optim *opt,
 }
 
 static int
-bench_train(struct nn_model *m, const struct opts *o, double *ms)
+bench_train(struct nn_model *m, const struct opts *o, double *ms,
+            double *cpu)
 {
     int n = o->train_batch, i;
     struct nn_tensor *x = nn_tensor_new4(n, 3, o->tile, o->tile);
     int32_t *lab = malloc(sizeof(int32_t) * n * o->tile * o->tile);
     struct nn_optim_cfg cfg;
     struct nn_optim *opt;
-    double t[64], t0;
+    double t[64], c[64], t0, c0;
     struct ss_err e;
 
     fill(x, 2);
@@ -151,10 +167,13 @@ bench_train(struct nn_model *m, const struct opts *o, double *ms)
     }
     for (i = 0; i < o->iters; i++) {
         t0 = util_now_ms();
+        c0 = cpu_ms();
         train_step(m, opt, x, lab, &e);
         t[i] = util_now_ms() - t0;
+        c[i] = cpu_ms() - c0;
     }
     *ms = best(t, o->iters);
+    *cpu = best(c, o->iters);
     nn_optim_free(opt);
     nn_tensor_free(x);
     free(lab);
@@ -206,7 +225,7 @@ main(int argc, char **argv)
     struct ss_err e;
     char *arch = NULL;
     size_t len;
-    double inf_ms, train_ms, macs, sg1, sgn;
+    double inf_ms, train_ms, inf_cpu, train_cpu, macs, sg1, sgn;
 
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: bench_nn [--arch FILE] [--tile N] [--batch N]"
@@ -233,8 +252,11 @@ main(int argc, char **argv)
     printf("params %zu\ngflop_per_image %.3f\n", nn_model_trainable_count(m),
            2 * macs / 1e9);
     printf("sgemm_gflops_1thread %.1f\nsgemm_gflops %.1f\n", sg1, sgn);
-    if (bench_infer(m, &o, &inf_ms) < 0 || bench_train(m, &o, &train_ms) < 0)
+    if (bench_infer(m, &o, &inf_ms, &inf_cpu) < 0 ||
+        bench_train(m, &o, &train_ms, &train_cpu) < 0)
         return 1;
+    printf("infer_cpu_ms %.2f\ntrain_step_cpu_ms %.2f\n", inf_cpu,
+           train_cpu);
     printf("infer_ms %.2f\ninfer_images_per_s %.3f\ninfer_gflops %.1f\n",
            inf_ms, o.batch * 1000.0 / inf_ms,
            2 * macs * o.batch / (inf_ms * 1e6));

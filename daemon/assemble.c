@@ -174,6 +174,10 @@ fill_meta(struct asm_job *j, struct wsi_meta *m)
     snprintf(m->scanner, sizeof(m->scanner), "slidescan %s (%s)",
              SLIDESCAN_VERSION, c->simulator ? "simulator" : "hardware");
     m->quality = c->wsi_quality;
+    /* Cells never captured look like flat-fielded glass. */
+    m->background[0] = m->background[1] = m->background[2] =
+        (uint8_t)(c->acq.white > 0 && c->acq.white <= 255 ? c->acq.white
+                                                          : 255);
 }
 
 /* Step 2: registration and the pyramid. */

@@ -325,6 +325,12 @@ calib_take(struct scanner *sc, const struct acq_profile *p,
     rc = tilestore_mkdir_durable(abs, err);
     if (rc == 0)
         rc = acq_calib_save(*out, abs, err);
+    /* Scans use the calibration as stored, so that a scan resumed after a
+     * restart corrects its tiles exactly as before. */
+    acq_calib_free(*out);
+    *out = NULL;
+    if (rc == 0)
+        rc = acq_calib_load(abs, out, err);
     if (rc == 0) {
         memset(&k, 0, sizeof(k));
         snprintf(k.stain, sizeof(k.stain), "%s", (*out)->stain);
@@ -340,8 +346,8 @@ calib_take(struct scanner *sc, const struct acq_profile *p,
         return err_prefix(err, "calibration");
     }
     log_notice("scan", "calibrated id=%lld stain=%s exposure_ms=%g "
-               "falloff=%.3f dark=%s", (long long)*id, p->stain,
-               p->exposure_ms, (*out)->falloff, (*out)->dark_method);
+               "falloff=%.3f dark=%s dir=%s", (long long)*id, p->stain,
+               p->exposure_ms, (*out)->falloff, (*out)->dark_method, rel);
     return 0;
 }
 
@@ -389,12 +395,13 @@ profile_json(const struct acq_profile *p)
 static json_t *
 options_json(const struct acq_options *o)
 {
-    return json_pack("{s:f, s:i, s:f, s:f, s:i, s:f, s:f, s:f}", "overlap",
-                     o->overlap, "calib_frames", o->calib_frames,
+    return json_pack("{s:f, s:i, s:f, s:f, s:i, s:f, s:f, s:f, s:f}",
+                     "overlap", o->overlap, "calib_frames", o->calib_frames,
                      "settle_ms", o->settle_ms, "backlash_um",
                      o->backlash_um, "max_retakes", o->max_retakes,
                      "sharp_rel_min", o->sharp_rel_min, "blank_x_um",
-                     o->blank_x_um, "blank_y_um", o->blank_y_um);
+                     o->blank_x_um, "blank_y_um", o->blank_y_um, "white",
+                     o->white);
 }
 
 static int
@@ -499,7 +506,7 @@ step_focus(struct job *j)
         rc = acq_focus_map_build(j->sc->m, &j->p, j->plan, &j->o, &fm,
                                  &j->err);
         if (rc < 0)
-            return err_prefix(&j->err, "focus map");
+            return rc;
         rc = cat_focus_save(j->sc->cat, j->s.id, fm, &j->err);
         log_info("scan", "focus map scan=%lld points=%d model=%d "
                  "rms_um=%.3f captures=%d", (long long)j->s.id, fm->npoints,

@@ -149,6 +149,8 @@ ff_check(const struct img *dark, const struct img *flat, struct ff_check *out,
         out->dark_mean[c] += d / (double)npx;
         if (s < FF_MIN_SIGNAL)
             out->weak_px++;
+        if (sample(flat, i) >= 254.0f)
+            out->clipped_px++;
     }
     out->falloff = falloff_of(dark, flat);
     if ((double)out->weak_px > 0.01 * (double)n)
@@ -156,6 +158,10 @@ ff_check(const struct img *dark, const struct img *flat, struct ff_check *out,
                        "have less than %.0f counts above dark (lamp off, "
                        "light path blocked or flat taken on tissue)",
                        out->weak_px, n, FF_MIN_SIGNAL);
+    if ((double)out->clipped_px > 0.01 * (double)n)
+        return err_set(err, SS_EFORMAT, "flat-field: %ld of %zu samples "
+                       "of the blank field are clipped (exposure too long "
+                       "for this lamp)", out->clipped_px, n);
     return 0;
 }
 

@@ -37,12 +37,14 @@ struct ff_check {
     double signal_max[3];           /* largest F - D per channel */
     double dark_mean[3];
     double falloff;                 /* 1 - min/max of the smoothed F - D */
-    long weak_px;                   /* pixels with F - D < FF_MIN_SIGNAL */
+    long weak_px;                   /* samples with F - D < FF_MIN_SIGNAL */
+    long clipped_px;                /* samples of F at 254 or more */
 };
 
 /* Measures dark (may be NULL: zero offset) and flat.  Returns SS_EFORMAT
- * when their sizes differ, or when more than 1 % of the pixels have too
- * little signal (lamp off, light path blocked, flat taken on tissue). */
+ * when their sizes differ, when more than 1 % of the samples have too
+ * little signal (lamp off, light path blocked, flat taken on tissue), or
+ * when more than 1 % are clipped (exposure too long for blank glass). */
 int ff_check(const struct img *dark, const struct img *flat,
              struct ff_check *out, struct ss_err *err);
 

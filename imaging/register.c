@@ -72,37 +72,54 @@ struct plans {
     fftwf_plan fwd, inv;
 };
 
-#define PLAN_CACHE 64
+#define PLAN_CACHE 32
 static struct plans plan_cache[PLAN_CACHE];
 static int plan_count;
 
-/* Plans stay cached for the process's life; NULL when FFTW cannot plan
- * or more distinct sizes than the cache holds were asked for (the
- * stitcher asks for two per scan geometry). */
-static const struct plans *
-plans_for(int nw, int nh, float *real, fftwf_complex *spec)
+/* The plans for one size: cached for the process's life (a scan asks for
+ * a handful of sizes, hundreds of times each); once the cache is full,
+ * made for this call only and *owned is set so the caller destroys them.
+ * False when FFTW cannot plan. */
+static bool
+plans_for(int nw, int nh, float *real, fftwf_complex *spec,
+          struct plans *out, bool *owned)
 {
-    const struct plans *found = NULL;
+    bool ok = false;
     int i;
 
+    *owned = false;
     reg_fftw_lock();
-    for (i = 0; i < plan_count && found == NULL; i++)
-        if (plan_cache[i].nw == nw && plan_cache[i].nh == nh)
-            found = &plan_cache[i];
-    if (found == NULL && plan_count < PLAN_CACHE) {
-        struct plans *p = &plan_cache[plan_count];
-
-        p->nw = nw;
-        p->nh = nh;
-        p->fwd = fftwf_plan_dft_r2c_2d(nh, nw, real, spec, FFTW_ESTIMATE);
-        p->inv = fftwf_plan_dft_c2r_2d(nh, nw, spec, real, FFTW_ESTIMATE);
-        if (p->fwd != NULL && p->inv != NULL) {
-            plan_count++;
-            found = p;
+    for (i = 0; i < plan_count && !ok; i++)
+        if (plan_cache[i].nw == nw && plan_cache[i].nh == nh) {
+            *out = plan_cache[i];
+            ok = true;
         }
+    if (!ok) {
+        out->nw = nw;
+        out->nh = nh;
+        out->fwd = fftwf_plan_dft_r2c_2d(nh, nw, real, spec, FFTW_ESTIMATE);
+        out->inv = fftwf_plan_dft_c2r_2d(nh, nw, spec, real, FFTW_ESTIMATE);
+        ok = out->fwd != NULL && out->inv != NULL;
+        if (ok && plan_count < PLAN_CACHE)
+            plan_cache[plan_count++] = *out;
+        else
+            *owned = true;
     }
     reg_fftw_unlock();
-    return found;
+    return ok;
+}
+
+static void
+plans_release(struct plans *pl, bool owned)
+{
+    if (!owned)
+        return;
+    reg_fftw_lock();
+    if (pl->fwd != NULL)
+        fftwf_destroy_plan(pl->fwd);
+    if (pl->inv != NULL)
+        fftwf_destroy_plan(pl->inv);
+    reg_fftw_unlock();
 }
 
 static void
@@ -360,18 +377,97 @@ judge(const float *a, const float *b, int w, int h, const float *c, int nw,
         r->ok = true;
 }
 
-int
-reg_phase_correlate(const float *a, const float *b, int w, int h,
-                    const struct reg_params *p, struct reg_result *r,
-                    struct ss_err *err)
+/* One correlation of a and b, judged into r. */
+static int
+correlate(const float *a, const float *b, int w, int h,
+          const struct reg_params *p, struct reg_result *r,
+          struct ss_err *err)
 {
     int pad = (int)ceil(p->max_shift_px) + 2;
     int nw = nice_size(w + pad), nh = nice_size(h + pad);
     size_t nspec = (size_t)nh * (nw / 2 + 1);
     double ma, sa, mb, sb;
-    const struct plans *pl;
-    float *ra = NULL, *rb = NULL;
-    fftwf_complex *fa = NULL, *fb = NULL;
+    struct plans pl;
+    bool owned = false, ok;
+    float *ra, *rb;
+    fftwf_complex *fa, *fb;
+
+    mean_std(a, w * h, &ma, &sa);
+    mean_std(b, w * h, &mb, &sb);
+    ra = fftwf_malloc(sizeof(float) * (size_t)nw * nh);
+    rb = fftwf_malloc(sizeof(float) * (size_t)nw * nh);
+    fa = fftwf_malloc(sizeof(fftwf_complex) * nspec);
+    fb = fftwf_malloc(sizeof(fftwf_complex) * nspec);
+    ok = ra && rb && fa && fb && plans_for(nw, nh, ra, fa, &pl, &owned);
+    if (ok) {
+        load_view(a, w, h, ma, nw, nh, ra);
+        load_view(b, w, h, mb, nw, nh, rb);
+        fftwf_execute_dft_r2c(pl.fwd, ra, fa);
+        fftwf_execute_dft_r2c(pl.fwd, rb, fb);
+        cross_power(fa, fb, nw, nh, p->peak_sigma_px);
+        fftwf_execute_dft_c2r(pl.inv, fb, ra);
+        judge(a, b, w, h, ra, nw, nh, p, r);
+        plans_release(&pl, owned);
+    }
+    fftwf_free(ra);
+    fftwf_free(rb);
+    fftwf_free(fa);
+    fftwf_free(fb);
+    if (!ok)
+        return err_set(err, -ENOMEM, "registration: cannot set up a %dx%d "
+                       "transform", nw, nh);
+    return 0;
+}
+
+/* The taper that keeps the implicit periodic edges out of the
+ * correlation also pulls the peak towards zero shift, by a few tenths of
+ * a pixel when the shift is a sizeable part of a narrow overlap.  So the
+ * common part of the views at the whole-pixel shift is correlated again:
+ * what is left is under a pixel and barely biased. */
+static int
+refine(const float *a, const float *b, int w, int h,
+       const struct reg_params *p, struct reg_result *r, struct ss_err *err)
+{
+    int dx = (int)lround(r->dx), dy = (int)lround(r->dy), x, y, rc;
+    int w2 = w - abs(dx), h2 = h - abs(dy);
+    int bx = dx < 0 ? -dx : 0, by = dy < 0 ? -dy : 0;
+    struct reg_params p2 = *p;
+    struct reg_result r2;
+    float *a2, *b2;
+
+    if ((dx == 0 && dy == 0) || w2 < 8 || h2 < 8)
+        return 0;
+    a2 = malloc(sizeof(float) * (size_t)w2 * h2);
+    b2 = malloc(sizeof(float) * (size_t)w2 * h2);
+    if (a2 == NULL || b2 == NULL) {
+        free(a2);
+        free(b2);
+        return err_set(err, -ENOMEM, "registration: out of memory");
+    }
+    for (y = 0; y < h2; y++)
+        for (x = 0; x < w2; x++) {
+            b2[(size_t)y * w2 + x] = b[(size_t)(y + by) * w + x + bx];
+            a2[(size_t)y * w2 + x] = a[(size_t)(y + by + dy) * w + x + bx +
+                                       dx];
+        }
+    p2.max_shift_px = 2;
+    rc = correlate(a2, b2, w2, h2, &p2, &r2, err);
+    if (rc == 0 && r2.ok && fabs(r2.dx) <= 1.5 && fabs(r2.dy) <= 1.5) {
+        r->dx = dx + r2.dx;
+        r->dy = dy + r2.dy;
+    }
+    free(a2);
+    free(b2);
+    return rc;
+}
+
+int
+reg_phase_correlate(const float *a, const float *b, int w, int h,
+                    const struct reg_params *p, struct reg_result *r,
+                    struct ss_err *err)
+{
+    double ma, sa, mb, sb;
+    int rc;
 
     memset(r, 0, sizeof(*r));
     if (w < 8 || h < 8) {
@@ -384,29 +480,8 @@ reg_phase_correlate(const float *a, const float *b, int w, int h,
         refuse(r, "featureless overlap");
         return 0;
     }
-    ra = fftwf_malloc(sizeof(float) * (size_t)nw * nh);
-    rb = fftwf_malloc(sizeof(float) * (size_t)nw * nh);
-    fa = fftwf_malloc(sizeof(fftwf_complex) * nspec);
-    fb = fftwf_malloc(sizeof(fftwf_complex) * nspec);
-    pl = ra && rb && fa && fb ? plans_for(nw, nh, ra, fa) : NULL;
-    if (pl == NULL) {
-        fftwf_free(ra);
-        fftwf_free(rb);
-        fftwf_free(fa);
-        fftwf_free(fb);
-        return err_set(err, -ENOMEM, "registration: cannot set up a %dx%d "
-                       "transform (memory or plan cache)", nw, nh);
-    }
-    load_view(a, w, h, ma, nw, nh, ra);
-    load_view(b, w, h, mb, nw, nh, rb);
-    fftwf_execute_dft_r2c(pl->fwd, ra, fa);
-    fftwf_execute_dft_r2c(pl->fwd, rb, fb);
-    cross_power(fa, fb, nw, nh, p->peak_sigma_px);
-    fftwf_execute_dft_c2r(pl->inv, fb, ra);
-    judge(a, b, w, h, ra, nw, nh, p, r);
-    fftwf_free(ra);
-    fftwf_free(rb);
-    fftwf_free(fa);
-    fftwf_free(fb);
-    return 0;
+    rc = correlate(a, b, w, h, p, r, err);
+    if (rc == 0 && r->ok)
+        rc = refine(a, b, w, h, p, r, err);
+    return rc;
 }

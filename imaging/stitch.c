@@ -315,6 +315,9 @@ collect_constraints(struct reg_job *j, struct place_pair *pp)
                       tb->index, dx, dy);
             continue;
         }
+        log_debug("stitch", "pair tiles=%d,%d dx=%.3f dy=%.3f peak_ratio=%.2f "
+                  "ncc=%.3f", ta->index, tb->index, dx, dy, p->r.peak_ratio,
+                  p->r.ncc);
         pp[n].a = p->a;
         pp[n].b = p->b;
         pp[n].dx = dx;

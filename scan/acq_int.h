@@ -38,6 +38,11 @@ int acq__autofocus(struct acq__focuser *f, double z_start_um,
                    double range_um, int coarse_n, struct af_result *r,
                    struct ss_err *err);
 
+/* Measures the metric at n evenly spaced z from z_lo to z_hi (within
+ * the z travel) and returns the peak (focus_sweep_peak()). */
+int acq__focus_sweep(struct acq__focuser *f, double z_lo_um, double z_hi_um,
+                     int n, double *z_peak, struct ss_err *err);
+
 /* Focus quality of a corrected frame: sharpness at full resolution over
  * sharpness binned 2 × 2 (scan/tile.c explains why). */
 double acq__quality(const struct img *frame);

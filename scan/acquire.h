@@ -61,10 +61,20 @@ struct acq_options {
                                        gain raised to match, default 40 */
     double refocus_range_um;        /* local refocus of a blurred tile
                                        covers ± this, default 4 */
+    int focus_mode;                 /* ACQ_FOCUS_*, default MAP */
+};
+
+/* How each tile's z is found. */
+enum {
+    ACQ_FOCUS_MAP = 0,              /* from the focus map (fast) */
+    ACQ_FOCUS_EACH = 1,             /* autofocus at every tile around the
+                                       map's z (stop and go) */
+    ACQ_FOCUS_SWEEP = 2,            /* 41-step z sweep at every tile */
 };
 
 /* Defaults: 10 % overlap, 8 calibration frames, 50 ms settle, 20 µm
- * x/y backlash, 1 re-take, re-take below 0.6 of the expected sharpness.
+ * x/y backlash, 1 re-take, re-take below 0.75 of the expected focus
+ * quality (scan/tile.c).
  * blank_x_um/blank_y_um must be set by the caller (a glass-only spot). */
 void acq_options_default(struct acq_options *o);
 
@@ -225,6 +235,7 @@ struct acq_tile_result {
                                        sharp as the focus points */
     double sat_frac;                /* saturated tissue pixels */
     int focus_captures;             /* frames taken to refocus */
+    double tissue_frac;             /* of the frame, measured on it */
 };
 
 struct acq_session;

@@ -5,8 +5,8 @@
  *
  * Points: the plan's bounding grid is cut into k × k blocks (k = 2 below
  * 9 tiles, then 3 or 4 as the number of tiles grows: a quadratic surface
- * needs 8 points) and each block contributes the
- * tile with the most tissue, nearest the block centre on ties.  The first
+ * needs 8 points) and each block contributes one tile with plenty of
+ * tissue, as far out as possible (block_best()).  The first
  * point searches focus_range_um around the nominal focal plane; later
  * ones start from the surface fitted so far and search half that range.
  */
@@ -93,8 +93,12 @@ blocks_per_side(int ntiles, int wanted)
     return k < 3 ? 3 : k > 4 ? 4 : k;
 }
 
-/* Index of the best tile in block (bi, bj) of k × k over the plan's
- * rows and columns, or -1 when the block has no tile. */
+/* Index of the tile to focus on in block (bi, bj) of k × k over the
+ * plan's rows and columns, or -1 when the block has no tile.  Among the
+ * tiles with at least half the block's best tissue fraction, the one
+ * farthest from the plan's centre wins (the one nearest it in the centre
+ * block): points spread to the edges fix the surface's curvature, and
+ * the surface is not extrapolated far beyond them. */
 static int
 block_best(const struct acq_plan *plan, int k, int bi, int bj)
 {
@@ -102,19 +106,26 @@ block_best(const struct acq_plan *plan, int k, int bi, int bj)
                 (bi + 1) / k;
     double c0 = (double)plan->cols * bj / k, c1 = (double)plan->cols *
                 (bj + 1) / k;
-    double rc = 0.5 * (r0 + r1) - 0.5, cc = 0.5 * (c0 + c1) - 0.5;
-    double best_f = -1, best_d = INFINITY;
+    double rc = 0.5 * plan->rows - 0.5, cc = 0.5 * plan->cols - 0.5;
+    bool centre = rc >= r0 - 0.5 && rc < r1 - 0.5 && cc >= c0 - 0.5 &&
+                  cc < c1 - 0.5;
+    double top = -1, best_d = -INFINITY, d;
     int i, best = -1;
 
     for (i = 0; i < plan->ntiles; i++) {
         const struct acq_tile *t = &plan->tiles[i];
-        double d;
-        if (t->row < r0 || t->row >= r1 || t->col < c0 || t->col >= c1)
+        if (t->row >= r0 && t->row < r1 && t->col >= c0 && t->col < c1)
+            top = fmax(top, t->tissue_frac);
+    }
+    for (i = 0; i < plan->ntiles; i++) {
+        const struct acq_tile *t = &plan->tiles[i];
+        if (t->row < r0 || t->row >= r1 || t->col < c0 || t->col >= c1 ||
+            t->tissue_frac < 0.5 * top)
             continue;
-        d = hypot(t->row - rc, t->col - cc);
-        if (t->tissue_frac > best_f + 1e-9 ||
-            (fabs(t->tissue_frac - best_f) <= 1e-9 && d < best_d)) {
-            best_f = t->tissue_frac;
+        d = hypot((t->row - rc) * plan->step_y_um, (t->col - cc) *
+                  plan->step_x_um);
+        d = centre ? -d : d;
+        if (d > best_d + 1e-9) {
             best_d = d;
             best = i;
         }

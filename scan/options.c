@@ -55,7 +55,7 @@ acq_options_default(struct acq_options *o)
     o->settle_ms = 50.0;
     o->backlash_um = 20.0;
     o->max_retakes = 1;
-    o->sharp_rel_min = 0.6;
+    o->sharp_rel_min = 0.75;
     o->backlash_z_um = 2.0;
     o->settle_tol_um = 0.5;
     o->white = 240.0;
@@ -159,6 +159,33 @@ focus_probe(void *ctx, double z_um, double spacing_um, double *metric,
     log_debug("focus", "probe z_um=%.2f bin=%d metric=%.5g", z_um, bin,
               *metric);
     return 0;
+}
+
+int
+acq__focus_sweep(struct acq__focuser *f, double z_lo_um, double z_hi_um,
+                 int n, double *z_peak, struct ss_err *err)
+{
+    const struct stage_limits *lim = &f->m->stage->limits;
+    double *z = calloc((size_t)n, sizeof(double));
+    double *m = calloc((size_t)n, sizeof(double));
+    struct af_params ap;
+    int k, rc = 0;
+
+    af_params_default(&ap);
+    if (z == NULL || m == NULL)
+        rc = err_set(err, -ENOMEM, "focus sweep: no memory");
+    z_lo_um = fmax(z_lo_um, lim->min_um[2]);
+    z_hi_um = fmin(z_hi_um, lim->max_um[2]);
+    for (k = 0; k < n && rc == 0; k++) {
+        z[k] = n > 1 ? z_lo_um + (z_hi_um - z_lo_um) * k / (n - 1) : z_lo_um;
+        rc = focus_probe(f, z[k], n > 1 ? (z_hi_um - z_lo_um) / (n - 1) : 1,
+                         &m[k], err);
+    }
+    if (rc == 0)
+        rc = focus_sweep_peak(z, m, n, ap.min_contrast, z_peak, err);
+    free(z);
+    free(m);
+    return rc;
 }
 
 int

@@ -2,11 +2,14 @@
 /*
  * The streaming pyramid writer (storage/wsi.h).
  *
- * Level-0 rows are gathered into a band one tile high.  A full band is cut
- * into tiles that the thread pool encodes with TurboJPEG, each tile a
- * complete JPEG stream; the same jobs shrink the band 2×2 into the band of
- * the next level, which is processed the same way when it is full.  Memory
- * is therefore one band per level: about 2 × tile_size × width × 3 bytes.
+ * Level-0 rows are gathered into a band one tile high.  A full band is
+ * handed to the band thread and the caller goes on filling a second one,
+ * so that producing pixels (stitching, reading) overlaps encoding.  The
+ * band thread cuts the band into tiles that the thread pool encodes with
+ * TurboJPEG, each tile a complete JPEG stream; the same jobs shrink the
+ * band 2×2 into the band of the next level, which is processed the same
+ * way when it is full.  Memory is therefore two level-0 bands and one band
+ * of each smaller level: about 3 × tile_size × width × 3 bytes.
  *
  * TIFF writes one directory at a time and level 0 comes first in the
  * Aperio layout, so level-0 tiles go straight into the file while the
@@ -37,6 +40,9 @@
 
 uint64_t wsi__test_hole_bytes;
 
+struct wsi_writer;
+static int start_band_thread(struct wsi_writer *w, struct ss_err *err);
+
 #define THUMB_MAX_PX 1024
 
 struct level {
@@ -65,6 +71,18 @@ struct wsi_writer {
     int w, h, ts, tjsamp, nlevels, thumb_level, bigtiff;
     struct level lv[WSI__MAX_LEVELS];
     int rows_in;                    /* level-0 rows received */
+    uint8_t *fill[2];               /* level-0 bands: one filled by the
+                                       caller, one with the band thread */
+    int fill_idx, fill_rows;
+    pthread_t band_tid;
+    int band_thread;                /* started */
+    pthread_mutex_t mu;             /* guards the fields below */
+    pthread_cond_t cv;
+    int job_pending, job_busy, quit;
+    uint8_t *job_buf;
+    int job_rows;
+    int async_failed;               /* the band thread failed: async_err */
+    struct ss_err async_err;
     struct wsi__pool *pool;
     tjhandle *tj;                   /* one per pool slot */
     uint8_t **scratch;              /* one per pool slot, scratch_len */
@@ -78,7 +96,8 @@ struct wsi_writer {
     uint32_t bg_len;
     int spool_fd;
     uint64_t spool_end;
-    int failed;                     /* sticky: only abort() is left */
+    int failed;                     /* sticky, caller's thread only: only
+                                       abort() is left */
     int failed_code;
     char tiff_msg[256];             /* last libtiff error */
     double t0_ms;
@@ -221,12 +240,10 @@ on_tiff_warning(TIFF *tif, void *ud, const char *module, const char *fmt,
     return 1;
 }
 
-/* Marks the writer failed with a libtiff error; returns the code. */
+/* The message of a libtiff failure; returns the code. */
 static int
 tiff_fail(struct wsi_writer *w, struct ss_err *err, const char *what)
 {
-    w->failed = 1;
-    w->failed_code = -EIO;
     return err_set(err, -EIO, "%s: %s: libtiff: %s", w->tmp, what,
                    w->tiff_msg[0] ? w->tiff_msg : "unknown error");
 }
@@ -241,8 +258,6 @@ fail(struct wsi_writer *w, struct ss_err *err, int code, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    w->failed = 1;
-    w->failed_code = code;
     return err_set(err, code, "%s: %s", w->tmp, msg);
 }
 
@@ -355,6 +370,13 @@ alloc_levels(struct wsi_writer *w, struct ss_err *err)
         l->nty = (l->h + w->ts - 1) / w->ts;
         l->stride = (size_t)l->ntx * w->ts * 3;
         l->band = malloc(l->stride * w->ts);
+        if (i == 0) {
+            w->fill[0] = l->band;
+            w->fill[1] = malloc(l->stride * w->ts);
+            if (w->fill[1] == NULL)
+                return err_set(err, -ENOMEM, "%s: out of memory for "
+                               "level 0 (%dx%d)", w->path, l->w, l->h);
+        }
         nt = (size_t)l->ntx * l->nty;
         if (i > 0) {
             l->spool_off = calloc(nt, sizeof(*l->spool_off));
@@ -422,18 +444,35 @@ alloc_encoders(struct wsi_writer *w, struct ss_err *err)
 }
 
 static void
+stop_band_thread(struct wsi_writer *w)
+{
+    if (!w->band_thread)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->band_tid, NULL);
+    w->band_thread = 0;
+}
+
+static void
 writer_free(struct wsi_writer *w)
 {
     int i;
 
+    stop_band_thread(w);
     if (w->tif != NULL)
         TIFFClose(w->tif);
     if (w->opts != NULL)
         TIFFOpenOptionsFree(w->opts);
     if (w->spool_fd >= 0)
         close(w->spool_fd);
-    for (i = 0; i < w->nlevels; i++) {
+    free(w->fill[0]);
+    free(w->fill[1]);
+    for (i = 1; i < w->nlevels; i++)
         free(w->lv[i].band);
+    for (i = 0; i < w->nlevels; i++) {
         free(w->lv[i].spool_off);
         free(w->lv[i].spool_len);
     }
@@ -452,6 +491,8 @@ writer_free(struct wsi_writer *w)
     free(w->thumb);
     free(w->bg_jpeg);
     pthread_mutex_destroy(&w->job_mu);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
     free(w->path);
     free(w->tmp);
     free(w);
@@ -474,6 +515,8 @@ wsi_writer_open(const char *path, int width, int height,
     if (w == NULL)
         return err_set(err, -ENOMEM, "%s: out of memory", path);
     pthread_mutex_init(&w->job_mu, NULL);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
     w->spool_fd = -1;
     w->meta = *meta;
     w->w = width;
@@ -495,6 +538,8 @@ wsi_writer_open(const char *path, int width, int height,
         rc = alloc_levels(w, err);
     if (rc == 0)
         rc = alloc_encoders(w, err);
+    if (rc == 0)
+        rc = start_band_thread(w, err);
     if (rc == 0 && set_level_tags(w, 0) < 0)
         rc = err_set(err, -EIO, "%s: cannot set TIFF tags: %s", w->tmp,
                      w->tiff_msg);
@@ -593,7 +638,7 @@ shrink_column(struct wsi_writer *w, int lvl, int i)
 {
     const struct level *s = &w->lv[lvl];
     struct level *d = &w->lv[lvl + 1];
-    int half = w->ts / 2, out_rows = (s->band_rows + 1) / 2, x, y, c;
+    int half = w->ts / 2, out_rows = (s->band_rows + 1) / 2, x, y;
 
     for (y = 0; y < out_rows; y++) {
         const uint8_t *a = s->band + (size_t)(2 * y) * s->stride +
@@ -602,10 +647,11 @@ shrink_column(struct wsi_writer *w, int lvl, int i)
         uint8_t *o = d->band + (size_t)(d->band_rows + y) * d->stride +
                      (size_t)i * half * 3;
 
-        for (x = 0; x < half; x++, a += 6, b += 6, o += 3)
-            for (c = 0; c < 3; c++)
-                o[c] = (uint8_t)((a[c] + a[c + 3] + b[c] + b[c + 3] + 2)
-                                 >> 2);
+        for (x = 0; x < half; x++, a += 6, b += 6, o += 3) {
+            o[0] = (uint8_t)((a[0] + a[3] + b[0] + b[3] + 2) >> 2);
+            o[1] = (uint8_t)((a[1] + a[4] + b[1] + b[4] + 2) >> 2);
+            o[2] = (uint8_t)((a[2] + a[5] + b[2] + b[5] + 2) >> 2);
+        }
     }
 }
 
@@ -712,16 +758,101 @@ process_band(struct wsi_writer *w, int lvl, struct ss_err *err)
     return 0;
 }
 
+/* The band thread: processes each level-0 band the caller hands over
+ * (encoding, shrinking, the smaller levels it completes, writing). */
+static void *
+band_main(void *arg)
+{
+    struct wsi_writer *w = arg;
+    struct ss_err e;
+    int rc;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->quit && !w->job_pending)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->job_pending)
+            break;
+        w->lv[0].band = w->job_buf;
+        w->lv[0].band_rows = w->job_rows;
+        w->job_pending = 0;
+        w->job_busy = 1;
+        pthread_mutex_unlock(&w->mu);
+
+        err_clear(&e);
+        rc = w->async_failed ? 0 : process_band(w, 0, &e);
+
+        pthread_mutex_lock(&w->mu);
+        if (rc < 0 && !w->async_failed) {
+            w->async_failed = 1;
+            w->async_err = e;
+        }
+        w->job_busy = 0;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int
+start_band_thread(struct wsi_writer *w, struct ss_err *err)
+{
+    int rc = pthread_create(&w->band_tid, NULL, band_main, w);
+
+    if (rc != 0)
+        return err_set(err, -rc, "%s: cannot start the band thread: %s",
+                       w->path, strerror(rc));
+    w->band_thread = 1;
+    return 0;
+}
+
+/* Waits until the band thread is idle; returns its failure, if any. */
+static int
+wait_idle(struct wsi_writer *w, struct ss_err *err)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->job_pending || w->job_busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (w->async_failed) {
+        if (err != NULL)
+            *err = w->async_err;
+        rc = w->async_err.code < 0 ? w->async_err.code : -EIO;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+/* Hands the filled band over and switches to the other buffer, once the
+ * band thread is done with it. */
+static int
+hand_off(struct wsi_writer *w, struct ss_err *err)
+{
+    int rc = wait_idle(w, err);
+
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&w->mu);
+    w->job_buf = w->fill[w->fill_idx];
+    w->job_rows = w->fill_rows;
+    w->job_pending = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    w->fill_idx ^= 1;
+    w->fill_rows = 0;
+    return 0;
+}
+
 /* Appends rows to level 0: copied from rgb, or background when NULL. */
 static int
 feed(struct wsi_writer *w, const uint8_t *rgb, int rows, struct ss_err *err)
 {
-    struct level *l = &w->lv[0];
-    size_t row_bytes = (size_t)w->w * 3;
+    size_t row_bytes = (size_t)w->w * 3, stride = w->lv[0].stride;
     int rc, x;
 
     while (rows > 0) {
-        uint8_t *dst = l->band + (size_t)l->band_rows * l->stride;
+        uint8_t *dst = w->fill[w->fill_idx] + (size_t)w->fill_rows * stride;
 
         if (rgb != NULL) {
             memcpy(dst, rgb, row_bytes);
@@ -730,13 +861,16 @@ feed(struct wsi_writer *w, const uint8_t *rgb, int rows, struct ss_err *err)
             for (x = 0; x < w->w; x++)
                 memcpy(dst + (size_t)x * 3, w->meta.background, 3);
         }
-        l->band_rows++;
+        w->fill_rows++;
         w->rows_in++;
         rows--;
-        if (l->band_rows == w->ts || w->rows_in == w->h) {
-            rc = process_band(w, 0, err);
-            if (rc < 0)
+        if (w->fill_rows == w->ts || w->rows_in == w->h) {
+            rc = hand_off(w, err);
+            if (rc < 0) {
+                w->failed = 1;
+                w->failed_code = rc;
                 return rc;
+            }
         }
     }
     return 0;
@@ -911,6 +1045,9 @@ wsi_writer_finish(struct wsi_writer *w, struct ss_err *err)
         log_notice("wsi", "finish path=%s rows_missing=%d filled=background",
                    w->path, missing);
     rc = feed(w, NULL, missing, err);
+    if (rc == 0)
+        rc = wait_idle(w, err);
+    stop_band_thread(w);
     if (rc == 0)
         rc = write_rest(w, err);
     if (rc == 0)

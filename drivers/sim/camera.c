@@ -111,6 +111,11 @@ plan_shot(struct sim *s, bool preview, struct sim__shot *sh,
         motion_taps(dev, TRAJ_SAMPLES, &sh->ntaps[a], sh->tap_off[a],
                     sh->tap_w[a]);
     }
+    /* LIMIT: defocus is taken at the frame centre and blurs the whole
+     * frame alike; a tilted slide is not sharper on one side of a frame.
+     * LIMIT: the smear is separable (x smear times y smear), so a diagonal
+     * one looks like a small box, and a frame taken mid-move shows the
+     * 64 sampled positions as steps. */
     zf = sim__focus_z(s, mean[0] + sh->w * sh->pixel_um / 2,
                       mean[1] + sh->h * sh->pixel_um / 2);
     for (k = 0; k < TRAJ_SAMPLES; k++) {
@@ -159,7 +164,9 @@ plan_shot(struct sim *s, bool preview, struct sim__shot *sh,
 
 /* ---- faults ------------------------------------------------------------ */
 
-/* Whether the camera answers at all; s->mu held. */
+/* Whether the camera answers at all; s->mu held.
+ * LIMIT: an unplugged camera answers again when the fault ends, without
+ * having to be reopened as a real one would. */
 static int
 cam_present(struct sim *s, struct sim_cam *p, bool need_open,
             struct ss_err *err)

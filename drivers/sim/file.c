@@ -240,6 +240,8 @@ sniff(const char *path)
     return NULL;
 }
 
+/* LIMIT: a plain image is decoded whole into memory; very large plain
+ * images need an OpenSlide format instead. */
 static int
 open_plain(struct sim__source *src, struct fileslide *fs, double mpp,
            struct ss_err *err)

@@ -135,7 +135,9 @@ vsqrt(sim_v4 x)
 }
 
 /* One row of the sensor: transmittance t (w * 3) → 8-bit DN; returns the
- * number of saturated samples. */
+ * number of saturated samples.
+ * LIMIT: no fixed-pattern noise, hot pixels or pixel response
+ * non-uniformity; flat-field tests see vignetting only. */
 static long
 expose_row(struct sim *s, const struct sim__shot *sh, struct sensor *ss,
            const float *t, int v, uint8_t *out)
@@ -186,6 +188,28 @@ max_tap(const struct sim__shot *sh)
     return m;
 }
 
+/* Blank glass at the centre level, no vignetting or noise: the frame of
+ * a timing run (render = 0). */
+static int
+flat_frame(struct sim__source *src, const struct sim__shot *sh,
+           struct img **out, struct ss_err *err)
+{
+    struct img *im = img_new(sh->w, sh->h, 3, IMG_U8);
+    uint8_t v[3];
+    size_t i;
+    int c;
+
+    if (im == NULL)
+        return err_set(err, -ENOMEM, "out of memory for a frame");
+    for (c = 0; c < 3; c++)
+        v[c] = (uint8_t)fmin(255, sh->dark_dn + 0.5 +
+                             (sh->lamp ? sh->scale[c] * src->glass[c] : 0));
+    for (i = 0; i < (size_t)sh->w * sh->h; i++)
+        memcpy((uint8_t *)im->data + i * 3, v, 3);
+    *out = im;
+    return 0;
+}
+
 int
 sim__shoot(struct sim *s, struct sim__source *src,
            const struct sim__shot *sh, struct img **out,
@@ -198,6 +222,9 @@ sim__shoot(struct sim *s, struct sim__source *src,
     float *buf = NULL;
     long sat = 0;
 
+    *saturated_frac = 0;
+    if (!s->cfg.render)
+        return flat_frame(src, sh, out, err);
     if (m > 400)
         m = 400;
     W = sh->w + 2 * m;

@@ -128,6 +128,32 @@ mix_rows(float *d, const float *const *rows, const float *w, int nk,
     }
 }
 
+/* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]): a symmetric kernel with
+ * half the multiplications. */
+static void
+mix_sym(float *d, const float *c, const float *const *lo,
+        const float *const *hi, const float *w, int nk, size_t n)
+{
+    size_t i = 0;
+    int j;
+
+    for (; i + 4 <= n; i += 4) {
+        sim_v4 acc = sim__splat(w[0]) * sim__ld(c + i);
+
+        for (j = 1; j < nk; j++)
+            acc += sim__splat(w[j]) * (sim__ld(lo[j] + i) +
+                                       sim__ld(hi[j] + i));
+        sim__st(d + i, acc);
+    }
+    for (; i < n; i++) {
+        float acc = w[0] * c[i];
+
+        for (j = 1; j < nk; j++)
+            acc += w[j] * (lo[j][i] + hi[j][i]);
+        d[i] = acc;
+    }
+}
+
 /* ---- separable filtering ---------------------------------------------- */
 
 /*
@@ -143,6 +169,40 @@ struct kernel {
     int off[160];
     float w[160];
 };
+
+/* Whether taps are offsets -r..r with w[-k] == w[k] (then mixed with
+ * mix_sym: centre weight, then the pairs). */
+static bool
+symmetric(const struct kernel *k)
+{
+    int i, r = k->n / 2;
+
+    if (k->n % 2 == 0)
+        return false;
+    for (i = 0; i < k->n; i++)
+        if (k->off[i] != i - r || k->w[i] != k->w[k->n - 1 - i])
+            return false;
+    return true;
+}
+
+/* rows[k] (k = -r..r as r + k) → d, symmetric or not. */
+static void
+mix_kernel(float *d, const float *const *rows, const struct kernel *k,
+           size_t n)
+{
+    const float *lo[80], *hi[80];
+    int r = k->n / 2, j;
+
+    if (!symmetric(k) || r >= 80) {
+        mix_rows(d, rows, k->w, k->n, n);
+        return;
+    }
+    for (j = 1; j <= r; j++) {
+        lo[j] = rows[r - j];
+        hi[j] = rows[r + j];
+    }
+    mix_sym(d, rows[r], lo, hi, k->w + r, r + 1, n);
+}
 
 static void
 row_filter(const float *in, float *out, size_t row, const struct kernel *k)
@@ -165,7 +225,7 @@ row_filter(const float *in, float *out, size_t row, const struct kernel *k)
     memcpy(out + hi, in + hi, (row - hi) * sizeof(float));
     for (t = 0; t < k->n; t++)
         rows[t] = in + lo + (ptrdiff_t)k->off[t] * 3;
-    mix_rows(out + lo, rows, k->w, k->n, hi - lo);
+    mix_kernel(out + lo, rows, k, hi - lo);
 }
 
 static int
@@ -195,7 +255,7 @@ sep_filter(float *buf, int w, int h, const struct kernel *kx,
             yy = yy < 0 ? 0 : yy >= h ? h - 1 : yy;
             rows[t] = ring + (size_t)(yy % rs) * row;
         }
-        mix_rows(buf + (size_t)y * row, rows, ky->w, ky->n, row);
+        mix_kernel(buf + (size_t)y * row, rows, ky, row);
     }
     sim__scratch_free(ring);
     return 0;

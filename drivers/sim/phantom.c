@@ -41,6 +41,9 @@
 #define FIBRE_UM 14.0               /* fibre bundle period */
 #define OD_LUT_N 8192
 #define OD_LUT_MAX 4.0
+#define SIN_LUT_N 4096
+#define TEX_TUM_UM 4.0              /* cytoplasm texture cell */
+#define TEX_FIB_UM 2.5              /* fibre texture cell */
 
 /* Optical density per unit stain, R G B: hematoxylin and DAB as given by
  * Ruifrok and Johnston; eosin redder than their vector (more blue
@@ -79,6 +82,7 @@ struct sim__phantom {
     double w_um, h_um;
     double fdir[2];                 /* unit vector across the fibres */
     float od_lut[OD_LUT_N];         /* 10^-od */
+    float sin_lut[SIN_LUT_N];       /* sin over one turn */
     double glass[3];
 };
 
@@ -104,6 +108,49 @@ vnoise(uint64_t seed, double x, double y)
     u = u * u * (3 - 2 * u);
     v = v * v * (3 - 2 * v);
     return (a + (b - a) * u) * (1 - v) + (c + (d - c) * u) * v;
+}
+
+/* Value noise of one cell size over a tile, its lattice values hashed
+ * once: evaluates like vnoise(seed, x / cell, y / cell). */
+struct gnoise {
+    int64_t i0, j0;
+    int nx, ny;
+    double inv;
+    float *v;
+};
+
+static int
+gnoise_fill(struct gnoise *g, uint64_t seed, double cell, double x0,
+            double y0, double span)
+{
+    int i, j;
+
+    g->inv = 1.0 / cell;
+    g->i0 = (int64_t)floor(x0 * g->inv) - 1;
+    g->j0 = (int64_t)floor(y0 * g->inv) - 1;
+    g->nx = g->ny = (int)ceil(span * g->inv) + 4;
+    g->v = malloc((size_t)g->nx * g->ny * sizeof(float));
+    if (g->v == NULL)
+        return -ENOMEM;
+    for (j = 0; j < g->ny; j++)
+        for (i = 0; i < g->nx; i++)
+            g->v[(size_t)j * g->nx + i] =
+                (float)lat_value(seed, g->i0 + i, g->j0 + j);
+    return 0;
+}
+
+static inline double
+gnoise_at(const struct gnoise *g, double x, double y)
+{
+    double gx = x * g->inv, gy = y * g->inv, fx = floor(gx), fy = floor(gy);
+    double u = gx - fx, v = gy - fy;
+    const float *p = g->v + (size_t)((int64_t)fy - g->j0) * g->nx +
+                     ((int64_t)fx - g->i0);
+
+    u = u * u * (3 - 2 * u);
+    v = v * v * (3 - 2 * v);
+    return (p[0] + (p[1] - p[0]) * u) * (1 - v) +
+           (p[g->nx] + (p[g->nx + 1] - p[g->nx]) * u) * v;
 }
 
 static double
@@ -171,10 +218,11 @@ lat_fill(const struct sim__phantom *ph, struct lat *L, int64_t i0,
     L->j0 = j0;
     L->nx = nx;
     L->ny = ny;
+    L->v[0] = malloc((size_t)nx * ny * k1 * sizeof(float));
+    if (L->v[0] == NULL)
+        return -ENOMEM;
     for (k = 0; k < k1; k++) {
-        L->v[k] = malloc((size_t)nx * ny * sizeof(float));
-        if (L->v[k] == NULL)
-            return -ENOMEM;
+        L->v[k] = L->v[0] + (size_t)nx * ny * k;
         for (j = 0; j < ny; j++)
             for (i = 0; i < nx; i++)
                 L->v[k][(size_t)j * nx + i] = (float)field_raw(
@@ -186,10 +234,7 @@ lat_fill(const struct sim__phantom *ph, struct lat *L, int64_t i0,
 static void
 lat_free(struct lat *L)
 {
-    int k;
-
-    for (k = 0; k < F_NF; k++)
-        free(L->v[k]);
+    free(L->v[0]);
 }
 
 /* Bilinear interpolation of four lattice values. */
@@ -384,39 +429,67 @@ struct canvas {
     float *od;                      /* n * n * 3: H, E, DAB */
 };
 
+/* Per-tile precomputed noise for the textures. */
+struct tex {
+    struct gnoise tum, fib;
+};
+
+/* Where a pixel falls in the lattice: computed once per column and row
+ * with exactly the arithmetic of lat_at(), so results are bit-identical
+ * to the label map's. */
+struct cell {
+    const float *base;              /* field 0's lower-left value */
+    size_t koff;                    /* distance between fields */
+    int nx;
+    double u, v;
+};
+
+static inline double
+cell_at(const struct cell *c, int k)
+{
+    const float *p = c->base + c->koff * (size_t)k;
+
+    return bilerp(p[0], p[1], p[c->nx], p[c->nx + 1], c->u, c->v);
+}
+
 static void
-tissue_pixel(const struct sim__phantom *ph, const struct lat *L, double x,
-             double y, float *od)
+tissue_pixel(const struct sim__phantom *ph, const struct cell *c,
+             const struct tex *tx, double x, double y, float *od)
 {
     const struct look *lk = &looks[ph->stain];
-    int cls = lat_class(ph, L, x, y), k;
+    int cls, k;
     double shade, t, fib, ph_;
 
     od[0] = od[1] = od[2] = 0;
+    if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
+        return;
+    cls = classify(cell_at(c, F_TISSUE), cell_at(c, F_GAP),
+                   cell_at(c, F_TEAR), cell_at(c, F_TUMOR));
     if (cls == SIM_LABEL_GLASS)
         return;
-    shade = 1 + 0.12 * lat_at(L, F_SHADE, x, y);
+    shade = 1 + 0.12 * cell_at(c, F_SHADE);
     if (cls == SIM_LABEL_TUMOR) {
-        t = 1 + 0.22 * vnoise(ph->seed ^ 0x7458ULL, x / 4.0, y / 4.0);
+        t = 1 + 0.22 * gnoise_at(&tx->tum, x, y);
         for (k = 0; k < 3; k++)
             od[k] = (float)(lk->cyto[k] * t * shade);
         return;
     }
     /* Wavy bundles along a warped direction, pale clefts between them,
      * bundle strength varying from place to place. */
-    ph_ = 2 * M_PI * (ph->fdir[0] * x + ph->fdir[1] * y +
-                      lat_at(L, F_WARP, x, y) + lat_at(L, F_WARP2, x, y)) /
-          FIBRE_UM;
-    t = sin(ph_);
+    ph_ = (ph->fdir[0] * x + ph->fdir[1] * y + cell_at(c, F_WARP) +
+           cell_at(c, F_WARP2)) / FIBRE_UM;
+    t = ph->sin_lut[(int)((ph_ - floor(ph_)) * SIN_LUT_N) & (SIN_LUT_N - 1)];
     fib = t < -0.55 ? 0.08 : t < -0.25 ? 0.08 + (t + 0.55) * 2.4 : 0.8 +
                                                         0.2 * t;
-    fib *= 0.75 + 0.45 * lat_at(L, F_BUNDLE, x, y);
-    fib *= 1 + 0.18 * vnoise(ph->seed ^ 0x6669ULL, x / 2.5, y / 2.5);
+    fib *= 0.75 + 0.45 * cell_at(c, F_BUNDLE);
+    fib *= 1 + 0.18 * gnoise_at(&tx->fib, x, y);
     for (k = 0; k < 3; k++)
         od[k] = (float)(lk->fibre[k] * fib * shade);
 }
 
-/* Mean stain amounts of a class, for pixels larger than the cells. */
+/* Mean stain amounts of a class, for pixels larger than the cells.
+ * LIMIT: overviews of a phantom (above 2.5 µm/px) show flat class colours
+ * without texture. */
 static void
 mean_pixel(const struct sim__phantom *ph, double x, double y, float *od)
 {
@@ -539,17 +612,40 @@ render_fine(const struct sim__phantom *ph, struct canvas *cv)
     double span = cv->n * cv->q;
     int64_t i0 = (int64_t)floor(cv->x0 / LAT_UM) - 1;
     int64_t j0 = (int64_t)floor(cv->y0 / LAT_UM) - 1;
-    int nx = (int)ceil(span / LAT_UM) + 4, i, j;
+    int nx = (int)ceil(span / LAT_UM) + 4, i, j, rc, ci[SIM_TILE];
+    struct tex tx = { { 0 }, { 0 } };
+    double cu[SIM_TILE];
 
-    if (lat_fill(ph, &L, i0, j0, nx, nx, F_NF) < 0) {
-        lat_free(&L);
-        return -ENOMEM;
+    rc = lat_fill(ph, &L, i0, j0, nx, nx, F_NF);
+    if (rc == 0)
+        rc = gnoise_fill(&tx.tum, ph->seed ^ 0x7458ULL, TEX_TUM_UM, cv->x0,
+                         cv->y0, span);
+    if (rc == 0)
+        rc = gnoise_fill(&tx.fib, ph->seed ^ 0x6669ULL, TEX_FIB_UM, cv->x0,
+                         cv->y0, span);
+    for (i = 0; rc == 0 && i < cv->n; i++) {
+        double gx = (cv->x0 + i * cv->q) / LAT_UM, f = floor(gx);
+
+        ci[i] = (int)((int64_t)f - L.i0);
+        cu[i] = gx - f;
     }
-    for (j = 0; j < cv->n; j++)
-        for (i = 0; i < cv->n; i++)
-            tissue_pixel(ph, &L, cv->x0 + i * cv->q, cv->y0 + j * cv->q,
+    for (j = 0; rc == 0 && j < cv->n; j++) {
+        double y = cv->y0 + j * cv->q, gy = y / LAT_UM, f = floor(gy);
+        struct cell c = { NULL, (size_t)L.nx * L.ny, L.nx, 0, gy - f };
+        size_t row = (size_t)((int64_t)f - L.j0) * L.nx;
+
+        for (i = 0; i < cv->n; i++) {
+            c.base = L.v[0] + row + ci[i];
+            c.u = cu[i];
+            tissue_pixel(ph, &c, &tx, cv->x0 + i * cv->q, y,
                          cv->od + ((size_t)j * cv->n + i) * 3);
+        }
+    }
     lat_free(&L);
+    free(tx.tum.v);
+    free(tx.fib.v);
+    if (rc < 0)
+        return rc;
     splat_grid(ph, cv, true);
     splat_grid(ph, cv, false);
     return 0;
@@ -759,6 +855,8 @@ sim__phantom_open(const char *spec, const struct sim_config *c,
     ph->glass[2] = 0.965;
     for (i = 0; i < OD_LUT_N; i++)
         ph->od_lut[i] = (float)pow(10, -(double)i * OD_LUT_MAX / OD_LUT_N);
+    for (i = 0; i < SIN_LUT_N; i++)
+        ph->sin_lut[i] = (float)sin(2 * M_PI * (i + 0.5) / SIN_LUT_N);
     src->ops = &ph_ops;
     src->ph = ph;
     src->stain = stain;

@@ -232,11 +232,14 @@ int
 sim_load_slide(struct sim *s, const char *spec, struct ss_err *err)
 {
     struct sim__source *src = NULL, *old;
+    struct sim_config c;
     int rc;
 
+    /* Opening reads the file: not under the lock the devices share. */
     pthread_mutex_lock(&s->mu);
-    rc = sim__source_open(spec, &s->cfg, &src, err);
+    c = s->cfg;
     pthread_mutex_unlock(&s->mu);
+    rc = sim__source_open(spec, &c, &src, err);
     if (rc < 0)
         return rc;
     pthread_rwlock_wrlock(&s->srclock);
@@ -411,6 +414,8 @@ sim_new(const struct sim_config *c, struct sim **out, struct ss_err *err)
     return 0;
 }
 
+/* LIMIT: the objective is fixed for the life of the microscope; changing
+ * it means making a new one. */
 int
 sim_microscope_new(const struct sim_config *c, struct microscope **out,
                    struct ss_err *err)

@@ -134,6 +134,10 @@ struct sim_config {
     char faults[SIM_SPEC_MAX];  /* fault = "": fault specs separated by
                                    ',' or ';' (see sim_fault_set()) */
     size_t cache_mb;            /* cache_mb = 256: source tile cache */
+    int render;                 /* render = 1: 0 skips pixel synthesis
+                                   (frames are flat blank glass) while
+                                   clock, stage and truth run as usual,
+                                   for timing studies */
 };
 
 /* Fills every knob with its default (listed in struct sim_config). */

@@ -96,7 +96,9 @@ sim__move_end(const struct sim *s)
     return te;
 }
 
-/* Starts a move of axis i from wherever its screw is now to `to`. */
+/* Starts a move of axis i from wherever its screw is now to `to`.
+ * LIMIT: a move commanded during another starts from rest at the current
+ * screw position; real controllers blend the velocity. */
 static void
 axis_start(struct sim *s, int i, double to)
 {
@@ -352,7 +354,7 @@ st_stop(struct stage *st, struct ss_err *err)
 
         if (a->te <= s->now_ms)
             continue;
-        sim__axis_pos(s, i, s->now_ms, &here, NULL);
+        here = screw_at(a, s->now_ms);
         a->s_to = here;
         a->te = s->now_ms;
         a->amp = 0;

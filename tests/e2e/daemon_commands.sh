@@ -59,9 +59,11 @@ check "pause holds back queued B" test "$(state_of 2)" = paused
 slidescan cancel 3 >/dev/null
 check "cancel C" test "$(state_of 3)" = cancelled
 slidescan requeue 3 >/dev/null
+check "requeue puts C at the end of the queue: D C" \
+    test "$(pos_of 4) $(pos_of 3)" = "1 2"
 slidescan resume 2 >/dev/null
-check "requeue puts C at the end, resume brings B back: D B C" \
-    test "$(pos_of 4) $(pos_of 2) $(pos_of 3)" = "1 2 3"
+check "resume brings B back at its priority: D C B" \
+    test "$(pos_of 4) $(pos_of 3) $(pos_of 2)" = "1 2 3"
 check "A is still the scan on the microscope" test "$(state_of 1)" = \
     capturing
 slidescan pause >/dev/null

@@ -382,6 +382,27 @@ test_preview_is_binned(void **state)
     microscope_free(m);
 }
 
+/* render = 0: no pixels synthesised, everything else accounted. */
+static void
+test_timing_run_without_pixels(void **state)
+{
+    static const char *const kv[] = { "render", "0", NULL };
+    struct microscope *m = make("phantom:HE", kv);
+    struct sim_truth t;
+    struct img *im;
+    double x, y, t0 = sim_clock_ms(sim_of(m));
+
+    tissue_xy(m, &x, &y);
+    im = snap(m, x, y, 1.5, 250, 50);
+    sim_truth_last(sim_of(m), &t);
+    assert_true(fabs(t.dz_um - 1.5) < 0.5);
+    assert_true(sim_clock_ms(sim_of(m)) - t0 > 250 + 80 + 50);
+    assert_int_equal(img_u8(im, 0, 0)[1], img_u8(im, 300, 200)[1]);
+    assert_true(abs(img_u8(im, 300, 200)[1] - 207) <= 1);
+    img_free(im);
+    microscope_free(m);
+}
+
 int
 main(void)
 {
@@ -394,6 +415,7 @@ main(void)
         cmocka_unit_test(test_clean_frame_matches_ideal_image),
         cmocka_unit_test(test_same_seed_same_frame_other_seed_differs),
         cmocka_unit_test(test_preview_is_binned),
+        cmocka_unit_test(test_timing_run_without_pixels),
     };
 
     return cmocka_run_group_tests_name("sim optics", tests, NULL, NULL);

@@ -178,7 +178,12 @@ feature_parse(json_t *ft, const char *dflt, struct an_annotations *a)
              annotator_of(props, dflt));
     a->n++;
     rc = geometry_parse(json_object_get(ft, "geometry"), f);
-    return rc == -ENOTSUP ? (a->n--, 1) : rc;
+    if (rc != -ENOTSUP)
+        return rc;
+    /* Points, lines and other geometries carry no area: skip them. */
+    free(f->poly);
+    a->n--;
+    return 1;
 }
 
 static json_t *

@@ -6,7 +6,8 @@
  * Coordinates are level-0 slide pixels, as QuPath writes them.  A feature
  * counts when its geometry is a Polygon or MultiPolygon (rings after the
  * first are holes) and its classification names ROI, Tumor or Stroma
- * (case-insensitive; "Tumour" too), given either as QuPath 0.3+ does,
+ * (case-insensitive; "Tumour" too, and QuPath's "Region*" for an ROI),
+ * given either as QuPath 0.3+ does,
  * "classification": {"name": ..., "color": [...]}, or as older files do,
  * "classification": "Tumor".  The annotator is the feature's "annotator",
  * "author" or "creator" property, else the name the caller gives (the

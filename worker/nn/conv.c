@@ -229,19 +229,10 @@ phase_tasks(const struct job *j, int n_images, int phase)
 static void
 apply_epilogue(const struct nn__epilogue *ep, float *row, size_t n, int m)
 {
-    float s = ep->scale ? ep->scale[m] : 1.0f;
-    float b = ep->shift ? ep->shift[m] : 0.0f;
-    size_t i;
-
-    if (ep->scale || ep->shift)
-        for (i = 0; i < n; i++)
-            row[i] = row[i] * s + b;
-    if (ep->act == NN__ACT_RELU)
-        for (i = 0; i < n; i++)
-            row[i] = row[i] > 0.0f ? row[i] : 0.0f;
-    else if (ep->act == NN__ACT_LEAKY)
-        for (i = 0; i < n; i++)
-            row[i] = row[i] > 0.0f ? row[i] : row[i] * ep->slope;
+    if (!ep->scale && !ep->shift && ep->act == NN__ACT_NONE)
+        return;
+    nn__affine_act(row, row, n, ep->scale ? ep->scale[m] : 1.0f,
+                   ep->shift ? ep->shift[m] : 0.0f, ep->act, ep->slope);
 }
 
 /* Weight-gradient reduction: groups of consecutive tasks accumulate into
@@ -265,12 +256,11 @@ static void
 reduce_task(void *ctx, int t, int thread)
 {
     const struct reduce *r = ctx;
-    size_t lo = r->wsize * t / 64, hi = r->wsize * (t + 1) / 64, i;
+    size_t lo = r->wsize * t / 64, hi = r->wsize * (t + 1) / 64;
     int gi;
 
     for (gi = 0; gi < r->groups; gi++)
-        for (i = lo; i < hi; i++)
-            r->dst[i] += r->partial[gi * r->wsize + i];
+        nn__add(r->dst + lo, r->partial + gi * r->wsize + lo, hi - lo);
 }
 
 static void
@@ -294,15 +284,10 @@ bias_task(void *ctx, int c, int thread)
 {
     const struct bias_job *b = ctx;
     double s = 0;
-    size_t i;
     int n;
 
-    for (n = 0; n < b->n; n++) {
-        const float *p = b->dy + ((size_t)n * b->c + c) * b->hw;
-
-        for (i = 0; i < b->hw; i++)
-            s += p[i];
-    }
+    for (n = 0; n < b->n; n++)
+        s += nn__sum(b->dy + ((size_t)n * b->c + c) * b->hw, b->hw);
     b->db[c] += (float)s;
 }
 
@@ -628,11 +613,9 @@ static void
 bias_add_task(void *ctx, int t, int thread)
 {
     const struct bias_add *a = ctx;
-    float *p = a->y + (size_t)t * a->hw, v = a->b[t % a->c];
-    size_t i;
+    float *p = a->y + (size_t)t * a->hw;
 
-    for (i = 0; i < a->hw; i++)
-        p[i] += v;
+    nn__affine_act(p, p, a->hw, 1.0f, a->b[t % a->c], NN__ACT_NONE, 0.0f);
 }
 
 int

@@ -105,10 +105,12 @@ struct pl {
     struct nn__node *nd;
     enum nn_mode mode;
     const float *x;                 /* first input */
-    float *y, *dx;
+    float *y, *dx;                  /* output (of the fused step), dx */
     const float *dy;
     int n, c;
     size_t hw, ohw;
+    enum nn__act act;               /* activation fused into this layer */
+    float slope;                    /* its negative slope (0 for ReLU) */
 };
 
 static void
@@ -117,6 +119,7 @@ pl_init(struct pl *p, struct nn_model *m, struct nn__node *nd,
 {
     const int *x = m->vals[nd->in[0]].shape;
     const int *y = m->vals[nd->out].shape;
+    int i = (int)(nd - m->nodes);
 
     memset(p, 0, sizeof(*p));
     p->m = m;
@@ -127,6 +130,11 @@ pl_init(struct pl *p, struct nn_model *m, struct nn__node *nd,
     p->c = x[1];
     p->hw = (size_t)x[2] * x[3];
     p->ohw = (size_t)y[2] * y[3];
+    if (nd->op == NN__BN && nn__exec_out(m, i, mode) != nd->out) {
+        p->act = nd->train_act;
+        p->slope = nd->train_act == NN__ACT_LEAKY ? (float)nd->train_slope
+                                                  : 0.0f;
+    }
 }
 
 /* ---- batch norm ----------------------------------------------------- */
@@ -147,6 +155,8 @@ nn__bn_affine(const struct nn__node *bn, float *scale, float *shift)
     }
 }
 
+/* Batch statistics of channel c, the running statistics' update, and
+ * y = act((x - mean) / std * weight + bias) as one scale and shift. */
 static void
 bn_train_task(void *ctx, int c, int thread)
 {
@@ -155,30 +165,24 @@ bn_train_task(void *ctx, int c, int thread)
     double sum = 0, sq = 0, mean, var, cnt = (double)p->n * p->hw;
     float g = nd->w ? nd->w->data[c] : 1.0f, b = nd->b ? nd->b->data[c] : 0;
     float fm, fi;
-    size_t i;
+    size_t o;
     int n;
 
     for (n = 0; n < p->n; n++)
-        for (i = 0; i < p->hw; i++)
-            sum += p->x[((size_t)n * p->c + c) * p->hw + i];
+        sum += nn__sum(p->x + ((size_t)n * p->c + c) * p->hw, p->hw);
     mean = sum / cnt;
-    for (n = 0; n < p->n; n++)
-        for (i = 0; i < p->hw; i++) {
-            double d = p->x[((size_t)n * p->c + c) * p->hw + i] - mean;
-
-            sq += d * d;
-        }
-    var = sq / cnt;
     fm = (float)mean;
+    for (n = 0; n < p->n; n++)
+        sq += nn__sum_sqdev(p->x + ((size_t)n * p->c + c) * p->hw, p->hw,
+                            fm);
+    var = sq / cnt;
     fi = (float)(1.0 / sqrt(var + nd->eps));
     nd->bn_mean[c] = fm;
     nd->bn_invstd[c] = fi;
     for (n = 0; n < p->n; n++) {
-        const float *xs = p->x + ((size_t)n * p->c + c) * p->hw;
-        float *ys = p->y + ((size_t)n * p->c + c) * p->hw;
-
-        for (i = 0; i < p->hw; i++)
-            ys[i] = (xs[i] - fm) * fi * g + b;
+        o = ((size_t)n * p->c + c) * p->hw;
+        nn__affine_act(p->y + o, p->x + o, p->hw, fi * g, b - fm * fi * g,
+                       p->act, p->slope);
     }
     nd->rmean->data[c] = (float)((1 - nd->momentum) * nd->rmean->data[c] +
                                  nd->momentum * mean);
@@ -191,12 +195,11 @@ static void
 bn_eval_task(void *ctx, int t, int thread)
 {
     struct pl *p = ctx;
-    const float *sc = p->nd->bn_mean, *sh = p->nd->bn_invstd;
     int c = t % p->c;
-    size_t i, o = (size_t)t * p->hw;
+    size_t o = (size_t)t * p->hw;
 
-    for (i = 0; i < p->hw; i++)
-        p->y[o + i] = p->x[o + i] * sc[c] + sh[c];
+    nn__affine_act(p->y + o, p->x + o, p->hw, p->nd->bn_mean[c],
+                   p->nd->bn_invstd[c], p->act, p->slope);
 }
 
 /* Batch statistics (training) or running statistics; bn_mean/bn_invstd
@@ -217,6 +220,9 @@ bn_forward(struct pl *p)
     return 0;
 }
 
+/* The gradient through a fused activation is dy where its output y > 0,
+ * slope * dy elsewhere (y has the sign of the batch norm's output since
+ * the slope is >= 0). */
 static void
 bn_train_back_task(void *ctx, int c, int thread)
 {
@@ -224,39 +230,39 @@ bn_train_back_task(void *ctx, int c, int thread)
     struct nn__node *nd = p->nd;
     double sdy = 0, sdyx = 0, cnt = (double)p->n * p->hw;
     float m = nd->bn_mean[c], is = nd->bn_invstd[c];
-    float g = nd->w ? nd->w->data[c] : 1.0f, k1, k2, k3;
-    size_t i, o;
+    float g = nd->w ? nd->w->data[c] : 1.0f;
+    const float *y = p->act != NN__ACT_NONE ? p->y : NULL;
+    size_t o;
     int n;
 
-    for (n = 0; n < p->n; n++)
-        for (i = 0, o = ((size_t)n * p->c + c) * p->hw; i < p->hw; i++) {
-            sdy += p->dy[o + i];
-            sdyx += p->dy[o + i] * (double)((p->x[o + i] - m) * is);
-        }
+    for (n = 0; n < p->n; n++) {
+        o = ((size_t)n * p->c + c) * p->hw;
+        nn__bn_grad_sums(p->x + o, p->dy + o, y ? y + o : NULL, p->slope,
+                         p->hw, m, is, &sdy, &sdyx);
+    }
     if (nd->gw)
         nd->gw->data[c] += (float)sdyx;
     if (nd->gb)
         nd->gb->data[c] += (float)sdy;
     if (!p->dx)
         return;
-    k1 = g * is;
-    k2 = (float)(sdy / cnt);
-    k3 = (float)(sdyx / cnt);
-    for (n = 0; n < p->n; n++)
-        for (i = 0, o = ((size_t)n * p->c + c) * p->hw; i < p->hw; i++)
-            p->dx[o + i] += k1 * (p->dy[o + i] - k2 -
-                                  (p->x[o + i] - m) * is * k3);
+    for (n = 0; n < p->n; n++) {
+        o = ((size_t)n * p->c + c) * p->hw;
+        nn__bn_grad_dx(p->dx + o, p->x + o, p->dy + o, y ? y + o : NULL,
+                       p->slope, p->hw, m, is, g * is, (float)(sdy / cnt),
+                       (float)(sdyx / cnt));
+    }
 }
 
 static void
 bn_eval_back_task(void *ctx, int t, int thread)
 {
     struct pl *p = ctx;
-    float s = p->nd->bn_mean[t % p->c];
-    size_t i, o = (size_t)t * p->hw;
+    size_t o = (size_t)t * p->hw;
+    const float *y = p->act != NN__ACT_NONE ? p->y + o : NULL;
 
-    for (i = 0; i < p->hw; i++)
-        p->dx[o + i] += p->dy[o + i] * s;
+    nn__scale_grad(p->dx + o, p->dy + o, y, p->slope, p->hw,
+                   p->nd->bn_mean[t % p->c]);
 }
 
 /* ---- activations, dropout, softmax ---------------------------------- */
@@ -265,27 +271,22 @@ static void
 act_task(void *ctx, int t, int thread)
 {
     struct pl *p = ctx;
-    float s = (float)p->nd->slope;
-    size_t i, o = (size_t)t * p->hw;
+    size_t o = (size_t)t * p->hw;
 
-    if (p->nd->op == NN__RELU)
-        for (i = o; i < o + p->hw; i++)
-            p->y[i] = p->x[i] > 0.0f ? p->x[i] : 0.0f;
-    else
-        for (i = o; i < o + p->hw; i++)
-            p->y[i] = p->x[i] > 0.0f ? p->x[i] : p->x[i] * s;
+    nn__affine_act(p->y + o, p->x + o, p->hw, 1.0f, 0.0f,
+                   p->nd->op == NN__RELU ? NN__ACT_RELU : NN__ACT_LEAKY,
+                   (float)p->nd->slope);
 }
 
+/* Masked by the input: x > 0 exactly where the output took x. */
 static void
 act_back_task(void *ctx, int t, int thread)
 {
     struct pl *p = ctx;
-    float s = p->nd->op == NN__RELU ? 0.0f : (float)p->nd->slope;
-    const float *x = p->nd->op == NN__RELU ? p->y : p->x;
-    size_t i, o = (size_t)t * p->hw;
+    size_t o = (size_t)t * p->hw;
 
-    for (i = o; i < o + p->hw; i++)
-        p->dx[i] += x[i] > 0.0f ? p->dy[i] : p->dy[i] * s;
+    nn__act_grad(p->dx + o, p->dy + o, p->x + o, p->hw,
+                 p->nd->op == NN__RELU ? 0.0f : (float)p->nd->slope);
 }
 
 /* Masks are drawn per plane from (seed, step, layer, plane), so they do
@@ -576,7 +577,6 @@ concat_backward(struct pl *p)
     const struct nn__node *nd = p->nd;
     const struct nn__value *out = &p->m->vals[nd->out];
     int n, i, off;
-    size_t k;
 
     for (i = 0, off = 0; i < nd->n_in; i++) {
         const struct nn__value *v = &p->m->vals[nd->in[i]];
@@ -587,9 +587,8 @@ concat_backward(struct pl *p)
             if (!(g = nn__grad_of(p->m, nd->in[i])))
                 return -ENOMEM;
             for (n = 0; n < p->n; n++)
-                for (k = 0; k < len; k++)
-                    g->data[(size_t)n * len + k] +=
-                        p->dy[((size_t)n * out->c + off) * p->hw + k];
+                nn__add(g->data + (size_t)n * len,
+                        p->dy + ((size_t)n * out->c + off) * p->hw, len);
         }
         off += v->c;
     }
@@ -600,22 +599,17 @@ static void
 add_forward(struct pl *p, struct nn_tensor *y)
 {
     int i;
-    size_t k;
 
     memcpy(y->data, p->x, y->count * sizeof(float));
-    for (i = 1; i < p->nd->n_in; i++) {
-        const float *b = p->m->vals[p->nd->in[i]].t->data;
-
-        for (k = 0; k < y->count; k++)
-            y->data[k] += b[k];
-    }
+    for (i = 1; i < p->nd->n_in; i++)
+        nn__add(y->data, p->m->vals[p->nd->in[i]].t->data, y->count);
 }
 
 static int
 add_backward(struct pl *p)
 {
     struct nn_tensor *g;
-    size_t k, count = (size_t)p->n * p->c * p->hw;
+    size_t count = (size_t)p->n * p->c * p->hw;
     int i;
 
     for (i = 0; i < p->nd->n_in; i++) {
@@ -623,8 +617,7 @@ add_backward(struct pl *p)
             continue;
         if (!(g = nn__grad_of(p->m, p->nd->in[i])))
             return -ENOMEM;
-        for (k = 0; k < count; k++)
-            g->data[k] += p->dy[k];
+        nn__add(g->data, p->dy, count);
     }
     return 0;
 }
@@ -743,8 +736,8 @@ nn__layer_backward(struct nn_model *m, struct nn__node *nd,
     int planes, rc = 0;
 
     pl_init(&p, m, nd, mode);
-    p.y = m->vals[nd->out].t->data;
-    p.dy = m->vals[nd->out].g->data;
+    p.y = m->vals[nn__exec_out(m, (int)(nd - m->nodes), mode)].t->data;
+    p.dy = m->vals[nn__exec_out(m, (int)(nd - m->nodes), mode)].g->data;
     planes = p.n * p.c;
     if (nd->op != NN__CONCAT && nd->op != NN__ADD &&
         nn__needs_grad(m, nd->in[0])) {

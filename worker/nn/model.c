@@ -127,6 +127,50 @@ plan_fusion(struct nn_model *m, int i)
     }
 }
 
+/* Batch norm -> [relu | leaky relu with slope >= 0] becomes one step in
+ * every mode (unless a convolution already took the batch norm in). */
+static void
+plan_bn_act(struct nn_model *m, int i)
+{
+    struct nn__node *nd = &m->nodes[i];
+    int j;
+
+    nd->train_act = NN__ACT_NONE;
+    nd->train_out = nd->out;
+    if (nd->op != NN__BN)
+        return;
+    j = pinned(&m->vals[nd->out]) ? -1 : single_consumer(m, nd->out);
+    if (j < 0 || !(m->nodes[j].op == NN__RELU ||
+                   (m->nodes[j].op == NN__LEAKY && m->nodes[j].slope >= 0)))
+        return;
+    nd->train_act = m->nodes[j].op == NN__RELU ? NN__ACT_RELU
+                                               : NN__ACT_LEAKY;
+    nd->train_slope = m->nodes[j].slope;
+    nd->train_out = m->nodes[j].out;
+    m->nodes[j].skip_train = true;
+    if (!nd->skip_infer) {
+        nd->fuse_out = nd->train_out;
+        m->nodes[j].skip_infer = true;
+    }
+}
+
+bool
+nn__runs(const struct nn_model *m, int i, enum nn_mode mode)
+{
+    const struct nn__node *nd = &m->nodes[i];
+
+    if (mode == NN_MODE_INFER)
+        return !nd->skip_infer && !m->vals[nd->out].virt;
+    return !nd->skip_train;
+}
+
+int
+nn__exec_out(const struct nn_model *m, int i, enum nn_mode mode)
+{
+    return mode == NN_MODE_INFER ? m->nodes[i].fuse_out
+                                 : m->nodes[i].train_out;
+}
+
 static void
 plan_virtual_concat(struct nn_model *m, int i)
 {
@@ -157,6 +201,7 @@ plan(struct nn_model *m)
     }
     for (i = 0; i < m->n_nodes; i++) {
         m->nodes[i].skip_infer = false;
+        m->nodes[i].skip_train = false;
         for (j = 0; j < m->nodes[i].n_in; j++) {
             m->vals[m->nodes[i].in[j]].n_consumers++;
             m->vals[m->nodes[i].in[j]].last_use = i;
@@ -164,6 +209,8 @@ plan(struct nn_model *m)
     }
     for (i = 0; i < m->n_nodes; i++)
         plan_fusion(m, i);
+    for (i = 0; i < m->n_nodes; i++)
+        plan_bn_act(m, i);
     for (i = 0; i < m->n_nodes; i++) {
         plan_virtual_concat(m, i);
         if (!m->vals[m->nodes[i].out].virt)
@@ -662,14 +709,12 @@ run_node(struct nn_model *m, struct nn__node *nd, enum nn_mode mode,
          struct ss_err *err)
 {
     bool infer = mode == NN_MODE_INFER;
-    int vid = infer ? nd->fuse_out : nd->out;
+    int vid = nn__exec_out(m, (int)(nd - m->nodes), mode);
     struct nn__epilogue ep = { NULL, NULL, NN__ACT_NONE, 0.0f };
     struct nn_tensor *y = &m->vals[vid].tv;
     float *buf = NULL;
     int rc;
 
-    if (infer && m->vals[nd->out].virt)
-        return 0;
     if (nd->op == NN__CONV) {
         if (infer) {
             buf = malloc(2 * sizeof(float) * (size_t)nd->cout);
@@ -763,7 +808,7 @@ nn_model_forward(struct nn_model *m, const struct nn_tensor *x,
 
         double t0 = util_now_ms();
 
-        if (mode == NN_MODE_INFER && nd->skip_infer)
+        if (!nn__runs(m, i, mode))
             continue;
         rc = run_node(m, nd, mode, err);
         log_debug("nn", "forward layer=%s ms=%.2f", nd->name,
@@ -808,8 +853,9 @@ nn_model_backward(struct nn_model *m, const char *output,
         struct nn__node *nd = &m->nodes[i];
         bool pg = m->mode == NN_MODE_TRAIN && !nd->frozen;
         double t0 = util_now_ms();
+        int gid = nn__exec_out(m, i, m->mode);
 
-        if (!m->vals[nd->out].g)
+        if (!nn__runs(m, i, m->mode) || !m->vals[gid].g)
             continue;
         if (nd->op == NN__CONV)
             rc = nn__conv_backward(m, nd, pg, err);
@@ -822,8 +868,8 @@ nn_model_backward(struct nn_model *m, const char *output,
                        nd->name);
         log_debug("nn", "backward layer=%s ms=%.2f", nd->name,
                   util_now_ms() - t0);
-        if (!m->vals[nd->out].keep)
-            m->vals[nd->out].g = NULL;  /* its block may be reused now */
+        if (!m->vals[gid].keep)
+            m->vals[gid].g = NULL;      /* its block may be reused now */
     }
     m->did_backward = true;
     return rc;

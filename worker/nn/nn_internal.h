@@ -136,6 +136,14 @@ struct nn__node {
     double fuse_slope;
     int fuse_out;                   /* value id written */
     bool skip_infer;
+
+    /* training and explain fusion: this batch norm also applies the
+     * following activation, writing (and back-propagating from) train_out;
+     * the activation node is skipped */
+    enum nn__act train_act;
+    double train_slope;
+    int train_out;
+    bool skip_train;
 };
 
 /* One activation: a model input or a layer output. */
@@ -228,6 +236,35 @@ float *nn__partial(struct nn_model *m, size_t bytes);
 /* Per-image accessor of a value's channel planes (virtual concats too). */
 void nn__planes(const struct nn_model *m, int vid, int n,
                 const float **planes);
+
+/* Whether node i runs in this mode, and the value it writes (its own
+ * output, or the last output of the fused step it heads). */
+bool nn__runs(const struct nn_model *m, int i, enum nn_mode mode);
+int nn__exec_out(const struct nn_model *m, int i, enum nn_mode mode);
+
+/* ---- element-wise primitives (kernels.c) ---------------------------- */
+
+/* y = act(x * s + b); y may be x. */
+void nn__affine_act(float *y, const float *x, size_t n, float s, float b,
+                    enum nn__act act, float slope);
+/* dx += (y > 0 ? dy : slope * dy) */
+void nn__act_grad(float *dx, const float *dy, const float *y, size_t n,
+                  float slope);
+/* y += x */
+void nn__add(float *y, const float *x, size_t n);
+double nn__sum(const float *x, size_t n);
+double nn__sum_sqdev(const float *x, size_t n, float mean);
+/* Batch-norm backward pieces; y (the activation's output) may be NULL
+ * when no activation is fused, else dy is masked by y > 0. */
+void nn__bn_grad_sums(const float *x, const float *dy, const float *y,
+                      float slope, size_t n, float mean, float invstd,
+                      double *sdy, double *sdyx);
+void nn__bn_grad_dx(float *dx, const float *x, const float *dy,
+                    const float *y, float slope, size_t n, float mean,
+                    float invstd, float k1, float k2, float k3);
+/* dx += masked(dy) * s */
+void nn__scale_grad(float *dx, const float *dy, const float *y, float slope,
+                    size_t n, float s);
 
 /* ---- kernels (conv.c, layers.c) ------------------------------------ */
 

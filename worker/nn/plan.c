@@ -48,14 +48,6 @@ add_block(struct nn_model *m, size_t bytes, int start, int end)
 }
 
 static bool
-executed_infer(const struct nn_model *m, int i)
-{
-    const struct nn__node *nd = &m->nodes[i];
-
-    return !nd->skip_infer && !m->vals[nd->out].virt;
-}
-
-static bool
 elementwise(enum nn__op op)
 {
     return op == NN__RELU || op == NN__LEAKY || op == NN__BN ||
@@ -70,7 +62,7 @@ nn__in_place(const struct nn_model *m, int i)
 
     return elementwise(nd->op) && nd->in[0] != 0 && !in->keep &&
            !in->output && in->n_consumers == 1 && !in->virt &&
-           executed_infer(m, i);
+           nn__runs(m, i, NN_MODE_INFER);
 }
 
 static int
@@ -98,7 +90,7 @@ plan_infer_values(struct nn_model *m, int end)
         int until = w->keep || w->output ? end
                     : w->last_use >= 0 ? w->last_use : i;
 
-        if (!executed_infer(m, i))
+        if (!nn__runs(m, i, NN_MODE_INFER))
             continue;
         if (nn__in_place(m, i)) {
             w->blk = m->vals[nd->in[0]].blk;
@@ -110,27 +102,38 @@ plan_infer_values(struct nn_model *m, int end)
     }
 }
 
+/* Training and explain: what runs keeps its output to the end; the
+ * gradient of a value lives from the backward of its last consumer (or
+ * the start of backward for an output) to the backward of the node that
+ * wrote it. */
 static void
-plan_train_values(struct nn_model *m, int end)
+plan_train_values(struct nn_model *m, enum nn_mode mode, int end)
 {
-    int n = m->n_nodes, i, v;
+    int n = m->n_nodes, i, v, lc, start, stop, by;
 
     m->vals[0].blk = add_block(m, count4(m->vals[0].shape) * 4, 0, end);
     for (i = 0; i < n; i++) {
-        struct nn__value *w = &m->vals[m->nodes[i].out];
+        struct nn__value *w;
 
+        if (!nn__runs(m, i, mode))
+            continue;
+        w = &m->vals[nn__exec_out(m, i, mode)];
         w->blk = add_block(m, count4(w->shape) * 4, i, end);
     }
     for (v = 0; v < m->n_vals; v++) {
         struct nn__value *w = &m->vals[v];
-        int lc = last_consumer(m, v), start, stop;
 
-        if (!nn__needs_grad(m, v) || (lc < 0 && !w->output))
+        lc = last_consumer(m, v);
+        if ((w->blk < 0 && v != 0) || !nn__needs_grad(m, v) ||
+            (lc < 0 && !w->output))
             continue;
         start = w->output ? n : 2 * n - 1 - lc;
         if (lc >= 0 && 2 * n - 1 - lc < start)
             start = 2 * n - 1 - lc;
-        stop = w->keep || w->producer < 0 ? end : 2 * n - 1 - w->producer;
+        for (by = -1, i = 0; i < n; i++)
+            if (nn__runs(m, i, mode) && nn__exec_out(m, i, mode) == v)
+                by = i;
+        stop = w->keep || by < 0 ? end : 2 * n - 1 - by;
         w->gblk = add_block(m, count4(w->shape) * 4, start, stop);
     }
 }
@@ -146,7 +149,9 @@ plan_aux(struct nn_model *m, enum nn_mode mode)
         int stop = mode == NN_MODE_INFER ? i : 2 * n - 1 - i;
         size_t bytes = 0;
 
-        if (nd->op == NN__BN && !(mode == NN_MODE_INFER && nd->skip_infer))
+        if (!nn__runs(m, i, mode))
+            continue;
+        if (nd->op == NN__BN)
             bytes = 2 * sizeof(float) * (size_t)nd->cout;
         else if (nd->op == NN__MAXPOOL && mode != NN_MODE_INFER)
             bytes = sizeof(int32_t) * count4(m->vals[nd->out].shape);
@@ -275,7 +280,7 @@ make_plan(struct nn_model *m, enum nn_mode mode, size_t *need)
     if (mode == NN_MODE_INFER)
         plan_infer_values(m, end);
     else
-        plan_train_values(m, end);
+        plan_train_values(m, mode, end);
     plan_aux(m, mode);
     *need = place(m, order, order + m->n_blocks);
     free(order);

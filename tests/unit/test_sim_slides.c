@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Slides on the simulated stage: real files through OpenSlide (pixels and
+ * pixel size from the file), plain images at a stated pixel size, the
+ * files that break readers (field case W6: each a clear error naming the
+ * file and the cause), the placement geometry with its blank-glass area,
+ * and the overview camera with its label.
+ */
+#include "tests/support/testutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <openslide.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/sim/sim.h"
+
+static int
+make(const char *slide, struct microscope **m, struct ss_err *e)
+{
+    struct sim_config c;
+
+    sim_config_default(&c);
+    assert_int_equal(sim_config_set(&c, "sensor_w", "320", e), 0);
+    assert_int_equal(sim_config_set(&c, "sensor_h", "240", e), 0);
+    assert_int_equal(sim_config_set(&c, "slide", slide, e), 0);
+    *m = NULL;
+    return sim_microscope_new(&c, m, e);
+}
+
+static void
+expect_error(const char *rel, const char *cause)
+{
+    const char *path = tu_data(rel);
+    struct microscope *m;
+    struct ss_err e;
+    int rc;
+
+    if (path == NULL)
+        tu_skip("%s is absent", rel);
+    rc = make(path, &m, &e);
+    print_message("# %s -> %s\n", rel, e.msg);
+    assert_int_equal(rc, SS_EFORMAT);
+    assert_null(m);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, cause));
+}
+
+static void
+test_w6_text_named_svs(void **state)
+{
+    expect_error("wsi/edge_cases/broken.svs", "not a slide");
+}
+
+static void
+test_w6_corrupt_tiles(void **state)
+{
+    expect_error("wsi/edge_cases/unreadable.svs",
+                 "reading pixels: Bogus marker length");
+}
+
+static void
+test_w6_unknown_compression(void **state)
+{
+    expect_error("wsi/edge_cases/unopenable.tiff",
+                 "Unsupported TIFF compression: 52479");
+}
+
+static void
+test_missing_and_unsized_files(void **state)
+{
+    const char *kidney = tu_data("wsi/edge_cases/kidney-48-5.tif");
+    const char *boxes = tu_data("wsi/edge_cases/boxes.tiff");
+    struct microscope *m;
+    struct ss_err e;
+    char spec[4096];
+
+    assert_int_equal(make("/nonexistent/slide.svs", &m, &e), -ENOENT);
+    assert_non_null(strstr(e.msg, "/nonexistent/slide.svs"));
+    if (kidney == NULL || boxes == NULL)
+        tu_skip("the shared edge cases are absent");
+    assert_int_equal(make(kidney, &m, &e), SS_EFORMAT);
+    assert_non_null(strstr(e.msg, "states no pixel size"));
+    assert_int_equal(make(boxes, &m, &e), SS_EFORMAT);
+    assert_non_null(strstr(e.msg, "@MPP"));
+    snprintf(spec, sizeof(spec), "%s@2.0:stain=KI67:id=K-48", kidney);
+    assert_int_equal(make(spec, &m, &e), 0);
+    {
+        struct sim_geometry g;
+
+        sim_geometry_get(sim_of(m), &g);
+        assert_true(fabs(g.image_w_um - 1493 * 2.0) < 1e-9);
+        assert_string_equal(g.stain, "KI67");
+        assert_string_equal(g.slide_id, "K-48");
+    }
+    microscope_free(m);
+}
+
+/* At the file's own pixel size and grid, the ideal image is the file. */
+static void
+test_openslide_slide_renders_its_pixels(void **state)
+{
+    const char *path = tu_data("wsi/CMU-1-Small-Region.svs");
+    struct sim_geometry g;
+    struct microscope *m;
+    struct img *im = NULL;
+    struct ss_err e;
+    openslide_t *os;
+    uint32_t *ref;
+    int i, diff = 0;
+
+    if (path == NULL)
+        tu_skip("CMU-1-Small-Region.svs is absent");
+    assert_int_equal(make(path, &m, &e), 0);
+    sim_geometry_get(sim_of(m), &g);
+    assert_true(fabs(g.source_mpp - 0.499) < 1e-9);
+    assert_true(fabs(g.image_w_um - 2220 * 0.499) < 1e-6);
+    assert_int_equal(sim_render_truth(sim_of(m), g.image_x_um + 700 * 0.499,
+                                      g.image_y_um + 900 * 0.499, 200, 150,
+                                      0.499, &im, &e), 0);
+    os = openslide_open(path);
+    ref = malloc(200 * 150 * 4);
+    openslide_read_region(os, ref, 700, 900, 0, 200, 150);
+    for (i = 0; i < 200 * 150; i++) {
+        const uint8_t *p = (uint8_t *)im->data + (size_t)i * 3;
+
+        diff += p[0] != ((ref[i] >> 16) & 0xff) ||
+                p[1] != ((ref[i] >> 8) & 0xff) || p[2] != (ref[i] & 0xff);
+    }
+    assert_int_equal(diff, 0);
+    free(ref);
+    openslide_close(os);
+    img_free(im);
+    microscope_free(m);
+}
+
+static void
+test_geometry_and_blank_glass(void **state)
+{
+    struct microscope *m;
+    struct sim_geometry g;
+    struct img *im = NULL;
+    struct ss_err e;
+    size_t i;
+    int lo = 255;
+
+    assert_int_equal(make("phantom:HE:w_mm=2:h_mm=1.5", &m, &e), 0);
+    sim_geometry_get(sim_of(m), &g);
+    assert_true(g.image_x_um == 1000 && g.image_y_um == 1000);
+    assert_true(g.glass_h_um >= g.image_h_um + 2000);
+    assert_true(g.blank_x_um >= g.image_x_um + g.image_w_um + 500);
+    assert_true(g.blank_x_um + g.frame_w * g.pixel_um <= g.glass_w_um);
+    assert_true(g.limits.max_um[0] == g.glass_w_um);
+    assert_true(m->stage->limits.max_um[1] == g.glass_h_um);
+    assert_int_equal(sim_render_truth(sim_of(m), g.blank_x_um, g.blank_y_um,
+                                      g.frame_w, g.frame_h, g.pixel_um, &im,
+                                      &e), 0);
+    for (i = 0; i < img_bytes(im); i++)
+        lo = ((uint8_t *)im->data)[i] < lo ? ((uint8_t *)im->data)[i] : lo;
+    assert_true(lo >= 240);                     /* nothing but glass */
+    img_free(im);
+    microscope_free(m);
+}
+
+static void
+test_overview_shows_the_slide_with_geometry(void **state)
+{
+    struct microscope *m;
+    struct sim_geometry g;
+    struct ov_geometry geo;
+    struct img *ov = NULL, *lab = NULL, *lm = NULL;
+    struct ss_err e;
+    double agree = 0, n = 0;
+    int u, v, dark = 0;
+
+    assert_int_equal(make("phantom:HE:seed=3:id=S-0042", &m, &e), 0);
+    sim_geometry_get(sim_of(m), &g);
+    assert_int_equal(m->ov->ops->capture(m->ov, &ov, &geo, &e), 0);
+    assert_true(fabs(ov->w * geo.um_per_px - g.glass_w_um) <
+                geo.um_per_px);
+    assert_int_equal(sim_render_labels(sim_of(m), geo.origin_x_um,
+                                       geo.origin_y_um, ov->w, ov->h,
+                                       geo.um_per_px, &lm, &e), 0);
+    for (v = 0; v < ov->h; v++)
+        for (u = 0; u < ov->w; u++) {
+            bool tissue = img_u8(ov, u, v)[1] < 200;
+
+            agree += tissue == (*img_u8(lm, u, v) != SIM_LABEL_GLASS);
+            n++;
+        }
+    print_message("# overview %dx%d at %.0f um/px: tissue agrees with "
+                  "labels on %.1f %% of pixels\n", ov->w, ov->h,
+                  geo.um_per_px, 100 * agree / n);
+    assert_true(agree / n > 0.97);
+    assert_int_equal(m->ov->ops->label(m->ov, &lab, &e), 0);
+    for (v = 0; v < lab->h; v++)
+        for (u = 0; u < lab->w; u++)
+            dark += img_u8(lab, u, v)[0] < 100;
+    assert_true(dark > 1000);                   /* the id is printed */
+    img_free(ov);
+    img_free(lab);
+    img_free(lm);
+    microscope_free(m);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_w6_text_named_svs),
+        cmocka_unit_test(test_w6_corrupt_tiles),
+        cmocka_unit_test(test_w6_unknown_compression),
+        cmocka_unit_test(test_missing_and_unsized_files),
+        cmocka_unit_test(test_openslide_slide_renders_its_pixels),
+        cmocka_unit_test(test_geometry_and_blank_glass),
+        cmocka_unit_test(test_overview_shows_the_slide_with_geometry),
+    };
+
+    return cmocka_run_group_tests_name("sim slides", tests, NULL, NULL);
+}
