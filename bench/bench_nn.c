@@ -7,11 +7,14 @@
  * prints the ratios.
  *
  *   bench_nn [--arch FILE] [--tile N] [--batch N] [--train-batch N]
- *            [--threads N] [--iters N] [--deterministic]
+ *            [--threads N] [--iters N] [--deterministic] [--print-arch]
  *
  * Without --arch it uses nn_unet_arch(4, 16, 3, 3): 4 levels, 16..128
  * channels, batch norm, 3 classes (tools/nn/nnjson.py unet() is the same).
- * Prints one "key value" line per measurement.
+ * Prints one "key value" line per measurement; times are the best of
+ * --iters runs (wall clock, and CPU time of all threads).  --print-arch
+ * prints the architecture JSON and exits (bench/nn.sh feeds it to
+ * PyTorch).
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -26,7 +29,7 @@
 struct opts {
     const char *arch;
     int tile, batch, train_batch, threads, iters;
-    bool det;
+    bool det, print_arch;
 };
 
 /* The fastest run: on a shared machine the other runs measure the other
@@ -185,12 +188,16 @@ parse(int argc, char **argv, struct opts *o)
 {
     int i;
 
-    *o = (struct opts){ NULL, 512, 1, 2, 2, 5, false };
+    *o = (struct opts){ NULL, 512, 1, 2, 2, 5, false, false };
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
         if (!strcmp(a, "--deterministic")) {
             o->det = true;
+            continue;
+        }
+        if (!strcmp(a, "--print-arch")) {
+            o->print_arch = true;
             continue;
         }
         if (!v)
@@ -230,13 +237,18 @@ main(int argc, char **argv)
     if (parse(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: bench_nn [--arch FILE] [--tile N] [--batch N]"
                 " [--train-batch N] [--threads N] [--iters N]"
-                " [--deterministic]\n");
+                " [--deterministic] [--print-arch]\n");
         return 2;
     }
     if (o.arch ? util_read_file(o.arch, &arch, &len, &e) < 0
                : !(arch = nn_unet_arch(4, 16, 3, 3))) {
         fprintf(stderr, "bench_nn: %s\n", e.msg);
         return 1;
+    }
+    if (o.print_arch) {
+        fputs(arch, stdout);
+        free(arch);
+        return 0;
     }
     if (nn_model_new(arch, 1, &m, &e) < 0) {
         fprintf(stderr, "bench_nn: %s\n", e.msg);

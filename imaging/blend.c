@@ -80,23 +80,37 @@ clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* One row filtered horizontally: dst[k] = Σ_j wt[j] src[k + 3 off[j]]
+ * over the row's bytes, with the pixels past either end repeated.  The
+ * interior runs without bounds checks, as one flat loop per tap. */
 static void
 filter_row(const struct img *in, int row, int n, const int *off,
            const float *wt, float *dst)
 {
     const uint8_t *src = img_u8(in, 0, row);
-    int x, j, c;
+    int w = in->w, lo = 2, hi = w - 2, x, j, c, k;
 
-    for (x = 0; x < in->w; x++) {
-        float s[3] = { 0, 0, 0 };
+    if (hi < lo)
+        lo = hi = w;
+    for (k = 3 * lo; k < 3 * hi; k++)
+        dst[k] = wt[0] * src[k + 3 * off[0]];
+    for (j = 1; j < n; j++) {
+        const uint8_t *s = src + 3 * off[j];
+        float f = wt[j];
 
-        for (j = 0; j < n; j++) {
-            const uint8_t *p = src + 3 * clampi(x + off[j], 0, in->w - 1);
+        for (k = 3 * lo; k < 3 * hi; k++)
+            dst[k] += f * s[k];
+    }
+    for (x = 0; x < w; x++) {
+        if (x == lo && hi > lo)
+            x = hi;
+        for (c = 0; c < 3; c++) {
+            float v = 0;
 
-            for (c = 0; c < 3; c++)
-                s[c] += wt[j] * p[c];
+            for (j = 0; j < n; j++)
+                v += wt[j] * src[3 * clampi(x + off[j], 0, w - 1) + c];
+            dst[3 * x + c] = v;
         }
-        memcpy(dst + 3 * (size_t)x, s, sizeof(s));
     }
 }
 
@@ -120,6 +134,7 @@ blend_shift(const struct img *in, double fx, double fy,
     }
     for (y = 0; y < in->h; y++) {
         uint8_t *o = img_u8(out, 0, y);
+        const float *rows[4];
 
         for (j = 0; j < ny; j++) {
             int r = clampi(y + oy[j], 0, in->h - 1);
@@ -128,15 +143,17 @@ blend_shift(const struct img *in, double fx, double fy,
                 filter_row(in, r, nx, ox, wx, ring + (size_t)(r & 3) * rowf);
                 ring_row[r & 3] = r;
             }
+            rows[j] = ring + (size_t)(r & 3) * rowf;
         }
         for (x = 0; x < in->w * 3; x++) {
-            float s = 0;
+            float s = wy[0] * rows[0][x];
 
-            for (j = 0; j < ny; j++) {
-                int r = clampi(y + oy[j], 0, in->h - 1);
-
-                s += wy[j] * ring[(size_t)(r & 3) * rowf + x];
-            }
+            if (ny == 4)
+                s += wy[1] * rows[1][x] + wy[2] * rows[2][x] +
+                     wy[3] * rows[3][x];
+            else
+                for (j = 1; j < ny; j++)
+                    s += wy[j] * rows[j][x];
             o[x] = (uint8_t)(s <= 0 ? 0 : s >= 255 ? 255 : s + 0.5f);
         }
     }

@@ -43,8 +43,8 @@ patches=(--patches "$data/patches/kather2016@0.495"
 cp "$work/default/model.safetensors" "$root/models/default.safetensors"
 
 "$bin/slidescan" train --out "$work/phantom-only" "${slides[@]}" \
-    --epochs 10 --steps 40 --val-groups "$val" \
+    --epochs 6 --steps 40 --val-groups "$val" \
     --name phantom-only | tee "$work/phantom-only.log"
 "$bin/slidescan" train --out "$work/loso" "${slides[@]}" "${patches[@]}" \
-    --loso --init "$work/phantom-only/model.safetensors" --epochs 3 \
-    --steps 40 | tee "$work/loso.log"
+    --loso --init "$work/phantom-only/model.safetensors" --epochs 2 \
+    --steps 30 | tee "$work/loso.log"

@@ -194,18 +194,24 @@ acq_calib_is_stale(const struct acq_calib *c, double max_age_h)
     return difftime(time(NULL), taken) > max_age_h * 3600.0;
 }
 
-/* One F32 image as a deflate-compressed float TIFF, written durably. */
+/* One F32 image as a deflate-compressed float TIFF, written durably.
+ * Rows go through a copy: libtiff's floating-point predictor encodes the
+ * buffer it is given in place. */
 static int
 write_float_tiff(const struct img *im, const char *path, struct ss_err *err)
 {
+    size_t row_bytes = (size_t)im->w * im->c * sizeof(float);
+    float *row = malloc(row_bytes);
     char tmp[4096];
     TIFF *t;
     int y, ok = 1;
 
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    t = TIFFOpen(tmp, "w");
-    if (t == NULL)
+    t = row != NULL ? TIFFOpen(tmp, "w") : NULL;
+    if (t == NULL) {
+        free(row);
         return err_set(err, -EIO, "calibration %s: cannot create", tmp);
+    }
     TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)im->w);
     TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)im->h);
     TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)im->c);
@@ -217,9 +223,12 @@ write_float_tiff(const struct img *im, const char *path, struct ss_err *err)
     TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
     TIFFSetField(t, TIFFTAG_PREDICTOR, PREDICTOR_FLOATINGPOINT);
     TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, TIFFDefaultStripSize(t, 0));
-    for (y = 0; y < im->h && ok; y++)
-        ok = TIFFWriteScanline(t, img_f32(im, 0, y), (uint32_t)y, 0) == 1;
+    for (y = 0; y < im->h && ok; y++) {
+        memcpy(row, img_f32(im, 0, y), row_bytes);
+        ok = TIFFWriteScanline(t, row, (uint32_t)y, 0) == 1;
+    }
     TIFFClose(t);
+    free(row);
     if (!ok) {
         unlink(tmp);
         return err_set(err, -EIO, "calibration %s: write failed", tmp);
@@ -321,6 +330,9 @@ parse_meta(const char *path, struct acq_calib *c, int *w, int *h,
     const char *stain, *obj, *taken, *method = "";
     int format = 0, rc;
 
+    if (j == NULL && access(path, R_OK) != 0)
+        return err_set(err, -errno, "calibration %s: %s", path,
+                       strerror(errno));
     if (j == NULL)
         return err_set(err, SS_EFORMAT, "calibration %s: %s (line %d)",
                        path, je.text, je.line);

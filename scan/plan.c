@@ -285,7 +285,32 @@ has_region(const struct acq_options *o)
     return o->region_w_um > 0 && o->region_h_um > 0;
 }
 
-/* Tissue mask of the overview, then the plan over it. */
+/* Each planned frame's share of the mask, for a plan laid without it. */
+static int
+tissue_fractions(struct acq_plan *p, const struct img *mask,
+                 const struct ov_geometry *geo)
+{
+    double fw = p->frame_w * p->pixel_um, fh = p->frame_h * p->pixel_um;
+    double u = geo->um_per_px;
+    struct sat so;
+    int i;
+
+    if (sat_init(&so, mask) != 0)
+        return -ENOMEM;
+    for (i = 0; i < p->ntiles; i++) {
+        struct acq_tile *t = &p->tiles[i];
+        long area = sat_sum(&so, ov_px(t->x_um, geo->origin_x_um, u),
+                            ov_px(t->y_um, geo->origin_y_um, u),
+                            ov_px(t->x_um + fw, geo->origin_x_um, u),
+                            ov_px(t->y_um + fh, geo->origin_y_um, u));
+        t->tissue_frac = fmin(1.0, area * u * u / (fw * fh));
+    }
+    free(so.s);
+    return 0;
+}
+
+/* Tissue mask of the overview, then the plan over it; with an explicit
+ * region, every cell of the region, each with its tissue fraction. */
 static int
 plan_tissue(const struct img *slide, const struct ov_geometry *geo,
             const struct acq_frame_geo *fg, const struct acq_options *o,
@@ -298,15 +323,24 @@ plan_tissue(const struct img *slide, const struct ov_geometry *geo,
 
     tissue_params_default(&tp, geo->um_per_px);
     rc = tissue_detect(slide, &tp, &mask, &ts, err);
-    if (rc == 0)
+    if (rc == 0 && has_region(o))
+        rc = acq_plan_region(o->region_x_um, o->region_y_um, o->region_w_um,
+                             o->region_h_um, fg, o->overlap, plan, err);
+    else if (rc == 0)
         rc = acq_plan_mask(mask, geo, fg, o->overlap, PLAN_MARGIN_UM, plan,
                            err);
+    if (rc == 0 && has_region(o) && tissue_fractions(*plan, mask, geo) != 0)
+        rc = err_set(err, -ENOMEM, "plan: no memory");
     img_free(mask);
     if (rc == 0)
         log_info("scan", "tissue found area_mm2=%.2f pieces=%d dust=%d "
                  "od_threshold=%.3f", ts.tissue_px * geo->um_per_px *
                  geo->um_per_px * 1e-6, ts.pieces, ts.dust_removed,
                  ts.threshold);
+    if (rc != 0) {
+        acq_plan_free(*plan);
+        *plan = NULL;
+    }
     return rc;
 }
 
@@ -339,7 +373,7 @@ acq_plan_overview(struct microscope *m, const struct acq_options *o,
             m->ov->ops->label(m->ov, label, NULL) != 0)
             *label = NULL;
     }
-    if (has_region(o))
+    if (slide == NULL)
         rc = acq_plan_region(o->region_x_um, o->region_y_um, o->region_w_um,
                              o->region_h_um, &fg, o->overlap, plan, err);
     else

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- scratch buffers ------------------------------------------------------ */
+/* ---- scratch buffers --------------------------------------------------- */
 
 /*
  * Frames need a few buffers of tens of MB each.  Allocating them per
@@ -462,7 +462,7 @@ sim__optics(float *buf, int w, int h, const struct sim__shot *sh)
     }
 }
 
-/* ---- resampling ----------------------------------------------------------- */
+/* ---- resampling ------------------------------------------------------- */
 
 static double
 catmull_rom(double t)
@@ -567,6 +567,7 @@ sim__resample(const float *src, int sw, int sh, double x0, double y0,
               double f, float *dst, int dw, int dh)
 {
     struct taps tx = { 0 }, ty = { 0 };
+    const float **rows = NULL;
     float *mid = NULL;
     int rc = -ENOMEM, y, j;
 
@@ -579,18 +580,20 @@ sim__resample(const float *src, int sw, int sh, double x0, double y0,
     for (y = 0; y < sh; y++)
         resample_row(&tx, src + (size_t)y * sw * 3, mid + (size_t)y * dw * 3,
                      f == 1.0);
+    rows = malloc((size_t)ty.k * sizeof(*rows));
+    if (rows == NULL)
+        goto out;
     for (y = 0; y < dh; y++) {
-        const float *rows[64];
-
-        for (j = 0; j < ty.k && j < 64; j++)
+        for (j = 0; j < ty.k; j++)
             rows[j] = mid + (size_t)(ty.first[y] + j) * dw * 3;
         mix_rows(dst + (size_t)y * dw * 3, rows, ty.w + (size_t)y * ty.k,
-                 ty.k < 64 ? ty.k : 64, (size_t)dw * 3);
+                 ty.k, (size_t)dw * 3);
     }
     rc = 0;
 out:
     taps_free(&tx);
     taps_free(&ty);
+    free(rows);
     sim__scratch_free(mid);
     return rc;
 }

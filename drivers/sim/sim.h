@@ -314,8 +314,8 @@ int sim_render_labels(struct sim *s, double x_um, double y_um, int w, int h,
 
 /* Ground truth of a phantom over a stage rectangle (µm). */
 struct sim_phantom_truth {
-    double area_um2[3];         /* by enum sim_label, at label resolution
-                                   pixel_um (0: exact lattice, 2 µm) */
+    double area_um2[3];         /* by enum sim_label, from labels at the
+                                   centres of a 2 µm grid */
     long nuclei[3];             /* nuclei whose centre lies in the
                                    rectangle, by the class at the centre */
     long tumor_pos;             /* DAB-positive tumour nuclei (KI67) */

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the cache ------------------------------------------------------------ */
+/* ---- the cache -------------------------------------------------------- */
 
 struct centry {
     uint64_t k1, k2;
@@ -280,7 +280,7 @@ sim__source_free(struct sim__source *src)
     free(src);
 }
 
-/* ---- rendering ------------------------------------------------------------ */
+/* ---- rendering -------------------------------------------------------- */
 
 static uint64_t
 pitch_key(int level, double pitch)

@@ -24,8 +24,13 @@ ctx_predict(struct an_model *m, const struct img *in, struct img *logits,
             struct ss_err *err)
 {
     size_t i, n = (size_t)in->w * in->h;
-    float *red = malloc(n * sizeof(float)), *mean = malloc(n * sizeof(float));
+    float *red = calloc(n, sizeof(float)), *mean = calloc(n, sizeof(float));
 
+    if (red == NULL || mean == NULL) {
+        free(red);
+        free(mean);
+        return err_set(err, -12, "out of memory");
+    }
     for (i = 0; i < n; i++)
         red[i] = ((uint8_t *)in->data)[i * 3];
     an__box_mean(red, in->w, in->h, CTX_R, mean);
@@ -70,7 +75,7 @@ test_tiles_leave_no_seam(void **state)
     struct an_seg *sg;
     struct ss_err e;
     size_t i, n = (size_t)im->w * im->h;
-    float *red = malloc(n * sizeof(float)), *mean = malloc(n * sizeof(float));
+    float *red = calloc(n, sizeof(float)), *mean = calloc(n, sizeof(float));
     int threads, bad = 0;
 
     for (i = 0; i < n; i++)

@@ -8,6 +8,7 @@
  */
 #include "tests/support/testutil.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,6 +383,41 @@ test_preview_is_binned(void **state)
     microscope_free(m);
 }
 
+/* Gain and white balance multiply the signal above the dark level. */
+static void
+test_gain_and_white_balance(void **state)
+{
+    struct microscope *m = make("phantom:HE", NULL);
+    struct cam_settings cs = { 125, 2.0, { 1.0, 0.8, 0.5 } };
+    struct sim_geometry g;
+    struct ss_err e;
+    struct img *im = NULL;
+    double v[3];
+    int c;
+
+    sim_geometry_get(sim_of(m), &g);
+    assert_int_equal(m->cam->ops->open(m->cam, &e), 0);
+    assert_int_equal(m->cam->ops->configure(m->cam, &cs, &e), 0);
+    assert_int_equal(m->stage->ops->open(m->stage, &e), 0);
+    assert_int_equal(m->stage->ops->move_abs(m->stage, (double[3]){
+                         g.blank_x_um, g.blank_y_um, 0 }, &e), 0);
+    mic_sleep_ms(m, 2000);
+    assert_int_equal(m->cam->ops->capture(m->cam, &im, &e), 0);
+    for (c = 0; c < 3; c++)
+        v[c] = patch(im, 256 - 8, 192 - 8, 16, c) - 16.06;
+    print_message("# gain 2, wb 1/0.8/0.5 at 125 ms: %.1f %.1f %.1f DN\n",
+                  v[0], v[1], v[2]);
+    /* 0.8 DN/ms × 125 ms × 2 × glass 0.955 (blue 0.965) × wb */
+    assert_true(fabs(v[0] - 191.0) < 3);
+    assert_true(fabs(v[1] / v[0] - 0.8) < 0.02);
+    assert_true(fabs(v[2] / v[0] - 0.5 * 0.965 / 0.955) < 0.02);
+    cs.exposure_ms = -1;
+    assert_int_equal(m->cam->ops->configure(m->cam, &cs, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "exposure"));
+    img_free(im);
+    microscope_free(m);
+}
+
 /* render = 0: no pixels synthesised, everything else accounted. */
 static void
 test_timing_run_without_pixels(void **state)
@@ -415,6 +451,7 @@ main(void)
         cmocka_unit_test(test_clean_frame_matches_ideal_image),
         cmocka_unit_test(test_same_seed_same_frame_other_seed_differs),
         cmocka_unit_test(test_preview_is_binned),
+        cmocka_unit_test(test_gain_and_white_balance),
         cmocka_unit_test(test_timing_run_without_pixels),
     };
 

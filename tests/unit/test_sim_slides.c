@@ -133,6 +133,41 @@ test_openslide_slide_renders_its_pixels(void **state)
     free(ref);
     openslide_close(os);
     img_free(im);
+    /* Downsampled 20 times (a 10 um overview pixel), the slide keeps its
+     * mean colour: every source pixel is weighed in. */
+    {
+        int ow = (int)(2220 * 0.499 / 10) - 2, oh = (int)(2967 * 0.499 / 10)
+                                                   - 2, u, v, n = 0;
+        double ideal = 0, file = 0;
+        uint32_t *all = malloc((size_t)2220 * 2967 * 4);
+
+        assert_int_equal(sim_render_truth(sim_of(m), g.image_x_um + 15,
+                                          g.image_y_um + 15, ow, oh, 10.0,
+                                          &im, &e), 0);
+        for (v = 0; v < oh; v++)
+            for (u = 0; u < ow; u++)
+                ideal += img_u8(im, u, v)[1];
+        ideal /= (double)ow * oh;
+        os = openslide_open(path);
+        openslide_read_region(os, all, 0, 0, 0, 2220, 2967);
+        for (v = 0; v < 2967; v++)
+            for (u = 0; u < 2220; u++) {
+                double xu = u * 0.499, yu = v * 0.499;
+
+                if (xu < 10 || yu < 10 || xu >= 10 + ow * 10.0 ||
+                    yu >= 10 + oh * 10.0)
+                    continue;
+                file += (all[(size_t)v * 2220 + u] >> 8) & 0xff;
+                n++;
+            }
+        file /= n;
+        print_message("# CMU-1 at 10 um/px: mean green %.2f, file %.2f\n",
+                      ideal, file);
+        assert_true(fabs(ideal - file) < 1.0);
+        openslide_close(os);
+        free(all);
+        img_free(im);
+    }
     microscope_free(m);
 }
 

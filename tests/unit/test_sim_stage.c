@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <time.h>
+
 #include "drivers/sim/sim.h"
 
 static struct microscope *
@@ -230,6 +233,78 @@ test_restart_reproduces_a_tile_exactly(void **state)
     microscope_free(b);
 }
 
+static double
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void
+test_time_scale_sleeps_real_time(void **state)
+{
+    static const char *const kv[] = { "time_scale", "0.05", NULL };
+    struct microscope *m = make(kv);
+    double t0 = wall_ms(), dt;
+
+    mic_sleep_ms(m, 2000);                      /* 100 ms real */
+    dt = wall_ms() - t0;
+    print_message("# 2000 virtual ms at time_scale 0.05: %.0f real ms\n",
+                  dt);
+    assert_true(dt >= 99 && dt < 2000);
+    microscope_free(m);
+}
+
+struct worker {
+    struct microscope *m;
+    int errors;
+};
+
+static void *
+capture_loop(void *arg)
+{
+    struct worker *w = arg;
+    struct img *im;
+    int i;
+
+    for (i = 0; i < 40; i++) {
+        im = NULL;
+        if (w->m->cam->ops->capture(w->m->cam, &im, NULL) != 0)
+            w->errors++;
+        img_free(im);
+    }
+    return NULL;
+}
+
+/* Camera and stage driven from two threads at once. */
+static void
+test_camera_and_stage_from_two_threads(void **state)
+{
+    struct microscope *m = make(NULL);
+    struct worker w = { m, 0 };
+    double to[3], p[3];
+    pthread_t th;
+    bool busy;
+    int i, errors = 0;
+
+    assert_int_equal(m->cam->ops->open(m->cam, NULL), 0);
+    pthread_create(&th, NULL, capture_loop, &w);
+    for (i = 0; i < 200; i++) {
+        to[0] = 1000 + (i % 7) * 100;
+        to[1] = 1000 + (i % 5) * 100;
+        to[2] = (i % 3) * 2.0;
+        errors += m->stage->ops->move_abs(m->stage, to, NULL) != 0;
+        errors += m->stage->ops->is_busy(m->stage, &busy, NULL) != 0;
+        errors += m->stage->ops->get_position(m->stage, p, NULL) != 0;
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(errors, 0);
+    assert_int_equal(w.errors, 0);
+    microscope_free(m);
+}
+
 int
 main(void)
 {
@@ -240,6 +315,8 @@ main(void)
         cmocka_unit_test(test_clock_accounts_trapezoid_and_capture),
         cmocka_unit_test(test_travel_limits_name_the_axis),
         cmocka_unit_test(test_restart_reproduces_a_tile_exactly),
+        cmocka_unit_test(test_time_scale_sleeps_real_time),
+        cmocka_unit_test(test_camera_and_stage_from_two_threads),
     };
 
     return cmocka_run_group_tests_name("sim stage", tests, NULL, NULL);

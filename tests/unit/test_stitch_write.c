@@ -380,6 +380,7 @@ test_bad_input_is_named(void **state)
     g.tiles[1].col = 7;
     assert_int_equal(stitch_register(&g.in, &pl, &e), -EINVAL);
     assert_non_null(strstr(e.msg, "tile 1: cell (7, 0)"));
+    scene_free(g.sc);
     grid_init(&g, -1);
     g.in.load = bad_load;
     assert_int_equal(stitch_register(&g.in, &pl, &e), -EIO);

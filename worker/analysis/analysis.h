@@ -95,6 +95,12 @@ struct an_model {
     enum an_stain stain;            /* stain of the slide being analysed,
                                        set by the caller before predict */
     void *priv;
+    /* True: pixels outside the detected tissue are glass whatever the
+     * model says (the baseline's own glass test is coarse).  False: the
+     * tissue mask only decides which tiles run, and the model's glass
+     * class decides the rest (a CNN has learnt that pale gaps inside
+     * stroma are stroma). */
+    bool mask_glass;
 };
 
 /* Loads a model: the word "classical" gives the colour-deconvolution
@@ -123,7 +129,9 @@ struct an_seg {
     double slide_mpp;               /* µm per level-0 pixel */
     double scale;                   /* level-0 pixels per raster pixel */
     struct img *rgb;                /* slide, RGB U8 */
-    struct img *tissue;             /* U8, 1 = tissue */
+    struct img *tissue;             /* U8, 1 = tissue: the detected mask
+                                       while predicting, then every pixel
+                                       not labelled glass */
     struct img *prob;               /* U8 × AN_NCLASS, probability × 255 */
     struct img *label;              /* U8, AN_GLASS / AN_TUMOR / AN_STROMA */
     int tiles_total, tiles_run;     /* tiles predicted (tissue only) */

@@ -120,6 +120,7 @@ an_model_classical(struct an_model **out, struct ss_err *err)
     m->mpp = CL_MPP;
     m->margin_px = (int)lround(2 * CL_RADIUS_UM / CL_MPP);
     m->tile_px = 512;
+    m->mask_glass = true;
     *out = m;
     return 0;
 }

@@ -283,7 +283,8 @@ finalise_rows(struct tiler *t, int nrows)
             uint8_t *p = img_u8(sg->prob, x, gy);
             float mx = -1e30f, e[AN_NCLASS], s = 0;
             int best = AN_GLASS;
-            if (a[AN_NCLASS] <= 0 || !*img_u8(sg->tissue, x, gy)) {
+            if (a[AN_NCLASS] <= 0 ||
+                (t->m->mask_glass && !*img_u8(sg->tissue, x, gy))) {
                 memset(p, 0, AN_NCLASS);
                 p[AN_GLASS] = 255;
                 *img_u8(sg->label, x, gy) = AN_GLASS;
@@ -393,6 +394,7 @@ predict_all(struct an_seg *sg, struct an_model *m,
 {
     struct tiler t;
     int rc, nth = nthreads_of(o);
+    size_t i;
 
     memset(&t, 0, sizeof(t));
     sg->tissue = an_tissue_mask(sg->rgb, sg->mpp);
@@ -417,6 +419,9 @@ predict_all(struct an_seg *sg, struct an_model *m,
         finalise_rows(&t, t.row + 1 < t.rows ? t.S : t.T);
     }
     tiler_fini(&t);
+    for (i = 0; i < (size_t)sg->w * sg->h; i++)
+        ((uint8_t *)sg->tissue->data)[i] =
+            ((uint8_t *)sg->label->data)[i] != AN_GLASS;
     return 0;
 }
 

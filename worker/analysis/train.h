@@ -17,8 +17,8 @@
  * slide has (so rare classes are seen), each patch is resampled to the
  * model's resolution and mirrored out to the crop size, all of it
  * labelled with the patch's class.  Augmentation: flips, 90° rotations,
- * stain jitter in hematoxylin-eosin space, brightness and contrast
- * jitter.  Loss: cross-entropy, unlabelled pixels ignored.  After each
+ * stain jitter in hematoxylin-eosin space, per-channel gain (white
+ * balance), brightness and contrast jitter.  Loss: cross-entropy, unlabelled pixels ignored.  After each
  * epoch: validation loss and scores, a line in metrics.jsonl, a
  * checkpoint (model and optimiser state, resumable), best.safetensors
  * when the validation score improved; training stops early after

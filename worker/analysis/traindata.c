@@ -18,6 +18,9 @@
 #include "worker/analysis/internal.h"
 
 #define PIX_SAMPLES 50000           /* labelled pixels kept per class */
+#define AUG_STAIN_SCALE 0.15        /* σ of each stain's relative amount */
+#define AUG_STAIN_SHIFT 0.03        /* σ of each stain's OD offset */
+#define AUG_CHANNEL_GAIN 0.06       /* ± per-channel gain (white balance) */
 
 void
 an_train_data_init(struct an_train_data *d, double mpp)
@@ -412,14 +415,15 @@ he_init(void)
 static void
 colour_jitter(uint8_t *rgb, int n, struct rng *r)
 {
-    float a[3], b[3], con = (float)(1 + 0.1 * (2 * rng_uniform(r) - 1));
+    float a[3], b[3], gain[3], con = (float)(1 + 0.1 * (2 * rng_uniform(r) - 1));
     float bri = (float)(12 * (2 * rng_uniform(r) - 1));
     int i, k, j;
 
     pthread_once(&he_once, he_init);
     for (k = 0; k < 3; k++) {
-        a[k] = (float)(1 + 0.08 * rng_gauss(r));
-        b[k] = (float)(0.02 * rng_gauss(r));
+        a[k] = (float)(1 + AUG_STAIN_SCALE * rng_gauss(r));
+        b[k] = (float)(AUG_STAIN_SHIFT * rng_gauss(r));
+        gain[k] = (float)(1 + AUG_CHANNEL_GAIN * (2 * rng_uniform(r) - 1));
     }
     for (i = 0; i < n; i++) {
         uint8_t *p = rgb + (size_t)i * 3;
@@ -429,7 +433,7 @@ colour_jitter(uint8_t *rgb, int n, struct rng *r)
             for (j = 0; j < 3; j++)
                 od[j] += (c[k] * a[k] + b[k]) * d.fwd[k][j];
         for (j = 0; j < 3; j++) {
-            float v = 255.0f * powf(10.0f, -od[j]);
+            float v = 255.0f * gain[j] * powf(10.0f, -od[j]);
             v = (v - 128) * con + 128 + bri;
             p[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
         }

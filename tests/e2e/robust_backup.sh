@@ -1,0 +1,108 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 240
+#
+# Backup and restore through the real client while slidescand scans:
+# `slidescan backup` taken with one slide finished (image and analysis)
+# and the next still capturing; `--verify` of the copy; `slidescan restore`
+# into an empty data directory gives a working catalogue whose checksums
+# all verify, on which a new daemon finishes the interrupted scan; a
+# second backup copies only what is new; restore refuses a catalogue in
+# use, and an existing one without --force.
+. "$(dirname "$0")/../support/daemon_env.sh"
+
+IMAGE=phantom:HE:seed=11:w_mm=1.2:h_mm=0.9
+EXTRA="[simulator]
+seed = 3
+sensor_w = 640
+sensor_h = 480
+[storage]
+reserve_mb = 1
+[analysis]
+auto = yes"
+BK=$T/backup
+q() { sqlite3 "$DB" "$1" 2>/dev/null; }
+
+dtest_conf "$EXTRA"
+dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
+slidescan scan --slide A --stain HE --image "$IMAGE" >/dev/null
+slidescan scan --slide B --stain HE \
+    --image phantom:HE:seed=12:w_mm=2:h_mm=1.5 >/dev/null
+check "slide A is done and analysed while B is capturing" wait_until 120 \
+    '[ "$(q "SELECT a.state FROM analyses a WHERE a.scan = 1")" = done ] &&
+     [ "$(q "SELECT state FROM scans WHERE id = 2")" = capturing ] &&
+     [ "$(q "SELECT tiles_done FROM scans WHERE id = 2")" -ge 2 ]'
+
+out=$(slidescan backup "$BK" --config "$CONF" --json)
+rc=$?
+echo "# $out"
+check "backup during the scan succeeds (exit 0)" test $rc = 0
+files=$(python3 -c "import json,sys; r = json.loads(sys.argv[1]);
+print(r['files'], r['verified'], r['problems'])" "$out" 2>/dev/null)
+set -- $files
+check "backup copied and verified every file it names ($1 files)" \
+    test "${1:-0}" -ge 5 -a "${2:-x}" = "${1:-y}" -a "${3:-1}" = 0
+check "the scan went on during the backup" \
+    test "$(q "SELECT state FROM scans WHERE id = 2")" != failed
+check "backup --verify passes" slidescan backup "$BK" --verify
+out=$(slidescan backup "$BK" --config "$CONF" --json)
+copied=$(python3 -c "import json,sys; r = json.loads(sys.argv[1]);
+print(r['copied'], r['kept'])" "$out" 2>/dev/null)
+set -- $copied
+check "a second backup keeps what is there ($2 kept, $1 copied)" \
+    test "${2:-0}" -ge 5
+
+# --- restore on another data directory ------------------------------------
+R=$T/restored
+RSOCK=$T/r.sock
+RCONF=$T/restored.conf
+sed -e "s#^socket = .*#socket = $RSOCK#" -e "s#^data_dir = .*#data_dir = $R#" \
+    "$CONF" >"$RCONF"
+out=$(slidescan restore "$BK" --config "$RCONF" 2>&1)
+rc=$?
+echo "# $out"
+check "restore into an empty data directory succeeds (exit 0)" test $rc = 0
+check "restore verified the checksums (0 problems)" \
+    grep -q "checksums verified, 0 problems" <<<"$out"
+RDB=$R/catalogue.db
+check "the restored catalogue passes integrity_check" \
+    test "$(sqlite3 "$RDB" "PRAGMA integrity_check")" = ok
+wsi=$(sqlite3 "$RDB" "SELECT wsi_path FROM scans WHERE id = 1")
+check "the restored slide image matches its catalogue checksum" \
+    test "$(sha256sum "$R/$wsi" | cut -d' ' -f1)" = \
+    "$(sqlite3 "$RDB" "SELECT checksum FROM scans WHERE id = 1")"
+check "the restored slide image passes slidescan verify" \
+    slidescan verify "$R/$wsi" --mpp 0.5
+bad=0
+while IFS='|' read -r f sum; do
+    [ "$(sha256sum "$R/$f" 2>/dev/null | cut -d' ' -f1)" = "$sum" ] ||
+        bad=$((bad + 1))
+done < <(sqlite3 "$RDB" "SELECT file, checksum FROM tiles
+                         WHERE scan = 2 AND state = 'captured'")
+check "every restored tile of the unfinished scan matches its checksum" \
+    test $bad = 0
+dtest_stop
+
+# A daemon on the restored data finishes the interrupted scan.
+RLOG=$T/restored.log
+slidescand -c "$RCONF" >>"$RLOG" 2>&1 &
+RPID=$!
+check "a daemon on the restored data finishes scan B" wait_until 120 \
+    '[ "$(sqlite3 "$RDB" "SELECT state FROM scans WHERE id = 2")" = done ]'
+out=$(SLIDESCAN_SOCKET=$RSOCK slidescan restore "$BK" --config "$RCONF" \
+      --force 2>&1)
+rc=$?
+check "restore refuses a catalogue in use, even with --force (exit 4)" \
+    test $rc = 4 -a -n "$(grep "in use by process $RPID" <<<"$out")"
+kill -TERM "$RPID"
+wait "$RPID"
+out=$(slidescan restore "$BK" --config "$RCONF" 2>&1)
+rc=$?
+check "restore refuses to replace a catalogue without --force (exit 4)" \
+    test $rc = 4 -a -n "$(grep -- "--force" <<<"$out")"
+check "restore --force replaces it" \
+    slidescan restore "$BK" --config "$RCONF" --force
+check "slidescan restore of a directory without a backup exits 5" \
+    test "$(slidescan restore "$T" --config "$RCONF" >/dev/null 2>&1;
+            echo $?)" = 5
+dtest_end
