@@ -149,7 +149,7 @@ tests: $(PF_SO) $(PF_TOOL)
 
 # --- top-level targets -----------------------------------------------------
 
-.SECONDARY:
+.PRECIOUS: $(BUILD)/obj/%.o
 
 .PHONY: all programs tests benches deps demo test bench sanitize fuzz \
         install clean

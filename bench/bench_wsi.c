@@ -7,6 +7,9 @@
  *       streams an uncompressed 8-bit RGB vips image (.v) through
  *       storage/wsi.h into a pyramidal WSI, reading it in bands as a
  *       scanner's stitcher would hand them over
+ *   bench_wsi assemble TILE.v COLS ROWS OUT.svs [QUALITY [SUBSAMP]]
+ *       the same slide assembled on the fly from one tile held in memory
+ *       and repeated COLS × ROWS times, rows handed over in bands
  *   bench_wsi floor MOSAIC.v [QUALITY [SUBSAMP]]
  *       the JPEG encoding floor: libjpeg-turbo alone encoding the
  *       256 × 256 tiles of every level on one core (one tile row in
@@ -115,6 +118,58 @@ do_write(const char *in, const char *out, int quality, int subsamp)
     printf("write: %dx%d q%d %d, %.2f s, bigtiff %d\n", v.w, v.h, quality,
            subsamp, (util_now_ms() - t0) / 1000, wsi_needs_bigtiff(v.w, v.h,
                                                                   &m));
+    return 0;
+}
+
+static int
+do_assemble(const char *in, int cols, int rows, const char *out, int quality,
+            int subsamp)
+{
+    struct vfile v;
+    struct wsi_meta m;
+    struct wsi_writer *w;
+    struct ss_err e;
+    uint8_t *tile, *band;
+    size_t trow;
+    double t0 = util_now_ms();
+    int W, H, y, k, c, rc;
+
+    if (vfile_open(in, &v) < 0)
+        return 1;
+    trow = (size_t)v.w * 3;
+    tile = malloc(trow * v.h);
+    if (tile == NULL || fread(tile, trow, (size_t)v.h, v.f) != (size_t)v.h)
+        return 1;
+    fclose(v.f);
+    W = v.w * cols;
+    H = v.h * rows;
+    band = malloc((size_t)W * 3 * READ_ROWS);
+    wsi_meta_default(&m);
+    m.mpp = 0.499;
+    m.quality = quality;
+    m.subsamp = subsamp;
+    rc = band ? wsi_writer_open(out, W, H, &m, &w, &e) : -ENOMEM;
+    for (y = 0; rc == 0 && y < H; y += READ_ROWS) {
+        int n = H - y < READ_ROWS ? H - y : READ_ROWS;
+
+        for (k = 0; k < n; k++)
+            for (c = 0; c < cols; c++)
+                memcpy(band + (size_t)k * W * 3 + c * trow,
+                       tile + (size_t)((y + k) % v.h) * trow, trow);
+        rc = wsi_writer_rows(w, band, n, &e);
+    }
+    if (rc == 0)
+        rc = wsi_writer_finish(w, &e);
+    else if (band != NULL)
+        wsi_writer_abort(w);
+    free(tile);
+    free(band);
+    if (rc < 0) {
+        fprintf(stderr, "bench_wsi: %s\n", e.msg);
+        return 1;
+    }
+    printf("assemble: %dx%d from %dx%d tiles, %.2f s\n", W, H, cols, rows,
+           (util_now_ms() - t0) / 1000);
     return 0;
 }
 
@@ -239,6 +294,10 @@ main(int argc, char **argv)
            : argc > 4 && strcmp(argv[1], "floor") == 0 ? atoi(argv[4])
            : 444;
 
+    if (argc >= 6 && strcmp(argv[1], "assemble") == 0)
+        return do_assemble(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5],
+                           argc > 6 ? atoi(argv[6]) : 90,
+                           argc > 7 ? atoi(argv[7]) : 444);
     if (argc >= 4 && strcmp(argv[1], "write") == 0)
         return do_write(argv[2], argv[3], q, ss);
     if (argc >= 3 && strcmp(argv[1], "floor") == 0)
@@ -246,6 +305,7 @@ main(int argc, char **argv)
     if (argc == 1)
         return do_synthetic();
     fprintf(stderr, "usage: bench_wsi [write MOSAIC.v OUT.svs [Q [SS]] | "
-            "floor MOSAIC.v [Q [SS]]]\n");
+            "assemble TILE.v COLS ROWS OUT.svs [Q [SS]] | floor MOSAIC.v "
+            "[Q [SS]]]\n");
     return 2;
 }

@@ -43,7 +43,15 @@ have_torch=0
 best() {
     local key=$1
     shift
-    awk -v k="$key" '$1 == k { if (b == "" || $2 < b) b = $2 } END { print b }' "$@"
+    awk -v k="$key" '$1 == k && (b == "" || $2 < b) { b = $2 }
+                     END { print b }' "$@"
+}
+
+# most KEY FILE...: the largest value of KEY over the files
+most() {
+    local key=$1
+    shift
+    awk -v k="$key" '$1 == k && $2 > b { b = $2 } END { print b }' "$@"
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -59,10 +67,8 @@ echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 nn_files=("$tmp"/nn.*)
 grep -E '^(threads|tile|batch|train_batch|params|gflop_per_image) ' \
     "${nn_files[0]}"
-sg=$(awk '$1 == "sgemm_gflops" { if ($2 > b) b = $2 } END { print b }' \
-     "${nn_files[@]}")
-sg1=$(awk '$1 == "sgemm_gflops_1thread" { if ($2 > b) b = $2 } END { print b }' \
-      "${nn_files[@]}")
+sg=$(most sgemm_gflops "${nn_files[@]}")
+sg1=$(most sgemm_gflops_1thread "${nn_files[@]}")
 gf=$(awk '$1 == "gflop_per_image" { print $2; exit }' "${nn_files[0]}")
 inf=$(best infer_ms "${nn_files[@]}")
 trn=$(best train_step_ms "${nn_files[@]}")
@@ -71,8 +77,9 @@ trnc=$(best train_step_cpu_ms "${nn_files[@]}")
 awk -v sg="$sg" -v sg1="$sg1" -v gf="$gf" -v inf="$inf" -v trn="$trn" \
     -v b="$batch" -v tb="$tbatch" -v infc="$infc" -v trnc="$trnc" 'BEGIN {
     printf "openblas_sgemm_gflops %.1f (1 thread %.1f)\n", sg, sg1
-    printf "nn_infer_ms %.1f (cpu %.1f)  %.2f images/s  %.1f GFLOP/s = %.2f x sgemm\n",
-        inf, infc, b * 1000 / inf, gf * b / inf * 1000, gf * b / inf * 1000 / sg
+    printf "nn_infer_ms %.1f (cpu %.1f)  %.2f images/s  %.1f GFLOP/s",
+        inf, infc, b * 1000 / inf, gf * b / inf * 1000
+    printf " = %.2f x sgemm\n", gf * b / inf * 1000 / sg
     printf "nn_train_step_ms %.1f (cpu %.1f)  %.1f GFLOP/s = %.2f x sgemm\n",
         trn, trnc, 3 * gf * tb / trn * 1000, 3 * gf * tb / trn * 1000 / sg
 }'
@@ -90,6 +97,7 @@ awk -v inf="$inf" -v trn="$trn" -v tinf="$tinf" -v ttrn="$ttrn" \
     -v tinfc="$tinfc" -v ttrnc="$ttrnc" 'BEGIN {
     printf "torch_infer_ms %.1f (cpu %.1f)\n", tinf, tinfc
     printf "torch_train_step_ms %.1f (cpu %.1f)\n", ttrn, ttrnc
-    printf "ratio_infer %.2f (nn speed / torch speed; goal >= 1.2)\n", tinf / inf
+    printf "ratio_infer %.2f (nn speed / torch speed; goal >= 1.2)\n",
+        tinf / inf
     printf "ratio_train_step %.2f (goal >= 1.0)\n", ttrn / trn
 }'

@@ -34,6 +34,14 @@
 
 enum { JOB_NONE, JOB_SCAN, JOB_CALIB };
 
+/* Calibrations kept in memory by the scan thread. */
+#define CALIB_CACHE 6
+
+struct calib_slot {
+    int64_t id;
+    struct acq_calib *c;
+};
+
 /* Published device facts for `devices`, read by the loop under lock. */
 struct devinfo {
     bool open;
@@ -71,6 +79,8 @@ struct scanner {
     struct microscope *m;
     struct hw_config hw_keep;
     struct dconf jc;                /* configuration of the running job */
+    struct calib_slot cache[CALIB_CACHE];
+    unsigned cache_next;
 };
 
 /* What a step returns besides 0 and errors: a request was seen. */
@@ -82,7 +92,7 @@ struct job {
     struct cat_scan s;
     struct acq_profile p;
     struct acq_options o;
-    struct acq_calib *calib;
+    const struct acq_calib *calib;  /* borrowed from the scanner's cache */
     int64_t calib_id;
     struct acq_plan *plan;
     struct acq_focus_map *fm;
@@ -307,75 +317,87 @@ calib_dir(const struct dconf *c, const struct acq_calib *k, char *rel,
              k->exposure_ms, stamp);
 }
 
-/* Takes a new calibration, saves it durably and records it. */
+/* The calibration recorded as k, loaded from its directory once and then
+ * kept (the scanner owns it; jobs borrow it). */
 static int
-calib_take(struct scanner *sc, const struct acq_profile *p,
-           const struct acq_options *o, struct acq_calib **out,
-           int64_t *id, struct ss_err *err)
+calib_cached(struct scanner *sc, const struct cat_calib *k,
+             const struct acq_calib **out, struct ss_err *err)
 {
-    char rel[512], abs[PATH_MAX + 600];
-    struct cat_calib k;
-    int rc;
+    char abs[PATH_MAX + 4200];
+    struct calib_slot *slot;
+    struct acq_calib *c;
+    int i, rc;
 
-    rc = acq_calibrate(sc->m, p, o, out, err);
+    for (i = 0; i < CALIB_CACHE; i++)
+        if (sc->cache[i].c != NULL && sc->cache[i].id == k->id) {
+            *out = sc->cache[i].c;
+            return 0;
+        }
+    snprintf(abs, sizeof(abs), "%s/%s", sc->jc.data_dir, k->dir);
+    rc = acq_calib_load(abs, &c, err);
     if (rc < 0)
-        return err_prefix(err, "calibration");
-    calib_dir(&sc->jc, *out, rel, sizeof(rel));
-    snprintf(abs, sizeof(abs), "%s/%s", sc->jc.data_dir, rel);
-    rc = tilestore_mkdir_durable(abs, err);
-    if (rc == 0)
-        rc = acq_calib_save(*out, abs, err);
-    /* Scans use the calibration as stored, so that a scan resumed after a
-     * restart corrects its tiles exactly as before. */
-    acq_calib_free(*out);
-    *out = NULL;
-    if (rc == 0)
-        rc = acq_calib_load(abs, out, err);
-    if (rc == 0) {
-        memset(&k, 0, sizeof(k));
-        snprintf(k.stain, sizeof(k.stain), "%s", (*out)->stain);
-        snprintf(k.objective, sizeof(k.objective), "%s", (*out)->objective);
-        k.exposure_ms = (*out)->exposure_ms;
-        snprintf(k.dir, sizeof(k.dir), "%s", rel);
-        snprintf(k.taken, sizeof(k.taken), "%s", (*out)->taken_utc);
-        rc = cat_calib_add(sc->cat, &k, id, err);
-    }
-    if (rc < 0) {
-        acq_calib_free(*out);
-        *out = NULL;
-        return err_prefix(err, "calibration");
-    }
-    log_notice("scan", "calibrated id=%lld stain=%s exposure_ms=%g "
-               "falloff=%.3f dark=%s dir=%s", (long long)*id, p->stain,
-               p->exposure_ms, (*out)->falloff, (*out)->dark_method, rel);
+        return rc;
+    slot = &sc->cache[sc->cache_next++ % CALIB_CACHE];
+    acq_calib_free(slot->c);
+    slot->id = k->id;
+    slot->c = c;
+    *out = c;
     return 0;
 }
 
+/* Takes a new calibration, saves it durably and records it.  Scans then
+ * use it as stored (reloaded from disk), so that a scan resumed after a
+ * restart corrects its tiles exactly as before. */
 static int
-calib_load(struct scanner *sc, const struct cat_calib *k,
-           struct acq_calib **out, struct ss_err *err)
+calib_take(struct scanner *sc, const struct acq_profile *p,
+           const struct acq_options *o, const struct acq_calib **out,
+           int64_t *id, struct ss_err *err)
 {
-    char abs[PATH_MAX + 4200];
+    struct acq_calib *taken = NULL;
+    struct cat_calib k;
+    char abs[PATH_MAX + 600];
+    int rc;
 
-    snprintf(abs, sizeof(abs), "%s/%s", sc->jc.data_dir, k->dir);
-    return acq_calib_load(abs, out, err);
+    rc = acq_calibrate(sc->m, p, o, &taken, err);
+    if (rc < 0)
+        return err_prefix(err, "calibration");
+    memset(&k, 0, sizeof(k));
+    calib_dir(&sc->jc, taken, k.dir, sizeof(k.dir));
+    snprintf(k.stain, sizeof(k.stain), "%s", taken->stain);
+    snprintf(k.objective, sizeof(k.objective), "%s", taken->objective);
+    k.exposure_ms = taken->exposure_ms;
+    snprintf(k.taken, sizeof(k.taken), "%s", taken->taken_utc);
+    snprintf(abs, sizeof(abs), "%s/%s", sc->jc.data_dir, k.dir);
+    rc = tilestore_mkdir_durable(abs, err);
+    if (rc == 0)
+        rc = acq_calib_save(taken, abs, err);
+    acq_calib_free(taken);
+    if (rc == 0)
+        rc = cat_calib_add(sc->cat, &k, &k.id, err);
+    if (rc == 0)
+        rc = calib_cached(sc, &k, out, err);
+    if (rc < 0)
+        return err_prefix(err, "calibration");
+    *id = k.id;
+    log_notice("scan", "calibrated id=%lld stain=%s exposure_ms=%g "
+               "falloff=%.3f dark=%s dir=%s", (long long)k.id, p->stain,
+               p->exposure_ms, (*out)->falloff, (*out)->dark_method, k.dir);
+    return 0;
 }
 
 /* A recorded calibration that still fits the profile, or -ENOENT. */
 static int
 calib_reuse(struct scanner *sc, const struct acq_profile *p,
-            struct acq_calib **out, int64_t *id)
+            const struct acq_calib **out, int64_t *id)
 {
     struct cat_calib k;
 
     if (cat_calib_latest(sc->cat, p->stain, p->objective, p->exposure_ms,
-                         &k, NULL) < 0)
-        return -ENOENT;
-    if (calib_load(sc, &k, out, NULL) < 0)
+                         &k, NULL) < 0 ||
+        calib_cached(sc, &k, out, NULL) < 0)
         return -ENOENT;
     if (!acq_calib_matches(*out, p) ||
         acq_calib_is_stale(*out, sc->jc.calib_max_age_h)) {
-        acq_calib_free(*out);
         *out = NULL;
         return -ENOENT;
     }
@@ -428,7 +450,7 @@ step_calibrate(struct job *j)
 
     if (j->s.calib_id != 0 &&
         cat_calib_get(j->sc->cat, j->s.calib_id, &k, NULL) == 0 &&
-        calib_load(j->sc, &k, &j->calib, NULL) == 0) {
+        calib_cached(j->sc, &k, &j->calib, NULL) == 0) {
         j->calib_id = k.id;
         return 0;
     }
@@ -880,7 +902,6 @@ run_scan(struct scanner *sc, int64_t id)
         rc = run_steps(&j);
     m = daemon__msg_new(DMSG_SCAN_END, id);
     m->outcome = finish(&j, rc, m->text, sizeof(m->text));
-    acq_calib_free(j.calib);
     cat_plan_free(j.plan);
     cat_focus_free(j.fm);
     tilestore_close(j.ts);
@@ -894,7 +915,7 @@ run_calibration(struct scanner *sc, int stain, uint64_t client,
     struct dmsg *m = daemon__msg_new(DMSG_CALIB_END, 0);
     struct acq_profile p = sc->jc.profile[stain];
     struct acq_options o = sc->jc.acq;
-    struct acq_calib *k = NULL;
+    const struct acq_calib *k = NULL;
     struct job j;
     int64_t id = 0;
     int rc;
@@ -919,7 +940,6 @@ run_calibration(struct scanner *sc, int stain, uint64_t client,
                           k->falloff);
     else
         snprintf(m->text, sizeof(m->text), "%s", j.err.msg);
-    acq_calib_free(k);
     daemon__post(sc->d, m);
 }
 
@@ -959,6 +979,8 @@ scan_thread(void *arg)
     }
     microscope_free(sc->m);
     sc->m = NULL;
+    for (job = 0; job < CALIB_CACHE; job++)
+        acq_calib_free(sc->cache[job].c);
     return NULL;
 }
 

@@ -195,17 +195,79 @@ blend_band_begin(struct blend_band *b, int y0, int h)
     memset(b->wsum, 0, sizeof(float) * (size_t)b->w * b->h);
 }
 
+struct blend_tile *
+blend_tile_new(const struct img *im)
+{
+    struct blend_tile *t = calloc(1, sizeof(*t));
+    size_t row = (size_t)im->w * 3;
+    int k;
+
+    if (t == NULL)
+        return NULL;
+    t->w = im->w;
+    t->h = im->h;
+    t->nchunks = (im->h + BLEND_CHUNK_ROWS - 1) / BLEND_CHUNK_ROWS;
+    t->chunk = calloc((size_t)t->nchunks, sizeof(*t->chunk));
+    if (t->chunk == NULL) {
+        free(t);
+        return NULL;
+    }
+    for (k = 0; k < t->nchunks; k++) {
+        int r0 = k * BLEND_CHUNK_ROWS;
+        int n = im->h - r0 < BLEND_CHUNK_ROWS ? im->h - r0
+                                               : BLEND_CHUNK_ROWS;
+
+        t->chunk[k] = malloc(row * n);
+        if (t->chunk[k] == NULL) {
+            blend_tile_free(t);
+            return NULL;
+        }
+        memcpy(t->chunk[k], img_u8(im, 0, r0), row * n);
+    }
+    return t;
+}
+
 void
-blend_band_add(struct blend_band *b, const struct img *tile, int x, int y,
-               const float *wx, const float *wy)
+blend_tile_release_above(struct blend_tile *t, int row)
+{
+    while (t->first < t->nchunks &&
+           (t->first + 1) * BLEND_CHUNK_ROWS <= row) {
+        free(t->chunk[t->first]);
+        t->chunk[t->first++] = NULL;
+    }
+}
+
+void
+blend_tile_free(struct blend_tile *t)
+{
+    int k;
+
+    if (t == NULL)
+        return;
+    for (k = 0; k < t->nchunks; k++)
+        free(t->chunk[k]);
+    free(t->chunk);
+    free(t);
+}
+
+static const uint8_t *
+tile_row(const struct blend_tile *t, int v)
+{
+    return t->chunk[v / BLEND_CHUNK_ROWS] +
+           (size_t)(v % BLEND_CHUNK_ROWS) * t->w * 3;
+}
+
+void
+blend_band_add(struct blend_band *b, const struct blend_tile *t, int x,
+               int y, const float *wx, const float *wy)
 {
     int r0 = y > b->y0 ? y : b->y0;
-    int r1 = y + tile->h < b->y0 + b->h ? y + tile->h : b->y0 + b->h;
-    int c0 = x > 0 ? x : 0, c1 = x + tile->w < b->w ? x + tile->w : b->w;
+    int r1 = y + t->h < b->y0 + b->h ? y + t->h : b->y0 + b->h;
+    int c0 = x > 0 ? x : 0, c1 = x + t->w < b->w ? x + t->w : b->w;
     int r, c;
 
     for (r = r0; r < r1; r++) {
-        const uint8_t *src = img_u8(tile, c0 - x, r - y);
+        const uint8_t *src = tile_row(t, r - y) + (size_t)(c0 - x) * 3;
         float *acc = b->acc + ((size_t)(r - b->y0) * b->w + c0) * 3;
         float *ws = b->wsum + (size_t)(r - b->y0) * b->w + c0;
         const float *wxr = wx + (c0 - x);

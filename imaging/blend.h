@@ -50,11 +50,31 @@ void blend_band_fini(struct blend_band *b);
 /* Clears the band and makes it hold canvas rows [y0, y0 + h). */
 void blend_band_begin(struct blend_band *b, int y0, int h);
 
-/* Adds the rows of an RGB U8 tile whose pixel (0, 0) lies at canvas
- * (x, y), weighted by wx[tile->w] × wy[tile->h]; parts outside the band
- * or the canvas are ignored. */
-void blend_band_add(struct blend_band *b, const struct img *tile, int x,
-                    int y, const float *wx, const float *wy);
+/* A tile kept for blending as blocks of BLEND_CHUNK_ROWS rows, so the
+ * rows the canvas has passed can be given back while the rest waits for
+ * the next bands. */
+#define BLEND_CHUNK_ROWS 32
+
+struct blend_tile {
+    int w, h;
+    int nchunks, first;             /* chunks before `first` are freed */
+    uint8_t **chunk;
+};
+
+/* Takes the pixels of an RGB U8 image (copied; im stays the caller's). */
+struct blend_tile *blend_tile_new(const struct img *im);
+
+/* Frees the chunks that lie wholly above tile row `row`. */
+void blend_tile_release_above(struct blend_tile *t, int row);
+
+/* NULL is a no-op. */
+void blend_tile_free(struct blend_tile *t);
+
+/* Adds the rows of a tile whose pixel (0, 0) lies at canvas (x, y),
+ * weighted by wx[t->w] × wy[t->h]; parts outside the band or the canvas
+ * are ignored.  The rows inside the band must not have been released. */
+void blend_band_add(struct blend_band *b, const struct blend_tile *t,
+                    int x, int y, const float *wx, const float *wy);
 
 /* Writes the band as RGB U8 rows (stride w × 3); pixels no tile covers
  * get bg. */

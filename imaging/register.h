@@ -10,6 +10,11 @@
  * views do not agree once aligned (normalised cross-correlation of the
  * views smoothed against camera noise), or when the shift is larger than
  * the stage can plausibly be wrong.
+ *
+ * LIMIT: translation only.  A camera turned against the stage axes, or a
+ * magnification that differs from the stated pixel size, is not measured:
+ * it shows as larger residuals in the placement (stitch_placement
+ * .residual_rms_px) and as blur where tiles overlap.
  */
 #ifndef SS_IMAGING_REGISTER_H
 #define SS_IMAGING_REGISTER_H
@@ -24,8 +29,6 @@ struct reg_params {
     double min_ncc;                 /* aligned normalised correlation, 0.5 */
     double min_std;                 /* grey-level σ of each view, 1.0 */
     double peak_sigma_px;           /* width of the shaped peak, 1.0 */
-    double ncc_sigma_px;            /* views smoothed by this for min_ncc,
-                                       1.5 */
 };
 
 void reg_params_default(struct reg_params *p);

@@ -37,7 +37,7 @@ patches=(--patches "$data/patches/kather2016@0.495"
          --patches "$data/patches/nct_crc@0.5")
 
 "$bin/slidescan" train --out "$work/default" "${slides[@]}" \
-    "${patches[@]}" --epochs 40 --steps 40 --patience 8 \
+    "${patches[@]}" --epochs 40 --steps 40 --patience 10 \
     --val-groups "$val,CRC-Prim-HE-07_022,CRC-Prim-HE-01_005" \
     --name slidescan-unet-1 | tee "$work/default.log"
 cp "$work/default/model.safetensors" "$root/models/default.safetensors"

@@ -5,6 +5,11 @@
  * description ("Aperio..." first line, then "|key = value" pairs), so
  * every property a reader needs is spelled here: MPP, AppMag, date, time,
  * stain, slide id and scanner.
+ *
+ * LIMIT: the first line says "Aperio Image Library slidescan" because
+ * that is what OpenSlide 3.4.1 looks for; a reader that trusts the name
+ * takes slidescan files for Aperio scans (the ScanScope ID property says
+ * slidescan and its version).
  */
 #include "storage/wsi_internal.h"
 

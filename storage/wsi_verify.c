@@ -16,6 +16,10 @@
  *              the tiles' own tables or with the declared quality
  *   OpenSlide  vendor aperio, the same levels and mpp, read_region on
  *              every level, tile pixels identical, associated images
+ *
+ * LIMIT: every tile is decoded twice (libtiff and TurboJPEG) on one
+ * thread, so a slide takes about as long to verify as to write.  Through
+ * OpenSlide only tile (0, 0) of each level is compared pixel for pixel.
  */
 #include "storage/wsi.h"
 

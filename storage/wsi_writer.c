@@ -765,7 +765,7 @@ band_main(void *arg)
 {
     struct wsi_writer *w = arg;
     struct ss_err e;
-    int rc;
+    int rc, skip;
 
     pthread_mutex_lock(&w->mu);
     for (;;) {
@@ -777,10 +777,12 @@ band_main(void *arg)
         w->lv[0].band_rows = w->job_rows;
         w->job_pending = 0;
         w->job_busy = 1;
+        /* After a failure, or when abandoned, bands are only drained. */
+        skip = w->async_failed || w->quit;
         pthread_mutex_unlock(&w->mu);
 
         err_clear(&e);
-        rc = w->async_failed ? 0 : process_band(w, 0, &e);
+        rc = skip ? 0 : process_band(w, 0, &e);
 
         pthread_mutex_lock(&w->mu);
         if (rc < 0 && !w->async_failed) {
@@ -1071,6 +1073,7 @@ wsi_writer_abort(struct wsi_writer *w)
 {
     if (w == NULL)
         return;
+    stop_band_thread(w);
     if (w->tif != NULL) {
         TIFFClose(w->tif);
         w->tif = NULL;

@@ -651,6 +651,22 @@ render_fine(const struct sim__phantom *ph, struct canvas *cv)
     return 0;
 }
 
+/* True when every lattice point near the square [x0, x0 + span]² lies
+ * outside the section's ellipse (where the tissue field is below -9), so
+ * the whole square is glass. */
+static bool
+outside_section(const struct sim__phantom *ph, double x0, double y0,
+                double span)
+{
+    double cx = ph->w_um / 2, cy = ph->h_um / 2, pad = 2 * LAT_UM;
+    double nx = fmax(x0 - pad, fmin(cx, x0 + span + pad));
+    double ny = fmax(y0 - pad, fmin(cy, y0 + span + pad));
+    double dx = (nx - cx) / (0.47 * ph->w_um);
+    double dy = (ny - cy) / (0.47 * ph->h_um);
+
+    return sqrt(dx * dx + dy * dy) > 1.0;
+}
+
 static int
 ph_tile(struct sim__source *src, int level, double q, int tx, int ty,
         uint8_t *rgb, struct ss_err *err)
@@ -667,7 +683,8 @@ ph_tile(struct sim__source *src, int level, double q, int tx, int ty,
     if (cv.od == NULL)
         return err_set(err, -ENOMEM, "phantom: out of memory");
     if (cv.x0 >= ph->w_um || cv.y0 >= ph->h_um ||
-        cv.x0 + SIM_TILE * q <= 0 || cv.y0 + SIM_TILE * q <= 0) {
+        cv.x0 + SIM_TILE * q <= 0 || cv.y0 + SIM_TILE * q <= 0 ||
+        outside_section(ph, cv.x0, cv.y0, SIM_TILE * q)) {
         /* All glass: zero density. */
     } else if (q <= COARSE_UM) {
         rc = render_fine(ph, &cv);

@@ -17,7 +17,8 @@ build=${SLIDESCAN_BUILD:-$root/build}
 py=/usr/bin/python3
 
 if ! "$py" -c 'import torch' 2>/dev/null; then
-    echo "ok 1 # SKIP python3-torch is not installed (apt-get install python3-torch)"
+    echo "ok 1 # SKIP python3-torch is not installed" \
+         "(apt-get install python3-torch)"
     exit 0
 fi
 if [ ! -x "$build/tests/test_nn_torch" ]; then

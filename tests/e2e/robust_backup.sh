@@ -27,7 +27,7 @@ dtest_conf "$EXTRA"
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 slidescan scan --slide A --stain HE --image "$IMAGE" >/dev/null
 slidescan scan --slide B --stain HE \
-    --image phantom:HE:seed=12:w_mm=2:h_mm=1.5 >/dev/null
+    --image phantom:HE:seed=12:w_mm=3:h_mm=3 >/dev/null
 check "slide A is done and analysed while B is capturing" wait_until 120 \
     '[ "$(q "SELECT a.state FROM analyses a WHERE a.scan = 1")" = done ] &&
      [ "$(q "SELECT state FROM scans WHERE id = 2")" = capturing ] &&
@@ -45,7 +45,8 @@ check "backup copied and verified every file it names ($1 files)" \
 check "the scan went on during the backup" \
     test "$(q "SELECT state FROM scans WHERE id = 2")" != failed
 check "backup --verify passes" slidescan backup "$BK" --verify
-out=$(slidescan backup "$BK" --config "$CONF" --json)
+cp -a "$BK" "$T/backup2"
+out=$(slidescan backup "$T/backup2" --config "$CONF" --json)
 copied=$(python3 -c "import json,sys; r = json.loads(sys.argv[1]);
 print(r['copied'], r['kept'])" "$out" 2>/dev/null)
 set -- $copied
@@ -79,6 +80,9 @@ while IFS='|' read -r f sum; do
         bad=$((bad + 1))
 done < <(sqlite3 "$RDB" "SELECT file, checksum FROM tiles
                          WHERE scan = 2 AND state = 'captured'")
+check "scan B is restored unfinished, as the backup saw it" \
+    test "$(sqlite3 "$RDB" "SELECT state FROM scans WHERE id = 2")" = \
+    capturing
 check "every restored tile of the unfinished scan matches its checksum" \
     test $bad = 0
 dtest_stop

@@ -49,7 +49,8 @@ out=$dir/cmu.svs
 check "slidescan convert writes CMU-1-Small-Region" \
     "slidescan convert '$src' '$out' --slide-id CMU-1 --stain HE 2>/dev/null"
 
-check "OpenSlide: vendor aperio" "[ \"\$(prop '$out' openslide.vendor)\" = aperio ]"
+check "OpenSlide: vendor aperio" \
+    "[ \"\$(prop '$out' openslide.vendor)\" = aperio ]"
 check "OpenSlide: mpp-x and mpp-y 0.499" \
     "[ \"\$(prop '$out' openslide.mpp-x)\" = 0.499 ] &&
      [ \"\$(prop '$out' openslide.mpp-y)\" = 0.499 ]"
@@ -89,7 +90,8 @@ check "tiffinfo reads every directory and tile without a complaint" \
 check "tiffinfo sees 7 directories (4 levels, thumbnail, label, macro)" \
     "[ \"\$(tiffinfo '$out' 2>/dev/null | grep -c '^TIFF Directory')\" = 7 ]"
 check "resolution on level 0 is 20040 px/cm" \
-    "tiffinfo -0 '$out' 2>/dev/null | grep -q 'Resolution: 20040.1, 20040.1 pixels/cm'"
+    "tiffinfo -0 '$out' 2>/dev/null |
+     grep -q 'Resolution: 20040.1, 20040.1 pixels/cm'"
 
 big=$dir/big.svs
 check "slidescan convert --bigtiff writes a BigTIFF" \
@@ -109,7 +111,8 @@ check "slidescan verify passes the BigTIFF" \
 slidescan verify "$out" --mpp 0.25 >"$dir/v.out" 2>&1
 rc=$?
 check "slidescan verify refuses a wrong pixel size (exit 1, named)" \
-    "[ $rc = 1 ] && grep -q 'pixel size is 0.499 µm/px, expected 0.25' '$dir/v.out'"
+    "[ $rc = 1 ] &&
+     grep -q 'pixel size is 0.499 µm/px, expected 0.25' '$dir/v.out'"
 slidescan verify "$SLIDESCAN_DATA/wsi/edge_cases/broken.svs" >"$dir/v.out" 2>&1
 rc=$?
 check "slidescan verify refuses a text file named .svs (exit 1)" \

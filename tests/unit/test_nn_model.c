@@ -647,6 +647,9 @@ test_inference_memory_bound(void **state)
                   m->arena_bytes / 1048576.0,
                   (2 * weights + pair) / 1048576.0);
     assert_true(peak <= 2 * weights + pair);
+    nn_model_release_memory(m);
+    nn_mem_stats(&peak, NULL);
+    assert_true(peak <= before);
     nn_tensor_free(x);
     nn_model_free(m);
     free(arch);

@@ -4,8 +4,12 @@
  *                          [--bigtiff] [--slide-id ID] [--stain S]:
  * writes any slide OpenSlide reads, or a PNG, JPEG or TIFF image, as a
  * slidescan whole-slide image (storage/wsi.h).  OpenSlide slides are
- * streamed in bands, so their size is not limited by memory; plain
- * images are read whole.  Runs offline, without the daemon.
+ * streamed in bands, so their size is not limited by memory.  Runs
+ * offline, without the daemon.
+ *
+ * LIMIT: a plain PNG, JPEG or TIFF is read whole into memory (3 bytes a
+ * pixel), and only the first directory of a TIFF that OpenSlide does not
+ * recognise is read.
  */
 #include <errno.h>
 #include <openslide.h>

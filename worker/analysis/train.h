@@ -18,11 +18,13 @@
  * model's resolution and mirrored out to the crop size, all of it
  * labelled with the patch's class.  Augmentation: flips, 90° rotations,
  * stain jitter in hematoxylin-eosin space, per-channel gain (white
- * balance), brightness and contrast jitter.  Loss: cross-entropy, unlabelled pixels ignored.  After each
- * epoch: validation loss and scores, a line in metrics.jsonl, a
+ * balance), brightness and contrast jitter.  Loss: cross-entropy plus
+ * half the soft Dice loss, unlabelled pixels ignored.  After each
+ * epoch: validation scores, a line in metrics.jsonl, a
  * checkpoint (model and optimiser state, resumable), best.safetensors
- * when the validation score improved; training stops early after
- * `patience` epochs without improvement.
+ * when the validation score improved (mean validation Dice of tumour
+ * and stroma; patch accuracy when no slide is held out); training stops
+ * early after `patience` epochs without improvement.
  */
 #ifndef SS_WORKER_ANALYSIS_TRAIN_H
 #define SS_WORKER_ANALYSIS_TRAIN_H

@@ -20,6 +20,13 @@ struct op_info {
     const char *fields;             /* allowed besides the common ones */
 };
 
+/*
+ * LIMIT: convolutions are dense (no "groups", so no depthwise layers) and
+ * pad with zeros; upsampling is bilinear by an integer factor; batch
+ * norm's momentum is a number (PyTorch's momentum=None, a cumulative
+ * average, is refused).  An architecture that needs more is refused when
+ * it is loaded, naming the layer and the field.
+ */
 static const struct op_info ops[] = {
     { "conv2d", NN__CONV, "out_channels kernel stride padding dilation bias" },
     { "conv_transpose2d", NN__CONVT, "out_channels kernel stride padding "

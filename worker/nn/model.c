@@ -75,6 +75,14 @@ nn_model_free(struct nn_model *m)
     free(m);
 }
 
+void
+nn_model_release_memory(struct nn_model *m)
+{
+    clear_pass(m);
+    nn__plan_free(m);
+    nn__scratch_release();
+}
+
 /* ---- planning ------------------------------------------------------ */
 
 static int
@@ -272,6 +280,7 @@ model_create(const char *arch_json, uint64_t seed, struct nn_model **out,
     *out = NULL;
     if (!m)
         return err_set(err, -ENOMEM, "out of memory");
+    nn__init();
     m->seed = seed;
     rc = nn__arch_parse(arch_json, m, err);
     if (rc < 0) {
@@ -777,6 +786,8 @@ check_input(struct nn_model *m, const struct nn_tensor *x,
         return err_set(err, -EINVAL, "model %s: input must be N x %d x H x "
                        "W, got rank %d with %d channels", m->name,
                        m->vals[0].c, x->ndim, x->shape[1]);
+    /* LIMIT: nn_model_forward() feeds one input; an architecture with
+     * several inputs loads but refuses to run, with this message. */
     if (m->n_inputs != 1)
         return err_set(err, -EINVAL, "model %s: has %d inputs; "
                        "nn_model_forward() feeds one", m->name, m->n_inputs);
@@ -835,6 +846,9 @@ nn_model_backward(struct nn_model *m, const char *output,
     int vid = output_vid(m, output), i, rc = 0;
     struct nn__value *v;
 
+    /* LIMIT: one backward pass per forward pass, from one output; a loss
+     * over two outputs at once is not supported (a second call is refused
+     * here). */
     if (!m->have_forward || m->mode == NN_MODE_INFER || m->did_backward)
         return err_set(err, -EINVAL, "model %s: backward needs a fresh "
                        "training or explain forward pass", m->name);

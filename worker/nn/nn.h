@@ -34,7 +34,9 @@
  * Threads: one model must be used by one thread at a time; the engine
  * parallelises inside each call (nn_set_threads()).  Different models may
  * be used from different threads, but they share the engine's thread
- * pool, so their calls are serialised inside the engine.
+ * pool, so their parallel kernels take turns.  The engine sets OpenBLAS
+ * to one thread for the whole process when the first model is created
+ * (it splits the work itself; see pool.c).
  */
 #ifndef SS_WORKER_NN_NN_H
 #define SS_WORKER_NN_NN_H
@@ -136,10 +138,14 @@ int nn_softmax_channels(const struct nn_tensor *in, struct nn_tensor *out);
 int nn_set_threads(int n);
 
 /*
- * Deterministic mode (default off).  When on, every reduction runs in a
- * fixed order, so two runs on the same input, weights and seed give
- * bit-identical outputs, gradients and weights, whatever the thread count.
- * Process-wide.  Returns the previous setting.
+ * Deterministic mode (default off).  Every reduction in the engine runs in
+ * a fixed order and every output element is computed by one thread, so
+ * results are always reproducible for a given thread count.  Weight
+ * gradients are summed per group of tasks; by default there is one group
+ * per thread, in deterministic mode always 8, which makes outputs,
+ * gradients and weights bit-identical whatever the thread count (at some
+ * cost in parallelism above 8 threads).  Process-wide.  Returns the
+ * previous setting.
  */
 bool nn_set_deterministic(bool on);
 
@@ -199,14 +205,21 @@ int nn_model_load(const char *arch_path, const char *weights_path,
  * and the model's metadata in __metadata__["slidescan.meta"], durably
  * (temporary name, fsync, rename).  The seed and the count of training
  * passes go in too ("slidescan.seed", "slidescan.step"), so a resumed
- * training draws the dropout masks an uninterrupted one would.  When arch_path is not NULL the
- * architecture JSON is written there as well.
+ * training draws the dropout masks an uninterrupted one would.  When
+ * arch_path is not NULL the architecture JSON is written there as well.
  */
 int nn_model_save(const struct nn_model *m, const char *arch_path,
                   const char *weights_path, struct ss_err *err);
 
 /* nn_model_free(NULL) is a no-op. */
 void nn_model_free(struct nn_model *m);
+
+/*
+ * Returns the memory the last pass planned (its activation arena) and the
+ * engine's per-thread im2col scratch; the next pass plans and allocates
+ * again.  For a worker that keeps a model loaded between jobs.
+ */
+void nn_model_release_memory(struct nn_model *m);
 
 /*
  * The architecture's free-form "meta" object (class names, resolution,
@@ -254,8 +267,10 @@ const struct nn_tensor *nn_model_output(const struct nn_model *m,
 
 /*
  * Activation of any layer (or input) after the last forward pass: outputs
- * and kept layers always, every layer after a NN_MODE_TRAIN or
- * NN_MODE_EXPLAIN pass; NULL otherwise.  Borrowed like nn_model_output().
+ * and kept layers always; after a NN_MODE_TRAIN or NN_MODE_EXPLAIN pass
+ * every layer except a batch norm whose only consumer is a ReLU (the two
+ * run as one step; keep the batch norm to see its output); NULL otherwise.
+ * Borrowed like nn_model_output().
  */
 const struct nn_tensor *nn_model_activation(const struct nn_model *m,
                                             const char *name);

@@ -26,6 +26,10 @@ struct nn_tensor *nn__tensor_raw4(int n, int c, int h, int w);
 
 /* ---- threads -------------------------------------------------------- */
 
+/* Sets OpenBLAS to one thread (the engine splits work itself); once per
+ * process, from model creation and every parallel call. */
+void nn__init(void);
+
 /* Threads in force (resolved, >= 1) and the determinism setting. */
 int nn__threads(void);
 bool nn__deterministic(void);

@@ -24,6 +24,8 @@ typedef int32_t nn__v16i __attribute__((vector_size(64)));
 #define NN__CLONES \
     __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
+/* LIMIT: on other architectures (and under AddressSanitizer) the kernels
+ * are compiled once for the baseline instruction set: correct, slower. */
 #define NN__CLONES
 #endif
 
