@@ -15,7 +15,9 @@
 # them.  Prints tiles per second of both sides in every round, the ratio
 # watched / unwatched per round and its mean.  The goal: a mean ratio of
 # at least 0.95, and no watcher loses an event.  Exit status 1 when
-# either fails.
+# either fails.  Also printed, as the measure a busy machine does not
+# distort: CPU time per tile of each side (daemon plus, when watched, the
+# watchers' reading) and its ratio.
 #
 #   bench/watch.sh [WATCHERS] [ROUNDS] [PHANTOM_W_MM] [PHANTOM_H_MM]
 set -u
@@ -92,7 +94,7 @@ side() {
         cpu=(taskset -c "$2")
     fi
     "${cpu[@]}" "$bench" "$d/s.sock" "$d/data/catalogue.db" \
-        "WATCH-$1-$3" "$image" "$n" >"$work/$1.out" 2>&1 &
+        "WATCH-$1-$3" "$image" "$n" "${dpid[$1]}" >"$work/$1.out" 2>&1 &
 }
 
 field() { sed -n "s/.*[ ^]$1=\([0-9.]*\).*/\1/p" "$work/$2.out"; }
@@ -106,6 +108,7 @@ echo "watch: $image, $watchers watchers, $rounds rounds, $(nproc) CPUs" \
 lost=0
 short=0
 ratios=()
+cpu_ratios=()
 for i in $(seq "$rounds"); do
     side u $(((i + 1) % 2)) "$i"
     pu=$!
@@ -130,19 +133,33 @@ for i in $(seq "$rounds"); do
             short=1
     done
     ratios+=("$(awk -v w="$w" -v u="$u" 'BEGIN { printf "%.4f", w / u }')")
+    cpu_ratios+=("$(awk -v du="$(field daemon_cpu_ms_per_tile u)" \
+        -v dw="$(field daemon_cpu_ms_per_tile w)" \
+        -v rw="$(field watchers_cpu_ms_per_tile w)" \
+        'BEGIN { printf "%.4f", (dw + rw) / du }')")
     echo "  round $i: unwatched $u tiles/s, watched $w tiles/s," \
-         "ratio ${ratios[-1]}"
+         "ratio ${ratios[-1]}; CPU per tile watched / unwatched" \
+         "${cpu_ratios[-1]}"
 done
 [ $short = 1 ] &&
     echo "watch: a capture took under 20 s: give a bigger phantom"
+awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" \
+    'BEGIN { exit !(l > n) }' &&
+    echo "watch: load average above the CPU count: the wall-clock rates" \
+         "follow the scheduler's share, trust the CPU ratio more (or give" \
+         "more rounds)"
 
+cpu_mean=$(printf '%s\n' "${cpu_ratios[@]}" |
+    awk '{ s += $1 } END { printf "%.3f", s / NR }')
 printf '%s\n' "${ratios[@]}" | awk -v g="$goal" -v lost="$lost" \
-    -v n="$watchers" '
+    -v n="$watchers" -v cpu="$cpu_mean" '
     { s += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 }
     END {
         m = s / NR
         printf "watch: ratio watched by %d / unwatched: mean %.3f of %d " \
                "rounds (%.3f .. %.3f), goal >= %.2f\n", n, m, NR, lo, hi, g
+        printf "watch: CPU time per tile, watched (daemon + watchers) / " \
+               "unwatched: mean %.3f\n", cpu
         printf "watch: progress events lost by watchers: %d\n", lost
         ok = m >= g && lost == 0
         print ok ? "watch: PASS" : "watch: FAIL"

@@ -299,6 +299,7 @@ wait_space(struct asm_job *j)
 static int
 assemble(struct asm_job *j, int64_t id)
 {
+    struct space_need need;
     int rc;
 
     rc = cat_scan_get(j->a->cat, id, &j->s, &j->err);
@@ -313,11 +314,14 @@ assemble(struct asm_job *j, int64_t id)
     if (rc != 0)
         return rc;
     post_state(j, "assembling", NULL);
+    space_estimate(&j->a->conf.space, j->plan, 0, true, &need);
     do {
         rc = wait_space(j);
         if (rc == 0)
             rc = write_wsi(j);
-    } while (rc < 0 && space_is_full(rc));
+    } while (rc < 0 && space_write_full(&j->a->conf.space,
+                                        j->a->conf.data_dir,
+                                        need.total_bytes, rc));
     if (rc == 0)
         rc = record_wsi(j);
     return rc;

@@ -149,6 +149,7 @@ init_loop(struct daemon *d, struct ss_err *err)
     d->wake.data = d;
     uv_timer_init(d->loop, &d->retry);
     d->retry.data = d;
+    uv_timer_init(d->loop, &d->watchdog);
     uv_signal_init(d->loop, &d->sig_term);
     uv_signal_init(d->loop, &d->sig_int);
     uv_signal_init(d->loop, &d->sig_hup);

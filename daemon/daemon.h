@@ -303,6 +303,9 @@ int daemon__supervisor_new(struct daemon *d, struct supervisor **out,
 /* Asks a running worker to end (SIGTERM, SIGKILL after 5 s); its
  * analysis goes back to the queue. */
 void daemon__supervisor_stop(struct supervisor *s);
+/* At start-up: ends workers a crashed daemon left running (recorded pid
+ * still running the worker binary on the recorded output directory). */
+void daemon__supervisor_orphans(struct supervisor *s);
 /* Closes the supervisor's handles (the loop is ending). */
 void daemon__supervisor_close(struct supervisor *s);
 void daemon__supervisor_free(struct supervisor *s);
@@ -320,11 +323,14 @@ void daemon__notify_stopping(struct daemon *d);
 
 /* ---- devices (devices.c) --------------------------------------------- */
 
-/* Builds the configured microscope, guarded by per-operation deadlines,
- * opens its devices and homes the stage.  hw_keep receives the hardware
+/* Builds the configured microscope, guarded by per-operation deadlines;
+ * its devices are opened by guard_probe().  hw_keep receives the hardware
  * configuration the guard's factory uses; it must live as long as *out. */
 int daemon__microscope_open(const struct dconf *c, struct hw_config *hw_keep,
                             struct microscope **out, struct ss_err *err);
+
+/* Homes the stage (after its devices are open). */
+int daemon__microscope_home(struct microscope *m, struct ss_err *err);
 
 /* The simulator slide spec for a scan: its image (or a phantom of its
  * stain seeded from the slide id), with the slide id for the label. */

@@ -38,28 +38,12 @@ hw_stage(void *ctx, struct stage **out, struct ss_err *err)
     return hw_stage_new(&hw->stage, out, err);
 }
 
-/* Opens what is not open yet and homes the stage. */
-static int
-bring_up(struct microscope *m, bool open_devices, struct ss_err *err)
+int
+daemon__microscope_home(struct microscope *m, struct ss_err *err)
 {
-    int rc;
-
-    if (open_devices && m->cam != NULL) {
-        rc = m->cam->ops->open(m->cam, err);
-        if (rc < 0)
-            return err_prefix(err, "camera");
-    }
-    if (open_devices && m->stage != NULL) {
-        rc = m->stage->ops->open(m->stage, err);
-        if (rc < 0)
-            return err_prefix(err, "stage");
-    }
-    if (m->stage != NULL) {
-        rc = m->stage->ops->home(m->stage, err);
-        if (rc < 0)
-            return err_prefix(err, "stage: homing");
-    }
-    return 0;
+    if (m->stage == NULL)
+        return 0;
+    return m->stage->ops->home(m->stage, err);
 }
 
 int
@@ -88,13 +72,11 @@ daemon__microscope_open(const struct dconf *c, struct hw_config *hw_keep,
         f.ctx = hw_keep;
     }
     rc = guard_microscope_wrap(m, &c->guard, &f, err);
-    if (rc == 0)
-        rc = bring_up(m, c->simulator, err);
     if (rc < 0) {
         microscope_free(m);
         return rc;
     }
-    log_notice("scan", "microscope ready driver=%s camera=%s stage=%s "
+    log_notice("scan", "microscope built driver=%s camera=%s stage=%s "
                "pixel_um=%g objective=%s", c->simulator ? "simulator"
                : "hardware", m->cam != NULL ? m->cam->model : "-",
                m->stage != NULL ? m->stage->model : "-", m->pixel_um,

@@ -4,7 +4,8 @@
  * and start-up recovery is done, STATUS on every change of what the
  * daemon is doing, RELOADING/READY around a SIGHUP, STOPPING at the end,
  * and WATCHDOG from a timer on the loop, so that a stuck loop stops the
- * pings and systemd restarts the service.  Without NOTIFY_SOCKET every
+ * pings and systemd restarts the service (the timer handle itself is
+ * initialised with the loop, in daemon.c).  Without NOTIFY_SOCKET every
  * call is a no-op; errors of sd_notify() are ignored (logged at debug).
  */
 #include "daemon/daemon.h"
@@ -34,7 +35,6 @@ daemon__notify_start(struct daemon *d)
     uint64_t usec = 0;
     uint64_t period_ms;
 
-    uv_timer_init(d->loop, &d->watchdog);
     if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
         return;
     period_ms = usec / 2000;

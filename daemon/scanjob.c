@@ -79,6 +79,7 @@ struct scanner {
     struct microscope *m;
     struct hw_config hw_keep;
     struct dconf jc;                /* configuration of the running job */
+    bool homed;                     /* the stage was homed */
     struct calib_slot cache[CALIB_CACHE];
     unsigned cache_next;
 };
@@ -206,22 +207,25 @@ publish_devices(struct scanner *sc, const char *slide, const char *error)
     pthread_mutex_unlock(&sc->lock);
 }
 
-/* Opens the microscope when needed, or checks the one we have. */
+/* Builds the microscope once and keeps it: devices that cannot be opened
+ * (held by another program, unplugged) are opened again by guard_probe()
+ * at the next try, and the stage is homed once they answer. */
 static int
 ensure_microscope(struct job *j)
 {
     struct scanner *sc = j->sc;
-    int rc;
+    int rc = 0;
 
-    if (sc->m != NULL) {
-        rc = guard_probe(sc->m, &j->err);
-        if (rc == 0)
-            return 0;
-        j->device_wait = true;
-        publish_devices(sc, NULL, j->err.msg);
-        return rc;
+    if (sc->m == NULL) {
+        rc = daemon__microscope_open(j->c, &sc->hw_keep, &sc->m, &j->err);
+        sc->homed = false;
     }
-    rc = daemon__microscope_open(j->c, &sc->hw_keep, &sc->m, &j->err);
+    if (rc == 0)
+        rc = guard_probe(sc->m, &j->err);
+    if (rc == 0 && !sc->homed) {
+        rc = daemon__microscope_home(sc->m, &j->err);
+        sc->homed = rc == 0;
+    }
     if (rc < 0) {
         j->device_wait = true;
         publish_devices(sc, NULL, j->err.msg);
@@ -429,14 +433,16 @@ options_json(const struct acq_options *o)
 static int
 record_profile(struct job *j)
 {
-    char *prof = json_dumps(profile_json(&j->p), JSON_COMPACT |
-                            JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-    char *opts = json_dumps(options_json(&j->o), JSON_COMPACT |
-                            JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER |
+                         JSON_REAL_PRECISION(10);
+    json_t *pj = profile_json(&j->p), *oj = options_json(&j->o);
+    char *prof = json_dumps(pj, flags), *opts = json_dumps(oj, flags);
     int rc;
 
     rc = cat_scan_set_profile(j->sc->cat, j->s.id, prof, opts, j->calib_id,
                               &j->err);
+    json_decref(pj);
+    json_decref(oj);
     free(prof);
     free(opts);
     return rc;
@@ -559,6 +565,18 @@ static bool
 short_of_space(struct job *j, int tiles_left)
 {
     return space_is_full(space_need_check(j, tiles_left));
+}
+
+/* True when a write failed for want of space (libraries report some of
+ * these as -EIO). */
+static bool
+write_full(struct job *j, int tiles_left, int code)
+{
+    struct space_need need;
+
+    space_estimate(&j->c->space, j->plan, tiles_left, true, &need);
+    return space_write_full(&j->c->space, j->c->data_dir, need.total_bytes,
+                            code);
 }
 
 /* Pauses the scan until the disk has room for the rest of it. */
@@ -729,7 +747,7 @@ capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
             rc = wait_for_space(j, left);
         if (rc == 0)
             rc = capture_one(j, ses, i);
-        if (rc < 0 && space_is_full(rc)) {
+        if (rc < 0 && write_full(j, left, rc)) {
             j->action = 0;
             rc = wait_for_space(j, left);
             if (rc == 0)
@@ -829,18 +847,15 @@ finish_fault(struct job *j, int rc, char *text, size_t len)
     struct ss_err e;
 
     snprintf(text, len, "%s", j->err.msg);
-    if (j->device_wait) {
-        cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK |
-                            CAT_BIT(CAT_QUEUED), CAT_QUEUED, j->err.msg, &e);
-        post_state(j, "queued", j->err.msg);
-        return SCAN_OUT_DEVICE_WAIT;
-    }
-    if (j->action == 0)
+    if (j->action == 0 && !j->device_wait)
         j->action = guard_fault_action(&f);
-    if (j->action == GUARD_ACT_WAIT_DEVICE) {
-        cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK,
-                            CAT_QUEUED, j->err.msg, &e);
-        post_state(j, "queued", j->err.msg);
+    if (j->device_wait || j->action == GUARD_ACT_WAIT_DEVICE) {
+        snprintf(text, len, "waiting for the microscope: %s", j->err.msg);
+        log_error("scan", "waiting scan=%lld cause=\"%s\"",
+                  (long long)j->s.id, j->err.msg);
+        cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK |
+                            CAT_BIT(CAT_QUEUED), CAT_QUEUED, text, &e);
+        post_state(j, "queued", text);
         return SCAN_OUT_DEVICE_WAIT;
     }
     if (j->action == GUARD_ACT_PAUSE) {

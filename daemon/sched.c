@@ -412,6 +412,7 @@ daemon__recover(struct daemon *d, struct ss_err *err)
             daemon__assembler_push(d->assembler, s.id);
     }
     free(ids);
+    daemon__supervisor_orphans(d->worker);
     if (cat_exec(d->cat, "UPDATE analyses SET state = 'queued' WHERE "
                  "state = 'running'", "") < 0)
         return err_set(err, -EIO, "catalogue: cannot requeue analyses");

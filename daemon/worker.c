@@ -21,6 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "common/util.h"
 #include "storage/tilestore.h"
@@ -164,6 +168,7 @@ finish(struct supervisor *s)
 
     s->running = false;
     d->st.analysing = 0;
+    cat_analysis_set_pid(d->cat, s->scan, 0, NULL);
     proto_lines_fini(&s->outl);
     proto_lines_fini(&s->errl);
     reason[0] = '\0';
@@ -282,6 +287,7 @@ spawn(struct supervisor *s, const struct cat_scan *cs, struct ss_err *err)
     }
     if (setpriority(PRIO_PROCESS, (id_t)s->proc.pid, d->conf.worker_nice))
         log_warn("worker", "cannot renice pid=%d", s->proc.pid);
+    cat_analysis_set_pid(d->cat, cs->id, s->proc.pid, NULL);
     uv_read_start((uv_stream_t *)&s->out, on_alloc, on_read);
     uv_read_start((uv_stream_t *)&s->errp, on_alloc, on_read);
     log_notice("worker", "started scan=%lld pid=%d attempt=%d wsi=%s",
@@ -381,4 +387,66 @@ void
 daemon__supervisor_free(struct supervisor *s)
 {
     free(s);
+}
+
+/* True when pid runs the worker binary with out_dir as its --out. */
+static bool
+is_our_worker(pid_t pid, const char *worker, const char *out_dir)
+{
+    char path[64], exe[PATH_MAX], want[PATH_MAX], cmd[8192];
+    ssize_t n;
+    size_t i;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+    n = readlink(path, exe, sizeof(exe) - 1);
+    if (n <= 0 || realpath(worker, want) == NULL)
+        return false;
+    exe[n] = '\0';
+    if (strcmp(exe, want) != 0)
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    n = (ssize_t)fread(cmd, 1, sizeof(cmd) - 1, f);
+    fclose(f);
+    for (i = 0; n > 0 && i < (size_t)n; i++)
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n > 0 ? n : 0] = '\0';
+    return strstr(cmd, out_dir) != NULL;
+}
+
+void
+daemon__supervisor_orphans(struct supervisor *s)
+{
+    struct daemon *d = s->d;
+    char worker[PATH_MAX], out[2 * PATH_MAX];
+    struct timespec ts = { 0, 50 * 1000000L };
+    int64_t scan = 0, pid = 0;
+    sqlite3_stmt *st;
+    int i;
+
+    daemon__worker_path(&d->conf, worker, sizeof(worker));
+    if (sqlite3_prepare_v2(cat_db(d->cat), "SELECT scan, worker_pid, "
+                           "out_dir FROM analyses WHERE worker_pid IS NOT "
+                           "NULL", -1, &st, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        scan = sqlite3_column_int64(st, 0);
+        pid = sqlite3_column_int64(st, 1);
+        snprintf(out, sizeof(out), "%s/%s", d->conf.data_dir,
+                 sqlite3_column_text(st, 2) != NULL
+                 ? (const char *)sqlite3_column_text(st, 2) : "");
+        if (pid <= 1 || !is_our_worker((pid_t)pid, worker, out))
+            continue;
+        log_notice("worker", "ending a worker left by the previous daemon "
+                   "scan=%lld pid=%lld", (long long)scan, (long long)pid);
+        kill((pid_t)pid, SIGKILL);
+        for (i = 0; i < 40 && kill((pid_t)pid, 0) == 0; i++)
+            nanosleep(&ts, NULL);
+    }
+    sqlite3_finalize(st);
+    cat_exec(d->cat, "UPDATE analyses SET worker_pid = NULL", "");
 }

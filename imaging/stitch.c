@@ -10,10 +10,13 @@
  * freed, so only about one row of overlap strips is held.  The trusted
  * pairs then go to the global least-squares placement.
  *
- * LIMIT: registration runs on the calling thread, about 25 ms of CPU for
- * the overlap of two 2048 × 1536 frames: a 30 × 30 scan spends some 45 s
- * registering before the first row is written.  Only grid neighbours
- * (right, below) are paired; diagonal overlaps are not measured.
+ * Tiles are loaded on the calling thread while the pairs are registered
+ * on one thread per further CPU.
+ *
+ * LIMIT: registration costs about 25 ms of CPU for the overlap of two
+ * 2048 × 1536 frames: a 30 × 30 scan spends some 45 s of CPU registering
+ * before the first row is written.  Only grid neighbours (right, below)
+ * are paired; diagonal overlaps are not measured.
  *
  * Rendering walks the canvas in bands of BAND_ROWS rows.  A tile is
  * loaded when the first band reaches it, resampled once by its sub-pixel
@@ -29,8 +32,10 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -56,6 +61,14 @@ struct reg_job {
     struct pair *pairs;
     int npairs;
     int *order;                     /* slots in grid order */
+    struct reg_params rp;
+    /* Pairs whose two views are cut wait in a queue for the registering
+     * threads while the calling thread loads the next tiles. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int *queue, head, tail;
+    int quit, failed;
+    struct ss_err qerr;
 };
 
 static int
@@ -214,17 +227,83 @@ reg_params_for(const struct stitch_input *in, struct reg_params *rp)
     rp->max_shift_px = fmax(in->max_stage_err_px, 1.0) + 1.0;
 }
 
-/* Cuts tile `slot`'s views for its pairs and registers pairs whose other
+static void
+run_pair(struct reg_job *j, struct pair *p)
+{
+    struct ss_err e;
+    int rc = reg_phase_correlate(p->va, p->vb, p->w, p->h, &j->rp, &p->r,
+                                 &e);
+
+    p->tried = true;
+    free(p->va);
+    free(p->vb);
+    p->va = p->vb = NULL;
+    if (rc < 0) {
+        pthread_mutex_lock(&j->mu);
+        if (!j->failed) {
+            j->failed = 1;
+            j->qerr = e;
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+}
+
+/* Takes the next queued pair, or returns NULL (mu held by the caller). */
+static struct pair *
+pop_pair(struct reg_job *j)
+{
+    if (j->head == j->tail)
+        return NULL;
+    return &j->pairs[j->queue[j->head++]];
+}
+
+static void *
+reg_worker(void *arg)
+{
+    struct reg_job *j = arg;
+    struct pair *p;
+
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->quit && j->head == j->tail)
+            pthread_cond_wait(&j->cv, &j->mu);
+        p = pop_pair(j);
+        if (p == NULL)
+            break;
+        pthread_mutex_unlock(&j->mu);
+        run_pair(j, p);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* Queues a pair whose views are both cut.  When more pairs wait than the
+ * threads can take, the caller registers one itself, which keeps the
+ * views held in memory to a few pairs. */
+static void
+push_pair(struct reg_job *j, int i, int nthreads)
+{
+    struct pair *p = NULL;
+
+    pthread_mutex_lock(&j->mu);
+    j->queue[j->tail++] = i;
+    pthread_cond_signal(&j->cv);
+    if (j->tail - j->head > 2 * nthreads)
+        p = pop_pair(j);
+    pthread_mutex_unlock(&j->mu);
+    if (p != NULL)
+        run_pair(j, p);
+}
+
+/* Cuts tile `slot`'s views for its pairs and queues the pairs whose other
  * view is already there. */
 static int
-take_views(struct reg_job *j, int slot, const struct img *im,
+take_views(struct reg_job *j, int slot, const struct img *im, int nthreads,
            struct ss_err *err)
 {
-    const struct stitch_input *in = j->in;
-    struct reg_params rp;
-    int i, rc;
+    int i;
 
-    reg_params_for(in, &rp);
     for (i = 0; i < j->npairs; i++) {
         struct pair *p = &j->pairs[i];
 
@@ -237,15 +316,8 @@ take_views(struct reg_job *j, int slot, const struct img *im,
         if ((p->a == slot && p->va == NULL) ||
             (p->b == slot && p->vb == NULL))
             return err_set(err, -ENOMEM, "stitch: out of memory");
-        if (p->va == NULL || p->vb == NULL)
-            continue;
-        rc = reg_phase_correlate(p->va, p->vb, p->w, p->h, &rp, &p->r, err);
-        p->tried = true;
-        free(p->va);
-        free(p->vb);
-        p->va = p->vb = NULL;
-        if (rc < 0)
-            return rc;
+        if (p->va != NULL && p->vb != NULL)
+            push_pair(j, i, nthreads);
     }
     return 0;
 }
@@ -263,15 +335,11 @@ cmp_grid(const void *x, const void *y, void *ctx)
 }
 
 static int
-register_all(struct reg_job *j, struct ss_err *err)
+load_all(struct reg_job *j, int nthreads, struct ss_err *err)
 {
     const struct stitch_input *in = j->in;
     int i, rc;
 
-    for (i = 0; i < in->ntiles; i++)
-        j->order[i] = i;
-    qsort_r(j->order, (size_t)in->ntiles, sizeof(int), cmp_grid,
-            (void *)in->tiles);
     for (i = 0; i < in->ntiles; i++) {
         struct img *im = NULL;
 
@@ -281,12 +349,56 @@ register_all(struct reg_job *j, struct ss_err *err)
                            "registering");
         rc = load_tile(in, j->order[i], &im, err);
         if (rc == 0)
-            rc = take_views(j, j->order[i], im, err);
+            rc = take_views(j, j->order[i], im, nthreads, err);
         img_free(im);
         if (rc < 0)
             return rc;
     }
     return 0;
+}
+
+/* Loads the tiles in grid order on this thread and registers the pairs on
+ * the others (one per online CPU beyond this one). */
+static int
+register_all(struct reg_job *j, struct ss_err *err)
+{
+    const struct stitch_input *in = j->in;
+    int n = (int)sysconf(_SC_NPROCESSORS_ONLN) - 1, started = 0, i, rc;
+    pthread_t th[8];
+
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    for (i = 0; i < in->ntiles; i++)
+        j->order[i] = i;
+    qsort_r(j->order, (size_t)in->ntiles, sizeof(int), cmp_grid,
+            (void *)in->tiles);
+    reg_params_for(in, &j->rp);
+    j->queue = malloc(sizeof(int) * ((size_t)j->npairs + 1));
+    if (j->queue == NULL)
+        return err_set(err, -ENOMEM, "stitch: out of memory");
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    while (started < n &&
+           pthread_create(&th[started], NULL, reg_worker, j) == 0)
+        started++;
+    rc = load_all(j, started + 1, err);
+
+    /* Drain: the workers finish the queue, the caller helps. */
+    pthread_mutex_lock(&j->mu);
+    j->quit = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    reg_worker(j);
+    for (i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (rc == 0 && j->failed) {
+        if (err != NULL)
+            *err = j->qerr;
+        rc = j->qerr.code < 0 ? j->qerr.code : -ENOMEM;
+    }
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j->queue);
+    return rc;
 }
 
 static double

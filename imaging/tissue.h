@@ -11,6 +11,9 @@
  * opening (radius open_um) removes single specks; then connected pieces
  * smaller than min_area_um2 are dropped as dust, and holes smaller than
  * hole_area_um2 are filled.
+ *
+ * LIMIT: optical density only: unstained or very pale tissue under the
+ * floor is missed (the scan then needs an explicit region).
  */
 #ifndef SS_IMAGING_TISSUE_H
 #define SS_IMAGING_TISSUE_H

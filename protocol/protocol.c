@@ -477,17 +477,81 @@ proto_ok_line(json_int_t id, json_t *result, size_t *len)
     return dump_line(o, len);
 }
 
+/* Bytes a UTF-8 sequence with this lead byte has, 0 for no lead byte. */
+static size_t
+lead_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return 2;
+    if (c >= 0xe0 && c <= 0xef)
+        return 3;
+    if (c >= 0xf0 && c <= 0xf4)
+        return 4;
+    return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at s, or 0.  Reads no further
+ * than the first byte that is not a continuation, so never past a NUL. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+    size_t n = lead_len(s[0]), i;
+
+    for (i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) ||
+        (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+        (n == 4 && s[0] == 0xf0 && s[1] < 0x90) ||
+        (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+char *
+proto_utf8_fix(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t n, want;
+
+    while (*p != '\0') {
+        n = utf8_len(p);
+        if (n > 0) {
+            p += n;
+            continue;
+        }
+        want = lead_len(*p);
+        if (want > 1 && strnlen((char *)p, want) < want) {
+            *p = '\0';             /* a character cut off at the end */
+            break;
+        }
+        *p++ = '?';
+    }
+    return s;
+}
+
 char *
 proto_err_line(json_int_t id, int code, const char *msg, size_t *len)
 {
-    json_t *o = envelope(id);
+    json_t *o = envelope(id), *e;
+    char *text = strdup(msg != NULL ? msg : "");
 
-    if (o == NULL)
+    if (o == NULL || text == NULL) {
+        json_decref(o);
+        free(text);
         return NULL;
+    }
+    e = json_pack("{s:s, s:s}", "code", proto_code_name(code), "message",
+                  proto_utf8_fix(text));
+    free(text);
+    if (e == NULL) {
+        json_decref(o);
+        return NULL;
+    }
     json_object_set_new(o, "ok", json_false());
-    json_object_set_new(o, "error",
-                        json_pack("{s:s, s:s}", "code", proto_code_name(code),
-                                  "message", msg != NULL ? msg : ""));
+    json_object_set_new(o, "error", e);
     return dump_line(o, len);
 }
 

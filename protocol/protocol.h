@@ -100,6 +100,12 @@ const char *proto_code_name(int code);
 /* The inverse, for clients: a representative internal code. */
 int proto_code_value(const char *name);
 
+/* Makes s valid UTF-8 in place: a sequence cut at the end (a message
+ * truncated mid-character) is dropped, any other invalid byte becomes
+ * '?'.  Error messages quote what clients sent, so they pass through here
+ * before they are serialised.  Returns s. */
+char *proto_utf8_fix(char *s);
+
 /* Serialised messages, each one line ending in '\n', malloc()ed, *len set
  * when len is non-NULL.  The json_t arguments are stolen (NULL allowed:
  * an empty object).  NULL only when out of memory. */

@@ -20,7 +20,9 @@
 #include "scan/acq_int.h"
 
 /* Exposure of the fallback dark frame: short enough that the lamp adds
- * well under 0.1 count on any camera we drive. */
+ * well under 0.1 count on any camera we drive.
+ * LIMIT: this dark frame misses the dark current of the real exposure
+ * (0.1 count at 250 ms on the simulated camera). */
 #define DARK_FALLBACK_EXPOSURE_MS 0.05
 
 void
@@ -60,6 +62,8 @@ average_frames(struct camera *cam, int n, struct img **mean,
     return 0;
 }
 
+/* LIMIT: the flat is taken at one spot, so dust on the glass there is
+ * averaged into it and imprinted, inverted, on every tile. */
 static int
 take_flat(struct microscope *m, const struct acq_options *o,
           struct motion *mo, struct acq_calib *c, struct ss_err *err)

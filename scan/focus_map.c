@@ -8,7 +8,9 @@
  * needs 8 points) and each block contributes one tile with plenty of
  * tissue, as far out as possible (block_best()).  The first
  * point searches focus_range_um around the nominal focal plane; later
- * ones start from the surface fitted so far and search half that range.
+ * ones start from the surface fitted so far and search half that range
+ * (five coarse frames), and once six points have focus, the surface is
+ * good enough to search only refocus_range_um (three coarse frames).
  */
 #include <errno.h>
 #include <math.h>
@@ -133,7 +135,9 @@ block_best(const struct acq_plan *plan, int k, int bi, int bj)
     return best;
 }
 
-/* Chooses the tiles to focus on, in serpentine block order. */
+/* Chooses the tiles to focus on, in serpentine block order.
+ * LIMIT: tissue in one thin strip fills few blocks, so the map may get
+ * fewer than 8 points and a plane instead of a quadratic. */
 static int
 choose_points(const struct acq_plan *plan, int wanted, int *idx)
 {
@@ -200,6 +204,16 @@ point_quality(struct microscope *m, const struct acq_profile *p,
     return rc;
 }
 
+static int
+ok_points(const struct acq_focus_map *fm)
+{
+    int i, n = 0;
+
+    for (i = 0; i < fm->npoints; i++)
+        n += fm->points[i].ok;
+    return n;
+}
+
 /* Autofocus at one planned tile; a point without focus is kept with
  * ok = false, any other failure ends the build. */
 static int
@@ -220,8 +234,11 @@ focus_point(struct microscope *m, const struct acq_profile *p,
     q->x_um = t->x_um + 0.5 * fov_w;
     q->y_um = t->y_um + 0.5 * fov_h;
     q->z_um = start_z(fm, q->x_um, q->y_um, o->focus_z_um, &have);
-    rc = acq__autofocus(&f, q->z_um, have ? 0.5 * o->focus_range_um :
-                        o->focus_range_um, 5, &r, &e);
+    if (ok_points(fm) >= 6)
+        rc = acq__autofocus(&f, q->z_um, o->refocus_range_um, 3, &r, &e);
+    else
+        rc = acq__autofocus(&f, q->z_um, have ? 0.5 * o->focus_range_um :
+                            o->focus_range_um, 5, &r, &e);
     fm->captures += f.captures;
     fm->npoints++;
     if (rc == SS_ENOFOCUS) {

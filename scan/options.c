@@ -117,7 +117,9 @@ acq__median(double *v, int n)
 /* Sensor pixels per metric sample for probes spacing_um apart, so that
  * the focus curve is a few spacings wide.  The depth of field is taken as
  * twice the pixel size at the sample, as for an objective matched to its
- * camera. */
+ * camera.
+ * LIMIT: an objective whose depth of field is far from that gets focus
+ * curves too narrow or too wide for the coarse sweep. */
 static int
 sensor_bin(double spacing_um, double pixel_um)
 {

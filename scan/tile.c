@@ -48,7 +48,10 @@ acq__quality(const struct img *frame)
     return s4 > 0 ? focus_sharpness(frame, 1) / s4 : 0;
 }
 
-/* The reference quality: the median over focus points that carry one. */
+/* The reference quality: the median over focus points that carry one.
+ * LIMIT: one reference per slide; tissue that changes character (fat next
+ * to dense tumour) spreads q in focus, which the 0.75 threshold absorbs
+ * only down to about 0.9. */
 static double
 reference_quality(const struct acq_focus_map *fm)
 {
@@ -158,7 +161,8 @@ use_mode(struct acq_session *s, enum cam_mode mode, struct ss_err *err)
 }
 
 /* Below this fraction of tissue in a frame, pixel noise dominates the
- * focus quality, so the frame is not judged on it. */
+ * focus quality, so the frame is not judged on it.
+ * LIMIT: such tiles are never re-taken or flagged blurred. */
 #define QC_MIN_TISSUE 0.05
 
 /* Exposure flags of a raw frame, logged when set. */

@@ -129,7 +129,7 @@ static const char *const migrations[] = {
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " tumor_area_mm2 REAL, stroma_area_mm2 REAL, tissue_area_mm2 REAL,"
     " tumor_stroma_ratio REAL, ki67_index REAL, ck_area_mm2 REAL,"
-    " out_dir TEXT, overlay_path TEXT, results TEXT,"
+    " out_dir TEXT, overlay_path TEXT, results TEXT, worker_pid INTEGER,"
     " reason TEXT NOT NULL DEFAULT '',"
     " queued TEXT, started TEXT, finished TEXT);"
     "CREATE TABLE events ("

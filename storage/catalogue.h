@@ -294,6 +294,11 @@ int cat_analysis_set(struct cat *c, int64_t scan, enum cat_astate s,
 /* Counts one more worker start; *attempts is the new count. */
 int cat_analysis_started(struct cat *c, int64_t scan, const char *out_dir,
                          int *attempts, struct ss_err *err);
+/* Records the pid of the worker process analysing scan (0 when none), so
+ * that a daemon restarted after a crash can end a worker left behind. */
+int cat_analysis_set_pid(struct cat *c, int64_t scan, int64_t pid,
+                         struct ss_err *err);
+
 /* Stores the worker's results.json text (version 1) and its numbers, and
  * marks the analysis done.  SS_EFORMAT names a missing or mistyped key. */
 int cat_analysis_record(struct cat *c, int64_t scan, const char *json_text,

@@ -9,7 +9,30 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Text that is not valid UTF-8 (a message cut mid-character when it was
+ * stored) is passed on with its non-ASCII bytes as '?'. */
+static json_t *
+text_value(const char *s, size_t n)
+{
+    json_t *v = json_stringn(s, n);
+    char *copy;
+    size_t i;
+
+    if (v != NULL)
+        return v;
+    copy = strndup(s, n);
+    if (copy == NULL)
+        return json_null();
+    for (i = 0; copy[i] != '\0'; i++)
+        if ((unsigned char)copy[i] >= 0x80)
+            copy[i] = '?';
+    v = json_string(copy);
+    free(copy);
+    return v != NULL ? v : json_null();
+}
 
 static json_t *
 col_value(sqlite3_stmt *st, int i)
@@ -20,8 +43,8 @@ col_value(sqlite3_stmt *st, int i)
     case SQLITE_FLOAT:
         return json_real(sqlite3_column_double(st, i));
     case SQLITE_TEXT:
-        return json_stringn((const char *)sqlite3_column_text(st, i),
-                            (size_t)sqlite3_column_bytes(st, i));
+        return text_value((const char *)sqlite3_column_text(st, i),
+                          (size_t)sqlite3_column_bytes(st, i));
     default:
         return json_null();
     }

@@ -751,6 +751,30 @@ cat_analysis_started(struct cat *c, int64_t scan, const char *out_dir,
     return rc;
 }
 
+struct apid_ctx {
+    int64_t scan, pid;
+};
+
+static int
+apid_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct apid_ctx *x = ctx;
+
+    if (cat_exec(c, "UPDATE analyses SET worker_pid = NULLIF(?, 0) WHERE "
+                 "scan = ?", "ii", x->pid, x->scan) < 0)
+        return cat__sql_err(c, c->last_rc, err, "recording worker pid");
+    return 0;
+}
+
+int
+cat_analysis_set_pid(struct cat *c, int64_t scan, int64_t pid,
+                     struct ss_err *err)
+{
+    struct apid_ctx x = { scan, pid };
+
+    return cat_tx(c, CAT_TX_IMMEDIATE, apid_tx, &x, err);
+}
+
 struct arec_ctx {
     int64_t scan;
     const char *text;

@@ -713,7 +713,9 @@ wsi_verify(const char *path, double expect_mpp, char *report,
     v->rep.len = report_len;
     TIFFOpenOptionsSetErrorHandlerExtR(opts, on_tiff_error, v);
     TIFFOpenOptionsSetWarningHandlerExtR(opts, on_tiff_warning, v);
-    v->tif = TIFFOpenExt(path, "r", opts);
+    /* "m": read(), not mmap(), so the whole file is not counted as the
+     * process's memory once every tile has been looked at. */
+    v->tif = TIFFOpenExt(path, "rm", opts);
     v->tj = tjInitDecompress();
     if (v->tif == NULL || v->tj == NULL) {
         say(&v->rep, 1, "not a readable TIFF: %s", v->tiff_msg);

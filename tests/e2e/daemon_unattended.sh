@@ -12,8 +12,11 @@
 
 N=50
 SIZE=0.4x0.3
+# One focus point and no sharpness re-takes per slide keep the run short;
+# the queue, not image quality, is under test here.
 dtest_conf "[scan]
-focus_points = 1"
+focus_points = 1
+max_retakes = 0"
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 
 # Phantom tissue has gaps, so a section this small may hold no tissue at

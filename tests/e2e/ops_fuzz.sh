@@ -47,7 +47,8 @@ seeds=$(find "$ROOT/tests/fuzz/corpus" -type f | wc -l)
 check "libFuzzer read all $seeds seeds" \
     grep -qE "INFO: seed corpus: files: $seeds " "$log"
 why=$(grep -m1 -E '^fuzz_protocol: |ERROR: |SUMMARY: ' "$log")
-check "no crash, sanitizer report, leak or slow input in $SECS s${why:+ ($why)}" \
+what="no crash, sanitizer report, leak or slow input in $SECS s"
+check "$what${why:+ ($why)}" \
     test $rc = 0
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 if [ $rc = 0 ]; then

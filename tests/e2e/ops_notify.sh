@@ -99,10 +99,11 @@ t_scan=$(awk '{ print $1 }' <<<"$(tail -1 "$NLOG")")
 out=$(slidescan scan --slide NOTIFY-1 --stain HE \
     --image phantom:HE:w_mm=1.6:h_mm=1.2)
 check "a scan is queued" grep -q '^queued scan 1' <<<"$out"
+scanning='STATUS=scanning NOTIFY-1 \(scan 1\) capturing'
 check "STATUS= shows the scan capturing with its tiles" wait_until 90 \
-    "msgs 'STATUS=scanning NOTIFY-1 \(scan 1\) capturing [0-9]+/[0-9]+ tiles; 0 queued' >/dev/null"
+    "msgs '$scanning [0-9]+/[0-9]+ tiles; 0 queued' >/dev/null"
 check "STATUS= counts tiles up to the total" wait_until 90 \
-    "msgs 'STATUS=scanning NOTIFY-1 \(scan 1\) capturing ([0-9]+)/\1 tiles' >/dev/null"
+    "msgs '$scanning ([0-9]+)/\1 tiles' >/dev/null"
 check "STATUS= goes back to idle after the scan" wait_until 60 \
     "msgs 'STATUS=idle; 0 queued' | awk '\$1 > $t_scan' | grep -q ."
 slidescan status --once 2>/dev/null | sed 's/^/#   status: /'

@@ -296,8 +296,10 @@ chmod 644 "$STATE/probe.py"
 probe=$( (sandbox /usr/bin/python3 /var/lib/slidescan/probe.py) 2>&1)
 rm -f "$STATE/probe.py"
 echo "# probe: $probe"
-pj() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' \
-    "$probe" "$1" 2>/dev/null; }
+pj() {      # pj KEY: the probe's value for KEY
+    python3 -c 'import json, sys
+print(json.loads(sys.argv[1])[sys.argv[2]])' "$probe" "$1" 2>/dev/null
+}
 check "probe runs in the sandbox" test -n "$(pj uid)"
 check "runs as the sysusers uid/gid $SUID/$SGID, no groups, umask 0o27" \
     test "$(pj uid) $(pj gid) $(pj groups) $(pj umask)" = \

@@ -104,8 +104,8 @@ rm -f "$VROOT/etc/systemd/system/slidescand-broken.service"
 
 sec=$(systemd-analyze security --offline=true --root="$VROOT" \
     slidescand.service 2>&1)
-score=$(sed -n 's/.*Overall exposure level for slidescand.service: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' \
-    <<<"$sec")
+score=$(sed -n 's/.*Overall exposure level for slidescand.service: //p' \
+    <<<"$sec" | grep -oE '^[0-9.]+ [A-Z]+')
 echo "# systemd-analyze security --offline=true: exposure ${score:-?}"
 grep '✗' <<<"$sec" | sed 's/  */ /g; s/^/#   /'
 check "exposure score ${score:-unknown} is at most 3.0" \
@@ -177,7 +177,7 @@ for o in "$DEST/usr/local/bin/slidescand" \
         bad="$bad $o"
     fi
 done
-check "none of $nobj loaded objects needs W+X memory (offending:${bad:- none})" \
+check "none of $nobj objects loaded needs W+X memory (bad:${bad:- none})" \
     test -z "$bad" -a "$nobj" -gt 20
 
 dtest_end

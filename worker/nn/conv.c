@@ -2,12 +2,15 @@
 /*
  * Convolution and transposed convolution as GEMM on OpenBLAS.
  *
- * The column matrix (im2col) of a whole image would be kernel-area times
- * larger than the image, so every kernel works in bands of rows of the
- * column side: one task is (image, band), its im2col buffer is per-thread
- * scratch of at most nn__band_bytes, and its GEMM writes a disjoint slice of
- * the output.  Scattering back (col2im, for input gradients and for the
- * transposed convolution's output) touches rows shared with the next band
+ * Stride-1 convolutions (the 3 x 3 layers of a U-Net) run as one GEMM per
+ * kernel tap on a padded band of input rows ("shifted GEMMs", below).
+ * Other strides and the transposed convolution use im2col: the column
+ * matrix of a whole image would be kernel-area times larger than the
+ * image, so every kernel works in bands of rows of the column side: one
+ * task is (image, band), its buffers are per-thread scratch of about
+ * nn__band_bytes, and its GEMM writes a disjoint slice of the output.
+ * Scattering back (col2im, for input gradients and for the transposed
+ * convolution's output) touches rows shared with the next band
  * when the kernel is taller than the stride, so those passes run even
  * bands first, then odd bands; bands are tall enough that bands two apart
  * never share a row.  Weight gradients are reduced per group of tasks,
@@ -21,8 +24,8 @@
 
 #include "worker/nn/nn_internal.h"
 
-/* Column-buffer budget per band; tests lower it to force many bands. */
-size_t nn__band_bytes = (size_t)512 << 10;
+/* Band-buffer budget per thread; tests lower it to force many bands. */
+size_t nn__band_bytes = (size_t)256 << 10;
 #define DET_GROUPS 8
 
 /* The image side (c x h x w) and the column side (oh x ow) of a window
@@ -200,6 +203,11 @@ struct job {
     size_t wsize;
     int groups;
     bool ok;
+    /* the stride-1 path (shifted GEMMs) */
+    const float *wk;                /* weights as [ky][kx][mrows][c] */
+    int wp, rp;                     /* padded row length, rows per band */
+    size_t plane, pfl;              /* padded band: floats per channel,
+                                       in all with slack */
 };
 
 static void
@@ -233,6 +241,210 @@ apply_epilogue(const struct nn__epilogue *ep, float *row, size_t n, int m)
         return;
     nn__affine_act(row, row, n, ep->scale ? ep->scale[m] : 1.0f,
                    ep->shift ? ep->shift[m] : 0.0f, ep->act, ep->slope);
+}
+
+/* ---- stride-1 convolution by shifted GEMMs --------------------------
+ *
+ * With stride 1, output pixel (y, x) reads input (y + ky dh - ph,
+ * x + kx dw - pw) for each kernel tap.  Copy a band of input rows once,
+ * padded (pw zeros each side, so rows are wp = w + 2 pw long), and lay the
+ * band's output out with the same row length: then tap (ky, kx) is the
+ * padded band shifted by ky dh wp + kx dw, a plain c x (rows wp) matrix,
+ * and the band's output is the sum over taps of W_tap x shifted band: one
+ * GEMM per tap with no im2col.  The wp - ow extra columns per output row
+ * read the next row's start (finite data) and are dropped; for the weight
+ * gradient the matching columns of dy are zero.  Measured against im2col
+ * on this machine (one thread): 1.3 to 2 times faster forward, up to 2.7
+ * times for the weight gradient of 16-channel layers.
+ */
+
+static void
+shift_plan(struct job *j, int mrows)
+{
+    const struct geom *g = &j->g;
+    size_t row;
+    int r;
+
+    j->wp = g->w + 2 * g->pw;
+    row = (size_t)(g->c + mrows) * j->wp * sizeof(float);
+    r = (int)(nn__band_bytes / row);
+    j->rows = r < 1 ? 1 : r > g->oh ? g->oh : r;
+    j->nbands = (g->oh + j->rows - 1) / j->rows;
+    j->rp = j->rows + (g->kh - 1) * g->dh;
+    j->plane = (size_t)j->rp * j->wp;
+    j->pfl = ((size_t)g->c * j->plane + (size_t)(g->kw - 1) * g->dw + 31) /
+             16 * 16;
+    j->phase = -1;
+}
+
+/* The padded input band for output rows r0 .. r0 + nr - 1; every float
+ * of the buffer is set (the dropped columns must stay finite). */
+static void
+pad_band(const struct job *j, const float *const *planes, int r0, int nr,
+         float *p)
+{
+    const struct geom *g = &j->g;
+    int c, r, iy, used = nr + (g->kh - 1) * g->dh;
+
+    for (c = 0; c < g->c; c++)
+        for (r = 0; r < j->rp; r++) {
+            float *dst = p + c * j->plane + (size_t)r * j->wp;
+
+            iy = r0 - g->ph + r;
+            if (r >= used || iy < 0 || iy >= g->h) {
+                memset(dst, 0, sizeof(float) * j->wp);
+                continue;
+            }
+            memset(dst, 0, sizeof(float) * g->pw);
+            memcpy(dst + g->pw, planes[c] + (size_t)iy * g->w,
+                   sizeof(float) * g->w);
+            memset(dst + g->pw + g->w, 0, sizeof(float) * g->pw);
+        }
+    memset(p + g->c * j->plane, 0,
+           sizeof(float) * (j->pfl - g->c * j->plane));
+}
+
+/* Scratch of a stride-1 task: padded band, output band, plane pointers. */
+static float *
+shift_scratch(const struct job *j, int thread, int mrows, const float ***pl)
+{
+    size_t out = ((size_t)mrows * j->rows * j->wp + 15) / 16 * 16;
+    float *p = nn__scratch(thread, (j->pfl + out) * sizeof(float) +
+                           (size_t)j->g.c * sizeof(float *));
+
+    if (p)
+        *pl = (const float **)(void *)(p + j->pfl + out);
+    return p;
+}
+
+static void
+shift_planes(const struct job *j, int n, const float **pl)
+{
+    int c;
+
+    if (!j->src) {
+        nn__planes(j->m, j->in_vid, n, pl);
+        return;
+    }
+    for (c = 0; c < j->g.c; c++)
+        pl[c] = j->src + ((size_t)n * j->g.c + c) * j->g.h * j->g.w;
+}
+
+static void
+shift_fwd_task(void *ctx, int t, int thread)
+{
+    struct job *j = ctx;
+    const struct geom *g = &j->g;
+    int n, r0, r1, nr, k, mo, r, taps = g->kh * g->kw;
+    size_t ohw = (size_t)g->oh * g->ow, len;
+    const float **pl;
+    float *p, *yp, *y;
+
+    task_band(j, t, &n, &r0, &r1);
+    nr = r1 - r0;
+    len = (size_t)nr * j->wp;
+    p = shift_scratch(j, thread, j->mrows, &pl);
+    if (!p) {
+        j->ok = false;
+        return;
+    }
+    yp = p + j->pfl;
+    shift_planes(j, n, pl);
+    pad_band(j, pl, r0, nr, p);
+    for (k = 0; k < taps; k++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->mrows,
+                    (int)len, g->c, 1.0f, j->wk + (size_t)k * j->mrows * g->c,
+                    g->c, p + (size_t)(k / g->kw) * g->dh * j->wp +
+                    (size_t)(k % g->kw) * g->dw, (int)j->plane,
+                    k ? 1.0f : 0.0f, yp, (int)len);
+    for (mo = 0; mo < j->mrows; mo++)
+        for (r = 0; r < nr; r++) {
+            const float *src = yp + mo * len + (size_t)r * j->wp;
+
+            y = j->y + ((size_t)n * j->mrows + mo) * ohw +
+                (size_t)(r0 + r) * g->ow;
+            if (j->beta != 0.0f)
+                nn__add(y, src, g->ow);
+            else if (j->ep)
+                nn__affine_act(y, src, g->ow,
+                               j->ep->scale ? j->ep->scale[mo] : 1.0f,
+                               j->ep->shift ? j->ep->shift[mo] : 0.0f,
+                               j->ep->act, j->ep->slope);
+            else
+                memcpy(y, src, sizeof(float) * g->ow);
+        }
+}
+
+/* wk[tap][m][c] from a convolution weight w[m][c][kh][kw]; flip: the
+ * kernel turned by 180 degrees with m and c swapped (w is [c][m][..]
+ * then), for the input gradient.  nn__free() it after the layer: held
+ * only while one layer runs, it stays out of the inference peak. */
+static float *
+relay_weights(const struct nn__node *nd, bool flip)
+{
+    int mr = flip ? nd->cin : nd->cout, c = flip ? nd->cout : nd->cin;
+    int a, b, ky, kx;
+    float *wk = nn__alloc(nd->w->count * sizeof(float));
+    const float *w = nd->w->data;
+
+    if (!wk)
+        return NULL;
+    for (a = 0; a < mr; a++)
+        for (b = 0; b < c; b++)
+            for (ky = 0; ky < nd->kh; ky++)
+                for (kx = 0; kx < nd->kw; kx++) {
+                    size_t src = flip
+                        ? (((size_t)b * nd->cin + a) * nd->kh + nd->kh - 1 -
+                           ky) * nd->kw + nd->kw - 1 - kx
+                        : (((size_t)a * nd->cin + b) * nd->kh + ky) *
+                          nd->kw + kx;
+
+                    wk[((size_t)(ky * nd->kw + kx) * mr + a) * c + b] =
+                        w[src];
+                }
+    return wk;
+}
+
+/* Weight gradient of one group of (image, band) tasks, per tap. */
+static void
+shift_dw_task(void *ctx, int gi, int thread)
+{
+    struct job *j = ctx;
+    const struct geom *g = &j->g;
+    int lo = j->ntasks * gi / j->groups, hi = j->ntasks * (gi + 1) / j->groups;
+    int t, n, r0, r1, nr, k, co, r, cout = j->nd->cout;
+    size_t ohw = (size_t)g->oh * g->ow, len;
+    float *part = j->partial + gi * j->wsize, *p, *dyp;
+    const float **pl;
+
+    for (t = lo; t < hi; t++) {
+        task_band(j, t, &n, &r0, &r1);
+        nr = r1 - r0;
+        len = (size_t)nr * j->wp;
+        p = shift_scratch(j, thread, cout, &pl);
+        if (!p) {
+            j->ok = false;
+            return;
+        }
+        dyp = p + j->pfl;
+        shift_planes(j, n, pl);
+        pad_band(j, pl, r0, nr, p);
+        for (co = 0; co < cout; co++)
+            for (r = 0; r < nr; r++) {
+                float *d = dyp + co * len + (size_t)r * j->wp;
+
+                memcpy(d, j->dy + ((size_t)n * cout + co) * ohw +
+                       (size_t)(r0 + r) * g->ow, sizeof(float) * g->ow);
+                memset(d + g->ow, 0, sizeof(float) * (j->wp - g->ow));
+            }
+        for (k = 0; k < g->kh * g->kw; k++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, g->c,
+                        (int)len, 1.0f, dyp, (int)len,
+                        p + (size_t)(k / g->kw) * g->dh * j->wp +
+                        (size_t)(k % g->kw) * g->dw, (int)j->plane,
+                        t == lo ? 0.0f : 1.0f,
+                        part + (size_t)k * cout * g->c, g->c);
+    }
 }
 
 /* Weight-gradient reduction: groups of consecutive tasks accumulate into
@@ -370,8 +582,16 @@ nn__conv_forward(struct nn_model *m, struct nn__node *nd,
     j.y = y->data;
     j.ep = ep;
     j.ok = true;
-    nn__parallel(phase_tasks(&j, y->shape[0], -1), conv_fwd_task, &j);
-    return j.ok ? 0 : err_set(err, -ENOMEM, "out of memory for im2col");
+    if (nd->sh == 1 && nd->sw == 1 && !pointwise(&j.g)) {
+        if (!(j.wk = relay_weights(nd, false)))
+            return err_set(err, -ENOMEM, "out of memory");
+        shift_plan(&j, nd->cout);
+        nn__parallel(phase_tasks(&j, y->shape[0], -1), shift_fwd_task, &j);
+        nn__free((float *)j.wk);
+    } else {
+        nn__parallel(phase_tasks(&j, y->shape[0], -1), conv_fwd_task, &j);
+    }
+    return j.ok ? 0 : err_set(err, -ENOMEM, "out of memory for a band");
 }
 
 /* Weight gradient of one group of (image, band) tasks. */
@@ -479,11 +699,11 @@ scatter_pass(struct job *j, int n_images, nn__task_fn fn)
 
 /*
  * With stride 1 the input gradient is itself a convolution: of dy with the
- * kernel flipped and its in/out channels swapped, padding d (k - 1) - p,
- * the same dilation.  That runs on the forward path (im2col, one GEMM with
- * the long inner dimension, accumulate into dx) instead of a GEMM with a
- * short inner dimension followed by a scatter: measured about twice as
- * fast for 3x3 layers.  Returns false when it does not apply.
+ * kernel turned by 180 degrees and its in/out channels swapped, padding
+ * d (k - 1) - p, the same dilation.  That runs on the stride-1 forward
+ * path, accumulating into dx, instead of a GEMM with a short inner
+ * dimension followed by a scatter.  Returns false when it does not apply
+ * (padding wider than the kernel's reach).
  */
 static bool
 dx_as_conv(struct job *j, int n_images)
@@ -491,36 +711,59 @@ dx_as_conv(struct job *j, int n_images)
     const struct nn__node *nd = j->nd;
     const struct geom *f = &j->g;
     int ph = nd->dh * (nd->kh - 1) - nd->ph, pw = nd->dw * (nd->kw - 1) -
-             nd->pw, ci, co, ky, kx;
+             nd->pw;
     struct job c = *j;
-    float *wt;
 
     if (nd->sh != 1 || nd->sw != 1 || ph < 0 || pw < 0)
         return false;
-    wt = nn__partial(j->m, nd->w->count * sizeof(float));
-    if (!wt)
+    c.wk = relay_weights(nd, true);
+    if (!c.wk)
         return false;
-    for (co = 0; co < nd->cout; co++)
-        for (ci = 0; ci < nd->cin; ci++)
-            for (ky = 0; ky < nd->kh; ky++)
-                for (kx = 0; kx < nd->kw; kx++)
-                    wt[((ci * nd->cout + co) * nd->kh + ky) * nd->kw + kx] =
-                        j->w[((co * nd->cin + ci) * nd->kh + nd->kh - 1 -
-                              ky) * nd->kw + nd->kw - 1 - kx];
     c.g = (struct geom){ nd->cout, f->oh, f->ow, f->h, f->w, nd->kh, nd->kw,
                          1, 1, ph, pw, nd->dh, nd->dw };
-    c.rows = band_rows(&c.g, false);
-    c.nbands = (c.g.oh + c.rows - 1) / c.rows;
-    c.phase = -1;
+    shift_plan(&c, nd->cin);
     c.src = j->dy;
     c.mrows = nd->cin;
     c.beta = 1.0f;
-    c.w = wt;
     c.y = j->dx;
     c.ep = NULL;
-    nn__parallel(phase_tasks(&c, n_images, -1), conv_fwd_task, &c);
+    nn__parallel(phase_tasks(&c, n_images, -1), shift_fwd_task, &c);
+    nn__free((float *)c.wk);
     j->ok = c.ok;
     return true;
+}
+
+/* The stride-1 weight gradient: per-group partial sums in tap order,
+ * summed in group order, then added to gw in its [out][in][kh][kw]
+ * layout. */
+static int
+shift_weight_grad(struct job *j, int n_images, float *gw)
+{
+    const struct nn__node *nd = j->nd;
+    int taps = nd->kh * nd->kw, k, co, ci;
+    const float *p;
+
+    shift_plan(j, nd->cout);
+    j->ntasks = phase_tasks(j, n_images, -1);
+    j->groups = groups_for(j->ntasks);
+    j->wsize = nd->w->count;
+    j->partial = nn__partial(j->m, (size_t)j->groups * j->wsize *
+                             sizeof(float));
+    if (!j->partial)
+        return -ENOMEM;
+    nn__parallel(j->groups, shift_dw_task, j);
+    if (!j->ok)
+        return -ENOMEM;
+    if (j->groups > 1)
+        reduce_groups(j->partial, j->partial + j->wsize, j->wsize,
+                      j->groups - 1);
+    p = j->partial;
+    for (k = 0; k < taps; k++)
+        for (co = 0; co < nd->cout; co++)
+            for (ci = 0; ci < nd->cin; ci++)
+                gw[((size_t)co * nd->cin + ci) * taps + k] +=
+                    p[((size_t)k * nd->cout + co) * nd->cin + ci];
+    return 0;
 }
 
 int
@@ -543,7 +786,9 @@ nn__conv_backward(struct nn_model *m, struct nn__node *nd, bool param_grads,
         j.nbands = (j.g.oh + j.rows - 1) / j.rows;
         j.wsize = nd->w->count;
         j.groups = 0;
-        if (weight_grad(&j, n_images, conv_dw_task, nd->gw->data) < 0)
+        if ((nd->sh == 1 && nd->sw == 1 && !pointwise(&j.g)
+             ? shift_weight_grad(&j, n_images, nd->gw->data)
+             : weight_grad(&j, n_images, conv_dw_task, nd->gw->data)) < 0)
             return err_set(err, -ENOMEM, "out of memory for the weight "
                            "gradient");
         if (nd->gb)
@@ -556,7 +801,7 @@ nn__conv_backward(struct nn_model *m, struct nn__node *nd, bool param_grads,
         return err_set(err, -ENOMEM, "out of memory for the input gradient");
     j.dx = m->vals[nd->in[0]].g->data;
     if (!pointwise(&j.g) && dx_as_conv(&j, n_images))
-        return j.ok ? 0 : err_set(err, -ENOMEM, "out of memory for im2col");
+        return j.ok ? 0 : err_set(err, -ENOMEM, "out of memory for a band");
     j.rows = band_rows(&j.g, true);
     j.nbands = (j.g.oh + j.rows - 1) / j.rows;
     scatter_pass(&j, n_images, conv_dx_task);

@@ -234,7 +234,8 @@ void nn__plan_free(struct nn_model *m);
 /* True when node i's output reuses its input's memory (inference). */
 bool nn__in_place(const struct nn_model *m, int i);
 
-/* The model's weight-gradient scratch of at least bytes; NULL on OOM. */
+/* The model's weight-gradient scratch of at least bytes, kept between
+ * calls; NULL on OOM. */
 float *nn__partial(struct nn_model *m, size_t bytes);
 
 /* Per-image accessor of a value's channel planes (virtual concats too). */
@@ -279,7 +280,8 @@ struct nn__epilogue {
     float slope;
 };
 
-/* Bytes of im2col buffer per band and thread (512 KiB). */
+/* Bytes of band buffers per thread (256 KiB; measured best of 128, 256
+ * and 512 KiB on the U-Net benchmark). */
 extern size_t nn__band_bytes;
 
 /* Output size of a convolution-like window along one axis (<= 0 bad). */

@@ -1,0 +1,123 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 180
+#
+# A full disk under a running scan, through the real daemon: the data
+# directory is a 48 MiB tmpfs in a private mount namespace of this test
+# (it vanishes with the test, whatever happens).  The disk is filled while
+# the scan captures: the scan pauses with "disk full" as its reason,
+# nothing half-written is left and what was stored still verifies; once
+# the filler is deleted the scan resumes by itself and completes.  Then
+# the disk is filled while the next slide is assembled: it waits in
+# assembly, and completes once space is freed.  A slide queued on a disk
+# that cannot hold it waits before its first tile.
+if [ -z "${ROBUST_IN_NS:-}" ]; then
+    if [ "$(id -u)" != 0 ] ||
+        ! unshare --mount --propagation private true 2>/dev/null; then
+        echo "ok 1 # SKIP needs root for a private tmpfs (unshare, mount)"
+        echo "1..1"
+        exit 0
+    fi
+    ROBUST_IN_NS=1 exec unshare --mount --propagation private "$0" "$@"
+fi
+. "$(dirname "$0")/../support/daemon_env.sh"
+
+q() { sqlite3 "$DB" "$1" 2>/dev/null; }
+state() { q "SELECT state FROM scans WHERE id = $1"; }
+reason() { q "SELECT reason FROM scans WHERE id = $1"; }
+FILLER=$DATA/filler
+
+# Fills the data disk, leaving $1 KiB free.
+fill() {
+    local avail
+    avail=$(df -k --output=avail "$DATA" | tail -1)
+    if [ "$avail" -gt "$1" ]; then
+        fallocate -l "$(( (avail - $1) * 1024 ))" "$FILLER.$2" 2>/dev/null ||
+            dd if=/dev/zero of="$FILLER.$2" bs=1k \
+                count=$((avail - $1)) 2>/dev/null
+    fi
+}
+
+temp_files() { find "$DATA" -name '*.tmp*' -o -name '*.partial' | wc -l; }
+
+mkdir -p "$DATA"
+mount -t tmpfs -o size=48m,mode=0755 tmpfs "$DATA" ||
+    { nok "a tmpfs for the data directory"; dtest_end; exit 1; }
+dtest_conf "[simulator]
+seed = 3
+sensor_w = 640
+sensor_h = 480
+[scan]
+keep_tiles = yes
+[storage]
+reserve_mb = 1
+recheck_s = 0.5
+[analysis]
+auto = no"
+dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
+
+# --- during capture -----------------------------------------------------
+slidescan scan --slide A --stain HE \
+    --image phantom:HE:seed=11:w_mm=1.2:h_mm=0.9 >/dev/null
+wait_until 60 '[ "$(q "SELECT tiles_done FROM scans WHERE id = 1")" -ge 3 ]'
+fill 64 a
+check "capture: the scan pauses when the disk fills" \
+    wait_until 30 '[ "$(state 1)" = paused ]'
+r=$(reason 1)
+echo "# reason: $r"
+check "capture: the reason says the disk is full" grep -q "disk full" <<<"$r"
+check "capture: the reason says it resumes by itself" \
+    grep -q "resumes when space is freed" <<<"$r"
+check "capture: the catalogue passes integrity_check" \
+    test "$(q "PRAGMA integrity_check")" = ok
+check "capture: nothing half-written is left" test "$(temp_files)" = 0
+bad=0
+while IFS='|' read -r f sum; do
+    [ "$(sha256sum "$DATA/$f" | cut -d' ' -f1)" = "$sum" ] || bad=$((bad + 1))
+done < <(q "SELECT file, checksum FROM tiles WHERE state = 'captured'")
+check "capture: every stored tile verifies" test $bad = 0
+done_before=$(q "SELECT tiles_done FROM scans WHERE id = 1")
+sleep 1.5
+check "capture: it stays paused while the disk is full" \
+    test "$(state 1)" = paused -a \
+    "$(q "SELECT tiles_done FROM scans WHERE id = 1")" = "$done_before"
+rm -f "$FILLER".*
+check "capture: with space freed the scan resumes and completes" \
+    wait_until 60 '[ "$(state 1)" = done ]'
+check "capture: every tile was captured once" \
+    test "$(q "SELECT tiles_total = tiles_done FROM scans WHERE id = 1")" = 1
+
+# --- during assembly ----------------------------------------------------
+slidescan scan --slide B --stain HE \
+    --image phantom:HE:seed=12:w_mm=1.2:h_mm=0.9 >/dev/null
+wait_until 60 '[ "$(state 2)" = assembling ]'
+fill 64 b
+check "assembly: the slide waits in assembly while the disk is full" \
+    wait_until 30 'grep -q "disk full" <<<"$(reason 2)"'
+check "assembly: it is not failed" test "$(state 2)" = assembling
+check "assembly: no partial slide image is left" \
+    wait_until 10 '[ "$(temp_files)" = 0 ]'
+rm -f "$FILLER".*
+check "assembly: with space freed the slide image is written" \
+    wait_until 60 '[ "$(state 2)" = done ]'
+wsi=$DATA/$(q "SELECT wsi_path FROM scans WHERE id = 2")
+sum=$(sha256sum "$wsi" 2>/dev/null | cut -d' ' -f1)
+check "assembly: the slide image matches its checksum" \
+    test -n "$sum" -a "$sum" = "$(q "SELECT checksum FROM scans
+                                    WHERE id = 2")"
+
+# --- before the first tile ----------------------------------------------
+fill 2048 c
+slidescan scan --slide C --stain HE \
+    --image phantom:HE:seed=13:w_mm=1.2:h_mm=0.9 >/dev/null
+check "before: a slide the disk cannot hold waits before its first tile" \
+    wait_until 60 '[ "$(state 3)" = paused ] &&
+                   grep -q "disk full" <<<"$(reason 3)"'
+check "before: no tile was stored" \
+    test "$(q "SELECT tiles_done FROM scans WHERE id = 3")" = 0
+rm -f "$FILLER".*
+check "before: with space freed it completes" \
+    wait_until 60 '[ "$(state 3)" = done ]'
+dtest_stop
+umount "$DATA"
+dtest_end
