@@ -5,8 +5,8 @@
  * table here; [profile HE|KI67|CK] are stain profiles; every key of
  * [simulator] goes to sim_config_set(), of [camera] and [stage] to
  * hw_config_set(), of [deadlines] to guard_policy_set(), of [storage] to
- * space_policy_set(), so each module documents and checks its own keys.  The first error stops the start
- * with "FILE:LINE: [section] key: cause".
+ * space_policy_set(), so each module documents and checks its own keys.
+ * The first error stops the start with "FILE:LINE: [section] key: cause".
  */
 #include "daemon/daemon.h"
 

@@ -106,7 +106,7 @@ struct job {
     struct ss_err err;
 };
 
-/* ---- talking to the loop -------------------------------------------- */
+/* ---- talking to the loop ------------------------------------------------- */
 
 static void
 post_state(struct job *j, const char *state, const char *reason)
@@ -178,7 +178,7 @@ nap(struct job *j, double s)
     return requested(j);
 }
 
-/* ---- preparing ------------------------------------------------------ */
+/* ---- preparing ----------------------------------------------------------- */
 
 static void
 publish_devices(struct scanner *sc, const char *slide, const char *error)
@@ -207,9 +207,23 @@ publish_devices(struct scanner *sc, const char *slide, const char *error)
     pthread_mutex_unlock(&sc->lock);
 }
 
-/* Builds the microscope once and keeps it: devices that cannot be opened
- * (held by another program, unplugged) are opened again by guard_probe()
- * at the next try, and the stage is homed once they answer. */
+/* Opens the devices of a microscope just built (through the guard). */
+static int
+open_devices(struct microscope *m, struct ss_err *err)
+{
+    int rc = 0;
+
+    if (m->cam != NULL)
+        rc = m->cam->ops->open(m->cam, err);
+    if (rc == 0 && m->stage != NULL)
+        rc = m->stage->ops->open(m->stage, err);
+    return rc;
+}
+
+/* Builds the microscope once and keeps it: devices that could not be
+ * opened (held by another program, unplugged) are opened again by
+ * guard_probe() at the next try, and the stage is homed once they
+ * answer. */
 static int
 ensure_microscope(struct job *j)
 {
@@ -219,9 +233,11 @@ ensure_microscope(struct job *j)
     if (sc->m == NULL) {
         rc = daemon__microscope_open(j->c, &sc->hw_keep, &sc->m, &j->err);
         sc->homed = false;
-    }
-    if (rc == 0)
+        if (rc == 0 && j->c->simulator)
+            rc = open_devices(sc->m, &j->err);
+    } else {
         rc = guard_probe(sc->m, &j->err);
+    }
     if (rc == 0 && !sc->homed) {
         rc = daemon__microscope_home(sc->m, &j->err);
         sc->homed = rc == 0;
@@ -304,7 +320,7 @@ prepare(struct job *j, int64_t id)
     return rc;
 }
 
-/* ---- calibration ---------------------------------------------------------- */
+/* ---- calibration --------------------------------------------------------- */
 
 static void
 calib_dir(const struct dconf *c, const struct acq_calib *k, char *rel,
@@ -549,7 +565,7 @@ step_focus(struct job *j)
     return acq_focus_map_fit(j->fm, &j->err);
 }
 
-/* ---- waiting for space ----------------------------------------------- */
+/* ---- waiting for space --------------------------------------------------- */
 
 static int
 space_need_check(struct job *j, int tiles_left)
@@ -610,7 +626,7 @@ wait_for_space(struct job *j, int tiles_left)
     return rc;
 }
 
-/* ---- capture ---------------------------------------------------------- */
+/* ---- capture ------------------------------------------------------------- */
 
 /* Tiles the catalogue counts as captured whose files are gone or damaged
  * (a power cut, a disk error) go back to 'planned'. */
@@ -794,7 +810,7 @@ step_capture(struct job *j)
     return rc;
 }
 
-/* ---- the job ------------------------------------------------------------ */
+/* ---- the job ------------------------------------------------------------- */
 
 static int
 run_steps(struct job *j)
@@ -999,7 +1015,7 @@ scan_thread(void *arg)
     return NULL;
 }
 
-/* ---- the loop's side --------------------------------------------------- */
+/* ---- the loop's side ----------------------------------------------------- */
 
 int
 daemon__scanner_new(struct daemon *d, struct scanner **out,

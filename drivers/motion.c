@@ -21,6 +21,7 @@ motion_cfg_default(struct motion_cfg *c)
     for (a = 0; a < 3; a++)
         c->approach[a] = 1;
     c->settle_ms = 30.0;
+    c->settle_z_ms = 15.0;
     c->settle_tol_um = 0.5;
     c->poll_ms = 5.0;
     c->verify_tol_um = 2.0;
@@ -122,13 +123,19 @@ read_pos(struct motion *mo, double pos[3], struct ss_err *err)
     return rc;
 }
 
-/* Waits settle_ms and for two readings in a row within tolerance. */
+/* Waits settle_ms and for two readings in a row within tolerance.  The
+ * readings start one poll before settle_ms is up, so that a quiet stage
+ * is released right at settle_ms. */
 static int
-settle(struct motion *mo, double pos[3], struct ss_err *err)
+settle(struct motion *mo, double settle_ms, double pos[3],
+       struct ss_err *err)
 {
     double t0 = now_ms(mo), prev[3], spread;
-    int rc = read_pos(mo, prev, err);
+    int rc;
 
+    if (settle_ms > mo->cfg.poll_ms)
+        mo->clock.sleep_ms(mo->clock.ctx, settle_ms - mo->cfg.poll_ms);
+    rc = read_pos(mo, prev, err);
     while (rc == 0) {
         mo->clock.sleep_ms(mo->clock.ctx, mo->cfg.poll_ms);
         rc = read_pos(mo, pos, err);
@@ -136,7 +143,7 @@ settle(struct motion *mo, double pos[3], struct ss_err *err)
             break;
         spread = max_diff(prev, pos);
         if (spread <= mo->cfg.settle_tol_um &&
-            now_ms(mo) - t0 >= mo->cfg.settle_ms)
+            now_ms(mo) - t0 >= settle_ms)
             break;
         if (now_ms(mo) - t0 > mo->cfg.settle_timeout_ms)
             rc = err_set(err, SS_ETIMEOUT, "stage %s: not settled after "
@@ -195,6 +202,9 @@ move(struct motion *mo, const double target_um[3], double reached_um[3],
      bool always, struct ss_err *err)
 {
     double pre[3], pos[3];
+    bool z_only = mo->cmd_known && !always &&
+                  target_um[0] == mo->cmd_um[0] &&
+                  target_um[1] == mo->cmd_um[1];
     int rc;
 
     rc = motion_check_limits(mo->st, target_um, err);
@@ -216,7 +226,8 @@ move(struct motion *mo, const double target_um[3], double reached_um[3],
     if (rc == 0)
         rc = wait_idle(mo, target_um, err);
     if (rc == 0)
-        rc = settle(mo, pos, err);
+        rc = settle(mo, z_only ? mo->cfg.settle_z_ms : mo->cfg.settle_ms,
+                    pos, err);
     if (rc == 0)
         rc = verify(mo, target_um, pos, err);
     if (rc != 0)

@@ -12,7 +12,9 @@
  *              tile came before.
  *   settle     after the controller reports idle, no capture until
  *              settle_ms have passed AND two consecutive position
- *              readings, poll_ms apart, agree within settle_tol_um.
+ *              readings, poll_ms apart, agree within settle_tol_um.  A
+ *              move of the focus drive alone settles for settle_z_ms
+ *              (a short z step barely rings, and autofocus makes many).
  *   verify     the settled reading must be within verify_tol_um of the
  *              target on every axis; otherwise steps were lost and the
  *              move fails with SS_ESTALL.
@@ -34,6 +36,7 @@ struct motion_cfg {
     double backlash_um[3];          /* overshoot per axis, 0: none */
     int approach[3];                /* +1: final moves toward +, or -1 */
     double settle_ms;               /* minimum wait after idle */
+    double settle_z_ms;             /* the same for z-only moves */
     double settle_tol_um;           /* consecutive readings agree within */
     double poll_ms;                 /* between busy and position polls */
     double verify_tol_um;           /* reading vs target: lost steps */
@@ -41,8 +44,8 @@ struct motion_cfg {
     double settle_timeout_ms;       /* readings still moving: timeout */
 };
 
-/* 20 µm x/y and 2 µm z backlash, approach toward +, 30 ms settle,
- * 0.5 µm settle tolerance, 5 ms polls, 2 µm verification. */
+/* 20 µm x/y and 2 µm z backlash, approach toward +, 30 ms settle (15 ms
+ * for z alone), 0.5 µm settle tolerance, 5 ms polls, 2 µm verification. */
 void motion_cfg_default(struct motion_cfg *c);
 
 struct motion {

@@ -4,8 +4,8 @@
  * tissue), the autofocus runs themselves, and the surface through them.
  *
  * Points: the plan's bounding grid is cut into k × k blocks (k = 2 below
- * 9 tiles, then 3 or 4 as the number of tiles grows: a quadratic surface
- * needs 8 points) and each block contributes one tile with plenty of
+ * 9 tiles, 3 below 500 (a 15 × 15 mm section at 20x has about 370), then
+ * 4: a quadratic surface needs 8 points) and each block contributes one tile with plenty of
  * tissue, as far out as possible (block_best()).  The first
  * point searches focus_range_um around the nominal focal plane; later
  * ones start from the surface fitted so far and search half that range
@@ -91,8 +91,8 @@ blocks_per_side(int ntiles, int wanted)
         return (int)ceil(sqrt((double)wanted));
     if (ntiles < 9)
         return 2;
-    k = (int)ceil(sqrt((double)ntiles) / 5.0);
-    return k < 3 ? 3 : k > 4 ? 4 : k;
+    k = ntiles < 500 ? 3 : 4;
+    return k;
 }
 
 /* Index of the tile to focus on in block (bi, bj) of k × k over the

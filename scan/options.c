@@ -73,6 +73,7 @@ acq__motion_cfg(const struct acq_options *o, struct motion_cfg *c)
     c->backlash_um[0] = c->backlash_um[1] = o->backlash_um;
     c->backlash_um[2] = o->backlash_z_um;
     c->settle_ms = o->settle_ms;
+    c->settle_z_ms = fmin(c->settle_z_ms, o->settle_ms);
     if (o->settle_tol_um > 0)
         c->settle_tol_um = o->settle_tol_um;
 }

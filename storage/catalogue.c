@@ -443,7 +443,7 @@ cat_tx_attempts(const struct cat *c)
     return c->attempts;
 }
 
-/* ---- scans ------------------------------------------------------------ */
+/* ---- scans --------------------------------------------------------------- */
 
 struct add_ctx {
     const struct cat_scan_req *r;
@@ -902,7 +902,7 @@ cat_scans_in(struct cat *c, unsigned mask, int64_t **ids, int *n,
     return 0;
 }
 
-/* ---- audit trail --------------------------------------------------- */
+/* ---- audit trail --------------------------------------------------------- */
 
 struct event_ctx {
     int64_t uid;

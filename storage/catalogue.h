@@ -97,7 +97,7 @@ int cat_query_int(struct cat *c, int64_t *out, const char *sql,
 /* The raw SQLite handle, for tests and the backup code. */
 struct sqlite3 *cat_db(struct cat *c);
 
-/* ---- scans ---------------------------------------------------------- */
+/* ---- scans --------------------------------------------------------------- */
 
 struct cat_scan {
     int64_t id;
@@ -177,7 +177,7 @@ int cat_scan_count_resume(struct cat *c, int64_t id, struct ss_err *err);
 int cat_scans_in(struct cat *c, unsigned mask, int64_t **ids, int *n,
                  struct ss_err *err);
 
-/* ---- plan, focus points, tiles ------------------------------------- */
+/* ---- plan, focus points, tiles ------------------------------------------- */
 
 /* Stores the plan (grid geometry and one 'planned' row per tile) and the
  * scan's tiles_total in one transaction; replaces a previous plan only
@@ -248,7 +248,7 @@ struct cat_tile {
 int cat_tiles_load(struct cat *c, int64_t scan, struct cat_tile **tiles,
                    int *n, struct ss_err *err);
 
-/* ---- calibrations ------------------------------------------------------ */
+/* ---- calibrations -------------------------------------------------------- */
 
 struct cat_calib {
     int64_t id;
@@ -268,7 +268,7 @@ int cat_calib_latest(struct cat *c, const char *stain, const char *objective,
 int cat_calib_get(struct cat *c, int64_t id, struct cat_calib *out,
                   struct ss_err *err);
 
-/* ---- the slide image and its analysis ---------------------------------- */
+/* ---- the slide image and its analysis ------------------------------------ */
 
 struct cat_wsi {
     const char *path;               /* relative to the data dir */
@@ -304,13 +304,13 @@ int cat_analysis_set_pid(struct cat *c, int64_t scan, int64_t pid,
 int cat_analysis_record(struct cat *c, int64_t scan, const char *json_text,
                         struct ss_err *err);
 
-/* ---- audit trail --------------------------------------------------- */
+/* ---- audit trail --------------------------------------------------------- */
 
 /* Appends an event (uid -1 for the daemon itself, scan 0 for none). */
 int cat_event(struct cat *c, int64_t uid, const char *action, int64_t scan,
               const char *detail, struct ss_err *err);
 
-/* ---- listings for the protocol ------------------------------------- */
+/* ---- listings for the protocol ------------------------------------------- */
 
 /* One scan as an object (id, slide, stain, state, priority, reason, tiles,
  * times, wsi, analysis state). */

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- plan ----------------------------------------------------------- */
+/* ---- plan ---------------------------------------------------------------- */
 
 struct plan_ctx {
     int64_t scan;
@@ -188,7 +188,7 @@ cat_plan_free(struct acq_plan *p)
     free(p);
 }
 
-/* ---- focus points ----------------------------------------------------- */
+/* ---- focus points -------------------------------------------------------- */
 
 struct focus_ctx {
     int64_t scan;
@@ -331,7 +331,7 @@ cat_focus_free(struct acq_focus_map *fm)
     free(fm);
 }
 
-/* ---- tiles ------------------------------------------------------------ */
+/* ---- tiles --------------------------------------------------------------- */
 
 static const char *const tstate_names[] = { "planned", "captured",
                                             "failed" };
@@ -508,7 +508,7 @@ cat_tile_states(struct cat *c, int64_t scan, uint8_t **states, int *n,
     return 0;
 }
 
-/* ---- calibrations ------------------------------------------------------ */
+/* ---- calibrations -------------------------------------------------------- */
 
 struct calib_ctx {
     const struct cat_calib *k;
@@ -602,7 +602,7 @@ cat_calib_get(struct cat *c, int64_t id, struct cat_calib *out,
     return calib_one(c, st, out, err);
 }
 
-/* ---- the slide image ---------------------------------------------------- */
+/* ---- the slide image ----------------------------------------------------- */
 
 struct wsi_ctx {
     int64_t scan;
@@ -644,7 +644,7 @@ cat_scan_wsi(struct cat *c, int64_t scan, const struct cat_wsi *w,
     return cat_tx(c, CAT_TX_IMMEDIATE, wsi_tx, &x, err);
 }
 
-/* ---- analyses ----------------------------------------------------------- */
+/* ---- analyses ------------------------------------------------------------ */
 
 static int
 aqueue_tx(struct cat *c, void *ctx, struct ss_err *err)

@@ -36,8 +36,9 @@ struct space_policy {
                                        checks again */
 };
 
-/* Defaults: reserve 512 MiB, tile 1.0 B/px, WSI 0.5 B/px, glass
- * 0.02 B/px, analysis 0.5 of the WSI, recheck every 10 s. */
+/* Defaults: reserve 512 MiB, tile 1.0 B/px, WSI 0.6 B/px (with the
+ * writer's spool), glass 0.02 B/px, analysis 1.0 of the WSI, recheck every
+ * 10 s: measured sizes with a margin (see space.c). */
 void space_policy_default(struct space_policy *p);
 
 /* Sets one knob from text, as read from the [storage] section of

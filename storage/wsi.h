@@ -40,7 +40,9 @@ struct wsi_meta {
                                        exceeds this; default 512 */
     int bigtiff;                    /* 0: BigTIFF when the file may pass
                                        4 GiB (wsi_needs_bigtiff), 1: always */
-    int threads;                    /* encoder threads; 0: online CPUs */
+    int threads;                    /* encoder threads; 0: online CPUs
+                                       (plus one thread that hands bands
+                                       to them) */
 };
 
 /* Defaults: mpp 0.5, AppMag 20, quality 90, 256 px tiles, white
@@ -61,8 +63,11 @@ int wsi_writer_open(const char *path, int width, int height,
                     struct ss_err *err);
 
 /* Appends the next `rows` rows of level 0 (RGB U8, `width` wide, row
- * stride width * 3).  More rows than the slide has is -EINVAL.  After an
- * error the writer only accepts wsi_writer_abort(). */
+ * stride width * 3); rgb == NULL appends background rows.  More rows than
+ * the slide has is -EINVAL.  Encoding and writing run on the writer's own
+ * threads behind the caller, so a failure while writing one band (disk
+ * full, libtiff size limit) is returned by a later call or by finish().
+ * After an error the writer only accepts wsi_writer_abort(). */
 int wsi_writer_rows(struct wsi_writer *w, const uint8_t *rgb, int rows,
                     struct ss_err *err);
 

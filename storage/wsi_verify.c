@@ -17,15 +17,18 @@
  *   OpenSlide  vendor aperio, the same levels and mpp, read_region on
  *              every level, tile pixels identical, associated images
  *
- * LIMIT: every tile is decoded twice (libtiff and TurboJPEG) on one
- * thread, so a slide takes about as long to verify as to write.  Through
- * OpenSlide only tile (0, 0) of each level is compared pixel for pixel.
+ * Every tile is decoded twice (libtiff and TurboJPEG), the tiles of a
+ * level shared among one thread per CPU.
+ *
+ * LIMIT: through OpenSlide only tile (0, 0) of each level is compared
+ * pixel for pixel.
  */
 #include "storage/wsi.h"
 
 #include <errno.h>
 #include <math.h>
 #include <openslide.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,7 @@
 #include <sys/stat.h>
 #include <tiffio.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "storage/wsi_internal.h"
 
@@ -55,17 +59,24 @@ struct report {
     char first[256];
 };
 
+/* One reader of the file: a TIFF handle, a JPEG decoder and libtiff's
+ * last complaint, so that threads can each read their share of tiles. */
+struct reader {
+    TIFF *tif;
+    tjhandle tj;
+    char msg[256];
+};
+
 struct verifier {
     const char *path;
-    TIFF *tif;
-    char tiff_msg[256];
+    struct reader rd;               /* the main thread's */
     struct dir dirs[MAX_DIRS];
     int ndirs;
     int level_dir[WSI__MAX_LEVELS]; /* directory of each level */
     int nlevels;
     double mpp;                     /* from the description, 0 if absent */
     int quality;                    /* "Q=" of the description, or -1 */
-    tjhandle tj;
+    int nthreads;
     struct report rep;
 };
 
@@ -94,11 +105,11 @@ static int
 on_tiff_error(TIFF *tif, void *ud, const char *module, const char *fmt,
               va_list ap)
 {
-    struct verifier *v = ud;
+    struct reader *rd = ud;
     char *p;
 
-    vsnprintf(v->tiff_msg, sizeof(v->tiff_msg), fmt, ap);
-    for (p = v->tiff_msg; *p != '\0'; p++)
+    vsnprintf(rd->msg, sizeof(rd->msg), fmt, ap);
+    for (p = rd->msg; *p != '\0'; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
     return 1;
@@ -136,20 +147,20 @@ read_dirs(struct verifier *v)
 
         memset(d, 0, sizeof(*d));
         d->index = v->ndirs;
-        TIFFGetField(v->tif, TIFFTAG_IMAGEWIDTH, &d->w);
-        TIFFGetField(v->tif, TIFFTAG_IMAGELENGTH, &d->h);
-        d->tiled = TIFFIsTiled(v->tif);
+        TIFFGetField(v->rd.tif, TIFFTAG_IMAGEWIDTH, &d->w);
+        TIFFGetField(v->rd.tif, TIFFTAG_IMAGELENGTH, &d->h);
+        d->tiled = TIFFIsTiled(v->rd.tif);
         if (d->tiled) {
-            TIFFGetField(v->tif, TIFFTAG_TILEWIDTH, &d->tw);
-            TIFFGetField(v->tif, TIFFTAG_TILELENGTH, &d->th);
+            TIFFGetField(v->rd.tif, TIFFTAG_TILEWIDTH, &d->tw);
+            TIFFGetField(v->rd.tif, TIFFTAG_TILELENGTH, &d->th);
         }
-        TIFFGetFieldDefaulted(v->tif, TIFFTAG_SUBFILETYPE, &d->subfile);
-        TIFFGetFieldDefaulted(v->tif, TIFFTAG_COMPRESSION, &d->compression);
-        TIFFGetFieldDefaulted(v->tif, TIFFTAG_PHOTOMETRIC, &d->photometric);
-        if (TIFFGetField(v->tif, TIFFTAG_IMAGEDESCRIPTION, &desc) && desc)
+        TIFFGetFieldDefaulted(v->rd.tif, TIFFTAG_SUBFILETYPE, &d->subfile);
+        TIFFGetFieldDefaulted(v->rd.tif, TIFFTAG_COMPRESSION, &d->compression);
+        TIFFGetFieldDefaulted(v->rd.tif, TIFFTAG_PHOTOMETRIC, &d->photometric);
+        if (TIFFGetField(v->rd.tif, TIFFTAG_IMAGEDESCRIPTION, &desc) && desc)
             snprintf(d->desc, sizeof(d->desc), "%s", desc);
         v->ndirs++;
-    } while (v->ndirs < MAX_DIRS && TIFFReadDirectory(v->tif));
+    } while (v->ndirs < MAX_DIRS && TIFFReadDirectory(v->rd.tif));
 }
 
 static int
@@ -266,10 +277,10 @@ check_pixel_size(struct verifier *v, double expect_mpp)
         float xr = 0, yr = 0;
         uint16_t unit = 0;
 
-        TIFFSetDirectory(v->tif, (tdir_t)d->index);
-        TIFFGetFieldDefaulted(v->tif, TIFFTAG_RESOLUTIONUNIT, &unit);
-        if (!TIFFGetField(v->tif, TIFFTAG_XRESOLUTION, &xr) ||
-            !TIFFGetField(v->tif, TIFFTAG_YRESOLUTION, &yr))
+        TIFFSetDirectory(v->rd.tif, (tdir_t)d->index);
+        TIFFGetFieldDefaulted(v->rd.tif, TIFFTAG_RESOLUTIONUNIT, &unit);
+        if (!TIFFGetField(v->rd.tif, TIFFTAG_XRESOLUTION, &xr) ||
+            !TIFFGetField(v->rd.tif, TIFFTAG_YRESOLUTION, &yr))
             say(&v->rep, 1, "level %d: no resolution tags, expected "
                 "ResolutionUnit centimetre and %g px/cm", k, want);
         else if (unit != RESUNIT_CENTIMETER ||
@@ -291,6 +302,7 @@ struct tally {
     char where[4][128];             /* first tiles of each kind */
     int listed[4];
     char why[160];                  /* the first decoder complaint */
+    uint32_t why_tile;              /* ... and its tile */
 };
 
 static void
@@ -304,12 +316,14 @@ note(struct tally *t, int kind, uint32_t col, uint32_t row)
 }
 
 static void
-broken(struct tally *t, uint32_t col, uint32_t row, const char *who,
-       const char *why)
+broken(struct tally *t, uint32_t tile, uint32_t col, uint32_t row,
+       const char *who, const char *why)
 {
     note(t, 1, col, row);
-    if (t->broken++ == 0)
+    if (t->broken++ == 0) {
         snprintf(t->why, sizeof(t->why), "%s%s", who, why);
+        t->why_tile = tile;
+    }
 }
 
 /* Per-level JPEG context: the shared tables and the buffers. */
@@ -392,8 +406,8 @@ max_diff(const uint8_t *a, const uint8_t *b, size_t n)
 }
 
 static void
-check_tile(struct verifier *v, struct level_ctx *c, uint32_t t,
-           uint64_t bytes, struct tally *ta)
+check_tile(struct verifier *v, struct reader *rd, struct level_ctx *c,
+           uint32_t t, uint64_t bytes, struct tally *ta)
 {
     const struct dir *d = c->d;
     uint32_t ntx = (d->w + d->tw - 1) / d->tw, col = t % ntx, row = t / ntx;
@@ -410,12 +424,12 @@ check_tile(struct verifier *v, struct level_ctx *c, uint32_t t,
         ta->missing++;
         return;
     }
-    v->tiff_msg[0] = '\0';
-    n = TIFFReadRawTile(v->tif, t, c->raw, (tmsize_t)bytes);
+    rd->msg[0] = '\0';
+    n = TIFFReadRawTile(rd->tif, t, c->raw, (tmsize_t)bytes);
     if (n != (tmsize_t)bytes ||
-        TIFFReadEncodedTile(v->tif, t, c->via_tiff, (tmsize_t)px) !=
+        TIFFReadEncodedTile(rd->tif, t, c->via_tiff, (tmsize_t)px) !=
         (tmsize_t)px) {
-        broken(ta, col, row, "libtiff: ", v->tiff_msg);
+        broken(ta, t, col, row, "libtiff: ", rd->msg);
         return;
     }
     if (d->compression != COMPRESSION_JPEG)
@@ -423,13 +437,13 @@ check_tile(struct verifier *v, struct level_ctx *c, uint32_t t,
     why = NULL;
     if (wsi__jpeg_scan(c->raw, (size_t)n, &ti, &why) != 0 ||
         direct_stream(v, c, (size_t)n, &ti, &s, &slen) != 0) {
-        broken(ta, col, row, "", why ? why : "no tables to decode with");
+        broken(ta, t, col, row, "", why ? why : "no tables to decode with");
         return;
     }
-    if (tjDecompress2(v->tj, s, (unsigned long)slen, c->direct,
+    if (tjDecompress2(rd->tj, s, (unsigned long)slen, c->direct,
                       (int)d->tw, 0, (int)d->th, TJPF_RGB, 0) != 0 ||
         ti.width != (int)d->tw || ti.height != (int)d->th) {
-        broken(ta, col, row, "JPEG decoder: ", tjGetErrorStr2(v->tj));
+        broken(ta, t, col, row, "JPEG decoder: ", tjGetErrorStr2(rd->tj));
         return;
     }
     check_tables(v, c, &ti);
@@ -494,56 +508,204 @@ report_level(struct verifier *v, int k, uint32_t nt, const struct tally *t)
 }
 
 static int
+ctx_buffers(struct level_ctx *c, uint64_t most)
+{
+    size_t px = (size_t)c->d->tw * c->d->th * 3;
+
+    c->raw = malloc(most + 16);
+    c->joined = malloc(most + c->ntables + 16);
+    c->via_tiff = malloc(px);
+    c->direct = malloc(px);
+    return c->raw && c->joined && c->via_tiff && c->direct ? 0 : -ENOMEM;
+}
+
+static void
+ctx_free(struct level_ctx *c)
+{
+    free(c->raw);
+    free(c->joined);
+    free(c->via_tiff);
+    free(c->direct);
+}
+
+static int
+reader_open(const char *path, const struct dir *d, struct reader *rd)
+{
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+
+    memset(rd, 0, sizeof(*rd));
+    if (opts == NULL)
+        return -ENOMEM;
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_tiff_error, rd);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_tiff_warning, rd);
+    /* "m": read(), not mmap(), so the whole file is not counted as the
+     * process's memory once every tile has been looked at. */
+    rd->tif = TIFFOpenExt(path, "rm", opts);
+    TIFFOpenOptionsFree(opts);
+    rd->tj = tjInitDecompress();
+    if (rd->tif == NULL || rd->tj == NULL ||
+        !TIFFSetDirectory(rd->tif, (tdir_t)d->index))
+        return -EIO;
+    if (d->photometric == PHOTOMETRIC_YCBCR &&
+        d->compression == COMPRESSION_JPEG)
+        TIFFSetField(rd->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+    return 0;
+}
+
+static void
+reader_close(struct reader *rd)
+{
+    if (rd->tif != NULL)
+        TIFFClose(rd->tif);
+    if (rd->tj != NULL)
+        tjDestroy(rd->tj);
+    rd->tif = NULL;
+    rd->tj = NULL;
+}
+
+/* A share of one level's tiles, checked on a thread of its own. */
+struct share {
+    struct verifier *v;
+    struct level_ctx c;             /* a copy with its own buffers */
+    const uint64_t *counts;
+    uint64_t most;
+    uint32_t first, step, nt;
+    struct tally t;
+    int rc;
+};
+
+static void *
+share_main(void *arg)
+{
+    struct share *sh = arg;
+    struct reader rd;
+    uint32_t i;
+
+    sh->rc = reader_open(sh->v->path, sh->c.d, &rd);
+    if (sh->rc == 0)
+        sh->rc = ctx_buffers(&sh->c, sh->most);
+    for (i = sh->first; sh->rc == 0 && i < sh->nt; i += sh->step)
+        check_tile(sh->v, &rd, &sh->c, i, sh->counts[i], &sh->t);
+    ctx_free(&sh->c);
+    reader_close(&rd);
+    return NULL;
+}
+
+static void
+merge_list(char *dst, size_t len, int *listed, const char *src, int n)
+{
+    size_t used = strlen(dst);
+
+    if (*src == '\0' || *listed >= MAX_LISTED)
+        return;
+    snprintf(dst + used, len - used, "%s%s", used ? " " : "", src);
+    *listed += n;
+}
+
+static void
+merge(struct tally *t, const struct tally *o)
+{
+    int k;
+
+    if (o->broken && (t->broken == 0 || o->why_tile < t->why_tile)) {
+        snprintf(t->why, sizeof(t->why), "%s", o->why);
+        t->why_tile = o->why_tile;
+    }
+    t->missing += o->missing;
+    t->broken += o->broken;
+    t->differ += o->differ;
+    t->colour += o->colour;
+    t->rgb += o->rgb;
+    t->max_diff = o->max_diff > t->max_diff ? o->max_diff : t->max_diff;
+    for (k = 0; k < 4; k++)
+        merge_list(t->where[k], sizeof(t->where[k]), &t->listed[k],
+                   o->where[k], o->listed[k]);
+}
+
+/* Checks every tile of level k: the main thread takes tile 0 (and with
+ * it the shared tables), then the tiles are dealt round-robin to
+ * v->nthreads threads, the main one included. */
+static int
 check_level_tiles(struct verifier *v, int k)
 {
+    struct share sh[8];
     struct level_ctx c;
     struct tally t;
-    uint64_t *counts = NULL, most = 0;
+    pthread_t th[8];
+    uint64_t *counts = NULL, *mine, most = 0;
     uint32_t nt, i;
     const char *why;
-    size_t px;
+    int n, started = 0, rc = 0;
 
     memset(&c, 0, sizeof(c));
     memset(&t, 0, sizeof(t));
     c.k = k;
     c.d = &v->dirs[v->level_dir[k]];
-    px = (size_t)c.d->tw * c.d->th * 3;
-    if (!TIFFSetDirectory(v->tif, (tdir_t)c.d->index))
+    if (!TIFFSetDirectory(v->rd.tif, (tdir_t)c.d->index))
         return -EIO;
     if (c.d->photometric == PHOTOMETRIC_YCBCR &&
         c.d->compression == COMPRESSION_JPEG)
-        TIFFSetField(v->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
-    nt = TIFFNumberOfTiles(v->tif);
-    if (!TIFFGetField(v->tif, TIFFTAG_TILEBYTECOUNTS, &counts))
+        TIFFSetField(v->rd.tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+    nt = TIFFNumberOfTiles(v->rd.tif);
+    if (!TIFFGetField(v->rd.tif, TIFFTAG_TILEBYTECOUNTS, &counts))
         return -EIO;
-    for (i = 0; i < nt; i++)
+    mine = malloc(sizeof(uint64_t) * ((size_t)nt + 1));
+    if (mine == NULL)
+        return -ENOMEM;
+    for (i = 0; i < nt; i++) {
+        mine[i] = counts[i];
         most = counts[i] > most ? counts[i] : most;
-    if (TIFFGetField(v->tif, TIFFTAG_JPEGTABLES, &c.ntables, &c.tables) &&
+    }
+    if (TIFFGetField(v->rd.tif, TIFFTAG_JPEGTABLES, &c.ntables, &c.tables) &&
         c.tables != NULL &&
         wsi__jpeg_scan(c.tables, c.ntables, &c.tinfo, &why) != 0) {
         say(&v->rep, 1, "level %d: JPEGTables are damaged: %s", k, why);
         c.tables = NULL;
     }
-    c.raw = malloc(most + 16);
-    c.joined = malloc(most + c.ntables + 16);
-    c.via_tiff = malloc(px);
-    c.direct = malloc(px);
-    if (c.raw == NULL || c.joined == NULL || c.via_tiff == NULL ||
-        c.direct == NULL) {
-        free(c.raw);
-        free(c.joined);
-        free(c.via_tiff);
-        free(c.direct);
+    if (ctx_buffers(&c, most) < 0) {
+        ctx_free(&c);
+        free(mine);
         return -ENOMEM;
     }
-    for (i = 0; i < nt; i++)
-        check_tile(v, &c, i, counts[i], &t);
-    report_level(v, k, nt, &t);
-    free(c.raw);
-    free(c.joined);
-    free(c.via_tiff);
-    free(c.direct);
-    return 0;
+    if (nt > 0)
+        check_tile(v, &v->rd, &c, 0, mine[0], &t);
+    c.tables_checked = 1;
+    n = nt < 64 ? 1 : v->nthreads;
+    for (i = 1; i < (uint32_t)n; i++) {
+        memset(&sh[started], 0, sizeof(sh[started]));
+        sh[started].v = v;
+        sh[started].c = c;
+        sh[started].c.raw = sh[started].c.joined = NULL;
+        sh[started].c.via_tiff = sh[started].c.direct = NULL;
+        sh[started].counts = mine;
+        sh[started].most = most;
+        sh[started].first = 1 + i;
+        sh[started].step = (uint32_t)n;
+        sh[started].nt = nt;
+        if (pthread_create(&th[started], NULL, share_main, &sh[started]) !=
+            0)
+            break;
+        started++;
+    }
+    /* Tiles 1, 1 + n, ... here; a share that did not start is done here
+     * too. */
+    for (i = 1; i < nt; i++) {
+        uint32_t owner = (i - 1) % (uint32_t)n;
+
+        if (owner == 0 || owner > (uint32_t)started)
+            check_tile(v, &v->rd, &c, i, mine[i], &t);
+    }
+    for (i = 0; i < (uint32_t)started; i++) {
+        pthread_join(th[i], NULL);
+        if (sh[i].rc < 0)
+            rc = sh[i].rc;
+        merge(&t, &sh[i].t);
+    }
+    if (rc == 0)
+        report_level(v, k, nt, &t);
+    ctx_free(&c);
+    free(mine);
+    return rc;
 }
 
 /* Level k's tile (0, 0) through OpenSlide against libtiff's decode,
@@ -556,10 +718,10 @@ openslide_tile_diff(struct verifier *v, openslide_t *os, int k,
     int w = (int)(d->w < d->tw ? d->w : d->tw);
     int h = (int)(d->h < d->th ? d->h : d->th), x, y, m = 0, c;
 
-    TIFFSetDirectory(v->tif, (tdir_t)d->index);
+    TIFFSetDirectory(v->rd.tif, (tdir_t)d->index);
     if (d->photometric == PHOTOMETRIC_YCBCR)
-        TIFFSetField(v->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
-    if (TIFFReadEncodedTile(v->tif, 0, rgb,
+        TIFFSetField(v->rd.tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB);
+    if (TIFFReadEncodedTile(v->rd.tif, 0, rgb,
                             (tmsize_t)d->tw * d->th * 3) < 0)
         return -1;
     openslide_read_region(os, argb, 0, 0, k, w, h);
@@ -709,16 +871,18 @@ wsi_verify(const char *path, double expect_mpp, char *report,
         return err_set(err, rc, "%s: %s", path, strerror(-rc));
     }
     v->path = path;
+    v->nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    v->nthreads = v->nthreads < 1 ? 1 : v->nthreads > 8 ? 8 : v->nthreads;
     v->rep.buf = report;
     v->rep.len = report_len;
-    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_tiff_error, v);
-    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_tiff_warning, v);
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, on_tiff_error, &v->rd);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, on_tiff_warning, &v->rd);
     /* "m": read(), not mmap(), so the whole file is not counted as the
      * process's memory once every tile has been looked at. */
-    v->tif = TIFFOpenExt(path, "rm", opts);
-    v->tj = tjInitDecompress();
-    if (v->tif == NULL || v->tj == NULL) {
-        say(&v->rep, 1, "not a readable TIFF: %s", v->tiff_msg);
+    v->rd.tif = TIFFOpenExt(path, "rm", opts);
+    v->rd.tj = tjInitDecompress();
+    if (v->rd.tif == NULL || v->rd.tj == NULL) {
+        say(&v->rep, 1, "not a readable TIFF: %s", v->rd.msg);
         rc = SS_EFORMAT;
         goto out;
     }
@@ -733,17 +897,17 @@ wsi_verify(const char *path, double expect_mpp, char *report,
         rc = check_level_tiles(v, k);
     if (rc < 0)
         say(&v->rep, 1, "cannot read level %d: %s", k - 1,
-            v->tiff_msg[0] ? v->tiff_msg : strerror(-rc));
+            v->rd.msg[0] ? v->rd.msg : strerror(-rc));
     check_openslide(v);
 out:
     if (v->rep.defects > 0)
         rc = err_set(err, SS_EFORMAT, "%s: %d defect%s: %s", path,
                      v->rep.defects, v->rep.defects > 1 ? "s" : "",
                      v->rep.first);
-    if (v->tif != NULL)
-        TIFFClose(v->tif);
-    if (v->tj != NULL)
-        tjDestroy(v->tj);
+    if (v->rd.tif != NULL)
+        TIFFClose(v->rd.tif);
+    if (v->rd.tj != NULL)
+        tjDestroy(v->rd.tj);
     TIFFOpenOptionsFree(opts);
     free(v);
     return rc;

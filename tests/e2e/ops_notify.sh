@@ -8,6 +8,7 @@
 # it, and WATCHDOG_USEC/WATCHDOG_PID set for a real slidescand on a
 # private socket and configuration.  Asserted:
 #   - READY=1 arrives with STATUS=, and the control socket answers by then;
+#   - a second daemon on the same socket fails: exit 1, no READY=1;
 #   - STATUS= follows a scan (slide, state, tiles) and goes back to idle;
 #   - WATCHDOG=1 repeats, no gap longer than WATCHDOG_USEC, also while
 #     scanning;
@@ -94,6 +95,17 @@ fi
 check "READY=1 comes with STATUS=idle; 0 queued" \
     grep -q 'READY=1|STATUS=idle; 0 queued$' <<<"$ready"
 check "the control socket answers once READY=1 was sent" test $ping_rc = 0
+
+# A second daemon on the same socket must fail its start: exit 1, and no
+# READY=1 (systemd would otherwise count a dead service as started).
+NOTIFY_SOCKET=$NSOCK slidescand -c "$CONF" >"$T/second.log" 2>&1 &
+second=$!
+wait $second
+rc=$?
+check "a second slidescand on the same socket exits 1 (exit $rc)" test $rc = 1
+check "... naming the cause" grep -q "another slidescand is running" \
+    "$T/second.log"
+check "... without READY=1" test -z "$(awk -v p=$second '$2 == p' "$NLOG")"
 
 t_scan=$(awk '{ print $1 }' <<<"$(tail -1 "$NLOG")")
 out=$(slidescan scan --slide NOTIFY-1 --stain HE \

@@ -342,8 +342,14 @@ read -r -a execstart <<<"$(sed -n 's/^ExecStart=//p' "$UNIT")"
 echo "# ExecStart: ${execstart[*]}"
 (sandbox "${execstart[@]}") >>"$LOG" 2>&1 &
 DPID=$!
-check "READY=1 from slidescand in the sandbox" \
-    wait_until 30 "grep -q '^READY=1' '$T/notify.log'"
+if ! wait_until 30 "grep -q '^READY=1' '$T/notify.log'"; then
+    nok "READY=1 from slidescand in the sandbox"
+    kill -0 "$DPID" 2>/dev/null || DPID=
+    tail -5 "$LOG" | sed 's/^/# log: /'
+    dtest_end
+    exit 1
+fi
+ok "READY=1 from slidescand in the sandbox"
 quiet() { "$@" >/dev/null 2>&1; }
 check "root reaches the socket and is admitted" quiet slidescan ping
 check "the daemon runs as uid $SUID with the seccomp filter" test \
@@ -387,6 +393,18 @@ check "every file belongs to the service user (${foreign:-all})" \
 check "no file or directory is open to others (UMask=0027)" \
     test -z "$worldly"
 grep -c . "$T/notify.log" | sed 's/^/# notify messages: /'
+
+# PrivateTmp: a slide image under the machine's /tmp is not there for
+# the service (etc/README.md, LIMIT).
+: >"$PUB/hidden.svs"
+chmod 644 "$PUB/hidden.svs"
+slidescan scan --slide SANDBOX-2 --stain HE --image "$PUB/hidden.svs" \
+    >/dev/null
+wait_until 60 'test "$(scan_state 2)" = failed'
+reason=$(sqlite3 "$DB" "SELECT reason FROM scans WHERE id = 2")
+echo "# scan of $PUB/hidden.svs: $(scan_state 2): $reason"
+check "an image under /tmp is invisible to the service (fails, names it)" \
+    grep -q "$PUB/hidden.svs.*No such file" <<<"$reason"
 
 kill -TERM "$DPID"
 wait "$DPID"

@@ -194,6 +194,32 @@ snap(struct microscope *m, const char *name, double fx, double fy,
     check_img(name, im);
 }
 
+/* A frame at HE 600 ms, which clips: the saturated fraction the truth
+ * reports must not change either. */
+static void
+snap_clipped(struct microscope *m, const char *name)
+{
+    struct sim *s = sim_of(m);
+    struct sim_geometry g;
+    struct sim_truth t;
+    struct img *im = NULL;
+    struct ss_err e;
+    char text[64], sat[64];
+    double x, y;
+
+    sim_geometry_get(s, &g);
+    x = g.image_x_um + 0.45 * g.image_w_um;
+    y = g.image_y_um + 0.35 * g.image_h_um;
+    if (sim_snap(s, x, y, sim_focus_z(s, x, y), 600, 50, &im, &e) != 0)
+        fail_msg("%s: %s", name, e.msg);
+    check_img(name, im);
+    sim_truth_last(s, &t);
+    assert_true(t.saturated_frac > 0.005);
+    snprintf(sat, sizeof(sat), "%s_saturated", name);
+    snprintf(text, sizeof(text), "%a", t.saturated_frac);
+    check(sat, text, strlen(text));
+}
+
 static void
 truth_and_labels(struct microscope *m, const char *prefix, double fx,
                  double fy, bool labels)
@@ -327,6 +353,7 @@ test_phantom_he(void **state)
     snap(m, "he/edge", 0.90, -0.05, 0.5, 50);
     snap(m, "he/ring", 0.70, 0.70, -0.5, 0);
     snap(m, "he/scan", 0.40, 0.40, 0.5, 50);    /* warm cache, same */
+    snap_clipped(m, "he/clip");
     camera_cases(m, "he");
     truth_and_labels(m, "he", 0.35, 0.45, true);
     phantom_truth(m, "he/phantom_truth");
@@ -353,15 +380,21 @@ test_phantom_ki67_ck(void **state)
 }
 
 static void
-test_phantom_objectives(void **state)
+test_phantom_objectives_and_sizes(void **state)
 {
     static const char *const x10[] = { "objective", "10x", NULL };
+    static const char *const odd[] = { "sensor_w", "1001", "sensor_h",
+                                       "601", NULL };
     static const char *const x40[] = { "objective", "40x", "seed", "5",
                                        NULL };
     struct microscope *m = make("phantom:HE", x10);
 
     snap(m, "he10x/scan", 0.40, 0.40, 0.5, 50);
     snap(m, "he10x/worst", 0.30, 0.30, 3.0, 0);
+    done(m);
+    m = make("phantom:HE", odd);
+    snap(m, "odd/scan", 0.40, 0.40, 0.5, 50);
+    snap(m, "odd/worst", 0.40, 0.40, 2.0, 0);
     done(m);
     m = make("phantom:HE", x40);
     snap(m, "he40x/scan", 0.40, 0.40, 0.3, 50);
@@ -399,7 +432,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phantom_he),
         cmocka_unit_test(test_phantom_ki67_ck),
-        cmocka_unit_test(test_phantom_objectives),
+        cmocka_unit_test(test_phantom_objectives_and_sizes),
         cmocka_unit_test(test_cmu1),
     };
 

@@ -110,7 +110,7 @@ client__scan_id(const char *s, int64_t *id)
 const char *
 client__str(json_t *o, const char *key)
 {
-    static char buf[4][64];
+    static char buf[16][64];
     static int next;
     json_t *v = json_object_get(o, key);
     char *b;
@@ -119,7 +119,7 @@ client__str(json_t *o, const char *key)
         return json_string_value(v);
     if (v == NULL || json_is_null(v))
         return "-";
-    b = buf[next++ % 4];
+    b = buf[next++ % 16];
     if (json_is_integer(v))
         snprintf(b, 64, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else if (json_is_real(v))
@@ -140,7 +140,7 @@ client__duration(double s, char *buf, size_t len)
         snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
 }
 
-/* ---- following a scan ----------------------------------------------- */
+/* ---- following a scan ---------------------------------------------------- */
 
 struct follow {
     const struct client__opts *co;
@@ -311,7 +311,7 @@ client__follow(const struct client__opts *co, struct client_conn *c,
     return f.ok ? EXIT_OK : EXIT_FAIL;
 }
 
-/* ---- commands on one scan ---------------------------------------------- */
+/* ---- commands on one scan ------------------------------------------------ */
 
 int
 client__scan_op(int argc, char **argv, const char *cmd, bool scan_required,

@@ -64,7 +64,8 @@ void client__print_json(json_t *v);
 /* Parses a positive scan id; false when s is not one. */
 bool client__scan_id(const char *s, int64_t *id);
 
-/* Member as text ("-" for null or absent). */
+/* Member as text ("-" for null or absent); numbers are formatted into one
+ * of 16 rotating buffers, so at most 16 of them per printf(). */
 const char *client__str(json_t *o, const char *key);
 
 /* "1:02:03" or "2:03" for a duration in seconds. */

@@ -92,6 +92,9 @@ print_analysis(json_t *a, const char *dir)
 static void
 print_scan(json_t *s, const char *dir)
 {
+    static const char *const models[] = { "constant", "plane",
+                                           "quadratic", "thin-plate" };
+    json_int_t model = json_integer_value(json_object_get(s, "focus_model"));
     json_t *k = json_object_get(s, "calibration");
 
     printf("scan %s: %s%s%s\n", client__str(s, "id"),
@@ -113,7 +116,7 @@ print_scan(json_t *s, const char *dir)
                client__str(k, "taken"));
     printf("  plan %sx%s cells, focus model %s over %zu points, rms %s µm\n",
            client__str(s, "rows"), client__str(s, "cols"),
-           client__str(s, "focus_model"),
+           model >= 0 && model < 4 ? models[model] : "-",
            json_array_size(json_object_get(s, "focus_points")),
            client__str(s, "focus_rms_um"));
     if (strcmp(client__str(s, "wsi_path"), "-") != 0)

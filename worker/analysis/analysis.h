@@ -164,15 +164,17 @@ int an_segment_image(const struct img *rgb, double mpp, struct an_model *m,
                      const struct an_seg_options *o, struct an_seg **out,
                      struct ss_err *err);
 
-/* Tissue mask (U8, 1 = tissue) of an RGB image at mpp µm/px: optical
- * density against the slide's glass colour above AN_TISSUE_OD after a
- * Gaussian of AN_TISSUE_SIGMA_UM, specks under AN_TISSUE_MIN_AREA_UM2
- * removed, holes under AN_TISSUE_HOLE_UM2 filled.  Faint IHC stroma has
- * an OD of about 0.05 against glass, so the threshold sits below that. */
-#define AN_TISSUE_OD 0.02
-#define AN_TISSUE_SIGMA_UM 3.0
+/* Tissue mask (U8, 1 = tissue) of an RGB image at mpp µm/px.  Glass is
+ * where the optical density against the slide's glass colour, smoothed
+ * over AN_GLASS_SIGMA_UM, stays under AN_GLASS_OD, opened with a disc of
+ * AN_GLASS_OPEN_UM: clear stripes narrower than that inside tissue (pale
+ * gaps in stroma, which are as clear as glass pixel by pixel) are tissue,
+ * while glass channels and lumens wider than the disc stay glass.  Tissue
+ * is the rest, less specks under AN_TISSUE_MIN_AREA_UM2. */
+#define AN_GLASS_OD 0.012
+#define AN_GLASS_SIGMA_UM 1.0
+#define AN_GLASS_OPEN_UM 9.0
 #define AN_TISSUE_MIN_AREA_UM2 2000.0
-#define AN_TISSUE_HOLE_UM2 200.0
 struct img *an_tissue_mask(const struct img *rgb, double mpp);
 
 /* The glass colour: per channel, the most frequent value of 200 or more

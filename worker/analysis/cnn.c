@@ -159,6 +159,7 @@ an_cnn_wrap(struct nn_model *nn, const char *path, struct an_model **out,
     pthread_mutex_init(&c->lock, NULL);
     m->ops = &cnn_ops;
     m->priv = c;
+    m->mask_glass = true;
     rc = meta_parse(c, m, path, err);
     if (rc < 0) {
         c->nn = NULL;

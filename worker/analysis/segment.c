@@ -69,24 +69,19 @@ an_background_rgb(const struct img *rgb, double bg[3])
     }
 }
 
-struct img *
-an_tissue_mask(const struct img *rgb, double mpp)
+/* Optical density against the slide's glass colour, Euclidean over
+ * channels, smoothed over AN_GLASS_SIGMA_UM. */
+static float *
+glass_od(const struct img *rgb, double mpp)
 {
     size_t i, n = (size_t)rgb->w * rgb->h;
     float *od = malloc(n * sizeof(float));
-    struct img *m = img_new(rgb->w, rgb->h, 1, IMG_U8);
-    int64_t min_px = (int64_t)(AN_TISSUE_MIN_AREA_UM2 / (mpp * mpp));
     float lut[3][256];
     double bg[3];
-    uint8_t *mk;
     int k, v;
 
-    if (od == NULL || m == NULL) {
-        free(od);
-        img_free(m);
+    if (od == NULL)
         return NULL;
-    }
-    /* Optical density against the slide's own glass, not pure white. */
     an_background_rgb(rgb, bg);
     for (k = 0; k < 3; k++)
         for (v = 0; v < 256; v++)
@@ -96,20 +91,43 @@ an_tissue_mask(const struct img *rgb, double mpp)
         od[i] = sqrtf(lut[0][p[0]] * lut[0][p[0]] + lut[1][p[1]] *
                       lut[1][p[1]] + lut[2][p[2]] * lut[2][p[2]]);
     }
-    if (an__gauss_blur(od, rgb->w, rgb->h, AN_TISSUE_SIGMA_UM / mpp) < 0)
-        goto fail;
-    mk = m->data;
+    if (an__gauss_blur(od, rgb->w, rgb->h, AN_GLASS_SIGMA_UM / mpp) < 0) {
+        free(od);
+        return NULL;
+    }
+    return od;
+}
+
+struct img *
+an_tissue_mask(const struct img *rgb, double mpp)
+{
+    size_t i, n = (size_t)rgb->w * rgb->h;
+    struct img *m = img_new(rgb->w, rgb->h, 1, IMG_U8);
+    float *od = glass_od(rgb, mpp);
+    double r = AN_GLASS_OPEN_UM / mpp;
+    uint8_t *g;
+
+    if (od == NULL || m == NULL) {
+        free(od);
+        img_free(m);
+        return NULL;
+    }
+    /* Glass: clear pixels, opened so that clear stripes narrower than
+     * the disc (pale gaps inside stroma) go back to tissue. */
+    g = m->data;
     for (i = 0; i < n; i++)
-        mk[i] = od[i] > AN_TISSUE_OD;
+        g[i] = od[i] < AN_GLASS_OD;
     free(od);
-    od = NULL;
-    if (an__remove_small(mk, m->w, m->h, min_px) < 0 ||
-        an__fill_holes(mk, m->w, m->h,
-                       (int64_t)(AN_TISSUE_HOLE_UM2 / (mpp * mpp))) < 0)
+    if (an__morph_disc(g, m->w, m->h, -r) < 0 ||
+        an__morph_disc(g, m->w, m->h, r) < 0)
+        goto fail;
+    for (i = 0; i < n; i++)
+        g[i] = !g[i];
+    if (an__remove_small(g, m->w, m->h,
+                         (int64_t)(AN_TISSUE_MIN_AREA_UM2 / (mpp * mpp))) < 0)
         goto fail;
     return m;
 fail:
-    free(od);
     img_free(m);
     return NULL;
 }
