@@ -119,6 +119,8 @@ build_input(struct asm_job *j, struct stitch_input *in)
     const struct acq_plan *p = j->plan;
     int i;
 
+    free(j->st);                    /* a second try after waiting */
+    j->nst = 0;
     j->st = calloc(j->ntiles > 0 ? (size_t)j->ntiles : 1, sizeof(*j->st));
     if (j->st == NULL)
         return err_set(&j->err, -ENOMEM, "out of memory");
@@ -195,6 +197,8 @@ write_wsi(struct asm_job *j)
     snprintf(j->abs, sizeof(j->abs), "%s/%s", j->a->conf.data_dir, j->rel);
     snprintf(dir, sizeof(dir), "%s/slides/%s", j->a->conf.data_dir,
              j->s.slide);
+    stitch_placement_free(j->pl);
+    j->pl = NULL;
     rc = tilestore_mkdir_durable(dir, &j->err);
     if (rc == 0)
         rc = build_input(j, &in);
@@ -282,6 +286,7 @@ wait_space(struct asm_job *j)
                               sizeof(reason));
             log_error("assemble", "waiting for space scan=%lld cause=\"%s\"",
                       (long long)j->s.id, reason);
+            cat_scan_set_reason(j->a->cat, j->s.id, reason, NULL);
             post_state(j, "assembling", reason);
             told = true;
         }
@@ -293,6 +298,8 @@ wait_space(struct asm_job *j)
         pthread_mutex_unlock(&j->a->lock);
         nap_s(sp->recheck_s);
     }
+    if (told)
+        cat_scan_set_reason(j->a->cat, j->s.id, "", NULL);
     return 0;
 }
 

@@ -207,17 +207,20 @@ publish_devices(struct scanner *sc, const char *slide, const char *error)
     pthread_mutex_unlock(&sc->lock);
 }
 
-/* Opens the devices of a microscope just built (through the guard). */
+/* Opens the devices of a microscope just built (through the guard), each
+ * of them even when the other fails, so that guard_probe() later has
+ * only the failed one to open again.  The first error is reported. */
 static int
 open_devices(struct microscope *m, struct ss_err *err)
 {
-    int rc = 0;
+    struct ss_err e2;
+    int rc = 0, rc2 = 0;
 
     if (m->cam != NULL)
         rc = m->cam->ops->open(m->cam, err);
-    if (rc == 0 && m->stage != NULL)
-        rc = m->stage->ops->open(m->stage, err);
-    return rc;
+    if (m->stage != NULL)
+        rc2 = m->stage->ops->open(m->stage, rc == 0 ? err : &e2);
+    return rc != 0 ? rc : rc2;
 }
 
 /* Builds the microscope once and keeps it: devices that could not be
@@ -721,12 +724,11 @@ capture_one(struct job *j, struct acq_session *ses, int i)
             rc = record_tile(j, t->index, &r, &sum, attempt);
             acq_tile_result_clear(&r);
             if (rc < 0)
-                return err_prefix(&j->err, "tile %d", t->index);
+                return rc;
             j->failed_in_row = 0;
             return 0;
         }
         acq_tile_result_clear(&r);
-        err_prefix(&j->err, "tile %d", t->index);
         f.code = rc;
         f.attempt = attempt;
         f.failed_in_row = j->failed_in_row;

@@ -8,7 +8,7 @@
 #      0.5 µm/px) with exact label maps, from `slidescan phantom`;
 #   2. `slidescan train` on them plus the labelled patches of
 #      ../shared/data/patches, validating on the seed-13 phantoms and two
-#      Kather source images;
+#      Kather source images, in two stages (see below);
 #   3. `slidescan train --loso` over the patch source images: per fold, a
 #      model trained from a phantom-only start on the phantoms and every
 #      other patch group classifies the held-out group's patches.
@@ -36,11 +36,16 @@ done
 patches=(--patches "$data/patches/kather2016@0.495"
          --patches "$data/patches/nct_crc@0.5")
 
-"$bin/slidescan" train --out "$work/default" "${slides[@]}" \
-    "${patches[@]}" --epochs 40 --steps 40 --patience 10 \
-    --val-groups "$val,CRC-Prim-HE-07_022,CRC-Prim-HE-01_005" \
-    --name slidescan-unet-1 | tee "$work/default.log"
-cp "$work/default/model.safetensors" "$root/models/default.safetensors"
+# Stage 1 from scratch, cross-entropy only; stage 2 fine-tunes with the
+# soft Dice term at a quarter of the learning rate.
+valg="$val,CRC-Prim-HE-07_022,CRC-Prim-HE-01_005"
+"$bin/slidescan" train --out "$work/stage1" "${slides[@]}" "${patches[@]}" \
+    --epochs 40 --steps 40 --patience 8 --dice 0 --val-groups "$valg" \
+    --name slidescan-unet-1 | tee "$work/stage1.log"
+"$bin/slidescan" train --out "$work/stage2" "${slides[@]}" "${patches[@]}" \
+    --init "$work/stage1/model.safetensors" --lr 5e-4 --epochs 12 \
+    --steps 40 --patience 6 --val-groups "$valg" | tee "$work/stage2.log"
+cp "$work/stage2/model.safetensors" "$root/models/default.safetensors"
 
 "$bin/slidescan" train --out "$work/phantom-only" "${slides[@]}" \
     --epochs 6 --steps 40 --val-groups "$val" \

@@ -85,14 +85,11 @@ acq_focus_map_z(const struct acq_focus_map *fm, double x_um, double y_um)
 static int
 blocks_per_side(int ntiles, int wanted)
 {
-    int k;
-
     if (wanted > 0)
         return (int)ceil(sqrt((double)wanted));
     if (ntiles < 9)
         return 2;
-    k = ntiles < 500 ? 3 : 4;
-    return k;
+    return ntiles < 500 ? 3 : 4;
 }
 
 /* Index of the tile to focus on in block (bi, bj) of k × k over the

@@ -792,6 +792,31 @@ cat_scan_move(struct cat *c, int64_t id, int pos, struct ss_err *err)
     return cat_tx(c, CAT_TX_IMMEDIATE, move_tx, &m, err);
 }
 
+struct reason_ctx {
+    int64_t id;
+    const char *reason;
+};
+
+static int
+reason_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct reason_ctx *r = ctx;
+
+    if (cat_exec(c, "UPDATE scans SET reason = ? WHERE id = ?", "si",
+                 r->reason, r->id) < 0)
+        return cat__sql_err(c, c->last_rc, err, "recording reason");
+    return 0;
+}
+
+int
+cat_scan_set_reason(struct cat *c, int64_t id, const char *reason,
+                    struct ss_err *err)
+{
+    struct reason_ctx r = { id, reason != NULL ? reason : "" };
+
+    return cat_tx(c, CAT_TX_IMMEDIATE, reason_tx, &r, err);
+}
+
 struct profile_ctx {
     int64_t id;
     const char *profile, *options;

@@ -157,6 +157,10 @@ int cat_scan_hold(struct cat *c, int64_t id, const char *reason,
 int cat_queue_holder(struct cat *c, int64_t *id, char *reason, size_t len,
                      struct ss_err *err);
 
+/* Sets the scan's reason without changing its state ("" clears it). */
+int cat_scan_set_reason(struct cat *c, int64_t id, const char *reason,
+                        struct ss_err *err);
+
 /* Puts queued scan id at 1-based position pos of the queue order (taking
  * the priority of the scan it lands beside). */
 int cat_scan_move(struct cat *c, int64_t id, int pos, struct ss_err *err);

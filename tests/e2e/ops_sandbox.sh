@@ -95,6 +95,16 @@ CONF
 } >"$ETCADD/slidescan/slidescan.conf"
 PUB=$(mktemp -d /tmp/slidescan-sandbox.XXXXXX)
 chmod 755 "$PUB"
+RPID=
+sandbox_cleanup() {
+    if [ -n "$RPID" ]; then
+        kill -TERM "$RPID" 2>/dev/null
+        wait "$RPID" 2>/dev/null
+    fi
+    rm -rf "$PUB"
+    dtest_cleanup
+}
+trap sandbox_cleanup EXIT
 RUN=$PUB/run
 STATE=$T/state
 NDIR=$T/notify
@@ -334,8 +344,6 @@ while True:
               + "\n")
 PY
 RPID=$!
-trap 'kill -TERM $RPID 2>/dev/null; wait $RPID 2>/dev/null;
-      rm -rf "$PUB"; dtest_cleanup' EXIT
 wait_until 10 "grep -q listening '$T/notify.log'"
 
 read -r -a execstart <<<"$(sed -n 's/^ExecStart=//p' "$UNIT")"

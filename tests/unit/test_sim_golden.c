@@ -45,6 +45,10 @@ static const struct golden want[] = {
       "9b2c55cd2a10dbee27e3640a253ffedd53a92f023fc7162604f3dfe5370aee7d" },
     { "he/ring",
       "daeebc82496e1a14fe5128e0e9732559f810237fdb133062cdcd96e14c3c9874" },
+    { "he/clip",
+      "a0340c1b1baf7142b77c89c9f00626f9df4d2609703178912582a8642153a989" },
+    { "he/clip_saturated",
+      "12ea6d241a15060d67c6c69682a40ff5efac282f402f1e5c6de30366077e13f8" },
     { "he/preview",
       "0abfa4dc8c26312fe29c9bed4d89f059be0636f0bc4d40d87e1f3d3a948b06d3" },
     { "he/moving",
@@ -85,6 +89,10 @@ static const struct golden want[] = {
       "58fcba0ee64477eb4e1e276f8c9bd1b6144c97a5fdb7d9504b4fb959c35141b8" },
     { "he10x/worst",
       "2e94d75b9c0f5930a5b3caa19f5a8c43902dacf1c0d3294d196c026764d1c4c5" },
+    { "odd/scan",
+      "b116d292cd1de42e7bbc00f6cef654089600e9b798c80e8a4cf41af4b80c91c3" },
+    { "odd/worst",
+      "364d7bd82f2439811cfe6e88dd11009e37a0cdaf5308c5c5df4df2c457309f1f" },
     { "he40x/scan",
       "5833ea94039457acf63a5f5def97ac86cb98588222f1448fe628a3924fb04e83" },
     { "he40x/worst",
@@ -291,6 +299,7 @@ overview(struct microscope *m, const char *prefix)
 static void
 camera_cases(struct microscope *m, const char *prefix)
 {
+    struct cam_settings cs = { 250, 1, { 1, 1, 1 } };
     struct sim *s = sim_of(m);
     struct sim_geometry g;
     struct img *im = NULL;
@@ -309,6 +318,7 @@ camera_cases(struct microscope *m, const char *prefix)
     assert_int_equal(m->stage->ops->open(m->stage, &e), 0);
     assert_int_equal(m->stage->ops->home(m->stage, &e), 0);
     assert_int_equal(m->cam->ops->open(m->cam, &e), 0);
+    assert_int_equal(m->cam->ops->configure(m->cam, &cs, &e), 0);
     assert_int_equal(m->stage->ops->move_abs(m->stage, a, &e), 0);
     while (busy) {
         assert_int_equal(m->stage->ops->is_busy(m->stage, &busy, &e), 0);

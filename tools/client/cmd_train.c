@@ -39,6 +39,7 @@ usage(FILE *f)
         "  --val-fraction F         else hold out about F of the sources\n"
         "                           by whole groups (0.2)\n"
         "  --init MODEL  --arch FILE  --name NAME  --resume  --no-augment\n"
+        "  --dice W                 weight of the soft Dice loss (0.5)\n"
         "  --slide-mpp UM           pixel size for slides that state none\n"
         "  --loso                   leave-one-source-image-out over the\n"
         "                           patch groups, pooled confusion\n");
@@ -67,7 +68,8 @@ parse(int argc, char **argv, struct an_train_cfg *c, struct inputs *in)
         { "init", 1, NULL, 'i' }, { "arch", 1, NULL, 'a' },
         { "name", 1, NULL, 'n' }, { "resume", 0, NULL, 'R' },
         { "no-augment", 0, NULL, 'A' }, { "loso", 0, NULL, 'L' },
-        { "slide-mpp", 1, NULL, 'm' }, { "help", 0, NULL, 'h' },
+        { "slide-mpp", 1, NULL, 'm' }, { "dice", 1, NULL, 'D' },
+        { "help", 0, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int o;
@@ -101,6 +103,7 @@ parse(int argc, char **argv, struct an_train_cfg *c, struct inputs *in)
         case 'R': c->resume = true; break;
         case 'A': c->augment = false; break;
         case 'L': in->loso = 1; break;
+        case 'D': c->dice_weight = atof(optarg); break;
         case 'h': usage(stdout); return 1;
         default: usage(stderr); return -1;
         }

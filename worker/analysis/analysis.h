@@ -95,11 +95,11 @@ struct an_model {
     enum an_stain stain;            /* stain of the slide being analysed,
                                        set by the caller before predict */
     void *priv;
-    /* True: pixels outside the detected tissue are glass whatever the
-     * model says (the baseline's own glass test is coarse).  False: the
-     * tissue mask only decides which tiles run, and the model's glass
-     * class decides the rest (a CNN has learnt that pale gaps inside
-     * stroma are stroma). */
+    /* True: the tissue mask decides glass against tissue (outside it
+     * glass, inside it the model's better tissue class), because it
+     * follows edges to the pixel while the model's view is coarser.
+     * False: the mask only decides which tiles run and the model's own
+     * glass class decides the rest. */
     bool mask_glass;
 };
 
@@ -173,7 +173,7 @@ int an_segment_image(const struct img *rgb, double mpp, struct an_model *m,
  * is the rest, less specks under AN_TISSUE_MIN_AREA_UM2. */
 #define AN_GLASS_OD 0.012
 #define AN_GLASS_SIGMA_UM 1.0
-#define AN_GLASS_OPEN_UM 9.0
+#define AN_GLASS_OPEN_UM 7.0
 #define AN_TISSUE_MIN_AREA_UM2 2000.0
 struct img *an_tissue_mask(const struct img *rgb, double mpp);
 

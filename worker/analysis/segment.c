@@ -300,7 +300,7 @@ finalise_rows(struct tiler *t, int nrows)
                        (AN_NCLASS + 1);
             uint8_t *p = img_u8(sg->prob, x, gy);
             float mx = -1e30f, e[AN_NCLASS], s = 0;
-            int best = AN_GLASS;
+            int best = AN_GLASS, k0;
             if (a[AN_NCLASS] <= 0 ||
                 (t->m->mask_glass && !*img_u8(sg->tissue, x, gy))) {
                 memset(p, 0, AN_NCLASS);
@@ -308,13 +308,16 @@ finalise_rows(struct tiler *t, int nrows)
                 *img_u8(sg->label, x, gy) = AN_GLASS;
                 continue;
             }
-            for (k = 0; k < AN_NCLASS; k++)
+            /* Where the tissue mask decides glass, the model only chooses
+             * among the tissue classes. */
+            k0 = t->m->mask_glass ? AN_GLASS + 1 : AN_GLASS;
+            for (k = k0; k < AN_NCLASS; k++)
                 if (a[k] > mx) {
                     mx = a[k];
                     best = k;
                 }
             for (k = 0; k < AN_NCLASS; k++)
-                s += e[k] = expf((a[k] - mx) / a[AN_NCLASS]);
+                s += e[k] = k < k0 ? 0 : expf((a[k] - mx) / a[AN_NCLASS]);
             for (k = 0; k < AN_NCLASS; k++)
                 p[k] = (uint8_t)lrintf(255.0f * e[k] / s);
             *img_u8(sg->label, x, gy) = (uint8_t)best;

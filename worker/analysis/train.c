@@ -25,7 +25,7 @@
 #define TILE_PX 256
 #define MARGIN_PX 32
 #define ALIGN 8
-#define DICE_WEIGHT 0.5
+#define LR_PLATEAU 3
 
 void
 an_train_cfg_default(struct an_train_cfg *c)
@@ -40,6 +40,7 @@ an_train_cfg_default(struct an_train_cfg *c)
     c->seed = 1;
     c->augment = true;
     c->patch_share = 0.25;
+    c->dice_weight = 0.5;
     c->name = "slidescan-unet";
 }
 
@@ -117,6 +118,7 @@ struct state {
     int epoch;                      /* epochs completed */
     int best_epoch, bad_epochs;
     double best_score, first_loss;
+    double lr;                      /* current learning rate */
 };
 
 struct trainer {
@@ -238,13 +240,13 @@ train_step(struct trainer *t, int step, double *loss, struct ss_err *err)
                                      err)
              : err_set(err, -ENOMEM, "out of memory");
     }
-    /* Plus DICE_WEIGHT × soft Dice, which weighs each class by its own
-     * size and so sharpens thin structures such as glass channels. */
-    if (rc == 0)
+    /* Plus dice_weight × soft Dice, which weighs each class by its own
+     * size and so sharpens small regions and thin structures. */
+    if (rc == 0 && c->dice_weight > 0)
         rc = nn_loss_dice(y, lab, NULL, AN_UNLABELLED, 1.0, &dice, gd, err);
-    if (rc == 0) {
-        *loss += DICE_WEIGHT * dice;
-        rc = nn_tensor_axpy(g, (float)DICE_WEIGHT, gd);
+    if (rc == 0 && c->dice_weight > 0) {
+        *loss += c->dice_weight * dice;
+        rc = nn_tensor_axpy(g, (float)c->dice_weight, gd);
     }
     if (rc == 0) {
         nn_model_zero_grad(t->nn);
@@ -369,11 +371,11 @@ val_score(const struct an_confusion *px, const struct an_confusion *pt,
 static int
 state_save(const struct trainer *t, struct ss_err *err)
 {
-    json_t *o = json_pack("{s:i, s:i, s:i, s:f, s:f}", "epoch", t->st.epoch,
-                          "best_epoch", t->st.best_epoch, "bad_epochs",
-                          t->st.bad_epochs, "best_score",
+    json_t *o = json_pack("{s:i, s:i, s:i, s:f, s:f, s:f}", "epoch",
+                          t->st.epoch, "best_epoch", t->st.best_epoch,
+                          "bad_epochs", t->st.bad_epochs, "best_score",
                           isfinite(t->st.best_score) ? t->st.best_score : -1,
-                          "first_loss", t->st.first_loss);
+                          "first_loss", t->st.first_loss, "lr", t->st.lr);
     char *s = json_dumps(o, JSON_COMPACT);
     int rc;
 
@@ -405,6 +407,7 @@ state_load(struct trainer *t, struct ss_err *err)
                                                                "bad_epochs"));
     t->st.best_score = json_number_value(json_object_get(o, "best_score"));
     t->st.first_loss = json_number_value(json_object_get(o, "first_loss"));
+    t->st.lr = json_number_value(json_object_get(o, "lr"));
     json_decref(o);
     return 0;
 }
@@ -473,6 +476,11 @@ run_epoch(struct trainer *t, struct an_train_report *rep, struct ss_err *err)
                            err);
     } else {
         t->st.bad_epochs++;
+        /* Plateau: halve the learning rate every LR_PLATEAU bad epochs. */
+        if (t->st.bad_epochs % LR_PLATEAU == 0) {
+            t->st.lr *= 0.5;
+            nn_optim_set_lr(t->opt, t->st.lr);
+        }
     }
     return rc == 0 ? state_save(t, err) : rc;
 }
@@ -503,8 +511,10 @@ trainer_open(struct trainer *t, const struct an_train_cfg *cfg,
     if (rc == 0 && index_sources(t) < 0)
         rc = err_set(err, -EINVAL, "no training data left after the "
                      "validation split");
+    if (!(t->st.lr > 0))
+        t->st.lr = cfg->lr;
     nn_optim_cfg_default(&oc, NN_OPTIM_ADAM);
-    oc.lr = cfg->lr;
+    oc.lr = t->st.lr;
     if (rc == 0)
         rc = nn_optim_new(t->nn, &oc, &t->opt, err);
     if (rc == 0 && cfg->resume)

@@ -19,7 +19,9 @@
  * labelled with the patch's class.  Augmentation: flips, 90° rotations,
  * stain jitter in hematoxylin-eosin space, per-channel gain (white
  * balance), brightness and contrast jitter.  Loss: cross-entropy plus
- * half the soft Dice loss, unlabelled pixels ignored.  After each
+ * dice_weight (0.5) × the soft Dice loss, unlabelled pixels ignored;
+ * Adam, the learning rate halved after every 3 epochs without
+ * improvement.  After each
  * epoch: validation scores, a line in metrics.jsonl, a
  * checkpoint (model and optimiser state, resumable), best.safetensors
  * when the validation score improved (mean validation Dice of tumour
@@ -85,6 +87,7 @@ struct an_train_cfg {
     bool augment;
     double patch_share;             /* fraction of each batch from
                                        patches, when both kinds exist */
+    double dice_weight;             /* soft Dice term of the loss */
     const char *name;               /* model name in its metadata */
     bool quiet;                     /* no per-epoch lines on stdout */
 };

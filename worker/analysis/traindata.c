@@ -415,7 +415,8 @@ he_init(void)
 static void
 colour_jitter(uint8_t *rgb, int n, struct rng *r)
 {
-    float a[3], b[3], gain[3], con = (float)(1 + 0.1 * (2 * rng_uniform(r) - 1));
+    float a[3], b[3], gain[3];
+    float con = (float)(1 + 0.1 * (2 * rng_uniform(r) - 1));
     float bri = (float)(12 * (2 * rng_uniform(r) - 1));
     int i, k, j;
 

@@ -300,9 +300,10 @@ void nn_model_zero_grad(struct nn_model *m);
  * then (batch norm) running_mean and running_var.  Names are
  * "<layer>.weight", "<layer>.bias", "<layer>.running_mean",
  * "<layer>.running_var", as in a PyTorch state_dict.  grad is NULL for
- * buffers (running statistics) and in frozen layers.  Changing a value
- * through the returned pointer is allowed; call nn_model_params_changed()
- * afterwards so that folded inference weights are rebuilt.
+ * buffers (running statistics) and in frozen layers.  Gradients are
+ * created on first need (a model used only for inference holds none).
+ * Changing a value through the returned pointer is allowed and takes
+ * effect at the next pass.
  */
 int nn_model_param_count(const struct nn_model *m);
 int nn_model_param(const struct nn_model *m, int i, const char **name,
@@ -312,6 +313,9 @@ int nn_model_param(const struct nn_model *m, int i, const char **name,
 struct nn_tensor *nn_model_find_param(const struct nn_model *m,
                                       const char *name);
 
+/* Says parameters were changed by hand.  Batch norm is folded into the
+ * convolution afresh at every inference pass and nothing else is derived
+ * from the parameters, so this has nothing to do; it stays for callers. */
 void nn_model_params_changed(struct nn_model *m);
 
 /* Number of trainable scalars (what PyTorch's numel() sums). */
