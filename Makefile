@@ -207,6 +207,6 @@ install: programs
 	@BUILD=$(BUILD) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) tools/install
 
 clean:
-	rm -rf $(BUILD) $(SANBUILD) build-san build-fuzz
+	rm -rf $(BUILD) $(SANBUILD) $(BUILD)-fuzz build-san build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
