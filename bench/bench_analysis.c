@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -34,6 +35,17 @@ write_phantom(double mm, const char *path, struct ss_err *err)
         rc = sim_phantom_write(sim_of(m), 0.5, path, NULL, NULL, err);
     microscope_free(m);
     return rc;
+}
+
+/* CPU seconds (user + system) of this process so far. */
+static double
+cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* Model-resolution rate of bare prediction on one 320 px tile. */
@@ -59,7 +71,8 @@ tile_rate(struct an_model *m)
 int
 main(int argc, char **argv)
 {
-    double mm = argc > 1 ? atof(argv[1]) : 15.0, t0, secs, w_secs;
+    double mm = argc > 1 ? atof(argv[1]) : 15.0, t0, secs, w_secs, cpu0;
+    double load[3] = { 0, 0, 0 };
     const char *model = argc > 2 ? argv[2] : NULL;
     const char *tmp = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
     char path[1024], out[1024];
@@ -83,16 +96,19 @@ main(int argc, char **argv)
     j.out_dir = out;
     j.model = model;
     t0 = util_now_ms();
+    cpu0 = cpu_seconds();
     if (an_analyse(&j, &r, &e) < 0) {
         fprintf(stderr, "bench_analysis: %s\n", e.msg);
         unlink(path);
         return 1;
     }
     secs = (util_now_ms() - t0) / 1e3;
+    getloadavg(load, 3);
     printf("analysis %gx%g mm phantom at 20x (%.0f MP level 0), "
            "written in %.1f s\n", mm, mm, l0_mp, w_secs);
-    printf("  model %s at %.2f µm/px: %.1f s (limit 600 s)\n", r.model,
-           r.analysis_mpp, secs);
+    printf("  model %s at %.2f µm/px: %.1f s wall (limit 600 s), %.1f s "
+           "CPU, load average %.1f\n", r.model, r.analysis_mpp, secs,
+           cpu_seconds() - cpu0, load[0]);
     printf("  throughput %.1f mm²/min, %.2f MP/s level 0, %.2f MP/s at "
            "the model's resolution\n", mm * mm / (secs / 60), l0_mp / secs,
            l0_mp * pow(0.5 / r.analysis_mpp, 2) / secs);

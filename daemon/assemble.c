@@ -465,8 +465,9 @@ daemon__assembler_free(struct assembler *a)
     pthread_cond_signal(&a->cond);
     pthread_mutex_unlock(&a->lock);
     if (busy) {
-        /* stitch_write() cannot be interrupted; the process exits under
-         * it and the next start assembles the scan again. */
+        /* LIMIT: stitch_write() cannot be interrupted; a stop during
+         * assembly exits under it (the scan stays 'assembling') and the
+         * next start assembles the scan again from the start. */
         log_notice("assemble", "assembly interrupted; it restarts at the "
                    "next start");
         pthread_detach(a->th);

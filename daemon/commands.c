@@ -64,6 +64,8 @@ cmd_scan(struct daemon *d, const struct caller *who,
     r.image = proto_arg_str(req, "image", NULL);
     r.priority = (int)proto_arg_int(req, "priority", 0);
     r.uid = who->uid;
+    /* LIMIT: on the simulator, image may name any file slidescand can
+     * read; callers are already trusted members of the group. */
     if (r.image != NULL && !d->conf.simulator)
         return err_set(err, SS_EPROTO, "args.image: only the simulated "
                        "microscope takes a slide image; this one is "
@@ -169,6 +171,11 @@ back_to_queue(struct daemon *d, const struct caller *who,
     rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
     if (rc < 0)
         return rc;
+    if (s.id == d->st.scan)
+        return err_set(err, -EBUSY, "scan %lld is on the microscope "
+                       "(%s%s%s); it goes on by itself", (long long)s.id,
+                       cat_state_name(s.state), s.reason[0] ? ": " : "",
+                       s.reason);
     rc = cat_scan_transition(d->cat, s.id, mask, CAT_QUEUED, "", err);
     if (rc < 0)
         return rc;

@@ -24,6 +24,8 @@
 
 #define DEFAULT_CONFIG "/etc/slidescan/slidescan.conf"
 
+/* LIMIT: common/log.h can only add debug categories, so a reload that
+ * removes one from [daemon] debug takes effect at the next restart. */
 static void
 apply_logging(const struct dconf *c)
 {

@@ -55,6 +55,8 @@ struct devinfo {
     char error[SS_ERR_MSG_MAX];
 };
 
+/* LIMIT: one microscope per daemon: a second instrument needs a second
+ * slidescand with its own socket and data directory. */
 struct scanner {
     struct daemon *d;
     pthread_t th;
@@ -157,6 +159,9 @@ enter(struct job *j, enum cat_state to)
     return 0;
 }
 
+/* LIMIT: requests are looked at between steps and tiles only; a stop
+ * during a long step (calibration, overview, focus map; seconds on the
+ * simulator, up to minutes on hardware) waits for that step to end. */
 static int
 requested(struct job *j)
 {

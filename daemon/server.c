@@ -218,6 +218,8 @@ daemon__broadcast(struct daemon *d, const char *event, json_t *fields)
     free(line);
 }
 
+/* LIMIT: only the caller's first 256 supplementary groups are looked at;
+ * a member whose group is further down the list is refused. */
 static bool
 in_peer_groups(int fd, gid_t gid)
 {

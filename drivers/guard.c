@@ -631,13 +631,18 @@ dev_rebuild(struct guard *g, struct gdev *d, bool open, struct ss_err *err)
     int rc;
 
     quarantine_reap(g, d);
-    if (d->is_cam && g->fac.new_camera != NULL)
-        rc = g->fac.new_camera(g->fac.ctx, (struct camera **)&dev, err);
-    else if (!d->is_cam && g->fac.new_stage != NULL)
-        rc = g->fac.new_stage(g->fac.ctx, (struct stage **)&dev, err);
-    else
+    if (d->is_cam && g->fac.new_camera != NULL) {
+        struct camera *cam = NULL;
+        rc = g->fac.new_camera(g->fac.ctx, &cam, err);
+        dev = cam;
+    } else if (!d->is_cam && g->fac.new_stage != NULL) {
+        struct stage *st = NULL;
+        rc = g->fac.new_stage(g->fac.ctx, &st, err);
+        dev = st;
+    } else {
         return err_set(err, SS_EGONE, "%s: lost after a missed deadline and "
                        "there is no way to recreate it", d->kind);
+    }
     if (rc < 0)
         return err_prefix(err, "%s: recreating the device", d->kind);
     rc = worker_new(dev, d->is_cam, &d->w, err);

@@ -134,6 +134,7 @@ plan_shot(struct sim *s, bool preview, struct sim__shot *sh,
     sh->dark_dn = c->dark_dn + dark_cur;
     sh->noise_mul = c->noise_scale / bin;
     sh->lamp = s->lamp;
+    sh->wide = sim__simd_wide(c);
     t->attempt = s->attempt++;
     sh->noise_key = rng_key(c->seed, (uint64_t)llround(mean[0] * 1000),
                             (uint64_t)llround(mean[1] * 1000),

@@ -65,6 +65,7 @@ sim_config_default(struct sim_config *c)
     c->overview_ms = 400;
     c->cache_mb = 256;
     c->render = 1;
+    c->simd = 1;
 }
 
 enum kind { K_U64, K_INT, K_DBL, K_DBL3, K_STR, K_SIZE };
@@ -127,6 +128,7 @@ static const struct key keys[] = {
     { "fault", K_STR, F(faults), S(faults), 0, 0 },
     { "cache_mb", K_SIZE, F(cache_mb), 0, 16, 65536 },
     { "render", K_INT, F(render), 0, 0, 1 },
+    { "simd", K_INT, F(simd), 0, 0, 1 },
 };
 
 static int

@@ -20,7 +20,6 @@
 #include "common/rng.h"
 #include "common/util.h"
 
-typedef int32_t sim_v4i __attribute__((vector_size(16)));
 
 /* The sensor's per-frame constants, as rows of w * 3 values (rounded up
  * to a multiple of 4) so the per-pixel work runs four samples at a time.
@@ -28,7 +27,7 @@ typedef int32_t sim_v4i __attribute__((vector_size(16)));
  * squared normalised offsets, each 0.5 at the edges, so the corners get
  * exactly the configured ratio. */
 struct sensor {
-    size_t n;                       /* w * 3 rounded up */
+    size_t n;                       /* w * 3 rounded up to 16 */
     float *scale;                   /* DN for T = 1 at the centre */
     float *cvig;                    /* 1 - corner, per channel */
     float *cx;                      /* cx[u] per sample */
@@ -54,7 +53,7 @@ sensor_make(struct sensor *ss, struct sim *s, const struct sim__shot *sh)
     float *rows[7];
 
     memset(ss, 0, sizeof(*ss));
-    ss->n = ((size_t)sh->w * 3 + 3) & ~(size_t)3;
+    ss->n = ((size_t)sh->w * 3 + 15) & ~(size_t)15;
     for (c = 0; c < 7; c++) {
         rows[c] = malloc((c == 3 ? (size_t)sh->h : ss->n) * sizeof(float));
         if (rows[c] == NULL) {
@@ -101,6 +100,7 @@ static void
 noise_row(float *dst, const float *nz, uint32_t a, uint32_t b, size_t n,
           float mul)
 {
+    sim_v4 m4 = sim__splat(mul);
     size_t done = 0, k, i;
 
     while (done < n) {
@@ -109,29 +109,15 @@ noise_row(float *dst, const float *nz, uint32_t a, uint32_t b, size_t n,
             k = SIM_NOISE_N - a;
         if (k > SIM_NOISE_N - b)
             k = SIM_NOISE_N - b;
-        for (i = 0; i < k; i++)
+        for (i = 0; i + 4 <= k; i += 4)
+            sim__st(dst + done + i, (sim__ld(nz + a + i) +
+                                     sim__ld(nz + b + i)) * m4);
+        for (; i < k; i++)
             dst[done + i] = (nz[a + i] + nz[b + i]) * mul;
         done += k;
         a = (uint32_t)((a + k) & (SIM_NOISE_N - 1));
         b = (uint32_t)((b + k) & (SIM_NOISE_N - 1));
     }
-}
-
-/* sqrt for x > 0 without libm: bit-level estimate of 1/sqrt, two Newton
- * steps (relative error near 1e-6), times x. */
-static inline sim_v4
-vsqrt(sim_v4 x)
-{
-    sim_v4i i;
-    sim_v4 y, half = x * sim__splat(0.5f);
-
-    memcpy(&i, &x, sizeof(i));
-    i = (sim_v4i){ 0x5f3759df, 0x5f3759df, 0x5f3759df, 0x5f3759df } -
-        (i >> 1);
-    memcpy(&y, &i, sizeof(y));
-    y = y * (sim__splat(1.5f) - half * y * y);
-    y = y * (sim__splat(1.5f) - half * y * y);
-    return x * y;
 }
 
 /* One row of the sensor: transmittance t (w * 3) → 8-bit DN; returns the
@@ -143,37 +129,16 @@ expose_row(struct sim *s, const struct sim__shot *sh, struct sensor *ss,
            const float *t, int v, uint8_t *out)
 {
     uint64_t h1 = rng_mix64(sh->noise_key ^ (uint64_t)v * 0x9e37ULL);
-    sim_v4 dark = sim__splat((float)sh->dark_dn), one = sim__splat(1);
-    sim_v4 rd2 = sim__splat((float)(s->cfg.read_noise_dn *
-                                    s->cfg.read_noise_dn + 1e-6));
-    sim_v4 cy = sim__splat(ss->cy[v]);
-    size_t i, n = (size_t)sh->w * 3;
-    long sat = 0;
+    struct sim__sensor_row r = {
+        ss->scale, ss->cvig, ss->cx, ss->kvar, ss->noise, t, ss->dn,
+        ss->cy[v], (float)sh->dark_dn,
+        (float)(s->cfg.read_noise_dn * s->cfg.read_noise_dn + 1e-6),
+    };
 
     noise_row(ss->noise, s->noise, (uint32_t)h1 & (SIM_NOISE_N - 1),
               (uint32_t)(h1 >> 32) & (SIM_NOISE_N - 1), ss->n,
               (float)(sh->noise_mul * M_SQRT1_2));
-    for (i = 0; i < ss->n; i += 4) {
-        sim_v4 g = sim__ld(ss->scale + i) *
-                   (one - sim__ld(ss->cvig + i) * (sim__ld(ss->cx + i) + cy));
-        sim_v4 sig = g * sim__ld(t + i), sd;
-        sim_v4i pos = sig > sim__splat(0);
-
-        sig = (sim_v4)((sim_v4i)sig & pos);
-        sd = vsqrt(sig * sim__ld(ss->kvar + i) + rd2);
-        sim__st(ss->dn + i, dark + sig + sd * sim__ld(ss->noise + i));
-    }
-    for (i = 0; i < n; i++) {
-        float dn = ss->dn[i];
-
-        if (dn >= 254.5f) {
-            out[i] = 255;
-            sat++;
-        } else {
-            out[i] = dn <= 0 ? 0 : (uint8_t)(dn + 0.5f);
-        }
-    }
-    return sat;
+    return sim__sensor_row(&r, (size_t)sh->w * 3, out, sh->wide);
 }
 
 static int
@@ -210,59 +175,155 @@ flat_frame(struct sim__source *src, const struct sim__shot *sh,
     return 0;
 }
 
+/* Whether every tap of k stays within m pixels: the border rendered
+ * around the frame is then wider than the kernel's reach, so no output
+ * pixel depends on how the filters treat the edges of the region. */
+static bool
+within(const struct sim__kernel *k, int m)
+{
+    int t;
+
+    for (t = 0; t < k->n; t++)
+        if (abs(k->off[t]) > m)
+            return false;
+    return true;
+}
+
+/*
+ * The frame in one streaming pass, for blur that is one kernel per axis:
+ * region rows arrive from the source one at a time, are filtered along x
+ * into a ring, and each frame row mixes its ring rows along y and goes
+ * straight to the sensor.  Every sample is computed with the same
+ * operations in the same order as by the whole-region path (render, then
+ * sim__optics(), then the sensor), so frames are identical; only the
+ * working set is a few rows instead of the region.
+ */
+static int
+shoot_streamed(struct sim *s, struct sim__source *src,
+               const struct sim__shot *sh, const struct sim__kernel *kx,
+               const struct sim__kernel *ky, int m, struct sensor *ss,
+               struct img *im, long *sat, struct ss_err *err)
+{
+    int W = sh->w + 2 * m, lo = 0, hi = 0, rs, t, v, next, y, rc = 0;
+    size_t row = (size_t)W * 3, stride = row + 16;
+    bool filt = kx->n > 1 || ky->n > 1;
+    struct sim__stream *st = NULL;
+    const float *rows[160];
+    float *ring, *b, *o;
+
+    for (t = 0; t < ky->n; t++) {
+        lo = ky->off[t] < lo ? ky->off[t] : lo;
+        hi = ky->off[t] > hi ? ky->off[t] : hi;
+    }
+    rs = hi - lo + 1;
+    ring = malloc((size_t)rs * stride * sizeof(float));
+    b = calloc(stride, sizeof(float));
+    o = malloc(((size_t)sh->w * 3 + 16) * sizeof(float));
+    if (ring == NULL || b == NULL || o == NULL)
+        rc = err_set(err, -ENOMEM, "out of memory for a frame");
+    else if (sh->lamp)
+        rc = sim__stream_open(src, sh->x_um - m * sh->pixel_um -
+                              s->geo.image_x_um, sh->y_um - m *
+                              sh->pixel_um - s->geo.image_y_um, W,
+                              sh->h + 2 * m, sh->pixel_um, &st, err);
+    for (v = 0, next = m + lo; rc == 0 && v < sh->h; v++) {
+        y = m + v;
+        for (; rc == 0 && next <= y + hi; next++) {
+            float *r = ring + (size_t)(next % rs) * stride;
+
+            /* Dark frames stream zeros through the same filters. */
+            if (st != NULL)
+                rc = sim__stream_row(st, next, filt ? b : r, err);
+            else if (!filt)
+                memcpy(r, b, row * sizeof(float));
+            if (rc == 0 && filt)
+                sim__row_filter(b, r, row, kx, sh->wide);
+        }
+        if (rc == 0 && filt) {
+            for (t = 0; t < ky->n; t++)
+                rows[t] = ring + (size_t)((y + ky->off[t]) % rs) * stride +
+                          (size_t)m * 3;
+            sim__mix_kernel(o, rows, ky, (size_t)sh->w * 3, sh->wide);
+            *sat += expose_row(s, sh, ss, o, v, img_u8(im, 0, v));
+        } else if (rc == 0) {
+            *sat += expose_row(s, sh, ss, ring + (size_t)(y % rs) * stride +
+                               (size_t)m * 3, v, img_u8(im, 0, v));
+        }
+    }
+    sim__stream_close(st);
+    free(ring);
+    free(b);
+    free(o);
+    return rc;
+}
+
+/* The frame through a buffer of the whole region: render it, blur it
+ * (sim__optics(), for any blur), expose it. */
+static int
+shoot_whole(struct sim *s, struct sim__source *src,
+            const struct sim__shot *sh, int m, struct sensor *ss,
+            struct img *im, long *sat, struct ss_err *err)
+{
+    int W = sh->w + 2 * m, H = sh->h + 2 * m, v, rc = 0;
+    float *buf = sim__scratch((size_t)W * H * 3 * sizeof(float));
+
+    if (buf == NULL)
+        return err_set(err, -ENOMEM, "out of memory for a frame");
+    if (sh->lamp)
+        rc = sim__source_render(src, sh->x_um - m * sh->pixel_um -
+                                s->geo.image_x_um,
+                                sh->y_um - m * sh->pixel_um -
+                                s->geo.image_y_um, W, H, sh->pixel_um, buf,
+                                err);
+    else
+        memset(buf, 0, (size_t)W * H * 3 * sizeof(float));
+    if (rc == 0) {
+        sim__optics(buf, W, H, sh);
+        for (v = 0; v < sh->h; v++)
+            *sat += expose_row(s, sh, ss, buf + ((size_t)(v + m) * W + m) *
+                               3, v, img_u8(im, 0, v));
+    }
+    sim__scratch_free(buf);
+    return rc;
+}
+
 int
 sim__shoot(struct sim *s, struct sim__source *src,
            const struct sim__shot *sh, struct img **out,
            double *saturated_frac, struct ss_err *err)
 {
-    int m = (int)ceil(3 * sh->blur_px) + 2 + max_tap(sh), W, H, v, rc = 0;
+    int m = (int)ceil(3 * sh->blur_px) + 2 + max_tap(sh), rc;
+    struct sim__kernel kx, ky;
+    double t0 = util_now_ms();
     struct sensor ss;
-    struct img *im = NULL;
-    double t0 = util_now_ms(), t1, t3;
-    float *buf = NULL;
+    struct img *im;
     long sat = 0;
+    bool stream;
 
     *saturated_frac = 0;
     if (!s->cfg.render)
         return flat_frame(src, sh, out, err);
     if (m > 400)
         m = 400;
-    W = sh->w + 2 * m;
-    H = sh->h + 2 * m;
-    buf = sim__scratch((size_t)W * H * 3 * sizeof(float));
     im = img_new(sh->w, sh->h, 3, IMG_U8);
-    memset(&ss, 0, sizeof(ss));
-    if (buf == NULL || im == NULL || sensor_make(&ss, s, sh) < 0) {
-        rc = err_set(err, -ENOMEM, "out of memory for a frame");
-        goto out;
+    if (im == NULL || sensor_make(&ss, s, sh) < 0) {
+        img_free(im);
+        return err_set(err, -ENOMEM, "out of memory for a frame");
     }
-    if (sh->lamp) {
-        rc = sim__source_render(src, sh->x_um - m * sh->pixel_um -
-                                s->geo.image_x_um,
-                                sh->y_um - m * sh->pixel_um -
-                                s->geo.image_y_um, W, H, sh->pixel_um, buf,
-                                err);
-        if (rc < 0)
-            goto out;
-    } else {
-        memset(buf, 0, (size_t)W * H * 3 * sizeof(float));
-    }
-    t1 = util_now_ms();
-    sim__optics(buf, W, H, sh);
-    t3 = util_now_ms();
-    for (v = 0; v < sh->h; v++)
-        sat += expose_row(s, sh, &ss, buf + ((size_t)(v + m) * W + m) * 3, v,
-                          img_u8(im, 0, v));
-    *saturated_frac = (double)sat / ((double)sh->w * sh->h * 3);
-    log_debug("sim", "frame render_ms=%.1f optics_ms=%.1f sensor_ms=%.1f",
-              t1 - t0, t3 - t1, util_now_ms() - t3);
-out:
+    stream = sim__optics_kernels(sh, &kx, &ky) && within(&kx, m) &&
+             within(&ky, m);
+    if (stream)
+        rc = shoot_streamed(s, src, sh, &kx, &ky, m, &ss, im, &sat, err);
+    else
+        rc = shoot_whole(s, src, sh, m, &ss, im, &sat, err);
     sensor_free(&ss);
-    sim__scratch_free(buf);
     if (rc < 0) {
         img_free(im);
         return rc;
     }
+    *saturated_frac = (double)sat / ((double)sh->w * sh->h * 3);
+    log_debug("sim", "frame %s ms=%.1f", stream ? "streamed" : "whole",
+              util_now_ms() - t0);
     *out = im;
     return 0;
 }

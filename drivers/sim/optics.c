@@ -104,56 +104,6 @@ sim__scratch_users(int delta)
     pthread_mutex_unlock(&pool_mu);
 }
 
-/* d = sum_k w[k] * rows[k], n floats. */
-static void
-mix_rows(float *d, const float *const *rows, const float *w, int nk,
-         size_t n)
-{
-    size_t i = 0;
-    int j;
-
-    for (; i + 4 <= n; i += 4) {
-        sim_v4 acc = sim__splat(w[0]) * sim__ld(rows[0] + i);
-
-        for (j = 1; j < nk; j++)
-            acc += sim__splat(w[j]) * sim__ld(rows[j] + i);
-        sim__st(d + i, acc);
-    }
-    for (; i < n; i++) {
-        float acc = w[0] * rows[0][i];
-
-        for (j = 1; j < nk; j++)
-            acc += w[j] * rows[j][i];
-        d[i] = acc;
-    }
-}
-
-/* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]): a symmetric kernel with
- * half the multiplications. */
-static void
-mix_sym(float *d, const float *c, const float *const *lo,
-        const float *const *hi, const float *w, int nk, size_t n)
-{
-    size_t i = 0;
-    int j;
-
-    for (; i + 4 <= n; i += 4) {
-        sim_v4 acc = sim__splat(w[0]) * sim__ld(c + i);
-
-        for (j = 1; j < nk; j++)
-            acc += sim__splat(w[j]) * (sim__ld(lo[j] + i) +
-                                       sim__ld(hi[j] + i));
-        sim__st(d + i, acc);
-    }
-    for (; i < n; i++) {
-        float acc = w[0] * c[i];
-
-        for (j = 1; j < nk; j++)
-            acc += w[j] * (lo[j][i] + hi[j][i]);
-        d[i] = acc;
-    }
-}
-
 /* ---- separable filtering ---------------------------------------------- */
 
 /*
@@ -164,16 +114,10 @@ mix_sym(float *d, const float *c, const float *const *lo,
  * few pixels (within the largest offset) are copied unfiltered; callers
  * render a border wider than that and cut it away.
  */
-struct kernel {
-    int n;
-    int off[160];
-    float w[160];
-};
-
 /* Whether taps are offsets -r..r with w[-k] == w[k] (then mixed with
  * mix_sym: centre weight, then the pairs). */
 static bool
-symmetric(const struct kernel *k)
+symmetric(const struct sim__kernel *k)
 {
     int i, r = k->n / 2;
 
@@ -185,27 +129,27 @@ symmetric(const struct kernel *k)
     return true;
 }
 
-/* rows[k] (k = -r..r as r + k) → d, symmetric or not. */
-static void
-mix_kernel(float *d, const float *const *rows, const struct kernel *k,
-           size_t n)
+void
+sim__mix_kernel(float *d, const float *const *rows,
+                const struct sim__kernel *k, size_t n, bool wide)
 {
     const float *lo[80], *hi[80];
     int r = k->n / 2, j;
 
     if (!symmetric(k) || r >= 80) {
-        mix_rows(d, rows, k->w, k->n, n);
+        sim__mix_rows(d, rows, k->w, k->n, n, wide);
         return;
     }
     for (j = 1; j <= r; j++) {
         lo[j] = rows[r - j];
         hi[j] = rows[r + j];
     }
-    mix_sym(d, rows[r], lo, hi, k->w + r, r + 1, n);
+    sim__mix_sym(d, rows[r], lo, hi, k->w + r, r + 1, n, wide);
 }
 
-static void
-row_filter(const float *in, float *out, size_t row, const struct kernel *k)
+void
+sim__row_filter(const float *in, float *out, size_t row,
+                const struct sim__kernel *k, bool wide)
 {
     const float *rows[160];
     size_t lo = 0, hi = row;
@@ -225,12 +169,12 @@ row_filter(const float *in, float *out, size_t row, const struct kernel *k)
     memcpy(out + hi, in + hi, (row - hi) * sizeof(float));
     for (t = 0; t < k->n; t++)
         rows[t] = in + lo + (ptrdiff_t)k->off[t] * 3;
-    mix_kernel(out + lo, rows, k, hi - lo);
+    sim__mix_kernel(out + lo, rows, k, hi - lo, wide);
 }
 
 static int
-sep_filter(float *buf, int w, int h, const struct kernel *kx,
-           const struct kernel *ky)
+sep_filter(float *buf, int w, int h, const struct sim__kernel *kx,
+           const struct sim__kernel *ky, bool wide)
 {
     size_t row = (size_t)w * 3;
     int lo = 0, hi = 0, rs, t, y, next = 0;
@@ -247,22 +191,23 @@ sep_filter(float *buf, int w, int h, const struct kernel *kx,
         return -ENOMEM;
     for (y = 0; y < h; y++) {
         for (; next < h && next <= y + hi; next++)
-            row_filter(buf + (size_t)next * row,
-                       ring + (size_t)(next % rs) * row, row, kx);
+            sim__row_filter(buf + (size_t)next * row,
+                            ring + (size_t)(next % rs) * row, row, kx,
+                            wide);
         for (t = 0; t < ky->n; t++) {
             int yy = y + ky->off[t];
 
             yy = yy < 0 ? 0 : yy >= h ? h - 1 : yy;
             rows[t] = ring + (size_t)(yy % rs) * row;
         }
-        mix_kernel(buf + (size_t)y * row, rows, ky, row);
+        sim__mix_kernel(buf + (size_t)y * row, rows, ky, row, wide);
     }
     sim__scratch_free(ring);
     return 0;
 }
 
 static void
-gauss_kernel(struct kernel *k, double sigma)
+gauss_kernel(struct sim__kernel *k, double sigma)
 {
     int r = (int)ceil(3 * sigma), i;
     double sum = 0;
@@ -286,9 +231,9 @@ gauss_kernel(struct kernel *k, double sigma)
 /* The convolution of the motion taps with a kernel; false (k unchanged)
  * when the result would be longer than a kernel holds. */
 static bool
-convolve_taps(struct kernel *k, const int *off, const float *wt, int n)
+convolve_taps(struct sim__kernel *k, const int *off, const float *wt, int n)
 {
-    struct kernel g = *k;
+    struct sim__kernel g = *k;
     float acc[160];
     int lo = 1 << 30, hi = -(1 << 30), i, j, o;
 
@@ -317,7 +262,7 @@ convolve_taps(struct kernel *k, const int *off, const float *wt, int n)
 }
 
 static void
-taps_kernel(struct kernel *k, const int *off, const float *wt, int n)
+taps_kernel(struct sim__kernel *k, const int *off, const float *wt, int n)
 {
     int i;
 
@@ -434,10 +379,24 @@ iir_cols(float *buf, int w, int h, struct yvv k)
     }
 }
 
+bool
+sim__optics_kernels(const struct sim__shot *sh, struct sim__kernel *kx,
+                    struct sim__kernel *ky)
+{
+    bool fir = sh->blur_px < 4.0;
+
+    gauss_kernel(kx, fir ? sh->blur_px : 0);
+    *ky = *kx;
+    if (!convolve_taps(kx, sh->tap_off[0], sh->tap_w[0], sh->ntaps[0]) ||
+        !convolve_taps(ky, sh->tap_off[1], sh->tap_w[1], sh->ntaps[1]))
+        return false;
+    return fir;
+}
+
 void
 sim__optics(float *buf, int w, int h, const struct sim__shot *sh)
 {
-    struct kernel kx, ky;
+    struct sim__kernel kx, ky;
     double sigma = sh->blur_px;
     bool fir = sigma < 4.0;
 
@@ -446,13 +405,14 @@ sim__optics(float *buf, int w, int h, const struct sim__shot *sh)
     if (!convolve_taps(&kx, sh->tap_off[0], sh->tap_w[0], sh->ntaps[0]) ||
         !convolve_taps(&ky, sh->tap_off[1], sh->tap_w[1], sh->ntaps[1])) {
         /* A long smear (captured while moving): taps first, then blur. */
-        struct kernel mx, my;
+        struct sim__kernel mx, my;
 
         taps_kernel(&mx, sh->tap_off[0], sh->tap_w[0], sh->ntaps[0]);
         taps_kernel(&my, sh->tap_off[1], sh->tap_w[1], sh->ntaps[1]);
-        sep_filter(buf, w, h, &mx, &my);
+        sep_filter(buf, w, h, &mx, &my, sh->wide);
     }
-    if ((kx.n > 1 || ky.n > 1) && sep_filter(buf, w, h, &kx, &ky) < 0)
+    if ((kx.n > 1 || ky.n > 1) &&
+        sep_filter(buf, w, h, &kx, &ky, sh->wide) < 0)
         sigma = 0;
     if (!fir) {
         struct yvv k = yvv_coef(sigma);
@@ -477,14 +437,8 @@ catmull_rom(double t)
 
 /* Taps for n outputs at source coordinates c0 + i * f, clamped to
  * [0, limit). */
-struct taps {
-    int n, k;                       /* outputs, taps per output */
-    int *first;
-    float *w;
-};
-
-static int
-taps_make(struct taps *t, int n, double c0, double f, int limit)
+int
+sim__taps_make(struct sim__taps *t, int n, double c0, double f, int limit)
 {
     double s = f > 1.01 ? f : 1.0, rad = 2 * s;
     int i, j;
@@ -515,8 +469,8 @@ taps_make(struct taps *t, int n, double c0, double f, int limit)
     return 0;
 }
 
-static void
-taps_free(struct taps *t)
+void
+sim__taps_free(struct sim__taps *t)
 {
     free(t->first);
     free(t->w);
@@ -524,8 +478,9 @@ taps_free(struct taps *t)
 
 /* One row through the horizontal taps.  With a unit step every output
  * has the same weights at consecutive positions: a plain 4-tap filter. */
-static void
-resample_row(const struct taps *tx, const float *s, float *m, bool unit)
+void
+sim__resample_row(const struct sim__taps *tx, const float *s, float *m,
+                  bool unit, bool wide)
 {
     size_t n = (size_t)tx->n * 3;
     int x, j, c;
@@ -535,7 +490,7 @@ resample_row(const struct taps *tx, const float *s, float *m, bool unit)
         const float *p = s + (size_t)tx->first[0] * 3;
         const float *rows[4] = { p, p + 3, p + 6, p + 9 };
 
-        mix_rows(m, rows, tx->w, 4, n);
+        sim__mix_rows(m, rows, tx->w, 4, n, wide);
         return;
     }
     if (tx->k == 4) {
@@ -560,40 +515,4 @@ resample_row(const struct taps *tx, const float *s, float *m, bool unit)
         for (c = 0; c < 3; c++)
             m[x * 3 + c] = acc[c];
     }
-}
-
-int
-sim__resample(const float *src, int sw, int sh, double x0, double y0,
-              double f, float *dst, int dw, int dh)
-{
-    struct taps tx = { 0 }, ty = { 0 };
-    const float **rows = NULL;
-    float *mid = NULL;
-    int rc = -ENOMEM, y, j;
-
-    if (taps_make(&tx, dw, x0, f, sw) < 0 || taps_make(&ty, dh, y0, f,
-                                                          sh) < 0)
-        goto out;
-    mid = sim__scratch((size_t)dw * sh * 3 * sizeof(float));
-    if (mid == NULL)
-        goto out;
-    for (y = 0; y < sh; y++)
-        resample_row(&tx, src + (size_t)y * sw * 3, mid + (size_t)y * dw * 3,
-                     f == 1.0);
-    rows = malloc((size_t)ty.k * sizeof(*rows));
-    if (rows == NULL)
-        goto out;
-    for (y = 0; y < dh; y++) {
-        for (j = 0; j < ty.k; j++)
-            rows[j] = mid + (size_t)(ty.first[y] + j) * dw * 3;
-        mix_rows(dst + (size_t)y * dw * 3, rows, ty.w + (size_t)y * ty.k,
-                 ty.k, (size_t)dw * 3);
-    }
-    rc = 0;
-out:
-    taps_free(&tx);
-    taps_free(&ty);
-    free(rows);
-    sim__scratch_free(mid);
-    return rc;
 }

@@ -83,6 +83,7 @@ struct sim__phantom {
     double fdir[2];                 /* unit vector across the fibres */
     float od_lut[OD_LUT_N];         /* 10^-od */
     float sin_lut[SIN_LUT_N];       /* sin over one turn */
+    uint8_t rgb_lut[3][OD_LUT_N];   /* glass × od_lut as 8-bit values */
     double glass[3];
 };
 
@@ -168,11 +169,27 @@ fbm(uint64_t seed, double x, double y, double scale, int octaves)
     return sum / norm;
 }
 
-/* The raw value of field k at point (x, y), µm. */
-static double
-field_raw(const struct sim__phantom *ph, int k, double x, double y)
+/* Scale (µm) and octaves of each field's fBm. */
+static const struct {
+    double scale;
+    int octaves;
+} fparm[F_NF] = {
+    [F_TISSUE] = { 700, 4 }, [F_GAP] = { 160, 3 }, [F_TEAR] = { 500, 2 },
+    [F_TUMOR] = { 260, 4 }, [F_SHADE] = { 1200, 2 }, [F_WARP] = { 110, 3 },
+    [F_WARP2] = { 28, 2 }, [F_BUNDLE] = { 60, 2 },
+};
+
+static uint64_t
+field_seed(const struct sim__phantom *ph, int k)
 {
-    uint64_t s = ph->seed * 0x100000001b3ULL + (uint64_t)k * 1000003;
+    return ph->seed * 0x100000001b3ULL + (uint64_t)k * 1000003;
+}
+
+/* Field k at (x, y) from its fBm value there. */
+static double
+field_finish(const struct sim__phantom *ph, int k, double x, double y,
+             double fb)
+{
     double dx, dy, r;
 
     switch (k) {
@@ -180,23 +197,27 @@ field_raw(const struct sim__phantom *ph, int k, double x, double y)
         dx = (x - ph->w_um / 2) / (0.47 * ph->w_um);
         dy = (y - ph->h_um / 2) / (0.47 * ph->h_um);
         r = sqrt(dx * dx + dy * dy);
-        return 0.8 * (1 - r) + 0.55 * fbm(s, x, y, 700, 4) -
-               (r > 1 ? 10 : 0);
-    case F_GAP:
-        return fbm(s, x, y, 160, 3);
+        return 0.8 * (1 - r) + 0.55 * fb - (r > 1 ? 10 : 0);
     case F_TEAR:
-        return fabs(fbm(s, x, y, 500, 2));
+        return fabs(fb);
     case F_TUMOR:
-        return fbm(s, x, y, 260, 4) - 0.06;
-    case F_SHADE:
-        return fbm(s, x, y, 1200, 2);
+        return fb - 0.06;
     case F_WARP:
-        return fbm(s, x, y, 110, 3) * 70;
+        return fb * 70;
     case F_WARP2:
-        return fbm(s, x, y, 28, 2) * 6;
+        return fb * 6;
     default:
-        return fbm(s, x, y, 60, 2);
+        return fb;
     }
+}
+
+/* The raw value of field k at point (x, y), µm. */
+static double
+field_raw(const struct sim__phantom *ph, int k, double x, double y)
+{
+    return field_finish(ph, k, x, y, fbm(field_seed(ph, k), x, y,
+                                         fparm[k].scale,
+                                         fparm[k].octaves));
 }
 
 /* A block of lattice values of the fields [k0, k1) covering lattice
@@ -207,11 +228,140 @@ struct lat {
     float *v[F_NF];
 };
 
+/*
+ * fbm() over a grid of points at once.  One octave of value noise at
+ * (xs[i] * f, ys[j] * f) needs, per column and per row, a cell index and
+ * a smoothed fraction, and the hashed values of the few lattice cells the
+ * grid touches; each point then costs only the interpolation.  The
+ * arithmetic per point is that of vnoise() and fbm(), term by term, so
+ * the values are the same to the last bit.
+ */
+struct octave {
+    int64_t ix0, iy0;               /* first lattice index of the table */
+    int tw;                         /* table row length */
+    int *ix, *iy;                   /* per column / row: index - ix0/iy0 */
+    double *us, *vs;                /* smoothed fractions */
+    double *t;                      /* lattice values */
+};
+
+/* Cell index (relative to the smallest, *lo) and smoothed fraction of
+ * the points xs[i] * f, as vnoise() computes them. */
+static void
+cell_coords(const double *xs, int n, double f, int *ix, double *us,
+            int64_t *lo, int64_t *hi)
+{
+    int i;
+
+    *lo = *hi = (int64_t)floor(xs[0] * f);
+    for (i = 1; i < n; i++) {
+        int64_t c = (int64_t)floor(xs[i] * f);
+
+        *lo = c < *lo ? c : *lo;
+        *hi = c > *hi ? c : *hi;
+    }
+    for (i = 0; i < n; i++) {
+        double x = xs[i] * f, fx = floor(x), u = x - fx;
+
+        us[i] = u * u * (3 - 2 * u);
+        ix[i] = (int)((int64_t)fx - *lo);
+    }
+}
+
+static void
+octave_free(struct octave *o)
+{
+    free(o->ix);
+    free(o->iy);
+    free(o->us);
+    free(o->vs);
+    free(o->t);
+}
+
+static int
+octave_make(struct octave *o, uint64_t seed, double f, const double *xs,
+            int nx, const double *ys, int ny)
+{
+    int64_t xlo, xhi, ylo, yhi;
+    int i, j, th;
+
+    o->ix = malloc((size_t)nx * sizeof(int));
+    o->us = malloc((size_t)nx * sizeof(double));
+    o->iy = malloc((size_t)ny * sizeof(int));
+    o->vs = malloc((size_t)ny * sizeof(double));
+    o->t = NULL;
+    if (o->ix == NULL || o->us == NULL || o->iy == NULL || o->vs == NULL)
+        return -ENOMEM;
+    cell_coords(xs, nx, f, o->ix, o->us, &xlo, &xhi);
+    cell_coords(ys, ny, f, o->iy, o->vs, &ylo, &yhi);
+    o->ix0 = xlo;
+    o->iy0 = ylo;
+    o->tw = (int)(xhi - xlo) + 2;
+    th = (int)(yhi - ylo) + 2;
+    o->t = malloc((size_t)o->tw * th * sizeof(double));
+    if (o->t == NULL)
+        return -ENOMEM;
+    for (j = 0; j < th; j++)
+        for (i = 0; i < o->tw; i++)
+            o->t[(size_t)j * o->tw + i] = lat_value(seed, xlo + i, ylo + j);
+    return 0;
+}
+
+/* sum[i] += amp * vnoise(...) along row j of the grid. */
+static void
+octave_row(const struct octave *o, int j, int nx, double amp, double *sum)
+{
+    const double *t = o->t + (size_t)o->iy[j] * o->tw;
+    double v = o->vs[j];
+    int i;
+
+    for (i = 0; i < nx; i++) {
+        const double *p = t + o->ix[i];
+        double u = o->us[i];
+
+        sum[i] += amp * ((p[0] + (p[1] - p[0]) * u) * (1 - v) +
+                         (p[o->tw] + (p[o->tw + 1] - p[o->tw]) * u) * v);
+    }
+}
+
+/* Field k at the lattice points of block L into L->v[k]. */
+static int
+field_block(const struct sim__phantom *ph, struct lat *L, int k,
+            const double *xs, const double *ys, double *sum)
+{
+    struct octave oc[4];
+    double amp = 1, norm = 0, f = 1.0 / fparm[k].scale;
+    int no = fparm[k].octaves, o, i, j, rc = 0;
+
+    memset(oc, 0, sizeof(oc));
+    for (o = 0; rc == 0 && o < no; o++) {
+        rc = octave_make(&oc[o], field_seed(ph, k) + (uint64_t)o * 7919, f,
+                         xs, L->nx, ys, L->ny);
+        f *= 2;
+    }
+    for (j = 0; rc == 0 && j < L->ny; j++) {
+        memset(sum, 0, (size_t)L->nx * sizeof(double));
+        amp = 1;
+        norm = 0;
+        for (o = 0; o < no; o++) {
+            octave_row(&oc[o], j, L->nx, amp, sum);
+            norm += amp;
+            amp *= 0.5;
+        }
+        for (i = 0; i < L->nx; i++)
+            L->v[k][(size_t)j * L->nx + i] = (float)field_finish(
+                ph, k, xs[i], ys[j], sum[i] / norm);
+    }
+    for (o = 0; o < no; o++)
+        octave_free(&oc[o]);
+    return rc;
+}
+
 static int
 lat_fill(const struct sim__phantom *ph, struct lat *L, int64_t i0,
          int64_t j0, int nx, int ny, int k1)
 {
-    int k, i, j;
+    double *xs, *ys, *sum;
+    int k, i, rc = 0;
 
     memset(L, 0, sizeof(*L));
     L->i0 = i0;
@@ -219,16 +369,23 @@ lat_fill(const struct sim__phantom *ph, struct lat *L, int64_t i0,
     L->nx = nx;
     L->ny = ny;
     L->v[0] = malloc((size_t)nx * ny * k1 * sizeof(float));
-    if (L->v[0] == NULL)
-        return -ENOMEM;
-    for (k = 0; k < k1; k++) {
+    xs = malloc((size_t)nx * sizeof(double));
+    ys = malloc((size_t)ny * sizeof(double));
+    sum = malloc((size_t)nx * sizeof(double));
+    if (L->v[0] == NULL || xs == NULL || ys == NULL || sum == NULL)
+        rc = -ENOMEM;
+    for (i = 0; rc == 0 && i < nx; i++)
+        xs[i] = (i0 + i) * LAT_UM;
+    for (i = 0; rc == 0 && i < ny; i++)
+        ys[i] = (j0 + i) * LAT_UM;
+    for (k = 0; rc == 0 && k < k1; k++) {
         L->v[k] = L->v[0] + (size_t)nx * ny * k;
-        for (j = 0; j < ny; j++)
-            for (i = 0; i < nx; i++)
-                L->v[k][(size_t)j * nx + i] = (float)field_raw(
-                    ph, k, (i0 + i) * LAT_UM, (j0 + j) * LAT_UM);
+        rc = field_block(ph, L, k, xs, ys, sum);
     }
-    return 0;
+    free(xs);
+    free(ys);
+    free(sum);
+    return rc;
 }
 
 static void
@@ -366,6 +523,34 @@ candidate(const struct sim__phantom *ph, bool tumour, int64_t i, int64_t j,
     return true;
 }
 
+/* The rest of a nucleus that survived the overlap test and lies in its
+ * class: outline, density, orientation (stroma, along the fibres) and
+ * KI67 positivity, drawn on from the candidate's stream r. */
+static void
+nucleus_finish(const struct sim__phantom *ph, bool tumour,
+               struct nucleus *n, struct rng *r)
+{
+    double p;
+
+    n->wob[0] = tumour ? 0.05 * (2 * rng_uniform(r) - 1) : 0;
+    n->wob[1] = tumour ? 0.04 * (2 * rng_uniform(r) - 1) : 0;
+    n->wob[2] = tumour ? 0.03 * (2 * rng_uniform(r) - 1) : 0;
+    n->dens = 0.85 + 0.3 * rng_uniform(r);
+    if (!tumour) {
+        /* Along the fibres: perpendicular to the phase gradient. */
+        double gx = ph->fdir[0] + (field_raw(ph, F_WARP, n->cx + 1, n->cy) -
+                                   field_raw(ph, F_WARP, n->cx - 1, n->cy)) /
+                                  2;
+        double gy = ph->fdir[1] + (field_raw(ph, F_WARP, n->cx, n->cy + 1) -
+                                   field_raw(ph, F_WARP, n->cx, n->cy - 1)) /
+                                  2;
+        n->ang = atan2(gy, gx) + M_PI / 2;
+    }
+    p = 0.10 + 0.30 * (0.5 + 0.5 * fbm(ph->seed ^ 0x4b49ULL, n->cx, n->cy,
+                                       600, 2));
+    n->pos = tumour && rng_uniform(r) < p;
+}
+
 /* The nucleus of grid cell (i, j) of the tumour (or stroma) grid; false
  * when the cell has none.  A candidate that would come closer than the
  * gap to a neighbour's candidate of higher priority (its hash) is
@@ -379,7 +564,7 @@ nucleus_of(const struct sim__phantom *ph, bool tumour, int64_t i, int64_t j,
 {
     struct nucleus o;
     struct rng r, ro;
-    double p, dx, dy, lim;
+    double dx, dy, lim;
     int di, dj;
 
     if (!candidate(ph, tumour, i, j, n, &r))
@@ -400,43 +585,29 @@ nucleus_of(const struct sim__phantom *ph, bool tumour, int64_t i, int64_t j,
     n->cls = sim__phantom_label(ph, n->cx, n->cy);
     if (n->cls != (tumour ? SIM_LABEL_TUMOR : SIM_LABEL_STROMA))
         return false;
-    n->wob[0] = tumour ? 0.05 * (2 * rng_uniform(&r) - 1) : 0;
-    n->wob[1] = tumour ? 0.04 * (2 * rng_uniform(&r) - 1) : 0;
-    n->wob[2] = tumour ? 0.03 * (2 * rng_uniform(&r) - 1) : 0;
-    n->dens = 0.85 + 0.3 * rng_uniform(&r);
-    if (!tumour) {
-        /* Along the fibres: perpendicular to the phase gradient. */
-        double gx = ph->fdir[0] + (field_raw(ph, F_WARP, n->cx + 1, n->cy) -
-                                   field_raw(ph, F_WARP, n->cx - 1, n->cy)) /
-                                  2;
-        double gy = ph->fdir[1] + (field_raw(ph, F_WARP, n->cx, n->cy + 1) -
-                                   field_raw(ph, F_WARP, n->cx, n->cy - 1)) /
-                                  2;
-        n->ang = atan2(gy, gx) + M_PI / 2;
-    }
-    p = 0.10 + 0.30 * (0.5 + 0.5 * fbm(ph->seed ^ 0x4b49ULL, n->cx, n->cy,
-                                       600, 2));
-    n->pos = tumour && rng_uniform(&r) < p;
+    nucleus_finish(ph, tumour, n, &r);
     return true;
 }
 
 /* ---- rendering ----------------------------------------------------------- */
 
-/* Per-pixel stain amounts of one tile, then Beer–Lambert. */
+/*
+ * A tile is rendered as per-pixel stain amounts (optical densities of H,
+ * E and DAB), then Beer–Lambert.  Everything that depends on the column
+ * only or the row only (the point's coordinate, its lattice cell and
+ * fraction, its texture cell) is computed once per column and per row
+ * with the same expressions a single point would use, so the pixels are
+ * the same as evaluating each point on its own.
+ */
 struct canvas {
     int n;                          /* SIM_TILE */
     double x0, y0, q;               /* point (i, j) = (x0 + i q, y0 + j q) */
+    double xs[SIM_TILE], ys[SIM_TILE];  /* those coordinates */
     float *od;                      /* n * n * 3: H, E, DAB */
 };
 
-/* Per-tile precomputed noise for the textures. */
-struct tex {
-    struct gnoise tum, fib;
-};
-
-/* Where a pixel falls in the lattice: computed once per column and row
- * with exactly the arithmetic of lat_at(), so results are bit-identical
- * to the label map's. */
+/* Where a pixel falls in the lattice, with exactly the arithmetic of
+ * lat_at(), so results are bit-identical to the label map's. */
 struct cell {
     const float *base;              /* field 0's lower-left value */
     size_t koff;                    /* distance between fields */
@@ -452,37 +623,171 @@ cell_at(const struct cell *c, int k)
     return bilerp(p[0], p[1], p[c->nx], p[c->nx + 1], c->u, c->v);
 }
 
+/* Where a coordinate falls in a grid of cell size 1 / inv: cell index
+ * relative to the grid's first and the fraction (smoothed for the
+ * texture noise), one per column or row. */
+struct axis {
+    int lat[SIM_TILE];              /* field lattice cell */
+    double lu[SIM_TILE];            /* fraction in it */
+    int tum[SIM_TILE], fib[SIM_TILE];   /* texture cells */
+    double tu[SIM_TILE], fu[SIM_TILE];  /* smoothed fractions */
+    double dir[SIM_TILE];           /* fdir component times coordinate */
+    bool in[SIM_TILE];              /* inside the image */
+};
+
 static void
-tissue_pixel(const struct sim__phantom *ph, const struct cell *c,
-             const struct tex *tx, double x, double y, float *od)
+axis_make(struct axis *a, const double *cs, int n, int64_t lat0,
+          const struct gnoise *tum, int64_t tum0, const struct gnoise *fib,
+          int64_t fib0, double dir, double extent)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        double g = cs[i] / LAT_UM, f = floor(g);
+        double t = cs[i] * tum->inv, tf = floor(t), tu = t - tf;
+        double b = cs[i] * fib->inv, bf = floor(b), fu = b - bf;
+
+        a->lat[i] = (int)((int64_t)f - lat0);
+        a->lu[i] = g - f;
+        a->tum[i] = (int)((int64_t)tf - tum0);
+        a->tu[i] = tu * tu * (3 - 2 * tu);
+        a->fib[i] = (int)((int64_t)bf - fib0);
+        a->fu[i] = fu * fu * (3 - 2 * fu);
+        a->dir[i] = dir * cs[i];
+        a->in[i] = cs[i] >= 0 && cs[i] < extent;
+    }
+}
+
+/* gnoise_at() from the precomputed cell (p: the lower-left value) and
+ * smoothed fractions. */
+static inline double
+gnoise_cell(const float *p, int nx, double u, double v)
+{
+    return (p[0] + (p[1] - p[0]) * u) * (1 - v) +
+           (p[nx] + (p[nx + 1] - p[nx]) * u) * v;
+}
+
+/* The class of every point of the lattice cell whose lower-left corner
+ * is p (field TISSUE; the other fields koff apart), or -1 when it may
+ * vary within the cell.  An interpolated value lies between the cell's
+ * corner values up to rounding far below eps, so a class decided from
+ * the corners is the class of every point. */
+static int
+cell_class(const float *p, size_t koff, int nx)
+{
+    const double eps = 1e-6;
+    double lo[4], hi[4];
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        const float *q = p + koff * (size_t)k;
+
+        lo[k] = fmin(fmin(q[0], q[1]), fmin(q[nx], q[nx + 1]));
+        hi[k] = fmax(fmax(q[0], q[1]), fmax(q[nx], q[nx + 1]));
+    }
+    if (hi[F_TISSUE] <= 0.2 - eps || lo[F_GAP] > 0.42 + eps ||
+        hi[F_TEAR] < 0.012 - eps)
+        return SIM_LABEL_GLASS;
+    if (lo[F_TISSUE] <= 0.2 + eps || hi[F_GAP] > 0.42 - eps ||
+        lo[F_TEAR] < 0.012 + eps)
+        return -1;
+    if (lo[F_TUMOR] > eps)
+        return SIM_LABEL_TUMOR;
+    if (hi[F_TUMOR] < -eps)
+        return SIM_LABEL_STROMA;
+    return -1;
+}
+
+/* Everything render_fine() prepares for a tile. */
+struct fine {
+    struct lat L;
+    struct gnoise tum, fib;
+    struct axis ax, ay;
+    signed char *cls;               /* per lattice cell, cell_class() */
+};
+
+static int
+fine_make(const struct sim__phantom *ph, const struct canvas *cv,
+          struct fine *fn)
+{
+    double span = cv->n * cv->q;
+    int64_t i0 = (int64_t)floor(cv->x0 / LAT_UM) - 1;
+    int64_t j0 = (int64_t)floor(cv->y0 / LAT_UM) - 1;
+    int nx = (int)ceil(span / LAT_UM) + 4, i, j, rc;
+    size_t koff = (size_t)nx * nx;
+
+    rc = lat_fill(ph, &fn->L, i0, j0, nx, nx, F_NF);
+    if (rc == 0)
+        rc = gnoise_fill(&fn->tum, ph->seed ^ 0x7458ULL, TEX_TUM_UM,
+                         cv->x0, cv->y0, span);
+    if (rc == 0)
+        rc = gnoise_fill(&fn->fib, ph->seed ^ 0x6669ULL, TEX_FIB_UM,
+                         cv->x0, cv->y0, span);
+    if (rc == 0 && (fn->cls = malloc(koff)) == NULL)
+        rc = -ENOMEM;
+    if (rc < 0)
+        return rc;
+    axis_make(&fn->ax, cv->xs, cv->n, i0, &fn->tum, fn->tum.i0, &fn->fib,
+              fn->fib.i0, ph->fdir[0], ph->w_um);
+    axis_make(&fn->ay, cv->ys, cv->n, j0, &fn->tum, fn->tum.j0, &fn->fib,
+              fn->fib.j0, ph->fdir[1], ph->h_um);
+    for (j = 0; j + 1 < nx; j++)
+        for (i = 0; i + 1 < nx; i++)
+            fn->cls[(size_t)j * nx + i] = (signed char)cell_class(
+                fn->L.v[0] + (size_t)j * nx + i, koff, nx);
+    return 0;
+}
+
+static void
+fine_free(struct fine *fn)
+{
+    lat_free(&fn->L);
+    free(fn->tum.v);
+    free(fn->fib.v);
+    free(fn->cls);
+}
+
+/* Stain amounts of tissue (no nuclei) at pixel (i, j). */
+static void
+tissue_pixel(const struct sim__phantom *ph, const struct fine *fn, int i,
+             int j, float *od)
 {
     const struct look *lk = &looks[ph->stain];
-    int cls, k;
+    const struct axis *ax = &fn->ax, *ay = &fn->ay;
+    size_t at = (size_t)ay->lat[j] * fn->L.nx + ax->lat[i];
+    struct cell c = { fn->L.v[0] + at, (size_t)fn->L.nx * fn->L.ny,
+                      fn->L.nx, ax->lu[i], ay->lu[j] };
+    int cls = fn->cls[at], k;
     double shade, t, fib, ph_;
 
     od[0] = od[1] = od[2] = 0;
-    if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
+    if (!ax->in[i] || !ay->in[j])
         return;
-    cls = classify(cell_at(c, F_TISSUE), cell_at(c, F_GAP),
-                   cell_at(c, F_TEAR), cell_at(c, F_TUMOR));
+    if (cls < 0)
+        cls = classify(cell_at(&c, F_TISSUE), cell_at(&c, F_GAP),
+                       cell_at(&c, F_TEAR), cell_at(&c, F_TUMOR));
     if (cls == SIM_LABEL_GLASS)
         return;
-    shade = 1 + 0.12 * cell_at(c, F_SHADE);
+    shade = 1 + 0.12 * cell_at(&c, F_SHADE);
     if (cls == SIM_LABEL_TUMOR) {
-        t = 1 + 0.22 * gnoise_at(&tx->tum, x, y);
+        t = 1 + 0.22 * gnoise_cell(fn->tum.v + (size_t)ay->tum[j] *
+                                   fn->tum.nx + ax->tum[i], fn->tum.nx,
+                                   ax->tu[i], ay->tu[j]);
         for (k = 0; k < 3; k++)
             od[k] = (float)(lk->cyto[k] * t * shade);
         return;
     }
     /* Wavy bundles along a warped direction, pale clefts between them,
      * bundle strength varying from place to place. */
-    ph_ = (ph->fdir[0] * x + ph->fdir[1] * y + cell_at(c, F_WARP) +
-           cell_at(c, F_WARP2)) / FIBRE_UM;
+    ph_ = (ax->dir[i] + ay->dir[j] + cell_at(&c, F_WARP) +
+           cell_at(&c, F_WARP2)) / FIBRE_UM;
     t = ph->sin_lut[(int)((ph_ - floor(ph_)) * SIN_LUT_N) & (SIN_LUT_N - 1)];
     fib = t < -0.55 ? 0.08 : t < -0.25 ? 0.08 + (t + 0.55) * 2.4 : 0.8 +
                                                         0.2 * t;
-    fib *= 0.75 + 0.45 * cell_at(c, F_BUNDLE);
-    fib *= 1 + 0.18 * gnoise_at(&tx->fib, x, y);
+    fib *= 0.75 + 0.45 * cell_at(&c, F_BUNDLE);
+    fib *= 1 + 0.18 * gnoise_cell(fn->fib.v + (size_t)ay->fib[j] *
+                                  fn->fib.nx + ax->fib[i], fn->fib.nx,
+                                  ax->fu[i], ay->fu[j]);
     for (k = 0; k < 3; k++)
         od[k] = (float)(lk->fibre[k] * fib * shade);
 }
@@ -516,6 +821,109 @@ mean_pixel(const struct sim__phantom *ph, double x, double y, float *od)
     }
 }
 
+/* The label at a nucleus centre: from the tile's lattice block when the
+ * point's cell lies in it (the same values sim__phantom_label() computes
+ * there), else by sim__phantom_label(). */
+static int
+label_near(const struct sim__phantom *ph, const struct lat *L, double x,
+           double y)
+{
+    double gx = x / LAT_UM, gy = y / LAT_UM;
+    int64_t i = (int64_t)floor(gx) - L->i0, j = (int64_t)floor(gy) - L->j0;
+
+    if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
+        return SIM_LABEL_GLASS;
+    if (i < 0 || j < 0 || i + 1 >= L->nx || j + 1 >= L->ny)
+        return sim__phantom_label(ph, x, y);
+    if (lat_at(L, F_TISSUE, x, y) <= 0.2)
+        return SIM_LABEL_GLASS;
+    return classify(1, lat_at(L, F_GAP, x, y), lat_at(L, F_TEAR, x, y),
+                    lat_at(L, F_TUMOR, x, y));
+}
+
+/* The candidates of a rectangle of grid cells, drawn once for a tile
+ * (each is needed by up to nine cells). */
+struct cand {
+    bool ok;
+    struct nucleus n;
+    struct rng r;                   /* as candidate() left it */
+};
+
+struct cands {
+    int64_t i0, j0;
+    int nx, ny;
+    struct cand *c;
+};
+
+static int
+cands_make(const struct sim__phantom *ph, bool tumour, int64_t i0,
+           int64_t j0, int nx, int ny, struct cands *cs)
+{
+    int i, j;
+
+    cs->i0 = i0;
+    cs->j0 = j0;
+    cs->nx = nx;
+    cs->ny = ny;
+    cs->c = malloc((size_t)nx * ny * sizeof(*cs->c));
+    if (cs->c == NULL)
+        return -ENOMEM;
+    for (j = 0; j < ny; j++)
+        for (i = 0; i < nx; i++) {
+            struct cand *c = &cs->c[(size_t)j * nx + i];
+
+            c->ok = candidate(ph, tumour, i0 + i, j0 + j, &c->n, &c->r);
+        }
+    return 0;
+}
+
+static const struct cand *
+cand_at(const struct cands *cs, int64_t i, int64_t j)
+{
+    return &cs->c[(size_t)(j - cs->j0) * cs->nx + (size_t)(i - cs->i0)];
+}
+
+/* nucleus_of() for a cell whose neighbours all lie in cs, with labels
+ * from the tile's lattice block where it reaches. */
+static bool
+nucleus_in(const struct sim__phantom *ph, bool tumour,
+           const struct cands *cs, const struct lat *L, int64_t i,
+           int64_t j, struct nucleus *n)
+{
+    const struct cand *me = cand_at(cs, i, j);
+    struct rng r;
+    double dx, dy, lim;
+    int di, dj;
+
+    if (!me->ok)
+        return false;
+    *n = me->n;
+    r = me->r;
+    for (dj = -1; dj <= 1; dj++) {
+        for (di = -1; di <= 1; di++) {
+            const struct cand *o = cand_at(cs, i + di, j + dj);
+
+            if ((di == 0 && dj == 0) || !o->ok || o->n.h < n->h)
+                continue;
+            dx = o->n.cx - n->cx;
+            dy = o->n.cy - n->cy;
+            lim = 1.12 * (n->a + o->n.a) + NUC_GAP_UM;
+            if (dx * dx + dy * dy < lim * lim)
+                return false;
+        }
+    }
+    n->cls = label_near(ph, L, n->cx, n->cy);
+    if (n->cls != (tumour ? SIM_LABEL_TUMOR : SIM_LABEL_STROMA))
+        return false;
+    nucleus_finish(ph, tumour, n, &r);
+    return true;
+}
+
+/* A nucleus composited over the tissue: a soft-edged, wobbly ellipse
+ * with a textured, darker-rimmed stain.  Pixels certainly outside the
+ * outline (alpha <= 0) are skipped by a bound before the exact test; the
+ * bound has a wide margin, so it never skips a pixel the exact test
+ * would keep. */
 static void
 splat(const struct sim__phantom *ph, struct canvas *cv,
       const struct nucleus *n)
@@ -525,21 +933,42 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
                         : n->pos ? lk->nuc_pos : lk->nuc;
     double ca = cos(n->ang), sa = sin(n->ang), r = n->a * 1.3 + cv->q;
     double edge = fmax(cv->q, 0.4);
+    double wmax = 1 + fabs(n->wob[0]) + fabs(n->wob[1]) + fabs(n->wob[2]);
+    double out = wmax * (1 + 0.5 * edge / n->b) * (1 + 1e-6);
+    double ia2 = 1 / (n->a * n->a), ib2 = 1 / (n->b * n->b);
+    double dxca[SIM_TILE], mdxsa[SIM_TILE];
+    int64_t tx[SIM_TILE];
     int i0 = (int)floor((n->cx - r - cv->x0) / cv->q);
     int i1 = (int)ceil((n->cx + r - cv->x0) / cv->q);
     int j0 = (int)floor((n->cy - r - cv->y0) / cv->q);
     int j1 = (int)ceil((n->cy + r - cv->y0) / cv->q);
-    int i, j, k;
+    int i, j, k, ia, ib;
 
+    out *= out;
+    ia = i0 < 0 ? 0 : i0;
+    ib = i1 < cv->n - 1 ? i1 : cv->n - 1;
+    for (i = ia; i <= ib; i++) {
+        double dx = cv->xs[i] - n->cx;
+
+        dxca[i - ia] = dx * ca;
+        mdxsa[i - ia] = -dx * sa;
+        tx[i - ia] = (int64_t)floor(dx / 0.6) * 131;
+    }
     for (j = j0 < 0 ? 0 : j0; j <= j1 && j < cv->n; j++) {
-        for (i = i0 < 0 ? 0 : i0; i <= i1 && i < cv->n; i++) {
-            double dx = cv->x0 + i * cv->q - n->cx;
-            double dy = cv->y0 + j * cv->q - n->cy;
-            double u = (dx * ca + dy * sa) / n->a;
-            double v = (-dx * sa + dy * ca) / n->b;
-            double d2 = u * u + v * v, d = sqrt(d2), alpha, tex, wob;
+        double dy = cv->ys[j] - n->cy, dysa = dy * sa, dyca = dy * ca;
+        int64_t ty = (int64_t)floor(dy / 0.6) * 7919;
+
+        for (i = ia; i <= ib; i++) {
+            double pu = dxca[i - ia] + dysa, pv = mdxsa[i - ia] + dyca;
+            double u, v, d2, d, alpha, tex, wob;
             float *od;
 
+            if (pu * pu * ia2 + pv * pv * ib2 > out)
+                continue;
+            u = pu / n->a;
+            v = pv / n->b;
+            d2 = u * u + v * v;
+            d = sqrt(d2);
             /* An irregular outline: the radius varies with cos 2θ,
              * sin 2θ and sin 3θ, from u and v without trigonometry. */
             if (d2 > 1e-12) {
@@ -557,8 +986,7 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
             if (alpha > 1)
                 alpha = 1;
             tex = 0.85 + 0.3 * sim__u01(rng_mix64(n->h ^ (uint64_t)(
-                      (int64_t)floor(dx / 0.6) * 131 +
-                      (int64_t)floor(dy / 0.6) * 7919)));
+                      tx[i - ia] + ty)));
             tex *= n->dens * (1.0 + 0.15 * d);  /* darker rim */
             od = cv->od + ((size_t)j * cv->n + i) * 3;
             for (k = 0; k < 3; k++)
@@ -567,20 +995,43 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
     }
 }
 
-static void
-splat_grid(const struct sim__phantom *ph, struct canvas *cv, bool tumour)
+static int
+splat_grid(const struct sim__phantom *ph, struct canvas *cv,
+           const struct lat *L, bool tumour)
 {
     double cell = tumour ? TUM_CELL_UM : STR_CELL_UM, pad = cell;
     double x1 = cv->x0 + cv->n * cv->q, y1 = cv->y0 + cv->n * cv->q;
-    int64_t i, j;
+    int64_t ia = (int64_t)floor((cv->x0 - pad) / cell);
+    int64_t ib = (int64_t)floor((x1 + pad) / cell);
+    int64_t ja = (int64_t)floor((cv->y0 - pad) / cell);
+    int64_t jb = (int64_t)floor((y1 + pad) / cell), i, j;
+    struct cands cs;
     struct nucleus n;
 
-    for (j = (int64_t)floor((cv->y0 - pad) / cell);
-         j <= (int64_t)floor((y1 + pad) / cell); j++)
-        for (i = (int64_t)floor((cv->x0 - pad) / cell);
-             i <= (int64_t)floor((x1 + pad) / cell); i++)
-            if (nucleus_of(ph, tumour, i, j, &n))
+    if (cands_make(ph, tumour, ia - 1, ja - 1, (int)(ib - ia) + 3,
+                   (int)(jb - ja) + 3, &cs) < 0)
+        return -ENOMEM;
+    for (j = ja; j <= jb; j++)
+        for (i = ia; i <= ib; i++)
+            if (nucleus_in(ph, tumour, &cs, L, i, j, &n))
                 splat(ph, cv, &n);
+    free(cs.c);
+    return 0;
+}
+
+/* The 8-bit value of each channel for each index of od_lut: what
+ * to_rgb() writes for an optical density in that bin. */
+static void
+rgb_lut_make(struct sim__phantom *ph)
+{
+    int c, k;
+
+    for (c = 0; c < 3; c++)
+        for (k = 0; k < OD_LUT_N; k++) {
+            double t = ph->glass[c] * ph->od_lut[k];
+
+            ph->rgb_lut[c][k] = (uint8_t)(t * 255 + 0.5);
+        }
 }
 
 static void
@@ -589,18 +1040,23 @@ to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb)
     int i, c;
 
     for (i = 0; i < n; i++, od += 3, rgb += 3) {
+        if (od[0] == 0 && od[1] == 0 && od[2] == 0) {
+            /* Glass: density 0 falls in bin 0. */
+            rgb[0] = ph->rgb_lut[0][0];
+            rgb[1] = ph->rgb_lut[1][0];
+            rgb[2] = ph->rgb_lut[2][0];
+            continue;
+        }
         for (c = 0; c < 3; c++) {
             double d = od[0] * vec_h[c] + od[1] * vec_e[c] +
                        od[2] * vec_d[c];
             int k = (int)(d * (OD_LUT_N / OD_LUT_MAX) + 0.5);
-            double t;
 
             if (k >= OD_LUT_N)
                 k = OD_LUT_N - 1;
             if (k < 0)
                 k = 0;
-            t = ph->glass[c] * ph->od_lut[k];
-            rgb[c] = (uint8_t)(t * 255 + 0.5);
+            rgb[c] = ph->rgb_lut[c][k];
         }
     }
 }
@@ -608,47 +1064,21 @@ to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb)
 static int
 render_fine(const struct sim__phantom *ph, struct canvas *cv)
 {
-    struct lat L;
-    double span = cv->n * cv->q;
-    int64_t i0 = (int64_t)floor(cv->x0 / LAT_UM) - 1;
-    int64_t j0 = (int64_t)floor(cv->y0 / LAT_UM) - 1;
-    int nx = (int)ceil(span / LAT_UM) + 4, i, j, rc, ci[SIM_TILE];
-    struct tex tx = { { 0 }, { 0 } };
-    double cu[SIM_TILE];
+    struct fine fn;
+    int i, j, rc;
 
-    rc = lat_fill(ph, &L, i0, j0, nx, nx, F_NF);
-    if (rc == 0)
-        rc = gnoise_fill(&tx.tum, ph->seed ^ 0x7458ULL, TEX_TUM_UM, cv->x0,
-                         cv->y0, span);
-    if (rc == 0)
-        rc = gnoise_fill(&tx.fib, ph->seed ^ 0x6669ULL, TEX_FIB_UM, cv->x0,
-                         cv->y0, span);
-    for (i = 0; rc == 0 && i < cv->n; i++) {
-        double gx = (cv->x0 + i * cv->q) / LAT_UM, f = floor(gx);
-
-        ci[i] = (int)((int64_t)f - L.i0);
-        cu[i] = gx - f;
-    }
-    for (j = 0; rc == 0 && j < cv->n; j++) {
-        double y = cv->y0 + j * cv->q, gy = y / LAT_UM, f = floor(gy);
-        struct cell c = { NULL, (size_t)L.nx * L.ny, L.nx, 0, gy - f };
-        size_t row = (size_t)((int64_t)f - L.j0) * L.nx;
-
-        for (i = 0; i < cv->n; i++) {
-            c.base = L.v[0] + row + ci[i];
-            c.u = cu[i];
-            tissue_pixel(ph, &c, &tx, cv->x0 + i * cv->q, y,
+    memset(&fn, 0, sizeof(fn));
+    rc = fine_make(ph, cv, &fn);
+    for (j = 0; rc == 0 && j < cv->n; j++)
+        for (i = 0; i < cv->n; i++)
+            tissue_pixel(ph, &fn, i, j,
                          cv->od + ((size_t)j * cv->n + i) * 3);
-        }
-    }
-    lat_free(&L);
-    free(tx.tum.v);
-    free(tx.fib.v);
-    if (rc < 0)
-        return rc;
-    splat_grid(ph, cv, true);
-    splat_grid(ph, cv, false);
-    return 0;
+    if (rc == 0)
+        rc = splat_grid(ph, cv, &fn.L, true);
+    if (rc == 0)
+        rc = splat_grid(ph, cv, &fn.L, false);
+    fine_free(&fn);
+    return rc;
 }
 
 /* True when every lattice point near the square [x0, x0 + span]² lies
@@ -672,31 +1102,42 @@ ph_tile(struct sim__source *src, int level, double q, int tx, int ty,
         uint8_t *rgb, struct ss_err *err)
 {
     const struct sim__phantom *ph = src->ph;
-    struct canvas cv;
+    struct canvas *cv = malloc(sizeof(*cv));
     int i, j, rc = 0;
+    size_t n = (size_t)SIM_TILE * SIM_TILE * 3;
 
-    cv.n = SIM_TILE;
-    cv.q = q;
-    cv.x0 = (double)tx * SIM_TILE * q;
-    cv.y0 = (double)ty * SIM_TILE * q;
-    cv.od = calloc((size_t)SIM_TILE * SIM_TILE * 3, sizeof(float));
-    if (cv.od == NULL)
+    if (cv == NULL)
         return err_set(err, -ENOMEM, "phantom: out of memory");
-    if (cv.x0 >= ph->w_um || cv.y0 >= ph->h_um ||
-        cv.x0 + SIM_TILE * q <= 0 || cv.y0 + SIM_TILE * q <= 0 ||
-        outside_section(ph, cv.x0, cv.y0, SIM_TILE * q)) {
+    cv->n = SIM_TILE;
+    cv->q = q;
+    cv->x0 = (double)tx * SIM_TILE * q;
+    cv->y0 = (double)ty * SIM_TILE * q;
+    for (i = 0; i < SIM_TILE; i++) {
+        cv->xs[i] = cv->x0 + i * q;
+        cv->ys[i] = cv->y0 + i * q;
+    }
+    cv->od = sim__scratch(n * sizeof(float));
+    if (cv->od == NULL) {
+        free(cv);
+        return err_set(err, -ENOMEM, "phantom: out of memory");
+    }
+    if (cv->x0 >= ph->w_um || cv->y0 >= ph->h_um ||
+        cv->x0 + SIM_TILE * q <= 0 || cv->y0 + SIM_TILE * q <= 0 ||
+        outside_section(ph, cv->x0, cv->y0, SIM_TILE * q)) {
         /* All glass: zero density. */
+        memset(cv->od, 0, n * sizeof(float));
     } else if (q <= COARSE_UM) {
-        rc = render_fine(ph, &cv);
+        rc = render_fine(ph, cv);
     } else {
-        for (j = 0; j < cv.n; j++)
-            for (i = 0; i < cv.n; i++)
-                mean_pixel(ph, cv.x0 + i * q, cv.y0 + j * q,
-                           cv.od + ((size_t)j * cv.n + i) * 3);
+        for (j = 0; j < cv->n; j++)
+            for (i = 0; i < cv->n; i++)
+                mean_pixel(ph, cv->xs[i], cv->ys[j],
+                           cv->od + ((size_t)j * cv->n + i) * 3);
     }
     if (rc == 0)
-        to_rgb(ph, cv.od, SIM_TILE * SIM_TILE, rgb);
-    free(cv.od);
+        to_rgb(ph, cv->od, SIM_TILE * SIM_TILE, rgb);
+    sim__scratch_free(cv->od);
+    free(cv);
     if (rc < 0)
         return err_set(err, rc, "phantom: out of memory");
     return 0;
@@ -872,6 +1313,7 @@ sim__phantom_open(const char *spec, const struct sim_config *c,
     ph->glass[2] = 0.965;
     for (i = 0; i < OD_LUT_N; i++)
         ph->od_lut[i] = (float)pow(10, -(double)i * OD_LUT_MAX / OD_LUT_N);
+    rgb_lut_make(ph);
     for (i = 0; i < SIN_LUT_N; i++)
         ph->sin_lut[i] = (float)sin(2 * M_PI * (i + 0.5) / SIN_LUT_N);
     src->ops = &ph_ops;

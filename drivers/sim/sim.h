@@ -138,6 +138,10 @@ struct sim_config {
                                    (frames are flat blank glass) while
                                    clock, stage and truth run as usual,
                                    for timing studies */
+    int simd;                   /* simd = 1: the frame loops use AVX2
+                                   when the CPU has it; 0 keeps them to
+                                   SSE2.  Frames are the same bits either
+                                   way (only the speed differs) */
 };
 
 /* Fills every knob with its default (listed in struct sim_config). */

@@ -52,6 +52,7 @@ struct sim__source {
     double pitch_um[32];
     int64_t level_w[32], level_h[32];   /* lattice points per level */
     double glass[3];                /* transmittance of glass */
+    bool wide;                      /* AVX2 loops (sim__simd_wide()) */
     struct sim__phantom *ph;        /* phantom only */
     void *priv;
 
@@ -69,6 +70,18 @@ void sim__source_free(struct sim__source *src);
 int sim__source_render(struct sim__source *src, double x0_um, double y0_um,
                        int w, int h, double p_um, float *dst,
                        struct ss_err *err);
+
+/* The same, row by row: rows are asked for in increasing order (any may
+ * be skipped), each written to dst (w * 3 floats), so a frame never holds
+ * the whole region.  Row values are those of sim__source_render(). */
+struct sim__stream;
+
+int sim__stream_open(struct sim__source *src, double x0_um, double y0_um,
+                     int w, int h, double p_um, struct sim__stream **out,
+                     struct ss_err *err);
+int sim__stream_row(struct sim__stream *st, int y, float *dst,
+                    struct ss_err *err);
+void sim__stream_close(struct sim__stream *st);
 
 int sim__file_open(const char *path, double mpp, const struct sim_config *c,
                    struct sim__source **out, struct ss_err *err);
@@ -219,6 +232,7 @@ struct sim__shot {
     double dark_dn;
     double noise_mul;               /* noise_scale / binning */
     bool lamp;
+    bool wide;                      /* AVX2 loops (sim__simd_wide()) */
     uint64_t noise_key;
 };
 
@@ -233,10 +247,50 @@ void sim__scratch_free(void *p);
 void sim__scratch_users(int delta);
 
 /* Image helpers (optics.c). */
+
+/* A separable filter along one axis: taps (offset in pixels, weight). */
+struct sim__kernel {
+    int n;
+    int off[160];
+    float w[160];
+};
+
+/* The blur of a shot as one kernel per axis (motion taps convolved with
+ * the Gaussian).  Returns false when the shot needs the general path of
+ * sim__optics() instead (recursive Gaussian, or a smear too long for one
+ * kernel); kx and ky are then unusable. */
+bool sim__optics_kernels(const struct sim__shot *sh, struct sim__kernel *kx,
+                         struct sim__kernel *ky);
+/* One row (row floats) through kx; the first and last samples within the
+ * kernel's reach are copied unfiltered. */
+void sim__row_filter(const float *in, float *out, size_t row,
+                     const struct sim__kernel *k, bool wide);
+/* d = sum_t k->w[t] * rows[t] over n floats (rows[t] holds the samples at
+ * offset k->off[t]), exactly as sim__optics() mixes rows. */
+void sim__mix_kernel(float *d, const float *const *rows,
+                     const struct sim__kernel *k, size_t n, bool wide);
+
+/* Catmull-Rom taps for n outputs at source coordinates c0 + i * f,
+ * clamped to [0, limit): output i mixes k samples from first[i]. */
+struct sim__taps {
+    int n, k;                       /* outputs, taps per output */
+    int *first;
+    float *w;
+};
+
+int sim__taps_make(struct sim__taps *t, int n, double c0, double f,
+                   int limit);
+void sim__taps_free(struct sim__taps *t);
+/* One source row (interleaved RGB) through the horizontal taps; unit is
+ * true for a step of exactly one source sample. */
+void sim__resample_row(const struct sim__taps *tx, const float *s, float *m,
+                       bool unit, bool wide);
+
 /* Motion smear then defocus blur, in place (margins left unfiltered). */
 void sim__optics(float *buf, int w, int h, const struct sim__shot *shot);
-int sim__resample(const float *src, int sw, int sh, double x0, double y0,
-                  double step, float *dst, int dw, int dh);
+/* d = sum_k w[k] * rows[k] over n floats, accumulated in tap order. */
+void sim__mix_rows(float *d, const float *const *rows, const float *w,
+                   int nk, size_t n, bool wide);
 
 /* The slide label: id, stain, maker (camera.c). */
 struct img *sim__label_render(const struct sim__source *src);
@@ -272,6 +326,62 @@ sim__splat(float f)
 
     return v;
 }
+
+/* The same with eight floats, for the loops of loops.h, which simd.c
+ * compiles for SSE2 (each vector is then two SSE vectors) and, with GCC
+ * on x86-64, a second time for AVX2, chosen at run time by
+ * sim__simd_wide().  The helpers take pointers so that no 32-byte vector
+ * crosses a function boundary. */
+typedef float sim_v8 __attribute__((vector_size(32)));
+typedef int32_t sim_v8i __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) void
+sim__ld8(sim_v8 *v, const float *p)
+{
+    memcpy(v, p, sizeof(*v));
+}
+
+static inline __attribute__((always_inline)) void
+sim__st8(float *p, const sim_v8 *v)
+{
+    memcpy(p, v, sizeof(*v));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIM_AVX2 1
+#else
+#define SIM_AVX2 0
+#endif
+
+/* Whether the frame loops should use AVX2: the CPU has it and the
+ * configuration allows it (simd = 1). */
+bool sim__simd_wide(const struct sim_config *c);
+
+/* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]) over n floats. */
+void sim__mix_sym(float *d, const float *c, const float *const *lo,
+                  const float *const *hi, const float *w, int nk, size_t n,
+                  bool wide);
+
+/* The sensor's inputs for one row of samples (interleaved RGB):
+ * transmittance t, per-sample constants, this row's normal deviates. */
+struct sim__sensor_row {
+    const float *scale;             /* DN for T = 1 at the centre */
+    const float *cvig;              /* 1 - corner ratio */
+    const float *cx;                /* vignetting term of the column */
+    const float *kvar;              /* shot-noise variance per DN */
+    const float *noise;             /* N(0, 1) × noise scale */
+    const float *t;                 /* transmittance */
+    float *dn;                      /* 16 floats of scratch */
+    float cy;                       /* vignetting term of the row */
+    float dark;                     /* dark level, DN */
+    float rd2;                      /* read noise variance, DN² */
+};
+
+/* Exposes n samples (every array holds n rounded up to 16, the lanes past
+ * n are computed and dropped) into 8-bit out; returns how many
+ * saturated. */
+long sim__sensor_row(const struct sim__sensor_row *r, size_t n,
+                     uint8_t *out, bool wide);
 
 /* Hash helpers. */
 static inline double

@@ -10,6 +10,7 @@
  */
 #include "drivers/sim/sim_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -260,6 +261,7 @@ sim__source_open(const char *spec, const struct sim_config *c,
         sim__source_free(src);
         return rc;
     }
+    src->wide = sim__simd_wide(c);
     if (c->slide_id[0] != '\0' && strcmp(spec, c->slide) == 0)
         snprintf(src->slide_id, sizeof(src->slide_id), "%s", c->slide_id);
     *out = src;
@@ -293,68 +295,89 @@ pitch_key(int level, double pitch)
     return u;
 }
 
-/* Copies the lattice rectangle [i0, i0 + nx) × [j0, j0 + ny) as floats
- * (transmittance) into reg, glass outside the lattice. */
+/*
+ * A render streams row by row: each lattice row the taps need is read
+ * from the tiles (glass outside the lattice), resampled along x into a
+ * ring of ty.k rows, and each output row mixes its rows of the ring along
+ * y.  The frame pipeline consumes rows as they come, so no buffer of the
+ * whole region is ever made.
+ */
+struct sim__stream {
+    struct sim__source *src;
+    int level;
+    double q, f;
+    int64_t i0, j0;                 /* lattice point of region (0, 0) */
+    int nx, ny;                     /* region size, lattice points */
+    int64_t lw, lh;                 /* lattice size */
+    uint64_t k1;                    /* cache key of the lattice */
+    int w, h;                       /* output size */
+    struct sim__taps tx, ty;
+    float *reg;                     /* one region row, nx * 3 */
+    float *mid;                     /* ring of ty.k rows of w * 3 */
+    const float **rows;             /* ty.k pointers into the ring */
+    int next;                       /* next region row to resample */
+    int out_next;                   /* next output row allowed */
+    float glass[3];
+    float lut[256];                 /* U8 tile sample → transmittance */
+};
+
+/* Samples [a, b) of lattice row gj (inside the lattice) from the tiles
+ * into d. */
 static int
-gather(struct sim__source *src, int level, double pitch, int64_t i0,
-       int64_t j0, int nx, int ny, float *reg, struct ss_err *err)
+tile_span(struct sim__stream *st, int64_t gj, int64_t a, int64_t b,
+          float *d, struct ss_err *err)
 {
-    int64_t lw = level >= 0 ? src->level_w[level] : INT64_MAX / 4;
-    int64_t lh = level >= 0 ? src->level_h[level] : INT64_MAX / 4;
-    int64_t tx, ty, t0x, t0y;
-    uint64_t k1 = pitch_key(level, pitch);
-    int rc = 0, x, y, c;
-    size_t i;
+    struct sim__source *src = st->src;
+    int64_t ty = gj / SIM_TILE, tx, x0, x1, x;
+    int rc = 0;
 
-    for (i = 0; i < (size_t)nx * ny; i++)
-        for (c = 0; c < 3; c++)
-            reg[i * 3 + c] = (float)src->glass[c];
-    t0x = (i0 < 0 ? (i0 - SIM_TILE + 1) : i0) / SIM_TILE;
-    t0y = (j0 < 0 ? (j0 - SIM_TILE + 1) : j0) / SIM_TILE;
-    for (ty = t0y; rc == 0 && ty * SIM_TILE < j0 + ny; ty++) {
-        for (tx = t0x; rc == 0 && tx * SIM_TILE < i0 + nx; tx++) {
-            uint8_t *px;
-            uint64_t k2;
+    for (tx = a / SIM_TILE; rc == 0 && tx * SIM_TILE < b; tx++) {
+        uint64_t k2 = (uint64_t)tx << 32 | (uint64_t)ty;
+        const uint8_t *p;
+        uint8_t *px;
 
-            if (tx < 0 || ty < 0 || tx * SIM_TILE >= lw ||
-                ty * SIM_TILE >= lh)
-                continue;
-            k2 = (uint64_t)tx << 32 | (uint64_t)ty;
-            pthread_mutex_lock(&src->mu);
-            px = sim__cache_get(src->cache, k1, k2);
-            if (px == NULL) {
-                px = sim__cache_put(src->cache, k1, k2);
-                rc = px == NULL ? err_set(err, -ENOMEM, "slide: out of "
-                                          "memory")
-                                : src->ops->tile(src, level, pitch, (int)tx,
-                                                 (int)ty, px, err);
-                if (rc < 0 && px != NULL)
-                    sim__cache_drop(src->cache, k1, k2);
-            }
-            for (y = 0; rc == 0 && y < SIM_TILE; y++) {
-                int64_t gy = ty * SIM_TILE + y - j0, gx;
-
-                if (gy < 0 || gy >= ny)
-                    continue;
-                for (x = 0; x < SIM_TILE; x++) {
-                    const uint8_t *p = px + ((size_t)y * SIM_TILE + x) * 3;
-                    float *d;
-
-                    gx = tx * SIM_TILE + x - i0;
-                    if (gx < 0 || gx >= nx)
-                        continue;
-                    if (tx * SIM_TILE + x >= lw || ty * SIM_TILE + y >= lh)
-                        continue;
-                    d = reg + ((size_t)gy * nx + gx) * 3;
-                    d[0] = p[0] * (1.0f / 255);
-                    d[1] = p[1] * (1.0f / 255);
-                    d[2] = p[2] * (1.0f / 255);
-                }
-            }
-            pthread_mutex_unlock(&src->mu);
+        pthread_mutex_lock(&src->mu);
+        px = sim__cache_get(src->cache, st->k1, k2);
+        if (px == NULL) {
+            px = sim__cache_put(src->cache, st->k1, k2);
+            rc = px == NULL ? err_set(err, -ENOMEM, "slide: out of memory")
+                            : src->ops->tile(src, st->level, st->q, (int)tx,
+                                             (int)ty, px, err);
+            if (rc < 0 && px != NULL)
+                sim__cache_drop(src->cache, st->k1, k2);
         }
+        if (rc == 0) {
+            x0 = a > tx * SIM_TILE ? a : tx * SIM_TILE;
+            x1 = b < (tx + 1) * SIM_TILE ? b : (tx + 1) * SIM_TILE;
+            p = px + ((size_t)(gj - ty * SIM_TILE) * SIM_TILE +
+                      (size_t)(x0 - tx * SIM_TILE)) * 3;
+            for (x = x0; x < x1; x++, p += 3) {
+                float *o = d + (size_t)(x - a) * 3;
+
+                o[0] = st->lut[p[0]];
+                o[1] = st->lut[p[1]];
+                o[2] = st->lut[p[2]];
+            }
+        }
+        pthread_mutex_unlock(&src->mu);
     }
     return rc;
+}
+
+/* Region row j as transmittance: tile samples inside the lattice, glass
+ * outside it. */
+static int
+region_row(struct sim__stream *st, int j, struct ss_err *err)
+{
+    int64_t gj = st->j0 + j, a = st->i0 > 0 ? st->i0 : 0;
+    int64_t b = st->i0 + st->nx < st->lw ? st->i0 + st->nx : st->lw;
+    int i;
+
+    for (i = 0; i < st->nx; i++)
+        memcpy(st->reg + (size_t)i * 3, st->glass, sizeof(st->glass));
+    if (gj < 0 || gj >= st->lh || a >= b)
+        return 0;
+    return tile_span(st, gj, a, b, st->reg + (size_t)(a - st->i0) * 3, err);
 }
 
 /* The coarsest level whose pitch is still at most p (a little slack so
@@ -371,26 +394,105 @@ pick_level(const struct sim__source *src, double p)
 }
 
 int
-sim__source_render(struct sim__source *src, double x0, double y0, int w,
-                   int h, double p, float *dst, struct ss_err *err)
+sim__stream_open(struct sim__source *src, double x0, double y0, int w,
+                 int h, double p, struct sim__stream **out,
+                 struct ss_err *err)
 {
-    int level = src->ph != NULL ? -1 : pick_level(src, p), nx, ny, rc;
+    int level = src->ph != NULL ? -1 : pick_level(src, p), i, c;
     double q = level < 0 ? p : src->pitch_um[level], f = p / q;
     double s = fmax(1.0, f), rad = 2 * s + 1;
     double gx0 = x0 / q, gy0 = y0 / q;
-    int64_t i0 = (int64_t)floor(gx0 - rad), j0 = (int64_t)floor(gy0 - rad);
-    float *reg;
+    struct sim__stream *st = calloc(1, sizeof(*st));
 
-    nx = (int)(ceil(gx0 + (w - 1) * f + rad) - i0) + 1;
-    ny = (int)(ceil(gy0 + (h - 1) * f + rad) - j0) + 1;
-    reg = sim__scratch((size_t)nx * ny * 3 * sizeof(float));
-    if (reg == NULL)
+    *out = NULL;
+    if (st == NULL)
         return err_set(err, -ENOMEM, "slide: out of memory");
-    rc = gather(src, level, q, i0, j0, nx, ny, reg, err);
-    if (rc == 0)
-        rc = sim__resample(reg, nx, ny, gx0 - i0, gy0 - j0, f, dst, w, h);
-    sim__scratch_free(reg);
-    if (rc == -ENOMEM)
-        return err_set(err, rc, "slide: out of memory");
+    st->src = src;
+    st->level = level;
+    st->q = q;
+    st->f = f;
+    st->w = w;
+    st->h = h;
+    st->i0 = (int64_t)floor(gx0 - rad);
+    st->j0 = (int64_t)floor(gy0 - rad);
+    st->nx = (int)(ceil(gx0 + (w - 1) * f + rad) - st->i0) + 1;
+    st->ny = (int)(ceil(gy0 + (h - 1) * f + rad) - st->j0) + 1;
+    st->lw = level >= 0 ? src->level_w[level] : INT64_MAX / 4;
+    st->lh = level >= 0 ? src->level_h[level] : INT64_MAX / 4;
+    st->k1 = pitch_key(level, q);
+    for (c = 0; c < 3; c++)
+        st->glass[c] = (float)src->glass[c];
+    for (i = 0; i < 256; i++)
+        st->lut[i] = i * (1.0f / 255);
+    if (sim__taps_make(&st->tx, w, gx0 - st->i0, f, st->nx) < 0 ||
+        sim__taps_make(&st->ty, h, gy0 - st->j0, f, st->ny) < 0 ||
+        (st->reg = malloc(((size_t)st->nx * 3 + 4) * sizeof(float))) ==
+            NULL ||
+        (st->mid = malloc((size_t)st->ty.k * (w * 3 + 4) *
+                          sizeof(float))) == NULL ||
+        (st->rows = malloc((size_t)st->ty.k * sizeof(*st->rows))) ==
+            NULL) {
+        sim__stream_close(st);
+        return err_set(err, -ENOMEM, "slide: out of memory");
+    }
+    *out = st;
+    return 0;
+}
+
+void
+sim__stream_close(struct sim__stream *st)
+{
+    if (st == NULL)
+        return;
+    sim__taps_free(&st->tx);
+    sim__taps_free(&st->ty);
+    free(st->reg);
+    free(st->mid);
+    free(st->rows);
+    free(st);
+}
+
+static float *
+mid_row(struct sim__stream *st, int j)
+{
+    return st->mid + (size_t)(j % st->ty.k) * (st->w * 3 + 4);
+}
+
+int
+sim__stream_row(struct sim__stream *st, int y, float *dst,
+                struct ss_err *err)
+{
+    int first, j, k = st->ty.k, rc;
+
+    assert(y >= st->out_next && y < st->h);
+    first = st->ty.first[y];
+    if (st->next < first)
+        st->next = first;
+    for (; st->next < first + k; st->next++) {
+        rc = region_row(st, st->next, err);
+        if (rc < 0)
+            return rc;
+        sim__resample_row(&st->tx, st->reg, mid_row(st, st->next),
+                          st->f == 1.0, st->src->wide);
+    }
+    for (j = 0; j < k; j++)
+        st->rows[j] = mid_row(st, first + j);
+    sim__mix_rows(dst, st->rows, st->ty.w + (size_t)y * k, k,
+                  (size_t)st->w * 3, st->src->wide);
+    st->out_next = y;
+    return 0;
+}
+
+int
+sim__source_render(struct sim__source *src, double x0, double y0, int w,
+                   int h, double p, float *dst, struct ss_err *err)
+{
+    struct sim__stream *st;
+    int rc, y;
+
+    rc = sim__stream_open(src, x0, y0, w, h, p, &st, err);
+    for (y = 0; rc == 0 && y < h; y++)
+        rc = sim__stream_row(st, y, dst + (size_t)y * w * 3, err);
+    sim__stream_close(st);
     return rc;
 }

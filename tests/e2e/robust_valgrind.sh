@@ -23,12 +23,12 @@ VG="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
 q() { sqlite3 "$DB" "$1" 2>/dev/null; }
 
 dtest_conf "[microscope]
-phantom_w_mm = 0.5
-phantom_h_mm = 0.4
+phantom_w_mm = 0.4
+phantom_h_mm = 0.3
 [simulator]
 seed = 3
-sensor_w = 320
-sensor_h = 240
+sensor_w = 256
+sensor_h = 192
 [deadlines]
 capture_ms = 60000
 move_ms = 60000

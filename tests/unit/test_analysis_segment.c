@@ -45,7 +45,10 @@ ctx_predict(struct an_model *m, const struct img *in, struct img *logits,
     return 0;
 }
 
-static const struct an_model_ops ctx_ops = { "test", ctx_predict, NULL };
+static const struct an_model_ops ctx_ops = {
+    .kind = "test",
+    .predict = ctx_predict,
+};
 
 static struct img *
 noise_image(int w, int h, uint64_t seed)
@@ -69,7 +72,8 @@ noise_image(int w, int h, uint64_t seed)
 static void
 test_tiles_leave_no_seam(void **state)
 {
-    struct an_model m = { &ctx_ops, "ctx", 2.0, 8, 32, AN_STAIN_HE, NULL };
+    struct an_model m = { .ops = &ctx_ops, .name = "ctx", .mpp = 2.0,
+                          .margin_px = 8, .tile_px = 32 };
     struct img *im = noise_image(150, 97, 5);
     struct an_seg_options o;
     struct an_seg *sg;

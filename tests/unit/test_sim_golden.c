@@ -435,6 +435,34 @@ test_cmu1(void **state)
     done(m);
 }
 
+/* The frame loops exist in an SSE2 and an AVX2 build (simd = 1 picks
+ * AVX2 when the CPU has it); the SSE2 build must give the same bits. */
+static void
+test_sse2_loops(void **state)
+{
+    static const char *const sse2[] = { "simd", "0", NULL };
+    static const char *const odd[] = { "simd", "0", "sensor_w", "1001",
+                                       "sensor_h", "601", NULL };
+    const char *path = tu_data("wsi/CMU-1-Small-Region.svs");
+    struct microscope *m = make("phantom:HE:w_mm=5:h_mm=4", sse2);
+
+    snap(m, "he/scan", 0.40, 0.40, 0.5, 50);
+    snap(m, "he/worst", 0.40, 0.40, 2.0, 0);
+    snap(m, "he/deep", 0.45, 0.65, 6.0, 50);
+    snap_clipped(m, "he/clip");
+    truth_and_labels(m, "he", 0.35, 0.45, true);
+    done(m);
+    m = make("phantom:HE", odd);
+    snap(m, "odd/scan", 0.40, 0.40, 0.5, 50);
+    snap(m, "odd/worst", 0.40, 0.40, 2.0, 0);
+    done(m);
+    if (path == NULL)
+        return;
+    m = make(path, sse2);
+    snap(m, "cmu1/worst", 0.05, 0.10, 2.0, 0);
+    done(m);
+}
+
 int
 main(void)
 {
@@ -444,6 +472,7 @@ main(void)
         cmocka_unit_test(test_phantom_ki67_ck),
         cmocka_unit_test(test_phantom_objectives_and_sizes),
         cmocka_unit_test(test_cmu1),
+        cmocka_unit_test(test_sse2_loops),
     };
 
     recording = rec != NULL && strcmp(rec, "1") == 0;

@@ -342,8 +342,8 @@ client__scan_op(int argc, char **argv, const char *cmd, bool scan_required,
     if (rc == EXIT_OK && co.json)
         client__print_json(res);
     else if (rc == EXIT_OK)
-        printf("scan %s: %s\n", client__str(res, "id") [0] != '-'
-               ? client__str(res, "id") : client__str(res, "scan"),
+        printf("scan %s: %s\n", client__str(res, json_object_get(res, "id")
+                                             != NULL ? "id" : "scan"),
                client__str(res, "state"));
     json_decref(res);
     return rc;

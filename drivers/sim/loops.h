@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hot loops of frame synthesis, written once and compiled twice by
+ * simd.c: for SSE2 (every x86-64; each eight-float vector is two SSE
+ * vectors) and for AVX2 (one vector), with names from SIM_LOOP(name).
+ * Only simd.c includes this file.
+ *
+ * Every output sample is computed by the same IEEE single-precision
+ * operations in the same order in both builds (lane by lane, no fused
+ * multiply-add, no reassociation), so both give the same bits and the
+ * choice between them is one of speed only.  Weighted sums accumulate in
+ * tap order, first tap first; that order is part of what a frame is.
+ */
+
+/* d = sum_k w[k] * rows[k] over n floats, 32 at a time in four
+ * independent accumulators. */
+static void
+SIM_LOOP(mix_rows)(float *d, const float *const *rows, const float *w,
+                   int nk, size_t n)
+{
+    size_t i = 0;
+    int j;
+
+    for (; i + 32 <= n; i += 32) {
+        sim_v8 wj = sim__one8 * w[0], a0, a1, a2, a3, x0, x1, x2, x3;
+
+        sim__ld8(&x0, rows[0] + i);
+        sim__ld8(&x1, rows[0] + i + 8);
+        sim__ld8(&x2, rows[0] + i + 16);
+        sim__ld8(&x3, rows[0] + i + 24);
+        a0 = wj * x0;
+        a1 = wj * x1;
+        a2 = wj * x2;
+        a3 = wj * x3;
+        for (j = 1; j < nk; j++) {
+            const float *r = rows[j] + i;
+
+            wj = sim__one8 * w[j];
+            sim__ld8(&x0, r);
+            sim__ld8(&x1, r + 8);
+            sim__ld8(&x2, r + 16);
+            sim__ld8(&x3, r + 24);
+            a0 += wj * x0;
+            a1 += wj * x1;
+            a2 += wj * x2;
+            a3 += wj * x3;
+        }
+        sim__st8(d + i, &a0);
+        sim__st8(d + i + 8, &a1);
+        sim__st8(d + i + 16, &a2);
+        sim__st8(d + i + 24, &a3);
+    }
+    for (; i < n; i++) {
+        float acc = w[0] * rows[0][i];
+
+        for (j = 1; j < nk; j++)
+            acc += w[j] * rows[j][i];
+        d[i] = acc;
+    }
+}
+
+/* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]): a symmetric kernel with
+ * half the multiplications. */
+static void
+SIM_LOOP(mix_sym)(float *d, const float *c, const float *const *lo,
+                  const float *const *hi, const float *w, int nk, size_t n)
+{
+    size_t i = 0;
+    int j;
+
+    for (; i + 32 <= n; i += 32) {
+        sim_v8 wj = sim__one8 * w[0], a0, a1, a2, a3, x0, x1, x2, x3;
+        sim_v8 y0, y1, y2, y3;
+
+        sim__ld8(&x0, c + i);
+        sim__ld8(&x1, c + i + 8);
+        sim__ld8(&x2, c + i + 16);
+        sim__ld8(&x3, c + i + 24);
+        a0 = wj * x0;
+        a1 = wj * x1;
+        a2 = wj * x2;
+        a3 = wj * x3;
+        for (j = 1; j < nk; j++) {
+            const float *p = lo[j] + i, *q = hi[j] + i;
+
+            wj = sim__one8 * w[j];
+            sim__ld8(&x0, p);
+            sim__ld8(&x1, p + 8);
+            sim__ld8(&x2, p + 16);
+            sim__ld8(&x3, p + 24);
+            sim__ld8(&y0, q);
+            sim__ld8(&y1, q + 8);
+            sim__ld8(&y2, q + 16);
+            sim__ld8(&y3, q + 24);
+            a0 += wj * (x0 + y0);
+            a1 += wj * (x1 + y1);
+            a2 += wj * (x2 + y2);
+            a3 += wj * (x3 + y3);
+        }
+        sim__st8(d + i, &a0);
+        sim__st8(d + i + 8, &a1);
+        sim__st8(d + i + 16, &a2);
+        sim__st8(d + i + 24, &a3);
+    }
+    for (; i < n; i++) {
+        float acc = w[0] * c[i];
+
+        for (j = 1; j < nk; j++)
+            acc += w[j] * (lo[j][i] + hi[j][i]);
+        d[i] = acc;
+    }
+}
+
+/* sqrt for x > 0 without libm: bit-level estimate of 1/sqrt, two Newton
+ * steps (relative error near 1e-6), times x. */
+static inline __attribute__((always_inline)) void
+SIM_LOOP(vsqrt)(sim_v8 *x)
+{
+    sim_v8 y, half = *x * 0.5f;
+    sim_v8i i;
+
+    memcpy(&i, x, sizeof(i));
+    i = 0x5f3759df - (i >> 1);
+    memcpy(&y, &i, sizeof(y));
+    y = y * (1.5f - half * y * y);
+    y = y * (1.5f - half * y * y);
+    *x = *x * y;
+}
+
+/* DN of samples i..i+7 before rounding: signal = scale × vignetting ×
+ * transmittance (negative taken as 0), noise σ = sqrt(signal × kvar +
+ * read²), DN = dark + signal + σ × N(0, 1). */
+static inline __attribute__((always_inline)) void
+SIM_LOOP(sensor_dn)(const struct sim__sensor_row *r, size_t i, sim_v8 *dn)
+{
+    sim_v8 scale, cvig, cx, t, kvar, nz, g, sig, sd;
+    sim_v8i pos;
+
+    sim__ld8(&scale, r->scale + i);
+    sim__ld8(&cvig, r->cvig + i);
+    sim__ld8(&cx, r->cx + i);
+    sim__ld8(&t, r->t + i);
+    sim__ld8(&kvar, r->kvar + i);
+    sim__ld8(&nz, r->noise + i);
+    g = scale * (1.0f - cvig * (cx + r->cy));
+    sig = g * t;
+    pos = sig > 0.0f;
+    sig = (sim_v8)((sim_v8i)sig & pos);
+    sd = sig * kvar + r->rd2;
+    SIM_LOOP(vsqrt)(&sd);
+    *dn = r->dark + sig + sd * nz;
+}
+
+/* DN clamped to [0, 254.5]: adding 0.5 and truncating then gives 255 from
+ * 254.5 up, 0 at or below 0 and rounds half up in between.  Lanes from
+ * 254.5 up (saturated) are counted in *sat, as -1 each. */
+static inline __attribute__((always_inline)) void
+SIM_LOOP(sensor_level)(const sim_v8 *dnp, sim_v8i *sat, sim_v8i *level)
+{
+    sim_v8 dn = *dnp, cap = sim__one8 * 254.5f;
+    sim_v8i top = dn >= 254.5f, keep = dn > 0.0f;
+
+    *sat += top;
+    dn = (sim_v8)(((sim_v8i)dn & keep & ~top) | ((sim_v8i)cap & top));
+    *level = __builtin_convertvector(dn + 0.5f, sim_v8i);
+}
+
+/* One sensor row of n samples into out; returns the saturated count.
+ * The row's arrays hold at least n rounded up to 16 values; the lanes
+ * past n are computed and dropped.  r->dn is scratch of 16 floats. */
+static long
+SIM_LOOP(sensor_row)(const struct sim__sensor_row *r, size_t n,
+                     uint8_t *out)
+{
+    sim_v8i sat8 = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    size_t i = 0;
+    long sat;
+
+    for (; i + 16 <= n; i += 16) {
+        sim_v8 da, db;
+        sim_v8i a, b;
+
+        SIM_LOOP(sensor_dn)(r, i, &da);
+        SIM_LOOP(sensor_dn)(r, i + 8, &db);
+        SIM_LOOP(sensor_level)(&da, &sat8, &a);
+        SIM_LOOP(sensor_level)(&db, &sat8, &b);
+        sim__store_u8x16(out + i, &a, &b);
+    }
+    sat = -(long)(sat8[0] + sat8[1] + sat8[2] + sat8[3] + sat8[4] +
+                  sat8[5] + sat8[6] + sat8[7]);
+    if (i < n) {
+        sim_v8 a, b;
+
+        SIM_LOOP(sensor_dn)(r, i, &a);
+        SIM_LOOP(sensor_dn)(r, i + 8, &b);
+        sim__st8(r->dn, &a);
+        sim__st8(r->dn + 8, &b);
+    }
+    for (; i < n; i++) {
+        float dn = r->dn[i & 15];
+
+        if (dn >= 254.5f) {
+            out[i] = 255;
+            sat++;
+        } else {
+            out[i] = dn <= 0 ? 0 : (uint8_t)(dn + 0.5f);
+        }
+    }
+    return sat;
+}

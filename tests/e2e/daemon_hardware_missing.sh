@@ -1,0 +1,44 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 60
+#
+# Hardware configured but absent (no camera, no stage on this machine):
+# never a silent fall-back to the simulator.  A scan stays queued (not
+# failed) with the reason naming the missing device, the status says why
+# the queue waits, the daemon keeps retrying, `devices` reports what the
+# configuration expects and what is missing, and a simulator-only
+# argument (--image) is refused.
+. "$(dirname "$0")/../support/daemon_env.sh"
+
+export HOME=$T                  # libgphoto2 keeps its settings there
+dtest_conf "[microscope]
+driver = hardware
+[camera]
+driver = gphoto2
+[stage]
+driver = proscan"
+dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
+
+out=$(slidescan scan --slide H-1 --stain HE --image phantom:HE 2>&1)
+rc=$?
+check "--image is refused on hardware (exit 2, says why)" test $rc = 2 -a \
+    -n "$(grep 'only the simulated microscope takes a slide image' \
+    <<<"$out")"
+slidescan scan --slide H-1 --stain HE >/dev/null
+check "the scan waits with a reason naming the missing device" \
+    wait_until 10 '[ "$(scan_state 1)" = queued ] && sqlite3 "$DB" \
+    "SELECT reason FROM scans WHERE id = 1" | grep -qE \
+    "waiting for the microscope: .*(stage|camera)"'
+check "the daemon retries (every device_retry_s = 1 s)" \
+    wait_until 10 '[ "$(grep -c "retrying devices" "$LOG")" -ge 2 ]'
+check "the scan is still queued, not failed" test "$(scan_state 1)" = queued
+st=$(slidescan status --once)
+check "status says the queue is waiting and why" \
+    grep -q "^waiting: waiting for the microscope: " <<<"$st"
+dev=$(slidescan devices)
+check "devices reports the hardware problems" grep -qE \
+    "^problem: +(camera|stage): " <<<"$dev"
+check "no simulator was started" test "$(grep -c 'sim:' "$LOG")" = 0
+dtest_stop
+check "the daemon stops cleanly" test $? = 0
+dtest_end
