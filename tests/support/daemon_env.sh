@@ -13,7 +13,7 @@
 #   dtest_stop               SIGTERM, wait for the exit
 #   ok/nok/skip/check        TAP lines; dtest_end prints the plan count
 #   wait_until SECONDS 'SHELL CODE'   re-evaluate the code until it
-#                            succeeds or time is up
+#                            succeeds or time is up (× 4 under sanitizers)
 
 set -u
 ROOT=${SLIDESCAN_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -43,8 +43,12 @@ check() {
     if "$@"; then ok "$what"; else nok "$what"; fi
 }
 
+# Sanitizer builds run several times slower: waits stretch accordingly.
+SLOW=1
+[ -n "${SLIDESCAN_SANITIZE:-}" ] && SLOW=4
+
 wait_until() {
-    local limit=$1 t0=$SECONDS
+    local limit=$(($1 * SLOW)) t0=$SECONDS
     shift
     while ! eval "$*" >/dev/null 2>&1; do
         [ $((SECONDS - t0)) -ge "$limit" ] && return 1
