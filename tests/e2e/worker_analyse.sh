@@ -118,4 +118,14 @@ check "eval of the exported GeoJSON against its own labels: Dice 1" \
     jtrue "$tmp/eval.json" 'round(d["classes"]["tumor"]["dice"], 6) == 1'
 check "eval writes the PNG report" test -s "$tmp/eval.png"
 
+# Grad-CAM of a box, with the default CNN; the baseline cannot explain.
+slidescan analyse "$tmp/slide.svs" --out "$tmp/explained" \
+    --explain 800,1500,600,600 >/dev/null 2>&1
+check "--explain writes explain.png and lists it" \
+    jtrue "$tmp/explained/results.json" 'd["files"]["explain"] == "explain.png"'
+slidescan analyse "$tmp/slide.svs" --out "$tmp/noexplain" --model classical \
+    --explain 0,0,100,100 >/dev/null 2>"$tmp/err"
+check "--explain with the baseline fails naming the reason" \
+    grep -q "Grad-CAM needs a CNN" "$tmp/err"
+
 echo "1..$n"
