@@ -103,6 +103,7 @@ struct job {
     double v0_ms, w0_ms;
     int tiles_done;
     int failed_in_row;
+    bool space_waiting;             /* paused for space, no tile since */
     enum guard_action action;       /* for a failed step */
     bool device_wait;
     struct ss_err err;
@@ -603,32 +604,38 @@ write_full(struct job *j, int tiles_left, int code)
                             code);
 }
 
-/* Pauses the scan until the disk has room for the rest of it. */
+/* Pauses the scan until the disk has room for the rest of it, checking
+ * every recheck_s (at least once, so a write that failed although the
+ * estimate said there was room is not retried at once).  On a disk so
+ * full that the catalogue itself cannot record the pause, the scan waits
+ * all the same.  The pause is logged once per episode: until a tile is
+ * stored again. */
 static int
 wait_for_space(struct job *j, int tiles_left)
 {
     enum cat_state was = j->s.state;
     char reason[SS_ERR_MSG_MAX];
-    int rc;
+    struct ss_err e;
+    int rc, recorded;
 
     space_full_reason(j->c->data_dir, &j->err, reason, sizeof(reason));
-    log_error("scan", "paused for space scan=%lld cause=\"%s\"",
-              (long long)j->s.id, reason);
-    rc = cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK,
-                             CAT_PAUSED, reason, &j->err);
-    if (rc < 0)
-        return rc;
+    if (!j->space_waiting)
+        log_error("scan", "paused for space scan=%lld cause=\"%s\"",
+                  (long long)j->s.id, reason);
+    j->space_waiting = true;
+    recorded = cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK,
+                                   CAT_PAUSED, reason, &e);
     post_state(j, "paused", reason);
     do {
         rc = nap(j, j->c->space.recheck_s);
     } while (rc == 0 && short_of_space(j, tiles_left));
-    if (cat_scan_transition(j->sc->cat, j->s.id, CAT_BIT(CAT_PAUSED), was,
-                            "", &j->err) < 0)
-        return -EIO;
-    j->s.state = was;
+    if (recorded == 0 &&
+        cat_scan_transition(j->sc->cat, j->s.id, CAT_BIT(CAT_PAUSED), was,
+                            "", &e) < 0)
+        return err_set(&j->err, -EIO, "%s", e.msg);
     if (rc == 0) {
-        log_notice("scan", "space freed, resuming scan=%lld",
-                   (long long)j->s.id);
+        log_info("scan", "trying again after a pause for space scan=%lld",
+                 (long long)j->s.id);
         post_state(j, cat_state_name(was), NULL);
     }
     return rc;
@@ -783,6 +790,10 @@ capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
         states[i] = CAT_T_CAPTURED;
         left--;
         j->tiles_done++;
+        if (j->space_waiting)
+            log_notice("scan", "space freed, resuming scan=%lld",
+                       (long long)j->s.id);
+        j->space_waiting = false;
         post_progress(j, j->plan->tiles[i].index, 0);
     }
     return 0;
@@ -872,6 +883,14 @@ finish_fault(struct job *j, int rc, char *text, size_t len)
     snprintf(text, len, "%s", j->err.msg);
     if (j->action == 0 && !j->device_wait)
         j->action = guard_fault_action(&f);
+    if (j->action == GUARD_ACT_WAIT_SPACE || space_is_full(rc)) {
+        space_full_reason(j->c->data_dir, &j->err, text, len);
+        log_error("scan", "waiting for space scan=%lld cause=\"%s\"",
+                  (long long)j->s.id, text);
+        cat_scan_set_reason(j->sc->cat, j->s.id, text, &e);
+        post_state(j, cat_state_name(j->s.state), text);
+        return SCAN_OUT_DEVICE_WAIT;
+    }
     if (j->device_wait || j->action == GUARD_ACT_WAIT_DEVICE) {
         snprintf(text, len, "waiting for the microscope: %s", j->err.msg);
         log_error("scan", "waiting scan=%lld cause=\"%s\"",

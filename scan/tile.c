@@ -193,7 +193,9 @@ exposure_flags(struct acq_session *s, const struct img *raw,
 }
 
 /* One exposure at pos into r (frame, position, exposure flags); *q is
- * the frame's focus quality R. */
+ * the frame's focus quality R.
+ * LIMIT: capture() returns after the readout, so the move to the next
+ * tile cannot overlap it (80 ms a tile on the simulated camera). */
 static int
 take(struct acq_session *s, const struct acq_tile *t, const double pos[3],
      struct acq_tile_result *r, double *q, struct ss_err *err)

@@ -83,9 +83,23 @@ struct sim__phantom {
     double fdir[2];                 /* unit vector across the fibres */
     float od_lut[OD_LUT_N];         /* 10^-od */
     float sin_lut[SIN_LUT_N];       /* sin over one turn */
+    double fib_lut[SIN_LUT_N];      /* fibre density profile, fibre() */
     uint8_t rgb_lut[3][OD_LUT_N];   /* glass × od_lut as 8-bit values */
     double glass[3];
 };
+
+/* floor() without a library call (the hot loops call it per pixel):
+ * the same value for every input, -0 and non-finite ones included. */
+static inline double
+ph_floor(double x)
+{
+    double t;
+
+    if (!(fabs(x) < 4503599627370496.0))    /* 2^52: already integral */
+        return x;
+    t = (double)(int64_t)x;
+    return t > x ? t - 1 : t == x ? x : t;
+}
 
 /* ---- noise -------------------------------------------------------------- */
 
@@ -101,7 +115,7 @@ lat_value(uint64_t seed, int64_t i, int64_t j)
 static double
 vnoise(uint64_t seed, double x, double y)
 {
-    double fx = floor(x), fy = floor(y), u = x - fx, v = y - fy;
+    double fx = ph_floor(x), fy = ph_floor(y), u = x - fx, v = y - fy;
     int64_t i = (int64_t)fx, j = (int64_t)fy;
     double a = lat_value(seed, i, j), b = lat_value(seed, i + 1, j);
     double c = lat_value(seed, i, j + 1), d = lat_value(seed, i + 1, j + 1);
@@ -127,8 +141,8 @@ gnoise_fill(struct gnoise *g, uint64_t seed, double cell, double x0,
     int i, j;
 
     g->inv = 1.0 / cell;
-    g->i0 = (int64_t)floor(x0 * g->inv) - 1;
-    g->j0 = (int64_t)floor(y0 * g->inv) - 1;
+    g->i0 = (int64_t)ph_floor(x0 * g->inv) - 1;
+    g->j0 = (int64_t)ph_floor(y0 * g->inv) - 1;
     g->nx = g->ny = (int)ceil(span * g->inv) + 4;
     g->v = malloc((size_t)g->nx * g->ny * sizeof(float));
     if (g->v == NULL)
@@ -143,7 +157,7 @@ gnoise_fill(struct gnoise *g, uint64_t seed, double cell, double x0,
 static inline double
 gnoise_at(const struct gnoise *g, double x, double y)
 {
-    double gx = x * g->inv, gy = y * g->inv, fx = floor(gx), fy = floor(gy);
+    double gx = x * g->inv, gy = y * g->inv, fx = ph_floor(gx), fy = ph_floor(gy);
     double u = gx - fx, v = gy - fy;
     const float *p = g->v + (size_t)((int64_t)fy - g->j0) * g->nx +
                      ((int64_t)fx - g->i0);
@@ -252,15 +266,15 @@ cell_coords(const double *xs, int n, double f, int *ix, double *us,
 {
     int i;
 
-    *lo = *hi = (int64_t)floor(xs[0] * f);
+    *lo = *hi = (int64_t)ph_floor(xs[0] * f);
     for (i = 1; i < n; i++) {
-        int64_t c = (int64_t)floor(xs[i] * f);
+        int64_t c = (int64_t)ph_floor(xs[i] * f);
 
         *lo = c < *lo ? c : *lo;
         *hi = c > *hi ? c : *hi;
     }
     for (i = 0; i < n; i++) {
-        double x = xs[i] * f, fx = floor(x), u = x - fx;
+        double x = xs[i] * f, fx = ph_floor(x), u = x - fx;
 
         us[i] = u * u * (3 - 2 * u);
         ix[i] = (int)((int64_t)fx - *lo);
@@ -404,7 +418,7 @@ bilerp(double a, double b, double c, double d, double u, double v)
 static inline double
 lat_at(const struct lat *L, int k, double x, double y)
 {
-    double gx = x / LAT_UM, gy = y / LAT_UM, fx = floor(gx), fy = floor(gy);
+    double gx = x / LAT_UM, gy = y / LAT_UM, fx = ph_floor(gx), fy = ph_floor(gy);
     int i = (int)((int64_t)fx - L->i0), j = (int)((int64_t)fy - L->j0);
     const float *p = L->v[k] + (size_t)j * L->nx + i;
 
@@ -415,7 +429,7 @@ lat_at(const struct lat *L, int k, double x, double y)
 static double
 field_at(const struct sim__phantom *ph, int k, double x, double y)
 {
-    double gx = x / LAT_UM, gy = y / LAT_UM, fx = floor(gx), fy = floor(gy);
+    double gx = x / LAT_UM, gy = y / LAT_UM, fx = ph_floor(gx), fy = ph_floor(gy);
 
     return bilerp((float)field_raw(ph, k, fx * LAT_UM, fy * LAT_UM),
                   (float)field_raw(ph, k, (fx + 1) * LAT_UM, fy * LAT_UM),
@@ -467,8 +481,8 @@ sim__phantom_labels(const struct sim__phantom *ph, double x0, double y0,
     for (jb = 0; jb < h; jb += band) {
         int nb = jb + band > h ? h - jb : band;
         double yt = y0 + jb * p;
-        int64_t i0 = (int64_t)floor(x0 / LAT_UM) - 1;
-        int64_t j0 = (int64_t)floor(yt / LAT_UM) - 1;
+        int64_t i0 = (int64_t)ph_floor(x0 / LAT_UM) - 1;
+        int64_t j0 = (int64_t)ph_floor(yt / LAT_UM) - 1;
         int ly = (int)ceil((nb - 1) * p / LAT_UM) + 4;
 
         if (lat_fill(ph, &L, i0, j0, lx, ly, F_TUMOR + 1) < 0) {
@@ -603,7 +617,7 @@ struct canvas {
     int n;                          /* SIM_TILE */
     double x0, y0, q;               /* point (i, j) = (x0 + i q, y0 + j q) */
     double xs[SIM_TILE], ys[SIM_TILE];  /* those coordinates */
-    float *od;                      /* n * n * 3: H, E, DAB */
+    float *od;                      /* planes of H, E, DAB, n * n each */
 };
 
 /* Where a pixel falls in the lattice, with exactly the arithmetic of
@@ -643,9 +657,9 @@ axis_make(struct axis *a, const double *cs, int n, int64_t lat0,
     int i;
 
     for (i = 0; i < n; i++) {
-        double g = cs[i] / LAT_UM, f = floor(g);
-        double t = cs[i] * tum->inv, tf = floor(t), tu = t - tf;
-        double b = cs[i] * fib->inv, bf = floor(b), fu = b - bf;
+        double g = cs[i] / LAT_UM, f = ph_floor(g);
+        double t = cs[i] * tum->inv, tf = ph_floor(t), tu = t - tf;
+        double b = cs[i] * fib->inv, bf = ph_floor(b), fu = b - bf;
 
         a->lat[i] = (int)((int64_t)f - lat0);
         a->lu[i] = g - f;
@@ -681,9 +695,12 @@ cell_class(const float *p, size_t koff, int nx)
 
     for (k = 0; k < 4; k++) {
         const float *q = p + koff * (size_t)k;
+        float a = q[0] < q[1] ? q[0] : q[1], b = q[0] < q[1] ? q[1] : q[0];
+        float c = q[nx] < q[nx + 1] ? q[nx] : q[nx + 1];
+        float d = q[nx] < q[nx + 1] ? q[nx + 1] : q[nx];
 
-        lo[k] = fmin(fmin(q[0], q[1]), fmin(q[nx], q[nx + 1]));
-        hi[k] = fmax(fmax(q[0], q[1]), fmax(q[nx], q[nx + 1]));
+        lo[k] = a < c ? a : c;
+        hi[k] = b < d ? d : b;
     }
     if (hi[F_TISSUE] <= 0.2 - eps || lo[F_GAP] > 0.42 + eps ||
         hi[F_TEAR] < 0.012 - eps)
@@ -711,8 +728,8 @@ fine_make(const struct sim__phantom *ph, const struct canvas *cv,
           struct fine *fn)
 {
     double span = cv->n * cv->q;
-    int64_t i0 = (int64_t)floor(cv->x0 / LAT_UM) - 1;
-    int64_t j0 = (int64_t)floor(cv->y0 / LAT_UM) - 1;
+    int64_t i0 = (int64_t)ph_floor(cv->x0 / LAT_UM) - 1;
+    int64_t j0 = (int64_t)ph_floor(cv->y0 / LAT_UM) - 1;
     int nx = (int)ceil(span / LAT_UM) + 4, i, j, rc;
     size_t koff = (size_t)nx * nx;
 
@@ -747,49 +764,115 @@ fine_free(struct fine *fn)
     free(fn->cls);
 }
 
-/* Stain amounts of tissue (no nuclei) at pixel (i, j). */
+/* bilerp() (or the texture interpolation of gnoise_at()) within one
+ * cell, its terms that do not depend on the column computed once per
+ * cell, with the same operations: a, b - a, c, d - c. */
+struct span {
+    double a, ba, c, dc;
+};
+
+/* A field lattice cell: bilerp(p[0], p[1], p[nx], p[nx + 1], u, v). */
+static inline void
+span_lat(struct span *sp, const float *p, int nx)
+{
+    double a = p[0], b = p[1], c = p[nx], d = p[nx + 1];
+
+    sp->a = a;
+    sp->ba = b - a;
+    sp->c = c;
+    sp->dc = d - c;
+}
+
+/* A texture cell: gnoise_at(), whose differences are of floats. */
+static inline void
+span_tex(struct span *sp, const float *p, int nx)
+{
+    sp->a = p[0];
+    sp->ba = p[1] - p[0];
+    sp->c = p[nx];
+    sp->dc = p[nx + 1] - p[nx];
+}
+
+/* v1 is 1 - v. */
+static inline double
+span_at(const struct span *sp, double u, double v, double v1)
+{
+    return (sp->a + sp->ba * u) * v1 + (sp->c + sp->dc * u) * v;
+}
+
+/* The texture cell of column i, made when it changes. */
+static inline const struct span *
+tex_cell(struct span *sp, int *cur, int cell, const float *row, int nx)
+{
+    if (cell != *cur) {
+        *cur = cell;
+        span_tex(sp, row + cell, nx);
+    }
+    return sp;
+}
+
+/* Stain amounts of the tissue (no nuclei) along row j of the tile: od is
+ * the row in the first plane, the others follow plane floats apart. */
 static void
-tissue_pixel(const struct sim__phantom *ph, const struct fine *fn, int i,
-             int j, float *od)
+tissue_row(const struct sim__phantom *ph, const struct fine *fn, int j,
+           int n, float *od, size_t plane)
 {
     const struct look *lk = &looks[ph->stain];
     const struct axis *ax = &fn->ax, *ay = &fn->ay;
-    size_t at = (size_t)ay->lat[j] * fn->L.nx + ax->lat[i];
-    struct cell c = { fn->L.v[0] + at, (size_t)fn->L.nx * fn->L.ny,
-                      fn->L.nx, ax->lu[i], ay->lu[j] };
-    int cls = fn->cls[at], k;
-    double shade, t, fib, ph_;
+    size_t koff = (size_t)fn->L.nx * fn->L.ny;
+    const float *lrow = fn->L.v[0] + (size_t)ay->lat[j] * fn->L.nx;
+    const signed char *crow = fn->cls + (size_t)ay->lat[j] * fn->L.nx;
+    const float *trow = fn->tum.v + (size_t)ay->tum[j] * fn->tum.nx;
+    const float *frow = fn->fib.v + (size_t)ay->fib[j] * fn->fib.nx;
+    double v = ay->lu[j], v1 = 1 - v, tv = ay->tu[j], tv1 = 1 - tv;
+    double fv = ay->fu[j], fv1 = 1 - fv, shade, t, fib, ph_, u;
+    struct span f[F_NF] = { { 0 } }, ts = { 0 }, fs = { 0 };
+    int i, k, cls, cell = -1, tcur = -1, fcur = -1, ccls = -1;
 
-    od[0] = od[1] = od[2] = 0;
-    if (!ax->in[i] || !ay->in[j])
-        return;
-    if (cls < 0)
-        cls = classify(cell_at(&c, F_TISSUE), cell_at(&c, F_GAP),
-                       cell_at(&c, F_TEAR), cell_at(&c, F_TUMOR));
-    if (cls == SIM_LABEL_GLASS)
-        return;
-    shade = 1 + 0.12 * cell_at(&c, F_SHADE);
-    if (cls == SIM_LABEL_TUMOR) {
-        t = 1 + 0.22 * gnoise_cell(fn->tum.v + (size_t)ay->tum[j] *
-                                   fn->tum.nx + ax->tum[i], fn->tum.nx,
-                                   ax->tu[i], ay->tu[j]);
-        for (k = 0; k < 3; k++)
-            od[k] = (float)(lk->cyto[k] * t * shade);
-        return;
-    }
-    /* Wavy bundles along a warped direction, pale clefts between them,
-     * bundle strength varying from place to place. */
-    ph_ = (ax->dir[i] + ay->dir[j] + cell_at(&c, F_WARP) +
-           cell_at(&c, F_WARP2)) / FIBRE_UM;
-    t = ph->sin_lut[(int)((ph_ - floor(ph_)) * SIN_LUT_N) & (SIN_LUT_N - 1)];
-    fib = t < -0.55 ? 0.08 : t < -0.25 ? 0.08 + (t + 0.55) * 2.4 : 0.8 +
-                                                        0.2 * t;
-    fib *= 0.75 + 0.45 * cell_at(&c, F_BUNDLE);
-    fib *= 1 + 0.18 * gnoise_cell(fn->fib.v + (size_t)ay->fib[j] *
-                                  fn->fib.nx + ax->fib[i], fn->fib.nx,
-                                  ax->fu[i], ay->fu[j]);
     for (k = 0; k < 3; k++)
-        od[k] = (float)(lk->fibre[k] * fib * shade);
+        memset(od + plane * (size_t)k, 0, (size_t)n * sizeof(float));
+    if (!ay->in[j])
+        return;
+    for (i = 0; i < n; i++, od++) {
+        if (!ax->in[i])
+            continue;
+        if (ax->lat[i] != cell) {
+            cell = ax->lat[i];
+            ccls = crow[cell];
+            for (k = ccls < 0 ? 0 : F_SHADE; k < F_NF; k++)
+                span_lat(&f[k], lrow + cell + koff * (size_t)k,
+                         fn->L.nx);
+        }
+        u = ax->lu[i];
+        cls = ccls >= 0 ? ccls
+                        : classify(span_at(&f[F_TISSUE], u, v, v1),
+                                   span_at(&f[F_GAP], u, v, v1),
+                                   span_at(&f[F_TEAR], u, v, v1),
+                                   span_at(&f[F_TUMOR], u, v, v1));
+        if (cls == SIM_LABEL_GLASS)
+            continue;
+        shade = 1 + 0.12 * span_at(&f[F_SHADE], u, v, v1);
+        if (cls == SIM_LABEL_TUMOR) {
+            t = 1 + 0.22 * span_at(tex_cell(&ts, &tcur, ax->tum[i], trow,
+                                            fn->tum.nx), ax->tu[i], tv,
+                                   tv1);
+            for (k = 0; k < 3; k++)
+                od[plane * (size_t)k] = (float)(lk->cyto[k] * t * shade);
+            continue;
+        }
+        /* Wavy bundles along a warped direction, pale clefts between
+         * them, bundle strength varying from place to place. */
+        ph_ = (ax->dir[i] + ay->dir[j] + span_at(&f[F_WARP], u, v, v1) +
+               span_at(&f[F_WARP2], u, v, v1)) / FIBRE_UM;
+        fib = ph->fib_lut[(int)((ph_ - ph_floor(ph_)) * SIN_LUT_N) &
+                          (SIN_LUT_N - 1)];
+        fib *= 0.75 + 0.45 * span_at(&f[F_BUNDLE], u, v, v1);
+        fib *= 1 + 0.18 * span_at(tex_cell(&fs, &fcur, ax->fib[i], frow,
+                                           fn->fib.nx), ax->fu[i], fv,
+                                  fv1);
+        for (k = 0; k < 3; k++)
+            od[plane * (size_t)k] = (float)(lk->fibre[k] * fib * shade);
+    }
 }
 
 /* Mean stain amounts of a class, for pixels larger than the cells.
@@ -829,7 +912,7 @@ label_near(const struct sim__phantom *ph, const struct lat *L, double x,
            double y)
 {
     double gx = x / LAT_UM, gy = y / LAT_UM;
-    int64_t i = (int64_t)floor(gx) - L->i0, j = (int64_t)floor(gy) - L->j0;
+    int64_t i = (int64_t)ph_floor(gx) - L->i0, j = (int64_t)ph_floor(gy) - L->j0;
 
     if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
         return SIM_LABEL_GLASS;
@@ -938,10 +1021,11 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
     double ia2 = 1 / (n->a * n->a), ib2 = 1 / (n->b * n->b);
     double dxca[SIM_TILE], mdxsa[SIM_TILE];
     int64_t tx[SIM_TILE];
-    int i0 = (int)floor((n->cx - r - cv->x0) / cv->q);
+    int i0 = (int)ph_floor((n->cx - r - cv->x0) / cv->q);
     int i1 = (int)ceil((n->cx + r - cv->x0) / cv->q);
-    int j0 = (int)floor((n->cy - r - cv->y0) / cv->q);
+    int j0 = (int)ph_floor((n->cy - r - cv->y0) / cv->q);
     int j1 = (int)ceil((n->cy + r - cv->y0) / cv->q);
+    size_t plane = (size_t)cv->n * cv->n;
     int i, j, k, ia, ib;
 
     out *= out;
@@ -952,11 +1036,11 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
 
         dxca[i - ia] = dx * ca;
         mdxsa[i - ia] = -dx * sa;
-        tx[i - ia] = (int64_t)floor(dx / 0.6) * 131;
+        tx[i - ia] = (int64_t)ph_floor(dx / 0.6) * 131;
     }
     for (j = j0 < 0 ? 0 : j0; j <= j1 && j < cv->n; j++) {
         double dy = cv->ys[j] - n->cy, dysa = dy * sa, dyca = dy * ca;
-        int64_t ty = (int64_t)floor(dy / 0.6) * 7919;
+        int64_t ty = (int64_t)ph_floor(dy / 0.6) * 7919;
 
         for (i = ia; i <= ib; i++) {
             double pu = dxca[i - ia] + dysa, pv = mdxsa[i - ia] + dyca;
@@ -988,9 +1072,9 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
             tex = 0.85 + 0.3 * sim__u01(rng_mix64(n->h ^ (uint64_t)(
                       tx[i - ia] + ty)));
             tex *= n->dens * (1.0 + 0.15 * d);  /* darker rim */
-            od = cv->od + ((size_t)j * cv->n + i) * 3;
-            for (k = 0; k < 3; k++)
-                od[k] = (float)(od[k] * (1 - alpha) + amt[k] * tex * alpha);
+            od = cv->od + (size_t)j * cv->n + i;
+            for (k = 0; k < 3; k++, od += plane)
+                *od = (float)(*od * (1 - alpha) + amt[k] * tex * alpha);
         }
     }
 }
@@ -1001,10 +1085,10 @@ splat_grid(const struct sim__phantom *ph, struct canvas *cv,
 {
     double cell = tumour ? TUM_CELL_UM : STR_CELL_UM, pad = cell;
     double x1 = cv->x0 + cv->n * cv->q, y1 = cv->y0 + cv->n * cv->q;
-    int64_t ia = (int64_t)floor((cv->x0 - pad) / cell);
-    int64_t ib = (int64_t)floor((x1 + pad) / cell);
-    int64_t ja = (int64_t)floor((cv->y0 - pad) / cell);
-    int64_t jb = (int64_t)floor((y1 + pad) / cell), i, j;
+    int64_t ia = (int64_t)ph_floor((cv->x0 - pad) / cell);
+    int64_t ib = (int64_t)ph_floor((x1 + pad) / cell);
+    int64_t ja = (int64_t)ph_floor((cv->y0 - pad) / cell);
+    int64_t jb = (int64_t)ph_floor((y1 + pad) / cell), i, j;
     struct cands cs;
     struct nucleus n;
 
@@ -1017,6 +1101,15 @@ splat_grid(const struct sim__phantom *ph, struct canvas *cv,
                 splat(ph, cv, &n);
     free(cs.c);
     return 0;
+}
+
+/* Fibre density across a bundle at phase sine t: dense bundles with
+ * pale clefts between them. */
+static double
+fibre(double t)
+{
+    return t < -0.55 ? 0.08 : t < -0.25 ? 0.08 + (t + 0.55) * 2.4
+                                         : 0.8 + 0.2 * t;
 }
 
 /* The 8-bit value of each channel for each index of od_lut: what
@@ -1034,45 +1127,31 @@ rgb_lut_make(struct sim__phantom *ph)
         }
 }
 
+/* Beer–Lambert over the stain planes of a tile. */
 static void
-to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb)
+to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb,
+       bool wide)
 {
-    int i, c;
+    const double m[3][3] = { { vec_h[0], vec_e[0], vec_d[0] },
+                             { vec_h[1], vec_e[1], vec_d[1] },
+                             { vec_h[2], vec_e[2], vec_d[2] } };
 
-    for (i = 0; i < n; i++, od += 3, rgb += 3) {
-        if (od[0] == 0 && od[1] == 0 && od[2] == 0) {
-            /* Glass: density 0 falls in bin 0. */
-            rgb[0] = ph->rgb_lut[0][0];
-            rgb[1] = ph->rgb_lut[1][0];
-            rgb[2] = ph->rgb_lut[2][0];
-            continue;
-        }
-        for (c = 0; c < 3; c++) {
-            double d = od[0] * vec_h[c] + od[1] * vec_e[c] +
-                       od[2] * vec_d[c];
-            int k = (int)(d * (OD_LUT_N / OD_LUT_MAX) + 0.5);
-
-            if (k >= OD_LUT_N)
-                k = OD_LUT_N - 1;
-            if (k < 0)
-                k = 0;
-            rgb[c] = ph->rgb_lut[c][k];
-        }
-    }
+    sim__od_rgb(od, od + n, od + 2 * (size_t)n, (size_t)n, m,
+                OD_LUT_N / OD_LUT_MAX, &ph->rgb_lut[0][0], OD_LUT_N, rgb,
+                wide);
 }
 
 static int
 render_fine(const struct sim__phantom *ph, struct canvas *cv)
 {
     struct fine fn;
-    int i, j, rc;
+    int j, rc;
 
     memset(&fn, 0, sizeof(fn));
     rc = fine_make(ph, cv, &fn);
     for (j = 0; rc == 0 && j < cv->n; j++)
-        for (i = 0; i < cv->n; i++)
-            tissue_pixel(ph, &fn, i, j,
-                         cv->od + ((size_t)j * cv->n + i) * 3);
+        tissue_row(ph, &fn, j, cv->n, cv->od + (size_t)j * cv->n,
+                   (size_t)cv->n * cv->n);
     if (rc == 0)
         rc = splat_grid(ph, cv, &fn.L, true);
     if (rc == 0)
@@ -1130,12 +1209,18 @@ ph_tile(struct sim__source *src, int level, double q, int tx, int ty,
         rc = render_fine(ph, cv);
     } else {
         for (j = 0; j < cv->n; j++)
-            for (i = 0; i < cv->n; i++)
-                mean_pixel(ph, cv->xs[i], cv->ys[j],
-                           cv->od + ((size_t)j * cv->n + i) * 3);
+            for (i = 0; i < cv->n; i++) {
+                size_t at = (size_t)j * cv->n + i;
+                float od[3];
+
+                mean_pixel(ph, cv->xs[i], cv->ys[j], od);
+                cv->od[at] = od[0];
+                cv->od[at + SIM_TILE * SIM_TILE] = od[1];
+                cv->od[at + 2 * SIM_TILE * SIM_TILE] = od[2];
+            }
     }
     if (rc == 0)
-        to_rgb(ph, cv->od, SIM_TILE * SIM_TILE, rgb);
+        to_rgb(ph, cv->od, SIM_TILE * SIM_TILE, rgb, src->wide);
     sim__scratch_free(cv->od);
     free(cv);
     if (rc < 0)
@@ -1153,10 +1238,10 @@ count_nuclei(const struct sim__phantom *ph, bool tumour, double x0,
     int64_t i, j;
     struct nucleus n;
 
-    for (j = (int64_t)floor(y0 / cell) - 1;
-         j <= (int64_t)floor((y0 + h) / cell) + 1; j++) {
-        for (i = (int64_t)floor(x0 / cell) - 1;
-             i <= (int64_t)floor((x0 + w) / cell) + 1; i++) {
+    for (j = (int64_t)ph_floor(y0 / cell) - 1;
+         j <= (int64_t)ph_floor((y0 + h) / cell) + 1; j++) {
+        for (i = (int64_t)ph_floor(x0 / cell) - 1;
+             i <= (int64_t)ph_floor((x0 + w) / cell) + 1; i++) {
             if (!nucleus_of(ph, tumour, i, j, &n))
                 continue;
             if (n.cx < x0 || n.cy < y0 || n.cx >= x0 + w || n.cy >= y0 + h)
@@ -1181,8 +1266,8 @@ count_areas(const struct sim__phantom *ph, double x0, double y0, double w,
 
     for (yb = 0; yb < ny * step; yb += band) {
         double ytop = y0 + yb, ybot = fmin(y0 + ny * step, ytop + band);
-        int64_t i0 = (int64_t)floor(x0 / LAT_UM) - 1;
-        int64_t j0 = (int64_t)floor(ytop / LAT_UM) - 1;
+        int64_t i0 = (int64_t)ph_floor(x0 / LAT_UM) - 1;
+        int64_t j0 = (int64_t)ph_floor(ytop / LAT_UM) - 1;
         int lx = (int)ceil((w + step) / LAT_UM) + 4;
         int ly = (int)ceil((ybot - ytop) / LAT_UM) + 4;
 
@@ -1259,7 +1344,7 @@ ph_option(const char *spec, char *opt, uint64_t *seed, double *w_mm,
     if (end == eq || *end != '\0' || !isfinite(v) || v < 0)
         return err_set(err, SS_ECONFIG, "slide '%s': %s: '%s' is not a "
                        "number >= 0", spec, opt, eq);
-    if (strcmp(opt, "seed") == 0 && v == floor(v))
+    if (strcmp(opt, "seed") == 0 && v == ph_floor(v))
         *seed = (uint64_t)v;
     else if (strcmp(opt, "w_mm") == 0 && v >= 0.05 && v <= 60)
         *w_mm = v;
@@ -1314,8 +1399,10 @@ sim__phantom_open(const char *spec, const struct sim_config *c,
     for (i = 0; i < OD_LUT_N; i++)
         ph->od_lut[i] = (float)pow(10, -(double)i * OD_LUT_MAX / OD_LUT_N);
     rgb_lut_make(ph);
-    for (i = 0; i < SIN_LUT_N; i++)
+    for (i = 0; i < SIN_LUT_N; i++) {
         ph->sin_lut[i] = (float)sin(2 * M_PI * (i + 0.5) / SIN_LUT_N);
+        ph->fib_lut[i] = fibre(ph->sin_lut[i]);
+    }
     src->ops = &ph_ops;
     src->ph = ph;
     src->stain = stain;

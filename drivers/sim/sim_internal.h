@@ -334,6 +334,8 @@ sim__splat(float f)
  * crosses a function boundary. */
 typedef float sim_v8 __attribute__((vector_size(32)));
 typedef int32_t sim_v8i __attribute__((vector_size(32)));
+typedef int32_t sim_v4i __attribute__((vector_size(16)));
+typedef double sim_v4d __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) void
 sim__ld8(sim_v8 *v, const float *p)
@@ -382,6 +384,17 @@ struct sim__sensor_row {
  * saturated. */
 long sim__sensor_row(const struct sim__sensor_row *r, size_t n,
                      uint8_t *out, bool wide);
+
+/* Beer–Lambert to 8 bits for n pixels of stain amounts in planes h, e,
+ * a: per channel c the optical density d = h·m[c][0] + e·m[c][1] +
+ * a·m[c][2] (double), its bin (int)(d·scale + 0.5) clamped to
+ * [0, nbins), and rgb[3i + c] = lut[c·nbins + bin]. */
+/* d[i] = s[i] / 255 (as (float)s[i] * (1.0f / 255)) for n samples. */
+void sim__u8_unit(const uint8_t *s, size_t n, float *d, bool wide);
+
+void sim__od_rgb(const float *h, const float *e, const float *a, size_t n,
+                 const double m[3][3], double scale, const uint8_t *lut,
+                 int nbins, uint8_t *rgb, bool wide);
 
 /* Hash helpers. */
 static inline double

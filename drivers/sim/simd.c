@@ -102,3 +102,31 @@ sim__sensor_row(const struct sim__sensor_row *r, size_t n, uint8_t *out,
     (void)wide;
     return sensor_row_sse2(r, n, out);
 }
+
+void
+sim__od_rgb(const float *h, const float *e, const float *a, size_t n,
+            const double m[3][3], double scale, const uint8_t *lut,
+            int nbins, uint8_t *rgb, bool wide)
+{
+#if SIM_AVX2
+    if (wide) {
+        od_rgb_avx2(h, e, a, n, m, scale, lut, nbins, rgb);
+        return;
+    }
+#endif
+    (void)wide;
+    od_rgb_sse2(h, e, a, n, m, scale, lut, nbins, rgb);
+}
+
+void
+sim__u8_unit(const uint8_t *s, size_t n, float *d, bool wide)
+{
+#if SIM_AVX2
+    if (wide) {
+        u8_unit_avx2(s, n, d);
+        return;
+    }
+#endif
+    (void)wide;
+    u8_unit_sse2(s, n, d);
+}

@@ -318,7 +318,6 @@ struct sim__stream {
     int next;                       /* next region row to resample */
     int out_next;                   /* next output row allowed */
     float glass[3];
-    float lut[256];                 /* U8 tile sample → transmittance */
 };
 
 /* Samples [a, b) of lattice row gj (inside the lattice) from the tiles
@@ -328,7 +327,7 @@ tile_span(struct sim__stream *st, int64_t gj, int64_t a, int64_t b,
           float *d, struct ss_err *err)
 {
     struct sim__source *src = st->src;
-    int64_t ty = gj / SIM_TILE, tx, x0, x1, x;
+    int64_t ty = gj / SIM_TILE, tx, x0, x1;
     int rc = 0;
 
     for (tx = a / SIM_TILE; rc == 0 && tx * SIM_TILE < b; tx++) {
@@ -351,13 +350,8 @@ tile_span(struct sim__stream *st, int64_t gj, int64_t a, int64_t b,
             x1 = b < (tx + 1) * SIM_TILE ? b : (tx + 1) * SIM_TILE;
             p = px + ((size_t)(gj - ty * SIM_TILE) * SIM_TILE +
                       (size_t)(x0 - tx * SIM_TILE)) * 3;
-            for (x = x0; x < x1; x++, p += 3) {
-                float *o = d + (size_t)(x - a) * 3;
-
-                o[0] = st->lut[p[0]];
-                o[1] = st->lut[p[1]];
-                o[2] = st->lut[p[2]];
-            }
+            sim__u8_unit(p, (size_t)(x1 - x0) * 3, d + (size_t)(x0 - a) * 3,
+                         src->wide);
         }
         pthread_mutex_unlock(&src->mu);
     }
@@ -371,11 +365,15 @@ region_row(struct sim__stream *st, int j, struct ss_err *err)
 {
     int64_t gj = st->j0 + j, a = st->i0 > 0 ? st->i0 : 0;
     int64_t b = st->i0 + st->nx < st->lw ? st->i0 + st->nx : st->lw;
-    int i;
+    int64_t i;
 
-    for (i = 0; i < st->nx; i++)
-        memcpy(st->reg + (size_t)i * 3, st->glass, sizeof(st->glass));
     if (gj < 0 || gj >= st->lh || a >= b)
+        a = b = st->i0;
+    for (i = st->i0; i < st->i0 + st->nx; i++)
+        if (i < a || i >= b)
+            memcpy(st->reg + (size_t)(i - st->i0) * 3, st->glass,
+                   sizeof(st->glass));
+    if (a >= b)
         return 0;
     return tile_span(st, gj, a, b, st->reg + (size_t)(a - st->i0) * 3, err);
 }
@@ -398,7 +396,7 @@ sim__stream_open(struct sim__source *src, double x0, double y0, int w,
                  int h, double p, struct sim__stream **out,
                  struct ss_err *err)
 {
-    int level = src->ph != NULL ? -1 : pick_level(src, p), i, c;
+    int level = src->ph != NULL ? -1 : pick_level(src, p), c;
     double q = level < 0 ? p : src->pitch_um[level], f = p / q;
     double s = fmax(1.0, f), rad = 2 * s + 1;
     double gx0 = x0 / q, gy0 = y0 / q;
@@ -422,8 +420,6 @@ sim__stream_open(struct sim__source *src, double x0, double y0, int w,
     st->k1 = pitch_key(level, q);
     for (c = 0; c < 3; c++)
         st->glass[c] = (float)src->glass[c];
-    for (i = 0; i < 256; i++)
-        st->lut[i] = i * (1.0f / 255);
     if (sim__taps_make(&st->tx, w, gx0 - st->i0, f, st->nx) < 0 ||
         sim__taps_make(&st->ty, h, gy0 - st->j0, f, st->ny) < 0 ||
         (st->reg = malloc(((size_t)st->nx * 3 + 4) * sizeof(float))) ==

@@ -378,6 +378,7 @@ test_refusals_name_the_cause(void **state)
     assert_int_equal(acq_session_open(r.m, &ki67, cal, NULL, &r.o, &s, &e),
                      SS_ECONFIG);
     assert_non_null(strstr(e.msg, "does not fit profile KI67"));
+    acq_calib_free(cal);
     r.p.exposure_ms = 2000;
     assert_int_equal(acq_calibrate(r.m, &r.p, &r.o, &cal, &e), SS_EFORMAT);
     assert_non_null(strstr(e.msg, "clipped"));

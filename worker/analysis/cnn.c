@@ -17,6 +17,8 @@
  *
  * The engine runs one model on one thread at a time and parallelises
  * inside each call, so predictions are serialised on a lock.
+ * LIMIT: one tile is predicted at a time; the tiler's other threads only
+ * prepare inputs and blend outputs.
  */
 #include "worker/analysis/cnn.h"
 

@@ -20,6 +20,8 @@
 #include "common/log.h"
 #include "worker/analysis/cnn.h"
 
+/* LIMIT: regions larger than this (3 mm at 2 µm/px) are refused with a
+ * message giving the limit; Grad-CAM runs the box in one forward pass. */
 #define EXPLAIN_MAX_PX 1536         /* largest region side, raster px */
 
 /* The class most of the region was given (tumour when neither). */

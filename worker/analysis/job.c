@@ -107,7 +107,9 @@ stain_readouts(const struct an_job *j, struct an_slide *s, struct an_seg *sg,
     return rc < 0 ? rc : an_measure(sg, r, err);
 }
 
-/* Writes one derived raster as pyramid + thumbnail. */
+/* Writes one derived raster as pyramid + thumbnail.
+ * LIMIT: overlays and heat maps are pyramids at the analysis resolution
+ * (2 µm/px), not the slide's; viewers align them by their pixel size. */
 static int
 write_map(const struct an_job *j, struct img *im, const char *base,
           const char *key, double mpp, json_t *files, struct ss_err *err)

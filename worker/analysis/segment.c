@@ -132,7 +132,10 @@ fail:
     return NULL;
 }
 
-/* The slide at raster resolution, read in bands. */
+/* The slide at raster resolution, read in bands.
+ * LIMIT: the raster (RGB, tissue, probabilities, labels: 8 bytes per pixel,
+ * about 450 MB for 15 × 15 mm at 2 µm/px) is held in memory; a much
+ * larger section fails with "out of memory for a WxH raster". */
 static int
 read_raster(struct an_slide *s, struct an_seg *sg, const
             struct an_seg_options *o, int total, struct ss_err *err)

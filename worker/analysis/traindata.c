@@ -131,6 +131,8 @@ slide_labels(const char *labels, int w, int h, double scale,
     return 0;
 }
 
+/* LIMIT: the whole slide is held at the model's resolution (4 bytes per
+ * pixel with its labels) for the whole training run. */
 int
 an_train_add_slide(struct an_train_data *d, const char *wsi,
                    const char *labels, double mpp_override,
@@ -177,7 +179,10 @@ an_train_add_slide(struct an_train_data *d, const char *wsi,
     return rc;
 }
 
-/* class_id of labels.csv → our class, or -1 to leave the patch out. */
+/* class_id of labels.csv → our class, or -1 to leave the patch out.
+ * LIMIT: lymphocytes, debris, mucosa, adipose tissue and mucus have no
+ * class here, so the model never sees them and calls them tumour or
+ * stroma. */
 static int
 patch_class_of(int id)
 {
