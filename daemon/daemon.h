@@ -123,7 +123,7 @@ enum scan_outcome {
     SCAN_OUT_CANCELLED,
     SCAN_OUT_FAILED,
     SCAN_OUT_STOPPED,               /* daemon stopping: resumes at start */
-    SCAN_OUT_DEVICE_WAIT,           /* devices unavailable: stays queued */
+    SCAN_OUT_DEVICE_WAIT,           /* devices or space missing: retry */
 };
 
 struct dmsg {

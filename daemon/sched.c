@@ -267,7 +267,7 @@ on_scan_end(struct daemon *d, struct dmsg *m)
         break;
     case SCAN_OUT_DEVICE_WAIT:
         snprintf(d->st.waiting, sizeof(d->st.waiting), "%s", m->text);
-        log_warn("sched", "devices unavailable retry_s=%g cause=\"%s\"",
+        log_warn("sched", "waiting retry_s=%g cause=\"%s\"",
                  d->conf.device_retry_s, m->text);
         arm_retry(d);
         break;

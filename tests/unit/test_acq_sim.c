@@ -320,7 +320,8 @@ test_plan_covers_tissue_and_skips_glass(void **state)
     assert_true(blank - blank_kept >= 0.90 * blank);
 }
 
-/* ±0.5 µm from up to ±20 µm away, at most 8 frames, at three places. */
+/* ±0.5 µm from up to ±20 µm away, at most 8 frames (counted by the
+ * simulator too), at three places. */
 static void
 test_autofocus_within_half_a_micron_in_8_frames(void **state)
 {
@@ -342,8 +343,13 @@ test_autofocus_within_half_a_micron_in_8_frames(void **state)
         for (k = 0; k < (int)(sizeof(off) / sizeof(off[0])); k++) {
             struct acq__focuser f = { sc.m, &mo, &sc.o, t->x_um, t->y_um,
                                       0 };
+            struct sim_counters c0, c1;
+            sim_counters_get(sc.s, &c0);
             assert_int_equal(acq__autofocus(&f, zt + off[k], 20, 5, &r, &e),
                              0);
+            sim_counters_get(sc.s, &c1);
+            assert_int_equal(c1.captures + c1.previews - c0.captures -
+                             c0.previews, r.captures);
             worst = fmax(worst, fabs(r.z_um - zt));
             most = r.captures > most ? r.captures : most;
         }

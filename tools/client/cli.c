@@ -148,7 +148,8 @@ struct follow {
     bool analysis;
     bool tty;
     bool drawn;
-    double t0_ms;                   /* when tiles started to count */
+    double start_ms;                /* when the scan started (elapsed) */
+    double t0_ms;                   /* first tile seen (tile rate, ETA) */
     int done0;
     int done, total;
     char slide[64], state[24];
@@ -160,9 +161,10 @@ static void
 draw(struct follow *f)
 {
     char el[32], eta[32], bar[41];
-    double elapsed = (util_now_ms() - f->t0_ms) / 1000;
+    double elapsed = (util_now_ms() - f->start_ms) / 1000;
+    double tiles_s = (util_now_ms() - f->t0_ms) / 1000;
     int n = f->total > 0 ? f->done * 40 / f->total : 0, i;
-    double rate = (f->done - f->done0) / (elapsed > 0 ? elapsed : 1);
+    double rate = (f->done - f->done0) / (tiles_s > 0 ? tiles_s : 1);
 
     client__duration(elapsed, el, sizeof(el));
     if (rate > 0 && f->total > f->done)
@@ -288,7 +290,7 @@ client__follow(const struct client__opts *co, struct client_conn *c,
     f.scan = scan;
     f.analysis = analysis;
     f.tty = !co->json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
-    f.t0_ms = util_now_ms();
+    f.t0_ms = f.start_ms = util_now_ms();
     f.done0 = -1;
     if (json_is_object(s) && (scan == 0 || json_integer_value(
             json_object_get(s, "id")) == scan)) {
@@ -298,6 +300,8 @@ client__follow(const struct client__opts *co, struct client_conn *c,
                                                           "tiles_total"));
         snprintf(f.slide, sizeof(f.slide), "%s", client__str(s, "slide"));
         snprintf(f.state, sizeof(f.state), "%s", client__str(s, "state"));
+        f.start_ms -= json_number_value(json_object_get(s, "elapsed_s")) *
+                      1000;
     }
     while (!(f.scan_over && (!f.wait_analysis || f.analysis_over))) {
         rc = client_conn_event(c, -1, &ev, msg, sizeof(msg));
