@@ -183,11 +183,18 @@ bench: deps
 # stop it.  Any ASan, LSan or UBSan report fails its test.  SAN_TESTS
 # selects tests by name, as tests/run's patterns do.
 # The test helpers' paths (tu_tmp, tu_data) live until exit by contract,
-# so LeakSanitizer is told not to report them.
+# so LeakSanitizer is told not to report them; nor the device lists that
+# libgphoto2 2.5.30's USB port library (the libusb1 iolib) leaks when it
+# loads and when it searches with no camera attached (about 10 bytes per
+# camera model per gp_camera_autodetect()).  Test helpers and that library
+# only: the project's own leaks are all reported.
 SANBUILD ?= $(BUILD)-san
 SAN_SUPP := $(abspath $(SANBUILD))/lsan.supp
 SAN_ASAN := detect_leaks=1:verify_asan_link_order=0
 SAN_ASAN := $(SAN_ASAN):detect_stack_use_after_return=1
+# Full stacks through libraries built without frame pointers (libgphoto2,
+# jansson): slower, but reports name our callers and suppressions match.
+SAN_ASAN := $(SAN_ASAN):fast_unwind_on_malloc=0
 SAN_ENV := SLIDESCAN_SANITIZE=1 ASAN_OPTIONS=$(SAN_ASAN) \
 	LSAN_OPTIONS=suppressions=$(SAN_SUPP):print_suppressions=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -196,7 +203,8 @@ sanitize: DEPS_FLAGS = --test
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=$(SANBUILD) SAN=address,undefined \
 		OPT=-O1 WERROR=0 tests
-	@printf 'leak:tu_tmp\nleak:tu_data\n' >$(SAN_SUPP)
+	@printf '%s\n' leak:tu_tmp leak:tu_data 'leak:gp_port_usb_find_device*' \
+		leak:gp_port_info_list_load >$(SAN_SUPP)
 	@BUILD=$(SANBUILD) $(SAN_ENV) tests/run $(SAN_TESTS)
 
 fuzz: DEPS_FLAGS = --test

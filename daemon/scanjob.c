@@ -716,9 +716,10 @@ add_counts(struct guard_counts *sum, const struct guard_counts *c)
     sum->resets += c->resets;
 }
 
-/* Takes one tile, retrying or failing it as the fault policy says. */
+/* Takes one tile, retrying or failing it as the fault policy says;
+ * *flags receives its ACQ_TILE_* flags. */
 static int
-capture_one(struct job *j, struct acq_session *ses, int i)
+capture_one(struct job *j, struct acq_session *ses, int i, int *flags)
 {
     const struct acq_tile *t = &j->plan->tiles[i];
     struct guard_counts gc, sum = { 0, 0, 0, 0 };
@@ -733,6 +734,7 @@ capture_one(struct job *j, struct acq_session *ses, int i)
         guard_counts_take(j->sc->m, &gc);
         add_counts(&sum, &gc);
         if (rc == 0) {
+            *flags = r.flags;
             rc = record_tile(j, t->index, &r, &sum, attempt);
             acq_tile_result_clear(&r);
             if (rc < 0)
@@ -765,7 +767,7 @@ capture_one(struct job *j, struct acq_session *ses, int i)
 static int
 capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
 {
-    int i, rc, left = 0;
+    int i, rc, left = 0, flags;
 
     for (i = 0; i < j->plan->ntiles; i++)
         left += states[i] == CAT_T_PLANNED;
@@ -775,8 +777,9 @@ capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
         rc = requested(j);
         while (rc == 0 && short_of_space(j, left))
             rc = wait_for_space(j, left);
+        flags = 0;
         if (rc == 0)
-            rc = capture_one(j, ses, i);
+            rc = capture_one(j, ses, i, &flags);
         if (rc < 0 && write_full(j, left, rc)) {
             j->action = 0;
             rc = wait_for_space(j, left);
@@ -794,7 +797,7 @@ capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
             log_notice("scan", "space freed, resuming scan=%lld",
                        (long long)j->s.id);
         j->space_waiting = false;
-        post_progress(j, j->plan->tiles[i].index, 0);
+        post_progress(j, j->plan->tiles[i].index, flags);
     }
     return 0;
 }

@@ -145,9 +145,16 @@ static const char *const migrations[] = {
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 void
-cat__now(char buf[24])
+cat__now(char buf[CAT_TIME_MAX])
 {
-    util_utc_iso(buf, 24);
+    struct timespec ts;
+    struct tm tm;
+    char sec[24];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, CAT_TIME_MAX, "%s.%03ldZ", sec, ts.tv_nsec / 1000000);
 }
 
 int
@@ -453,7 +460,7 @@ struct add_ctx {
 static int
 add_slide(struct cat *c, const struct cat_scan_req *r, struct ss_err *err)
 {
-    char now[24], stain[16] = "";
+    char now[CAT_TIME_MAX], stain[16] = "";
     sqlite3_stmt *st;
     int64_t n;
     int rc;
@@ -492,7 +499,7 @@ add_tx(struct cat *c, void *ctx, struct ss_err *err)
     struct add_ctx *a = ctx;
     const struct cat_scan_req *r = a->r;
     int64_t pos = 0;
-    char now[24];
+    char now[CAT_TIME_MAX];
     int rc;
 
     rc = add_slide(c, r, err);
@@ -614,7 +621,7 @@ trans_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     struct trans_ctx *t = ctx;
     struct cat_scan s;
-    char now[24];
+    char now[CAT_TIME_MAX];
     int rc;
 
     rc = cat_scan_get(c, t->id, &s, err);
@@ -940,7 +947,7 @@ static int
 event_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     struct event_ctx *e = ctx;
-    char now[24];
+    char now[CAT_TIME_MAX];
 
     cat__now(now);
     if (cat_exec(c, "INSERT INTO events (time, uid, action, scan, detail) "

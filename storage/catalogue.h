@@ -10,7 +10,8 @@
  * back-off) when SQLite answers SQLITE_BUSY or SQLITE_BUSY_SNAPSHOT, so a
  * reader holding a long read transaction (the worker, a backup) never
  * fails a scan.  The schema is versioned by PRAGMA user_version and
- * migrated forward at open.  Times are UTC ISO 8601 text.
+ * migrated forward at open.  Times are UTC ISO 8601 text with
+ * milliseconds.
  *
  * Listings for the control protocol come back as jansson objects so the
  * daemon can hand them to clients unchanged.
@@ -26,6 +27,10 @@
 
 #include "common/err.h"
 #include "scan/acquire.h"
+
+/* Times are UTC ISO 8601 with milliseconds: "2026-12-04T15:51:02.123Z"
+ * (so that events and scan starts order within a second). */
+#define CAT_TIME_MAX 32
 
 /* Schema version this code writes (PRAGMA user_version). */
 #define CAT_SCHEMA_VERSION 1
@@ -113,7 +118,8 @@ struct cat_scan {
     int tiles_total, tiles_done;
     double virtual_ms, wall_ms;
     int resumes;
-    char created[24], started[24], finished[24];
+    char created[CAT_TIME_MAX], started[CAT_TIME_MAX];
+    char finished[CAT_TIME_MAX];
     char wsi_path[4096];
 };
 

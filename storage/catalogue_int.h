@@ -37,7 +37,7 @@ int cat__prepare(struct cat *c, sqlite3_stmt **st, const char *sql,
 int cat__prepare_v(struct cat *c, sqlite3_stmt **st, const char *sql,
                    const char *fmt, va_list ap);
 
-/* UTC now as ISO 8601. */
-void cat__now(char buf[24]);
+/* UTC now as ISO 8601 with milliseconds, "2026-12-04T15:51:02.123Z". */
+void cat__now(char buf[CAT_TIME_MAX]);
 
 #endif

@@ -348,7 +348,7 @@ tile_tx(struct cat *c, void *ctx, struct ss_err *err)
     struct tile_ctx *x = ctx;
     const struct cat_tile_rec *r = x->r;
     int64_t was = -1;
-    char now[24];
+    char now[CAT_TIME_MAX];
 
     if (cat_query_int(c, &was, "SELECT state != 'planned' FROM tiles "
                       "WHERE scan = ? AND idx = ?", "ii", x->scan,
@@ -614,7 +614,7 @@ wsi_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     struct wsi_ctx *x = ctx;
     const struct cat_wsi *w = x->w;
-    char now[24];
+    char now[CAT_TIME_MAX];
 
     cat__now(now);
     if (cat_exec(c, "UPDATE scans SET wsi_path = ?, wsi_bytes = ?, "
@@ -650,7 +650,7 @@ static int
 aqueue_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     int64_t scan = *(int64_t *)ctx;
-    char now[24];
+    char now[CAT_TIME_MAX];
 
     cat__now(now);
     if (cat_exec(c, "INSERT INTO analyses (scan, state, queued) VALUES "
@@ -695,7 +695,7 @@ aset_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     struct aset_ctx *x = ctx;
     const char *name = cat_astate_name(x->s);
-    char now[24];
+    char now[CAT_TIME_MAX];
 
     cat__now(now);
     if (cat_exec(c, "UPDATE analyses SET state = ?, reason = COALESCE(?, "
@@ -723,7 +723,7 @@ astart_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     struct aset_ctx *x = ctx;
     int64_t n = 0;
-    char now[24];
+    char now[CAT_TIME_MAX];
 
     cat__now(now);
     if (cat_exec(c, "UPDATE analyses SET state = 'running', attempts = "
@@ -820,7 +820,7 @@ static int
 arec_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     struct arec_ctx *x = ctx;
-    char now[24];
+    char now[CAT_TIME_MAX];
     int rc, i;
 
     cat__now(now);

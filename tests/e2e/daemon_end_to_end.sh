@@ -9,7 +9,7 @@
 #     3 levels, and the WSI validator accepts it;
 #   - level-0 PSNR against the simulator's ideal image of the same stage
 #     area (what a perfect scanner records after flat-field) is ≥ 30 dB
-#     over the scanned area;
+#     over the scanned area (tests/e2e/daemon_psnr.c, built here);
 #   - the catalogue row is complete (sqlite3 CLI) and its SHA-256 matches;
 #   - the overlay exists, OpenSlide opens it, and the areas are recorded.
 # The slide is ../shared/data/wsi/CMU-1-Small-Region.svs; without the
@@ -27,7 +27,8 @@ else
          "H&E slide is scanned instead"
 fi
 
-# The full-size sensor of the default microscope (2048 × 1536 at 20x).
+# 20x (0.5 µm/px) with a 1024 × 768 sensor: the slide takes 10 tiles in
+# two columns.
 SIMKEYS="time_scale=0 sensor_w=1024 sensor_h=768"
 dtest_conf "[simulator]
 $(tr ' ' '\n' <<<"$SIMKEYS" | sed 's/=/ = /')"

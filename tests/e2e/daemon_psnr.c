@@ -10,9 +10,12 @@
  * the same slide, and renders the ideal image (sim_render_truth_white at
  * the flat-field white) over the WSI's canvas, which starts at the plan's
  * origin in stage coordinates.  The comparison covers the footprints of
- * the captured tiles inside the slide image (the scanned area).  Prints
- * "psnr_db=.. pixels=.. width=.. height=.. mpp=.."; with DAEMON_PSNR_DUMP
- * set to a directory it also writes wsi.png and truth.png there.
+ * the captured tiles inside the slide image (the scanned area), after
+ * aligning the WSI as a whole to the truth by whole pixels (±3): where
+ * the image sits on the stage does not change its fidelity.  Prints
+ * "psnr_db=.. shift_px=dx,dy unshifted_db=.. pixels=.. width=.. height=..
+ * mpp=.."; with DAEMON_PSNR_DUMP set to a directory it also writes
+ * wsi.png and truth.png there.
  */
 #include <math.h>
 #include <openslide/openslide.h>
@@ -91,28 +94,61 @@ scanned_mask(struct cat *c, int64_t scan, const struct acq_plan *p,
     return m;
 }
 
+/* PSNR over the mask with the WSI shifted by (dx, dy) pixels against the
+ * truth (pixels whose partner falls outside are left out). */
 static double
 masked_psnr(const struct img *a, const struct img *b, const uint8_t *m,
-            long *count)
+            int dx, int dy, long *count)
 {
+    const uint8_t *pa = a->data, *pb = b->data;
     double se = 0;
-    size_t i, n = (size_t)a->w * a->h;
-    int k;
+    int x, y, k;
 
     *count = 0;
-    for (i = 0; i < n; i++) {
-        if (!m[i])
+    for (y = 0; y < a->h; y++) {
+        if (y + dy < 0 || y + dy >= b->h)
             continue;
-        for (k = 0; k < 3; k++) {
-            double d = (double)((uint8_t *)a->data)[i * 3 + k] -
-                       ((uint8_t *)b->data)[i * 3 + k];
-            se += d * d;
+        for (x = 0; x < a->w; x++) {
+            size_t i = (size_t)y * a->w + x;
+            size_t j = (size_t)(y + dy) * b->w + (x + dx);
+            if (!m[i] || x + dx < 0 || x + dx >= b->w)
+                continue;
+            for (k = 0; k < 3; k++) {
+                double d = (double)pa[i * 3 + k] - pb[j * 3 + k];
+                se += d * d;
+            }
+            (*count)++;
         }
-        (*count)++;
     }
     if (*count == 0)
         return 0;
     return 10 * log10(255.0 * 255.0 / (se / (3.0 * *count)));
+}
+
+/* The best PSNR over whole-pixel shifts of up to SHIFT_MAX: where the
+ * WSI sits on the stage as a whole does not change its fidelity, so the
+ * comparison first aligns it (the offset found is reported). */
+#define SHIFT_MAX 3
+
+static double
+aligned_psnr(const struct img *a, const struct img *b, const uint8_t *m,
+             int *bx, int *by, long *count)
+{
+    double best = -1, db;
+    int dx, dy;
+    long n;
+
+    for (dy = -SHIFT_MAX; dy <= SHIFT_MAX; dy++)
+        for (dx = -SHIFT_MAX; dx <= SHIFT_MAX; dx++) {
+            db = masked_psnr(a, b, m, dx, dy, &n);
+            if (db > best) {
+                best = db;
+                *bx = dx;
+                *by = dy;
+                *count = n;
+            }
+        }
+    return best;
 }
 
 static int
@@ -155,7 +191,8 @@ main(int argc, char **argv)
     struct sim *s;
     const char *dump = getenv("DAEMON_PSNR_DUMP");
     struct cat *c;
-    double mpp = 0, db;
+    double mpp = 0, db, db0;
+    int dx = 0, dy = 0;
     char path[8192];
     uint8_t *mask;
     long n;
@@ -186,9 +223,11 @@ main(int argc, char **argv)
         img_png_write(truth, path, NULL);
     }
     mask = scanned_mask(c, sc.id, plan, &g, wsi->w, wsi->h);
-    db = masked_psnr(wsi, truth, mask, &n);
-    printf("psnr_db=%.2f pixels=%ld width=%d height=%d mpp=%.4f\n", db, n,
-           wsi->w, wsi->h, mpp);
+    db0 = masked_psnr(wsi, truth, mask, 0, 0, &n);
+    db = aligned_psnr(wsi, truth, mask, &dx, &dy, &n);
+    printf("psnr_db=%.2f shift_px=%d,%d unshifted_db=%.2f pixels=%ld "
+           "width=%d height=%d mpp=%.4f\n", db, dx, dy, db0, n, wsi->w,
+           wsi->h, mpp);
     free(mask);
     img_free(wsi);
     img_free(truth);

@@ -3,7 +3,8 @@
 # timeout: 200
 #
 # A night's queue with nobody watching: 50 slides (small H&E, KI67 and CK
-# phantoms, some with a higher priority) are queued at once on the fast
+# phantoms, some with a higher priority) are queued at once (one client
+# connection, protocol/PROTOCOL.md) on the fast
 # simulated microscope, and all of them end done with
 # their WSI and analysis, without any intervention.  `slidescan queue
 # --all` shows them done; priorities ran first; every calibration was
@@ -48,15 +49,32 @@ for s in "${stains[@]}"; do seed[$s]=$(tissue_seed "$s"); done
 echo "# phantom seeds with tissue: HE ${seed[HE]} KI67 ${seed[KI67]} CK" \
      "${seed[CK]}"
 
+# All 50 requests on one connection, in a burst: queueing them one client
+# process at a time is slower than the daemon scans these slides, and the
+# priorities would then have nothing to reorder.
 t0=$SECONDS
-for i in $(seq 1 $N); do
-    prio=0
-    [ $((i % 10)) = 0 ] && prio=10
-    st=${stains[$((i % 3))]}
-    slidescan scan --slide "N-$i" --stain "$st" --priority $prio --image \
-        "phantom:$st:seed=${seed[$st]}:w_mm=${SIZE%x*}:h_mm=${SIZE#*x}" \
-        >/dev/null || nok "queueing slide N-$i"
-done
+python3 - "$SOCK" "$N" "$SIZE" "${seed[HE]}" "${seed[KI67]}" \
+    "${seed[CK]}" <<'PY' || nok "queueing $N slides"
+import json, socket, sys
+sock, n, size = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seeds = {"HE": sys.argv[4], "KI67": sys.argv[5], "CK": sys.argv[6]}
+w, h = size.split("x")
+stains = ["HE", "KI67", "CK"]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+f = s.makefile("rw")
+for i in range(1, n + 1):
+    st = stains[i % 3]
+    args = {"slide": "N-%d" % i, "stain": st,
+            "priority": 10 if i % 10 == 0 else 0,
+            "image": "phantom:%s:seed=%s:w_mm=%s:h_mm=%s" % (st, seeds[st],
+                                                          w, h)}
+    f.write(json.dumps({"v": 1, "id": i, "cmd": "scan", "args": args}))
+    f.write("\n")
+f.flush()
+ok = sum(json.loads(f.readline())["ok"] for _ in range(n))
+sys.exit(0 if ok == n else 1)
+PY
 check "$N scans queued" test "$(sqlite3 "$DB" "SELECT COUNT(*) FROM \
     scans")" = $N
 # Finished: nothing waiting or running any more (a failure counts too,

@@ -435,6 +435,42 @@ test_cmu1(void **state)
     done(m);
 }
 
+/* The phantom renders only the blocks of a tile that a render needs; a
+ * tile filled in several parts (small renders first) must equal the same
+ * tile filled at once. */
+static void
+test_tiles_filled_in_parts(void **state)
+{
+    static const double small[][2] = { { 10, 5 }, { 200, 90 }, { 50, 160 },
+                                       { 300, 300 } };
+    struct microscope *a = make("phantom:KI67:seed=11", NULL);
+    struct microscope *b = make("phantom:KI67:seed=11", NULL);
+    struct sim_geometry g;
+    struct img *ia, *ib, *t;
+    struct ss_err e;
+    double x, y;
+    size_t i;
+
+    sim_geometry_get(sim_of(a), &g);
+    x = g.image_x_um + 0.4 * g.image_w_um;
+    y = g.image_y_um + 0.4 * g.image_h_um;
+    for (i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+        assert_int_equal(sim_render_truth(sim_of(a), x + small[i][0],
+                                          y + small[i][1], 40, 30, 0.5, &t,
+                                          &e), 0);
+        img_free(t);
+    }
+    assert_int_equal(sim_render_truth(sim_of(a), x, y, 900, 800, 0.5, &ia,
+                                      &e), 0);
+    assert_int_equal(sim_render_truth(sim_of(b), x, y, 900, 800, 0.5, &ib,
+                                      &e), 0);
+    assert_memory_equal(ia->data, ib->data, (size_t)900 * 800 * 3);
+    img_free(ia);
+    img_free(ib);
+    microscope_free(a);
+    microscope_free(b);
+}
+
 /* The frame loops exist in an SSE2 and an AVX2 build (simd = 1 picks
  * AVX2 when the CPU has it); the SSE2 build must give the same bits. */
 static void
@@ -472,6 +508,7 @@ main(void)
         cmocka_unit_test(test_phantom_ki67_ck),
         cmocka_unit_test(test_phantom_objectives_and_sizes),
         cmocka_unit_test(test_cmu1),
+        cmocka_unit_test(test_tiles_filled_in_parts),
         cmocka_unit_test(test_sse2_loops),
     };
 
