@@ -112,6 +112,20 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_HELPERS) $(LIBS)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPERS) $(LINK_LIBS) $(TEST_LIBS) \
 		$(LDLIBS)
 
+# Helper programs that end-to-end scripts run (tests/helpers/<name>.c →
+# $(BUILD)/tests/helpers/<name>), linked like the unit tests, so scripts
+# never compile C at test time and sanitizer builds cover them too.
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/helpers/%,\
+                 $(HELPER_SRCS))
+
+$(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/helpers/%.o $(TEST_HELPERS) \
+                          $(LIBS)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPERS) $(LINK_LIBS) $(TEST_LIBS) \
+		$(LDLIBS)
+
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
@@ -157,7 +171,7 @@ tests: $(PF_SO) $(PF_TOOL)
 all: programs tests benches
 
 programs: $(PROGRAMS)
-tests: $(TEST_BINS) $(PROGRAMS)
+tests: $(TEST_BINS) $(HELPER_BINS) $(PROGRAMS)
 benches: $(BENCH_BINS) $(PROGRAMS)
 
 deps:

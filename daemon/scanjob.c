@@ -346,14 +346,26 @@ calib_dir(const struct dconf *c, const struct acq_calib *k, char *rel,
              k->exposure_ms, stamp);
 }
 
+/* Keeps c as calibration id in the scanner's cache (it takes c; jobs
+ * borrow it), dropping the oldest one kept. */
+static const struct acq_calib *
+calib_keep(struct scanner *sc, int64_t id, struct acq_calib *c)
+{
+    struct calib_slot *slot = &sc->cache[sc->cache_next++ % CALIB_CACHE];
+
+    acq_calib_free(slot->c);
+    slot->id = id;
+    slot->c = c;
+    return c;
+}
+
 /* The calibration recorded as k, loaded from its directory once and then
- * kept (the scanner owns it; jobs borrow it). */
+ * kept. */
 static int
 calib_cached(struct scanner *sc, const struct cat_calib *k,
              const struct acq_calib **out, struct ss_err *err)
 {
     char abs[PATH_MAX + 4200];
-    struct calib_slot *slot;
     struct acq_calib *c;
     int i, rc;
 
@@ -366,17 +378,15 @@ calib_cached(struct scanner *sc, const struct cat_calib *k,
     rc = acq_calib_load(abs, &c, err);
     if (rc < 0)
         return rc;
-    slot = &sc->cache[sc->cache_next++ % CALIB_CACHE];
-    acq_calib_free(slot->c);
-    slot->id = k->id;
-    slot->c = c;
-    *out = c;
+    *out = calib_keep(sc, k->id, c);
     return 0;
 }
 
-/* Takes a new calibration, saves it durably and records it.  Scans then
- * use it as stored (reloaded from disk), so that a scan resumed after a
- * restart corrects its tiles exactly as before. */
+/* Takes a new calibration, saves it durably, records it and keeps it in
+ * memory.  A scan resumed after a restart loads the stored one, which is
+ * the same to the bit (lossless float TIFF; acq_calib_save() leaves the
+ * frames it writes untouched), so its tiles are corrected exactly as
+ * before. */
 static int
 calib_take(struct scanner *sc, const struct acq_profile *p,
            const struct acq_options *o, const struct acq_calib **out,
@@ -400,13 +410,13 @@ calib_take(struct scanner *sc, const struct acq_profile *p,
     rc = tilestore_mkdir_durable(abs, err);
     if (rc == 0)
         rc = acq_calib_save(taken, abs, err);
-    acq_calib_free(taken);
     if (rc == 0)
         rc = cat_calib_add(sc->cat, &k, &k.id, err);
-    if (rc == 0)
-        rc = calib_cached(sc, &k, out, err);
-    if (rc < 0)
+    if (rc != 0) {
+        acq_calib_free(taken);
         return err_prefix(err, "calibration");
+    }
+    *out = calib_keep(sc, k.id, taken);
     *id = k.id;
     log_notice("scan", "calibrated id=%lld stain=%s exposure_ms=%g "
                "falloff=%.3f dark=%s dir=%s", (long long)k.id, p->stain,

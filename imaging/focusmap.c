@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Least-squares focus surfaces with model choice by leave-one-out error. */
+/*
+ * Least-squares focus surfaces with model choice by leave-one-out error,
+ * for any point set: the models are fitted only in the directions the
+ * points span, so collinear or repeated points give a surface that
+ * follows them instead of a failed or wild fit.
+ */
 #include "imaging/focusmap.h"
 
 #include <errno.h>
@@ -11,10 +16,28 @@
 #define TPS_LAMBDA 1e-3             /* thin-plate smoothing, scaled units */
 #define MIN_POINTS_FOR_REJECTION 6
 
-/* Points in scaled coordinates. */
+/* Points closer than this (RMS about their centre, or across their main
+ * axis) do not determine a slope: the stage repeats to about 1 µm. */
+#define SPAN_MIN_UM 1.0
+
+/* Points whose RMS spread across their main axis is below this fraction
+ * of the spread along it count as one line: the tilt across would rest
+ * on a baseline 20 times shorter than the one along, and an autofocus
+ * error of 0.3 µm would tilt the surface by 6 µm per spread-length. */
+#define LINE_FRAC 0.05
+
+/* Singular values below this fraction of the largest one are directions
+ * the points do not determine: the least-squares solution leaves them
+ * at zero (the minimum-norm solution). */
+#define LSQ_RCOND 1e-7
+
+/* Points in scaled coordinates, and the directions they span: dims 2,
+ * or 1 along the unit vector (du, dv), or 0 (all at one spot). */
 struct fpts {
     double *u, *v, *z;
     int n;
+    int dims;
+    double du, dv;
 };
 
 static int
@@ -53,6 +76,49 @@ poly_row(double u, double v, double row[6])
     row[5] = v * v;
 }
 
+/* The fitted basis of a polynomial model at (u, v); returns its size.
+ * On a line the basis is 1, t, t^2 in the distance t along it, so the
+ * surface is constant across the line. */
+static int
+basis_row(const struct fpts *p, int model, double u, double v,
+          double row[6])
+{
+    double t = p->du * u + p->dv * v;
+
+    if (p->dims == 2) {
+        poly_row(u, v, row);
+        return model_terms(model);
+    }
+    row[0] = 1;
+    row[1] = t;
+    row[2] = t * t;
+    return p->dims == 0 ? 1 : model + 1;
+}
+
+/* Coefficients b of basis_row() as the 1, u, v, u^2, u v, v^2
+ * coefficients of the surface. */
+static void
+expand_coef(const struct fpts *p, const double *b, int k, double coef[6])
+{
+    double du = p->du, dv = p->dv;
+
+    memset(coef, 0, 6 * sizeof(*coef));
+    if (p->dims == 2) {
+        memcpy(coef, b, (size_t)k * sizeof(*coef));
+        return;
+    }
+    coef[0] = b[0];
+    if (k > 1) {
+        coef[1] = b[1] * du;
+        coef[2] = b[1] * dv;
+    }
+    if (k > 2) {
+        coef[3] = b[2] * du * du;
+        coef[4] = 2 * b[2] * du * dv;
+        coef[5] = b[2] * dv * dv;
+    }
+}
+
 static double
 tps_phi(double du, double dv)
 {
@@ -61,15 +127,17 @@ tps_phi(double du, double dv)
     return r2 > 0 ? 0.5 * r2 * log(r2) : 0;
 }
 
-/* Least squares for the polynomial models through dgels. */
+/* Least squares for the polynomial models through dgelss (SVD): terms
+ * the points do not tell apart share the fit at the smallest norm
+ * instead of making the system singular. */
 static int
 fit_poly(const struct fpts *p, int model, struct fmap_surface *s)
 {
-    int k = model_terms(model), n = p->n, i, j, info, nrhs = 1;
-    int lwork = 64 * (n + k);
-    double *a, *b, *work, row[6];
+    int n = p->n, i, j, info, nrhs = 1, rank, lwork = 16 * (n + 6) + 64;
+    double *a, *b, *work, sv[6], rcond = LSQ_RCOND, row[6];
+    int k = basis_row(p, model, 0, 0, row);
 
-    if (n < k)
+    if (n < k || n == 0)
         return -1;
     a = calloc((size_t)n * k, sizeof(*a));
     b = calloc((size_t)n, sizeof(*b));
@@ -81,15 +149,14 @@ fit_poly(const struct fpts *p, int model, struct fmap_surface *s)
         return -ENOMEM;
     }
     for (i = 0; i < n; i++) {
-        poly_row(p->u[i], p->v[i], row);
+        basis_row(p, model, p->u[i], p->v[i], row);
         for (j = 0; j < k; j++)
             a[(size_t)j * n + i] = row[j];
         b[i] = p->z[i];
     }
-    LAPACK_dgels("N", &n, &k, &nrhs, a, &n, b, &n, work, &lwork, &info);
-    memset(s->coef, 0, sizeof(s->coef));
-    for (j = 0; j < k && info == 0; j++)
-        s->coef[j] = b[j];
+    LAPACK_dgelss(&n, &k, &nrhs, a, &n, b, &n, sv, &rcond, &rank, work,
+                  &lwork, &info);
+    expand_coef(p, b, info == 0 ? k : 0, s->coef);
     free(a);
     free(b);
     free(work);
@@ -97,13 +164,17 @@ fit_poly(const struct fpts *p, int model, struct fmap_surface *s)
     return info == 0 ? 0 : -EDOM;
 }
 
-/* The thin-plate spline with a plane as its affine part, via dgesv. */
+/* The thin-plate spline with a plane as its affine part, via dgesv.  The
+ * smoothing keeps the system regular with repeated points; the plane
+ * needs points that span both directions. */
 static int
 fit_tps(const struct fpts *p, struct fmap_surface *s)
 {
     int n = p->n, m = n + 3, i, j, info, nrhs = 1, *ipiv;
     double *a, *b;
 
+    if (p->dims < 2)
+        return -EDOM;
     a = calloc((size_t)m * m, sizeof(*a));
     b = calloc((size_t)m, sizeof(*b));
     ipiv = calloc((size_t)m, sizeof(*ipiv));
@@ -214,6 +285,9 @@ loo_residuals(const struct fpts *p, int model, double *res)
         fpts_free(&q);
         return INFINITY;
     }
+    q.dims = p->dims;
+    q.du = p->du;
+    q.dv = p->dv;
     for (i = 0; i < p->n; i++) {
         for (j = 0, k = 0; j < p->n; j++) {
             if (j == i)
@@ -243,6 +317,10 @@ choose_model(const struct fpts *p, int max_model, double *loo_rms)
     int m, best;
 
     *loo_rms = INFINITY;
+    if (p->dims == 0)
+        max_model = FMAP_CONST;
+    else if (p->dims == 1 && max_model > FMAP_QUAD)
+        max_model = FMAP_QUAD;
     if (p->n < 4)
         return p->n >= 3 && max_model >= FMAP_PLANE ? FMAP_PLANE : FMAP_CONST;
     res = calloc((size_t)p->n, sizeof(*res));
@@ -333,6 +411,41 @@ gather(const double *x, const double *y, const double *z, const bool *use,
     return k;
 }
 
+/* The directions the points span (struct fpts), from the eigenvalues of
+ * their scatter: RMS spread along the main axis and across it, in µm. */
+static void
+find_span(struct fpts *p, double scale)
+{
+    double suu = 0, svv = 0, suv = 0, h, l1, l2, ax, ay, bx, by, len;
+    int i;
+
+    for (i = 0; i < p->n; i++) {
+        suu += p->u[i] * p->u[i] / p->n;
+        svv += p->v[i] * p->v[i] / p->n;
+        suv += p->u[i] * p->v[i] / p->n;
+    }
+    h = hypot(0.5 * (suu - svv), suv);
+    l1 = 0.5 * (suu + svv) + h;
+    l2 = fmax(0.5 * (suu + svv) - h, 0);
+    ax = l1 - svv;
+    ay = suv;
+    bx = suv;
+    by = l1 - suu;
+    if (hypot(bx, by) > hypot(ax, ay)) {
+        ax = bx;
+        ay = by;
+    }
+    len = hypot(ax, ay);
+    p->du = len > 0 ? ax / len : 1;
+    p->dv = len > 0 ? ay / len : 0;
+    if (sqrt(l1) * scale < SPAN_MIN_UM)
+        p->dims = 0;
+    else if (sqrt(l2) < fmax(SPAN_MIN_UM / scale, LINE_FRAC * sqrt(l1)))
+        p->dims = 1;
+    else
+        p->dims = 2;
+}
+
 static void
 residual_rms(const struct fpts *p, struct fmap_surface *s)
 {
@@ -369,6 +482,7 @@ fmap_fit(const double *x, const double *y, const double *z, bool *use,
                          "has a focus", n);
             goto out;
         }
+        find_span(&p, s->scale);
         model = choose_model(&p, max_model, &loo);
         if (use == NULL || outlier_um <= 0 ||
             p.n < MIN_POINTS_FOR_REJECTION)
@@ -378,12 +492,21 @@ fmap_fit(const double *x, const double *y, const double *z, bool *use,
             break;
         use[idx[out]] = false;
     }
-    rc = fit_model(&p, model, s);
+    /* A model that still cannot be fitted steps down: the constant
+     * always can, so a slide never fails for its point geometry. */
+    while ((rc = fit_model(&p, model, s)) != 0 && model > FMAP_CONST) {
+        if (rc == -ENOMEM)
+            break;
+        model--;
+        loo = INFINITY;
+    }
     if (rc != 0) {
-        rc = err_set(err, -EDOM, "focus map: %s fit to %d points failed",
-                     fmap_model_name(model), p.n);
+        rc = err_set(err, rc == -ENOMEM ? -ENOMEM : -EDOM, "focus map: "
+                     "%s fit to %d points failed", fmap_model_name(model),
+                     p.n);
         goto out;
     }
+    s->dims = p.dims;
     s->loo_rms_um = loo;
     residual_rms(&p, s);
 out:

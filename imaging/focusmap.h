@@ -16,6 +16,13 @@
  * leave-one-out residual exceeds both 4 robust sigmas and outlier_um are
  * dropped one at a time (an autofocus that locked onto dust or a fold), so
  * refitting the kept points finds the same surface.
+ *
+ * Point sets that span fewer directions never fail: points all at one
+ * spot give the constant; points on one line (spread across under 5 % of
+ * the spread along, or under 1 µm) give the models in the distance along
+ * the line, constant across it (no thin-plate); terms the points cannot
+ * tell apart are solved at the minimum norm; and a model that still does
+ * not solve steps down to the next simpler one.
  */
 #ifndef SS_IMAGING_FOCUSMAP_H
 #define SS_IMAGING_FOCUSMAP_H
@@ -45,6 +52,10 @@ struct fmap_surface {
     double rms_um;                  /* residual of the kept points */
     double loo_rms_um;              /* leave-one-out error of the model */
     int nused;                      /* points kept */
+    int dims;                       /* directions the kept points span:
+                                       2 spread, 1 on a line (fitted
+                                       along it, constant across), 0 all
+                                       at one spot */
 };
 
 /* Fits z(x, y) to the n points whose use[i] is true (use may be NULL:

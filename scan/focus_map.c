@@ -287,18 +287,20 @@ acq_focus_map_build(struct microscope *m, const struct acq_profile *p,
         rc = focus_point(m, p, &mo, o, &plan->tiles[idx[i]], fm, err);
     if (rc == 0)
         rc = acq__set_camera(m, p, o, false, err);
-    if (rc == 0)
-        rc = acq_focus_map_fit(fm, err);
+    if (rc != 0)
+        err_prefix(err, "focus map");
+    else
+        rc = acq_focus_map_fit(fm, err);  /* its errors name the map */
     free(idx);
     if (rc != 0) {
         acq_focus_map_free(fm);
-        err_prefix(err, "focus map");
         return rc;
     }
-    log_notice("focus", "map model=%s points=%d used=%d rms_um=%.3f "
+    log_notice("focus", "map model=%s span=%s points=%d used=%d rms_um=%.3f "
                "loo_um=%.3f captures=%d", fmap_model_name(fm->model),
-               fm->npoints, fm->surf.nused, fm->rms_um, fm->surf.loo_rms_um,
-               fm->captures);
+               fm->surf.dims == 2 ? "area" : fm->surf.dims == 1 ? "line" :
+               "spot", fm->npoints, fm->surf.nused, fm->rms_um,
+               fm->surf.loo_rms_um, fm->captures);
     *out = fm;
     return 0;
 }

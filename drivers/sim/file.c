@@ -51,9 +51,10 @@ os_error(openslide_t *os, const char *path, const char *what,
                    e != NULL ? e : "unknown OpenSlide error");
 }
 
+/* Always the whole tile: a file's tiles are read whole anyway. */
 static int
 file_tile(struct sim__source *src, int level, double pitch, int tx, int ty,
-          uint8_t *rgb, struct ss_err *err)
+          unsigned blocks, uint8_t *rgb, struct ss_err *err)
 {
     struct fileslide *fs = src->priv;
     uint32_t *buf;
@@ -74,7 +75,7 @@ file_tile(struct sim__source *src, int level, double pitch, int tx, int ty,
                                                           (int)sy),
                    (size_t)n * 3);
         }
-        return 0;
+        return (int)SIM_BLOCKS_ALL;
     }
     buf = malloc((size_t)SIM_TILE * SIM_TILE * 4);
     if (buf == NULL)
@@ -92,7 +93,7 @@ file_tile(struct sim__source *src, int level, double pitch, int tx, int ty,
     for (i = 0; i < (size_t)SIM_TILE * SIM_TILE; i++)
         argb_to_rgb(buf[i], src->glass, rgb + i * 3);
     free(buf);
-    return 0;
+    return (int)SIM_BLOCKS_ALL;
 }
 
 static void

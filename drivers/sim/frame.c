@@ -216,12 +216,14 @@ shoot_streamed(struct sim *s, struct sim__source *src,
         hi = ky->off[t] > hi ? ky->off[t] : hi;
     }
     rs = hi - lo + 1;
-    ring = malloc((size_t)rs * stride * sizeof(float));
-    b = calloc(stride, sizeof(float));
-    o = malloc(((size_t)sh->w * 3 + 16) * sizeof(float));
+    ring = sim__scratch((size_t)rs * stride * sizeof(float));
+    b = sim__scratch(stride * sizeof(float));
+    o = sim__scratch(((size_t)sh->w * 3 + 16) * sizeof(float));
     if (ring == NULL || b == NULL || o == NULL)
         rc = err_set(err, -ENOMEM, "out of memory for a frame");
-    else if (sh->lamp)
+    else
+        memset(b, 0, stride * sizeof(float));
+    if (rc == 0 && sh->lamp)
         rc = sim__stream_open(src, sh->x_um - m * sh->pixel_um -
                               s->geo.image_x_um, sh->y_um - m *
                               sh->pixel_um - s->geo.image_y_um, W,
@@ -251,9 +253,9 @@ shoot_streamed(struct sim *s, struct sim__source *src,
         }
     }
     sim__stream_close(st);
-    free(ring);
-    free(b);
-    free(o);
+    sim__scratch_free(ring);
+    sim__scratch_free(b);
+    sim__scratch_free(o);
     return rc;
 }
 

@@ -59,6 +59,44 @@ SIM_LOOP(mix_rows)(float *d, const float *const *rows, const float *w,
     }
 }
 
+/* d = sum_k w[k] * rows[k] with a weight per sample: d[i] = w[0][i] *
+ * rows[0][i] + w[1][i] * rows[1][i] + ... in tap order. */
+static void
+SIM_LOOP(mix_var)(float *d, const float *const *rows,
+                  const float *const *w, int nk, size_t n)
+{
+    size_t i = 0;
+    int j;
+
+    for (; i + 16 <= n; i += 16) {
+        sim_v8 a0, a1, x0, x1, w0, w1;
+
+        sim__ld8(&x0, rows[0] + i);
+        sim__ld8(&x1, rows[0] + i + 8);
+        sim__ld8(&w0, w[0] + i);
+        sim__ld8(&w1, w[0] + i + 8);
+        a0 = w0 * x0;
+        a1 = w1 * x1;
+        for (j = 1; j < nk; j++) {
+            sim__ld8(&x0, rows[j] + i);
+            sim__ld8(&x1, rows[j] + i + 8);
+            sim__ld8(&w0, w[j] + i);
+            sim__ld8(&w1, w[j] + i + 8);
+            a0 += w0 * x0;
+            a1 += w1 * x1;
+        }
+        sim__st8(d + i, &a0);
+        sim__st8(d + i + 8, &a1);
+    }
+    for (; i < n; i++) {
+        float acc = w[0][i] * rows[0][i];
+
+        for (j = 1; j < nk; j++)
+            acc += w[j][i] * rows[j][i];
+        d[i] = acc;
+    }
+}
+
 /* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]): a symmetric kernel with
  * half the multiplications. */
 static void
@@ -169,9 +207,12 @@ SIM_LOOP(sensor_level)(const sim_v8 *dnp, sim_v8i *sat, sim_v8i *level)
  * The row's arrays hold at least n rounded up to 16 values; the lanes
  * past n are computed and dropped.  r->dn is scratch of 16 floats. */
 static long
-SIM_LOOP(sensor_row)(const struct sim__sensor_row *r, size_t n,
+SIM_LOOP(sensor_row)(const struct sim__sensor_row *rp, size_t n,
                      uint8_t *out)
 {
+    /* A local copy: stores through out may not alias it, so its fields
+     * stay in registers. */
+    const struct sim__sensor_row row = *rp, *r = &row;
     sim_v8i sat8 = { 0, 0, 0, 0, 0, 0, 0, 0 };
     size_t i = 0;
     long sat;

@@ -444,6 +444,7 @@ sim__taps_make(struct sim__taps *t, int n, double c0, double f, int limit)
     int i, j;
 
     t->n = n;
+    t->wx = NULL;
     t->k = s == 1.0 ? 4 : (int)ceil(2 * rad) + 1;
     t->first = malloc((size_t)n * sizeof(int));
     t->w = malloc((size_t)n * t->k * sizeof(float));
@@ -474,6 +475,46 @@ sim__taps_free(struct sim__taps *t)
 {
     free(t->first);
     free(t->w);
+    free(t->wx);
+}
+
+int
+sim__taps_expand(struct sim__taps *t)
+{
+    size_t n3 = (size_t)t->n * 3, x;
+    int j, c;
+
+    t->wx = malloc((size_t)t->k * n3 * sizeof(float));
+    if (t->wx == NULL)
+        return -ENOMEM;
+    for (j = 0; j < t->k; j++)
+        for (x = 0; x < (size_t)t->n; x++)
+            for (c = 0; c < 3; c++)
+                t->wx[j * n3 + x * 3 + c] = t->w[x * t->k + j];
+    return 0;
+}
+
+/* Outputs x0.. whose first taps advance one sample per output read one
+ * stretch of the row: the weight-per-sample mix does them at once. */
+static void
+resample_var(const struct sim__taps *tx, const float *s, float *m,
+             bool wide)
+{
+    size_t n3 = (size_t)tx->n * 3;
+    const float *rows[4], *w[4];
+    int x0, x1, j;
+
+    for (x0 = 0; x0 < tx->n; x0 = x1) {
+        for (x1 = x0 + 1; x1 < tx->n && tx->first[x1] == tx->first[x1 - 1] +
+                                                          1; x1++)
+            ;
+        for (j = 0; j < 4; j++) {
+            rows[j] = s + (size_t)(tx->first[x0] + j) * 3;
+            w[j] = tx->wx + j * n3 + (size_t)x0 * 3;
+        }
+        sim__mix_var(m + (size_t)x0 * 3, rows, w, 4, (size_t)(x1 - x0) * 3,
+                     wide);
+    }
 }
 
 /* One row through the horizontal taps.  With a unit step every output
@@ -491,6 +532,10 @@ sim__resample_row(const struct sim__taps *tx, const float *s, float *m,
         const float *rows[4] = { p, p + 3, p + 6, p + 9 };
 
         sim__mix_rows(m, rows, tx->w, 4, n, wide);
+        return;
+    }
+    if (tx->k == 4 && tx->wx != NULL) {
+        resample_var(tx, s, m, wide);
         return;
     }
     if (tx->k == 4) {

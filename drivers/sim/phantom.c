@@ -136,14 +136,15 @@ struct gnoise {
 
 static int
 gnoise_fill(struct gnoise *g, uint64_t seed, double cell, double x0,
-            double y0, double span)
+            double y0, double w, double h)
 {
     int i, j;
 
     g->inv = 1.0 / cell;
     g->i0 = (int64_t)ph_floor(x0 * g->inv) - 1;
     g->j0 = (int64_t)ph_floor(y0 * g->inv) - 1;
-    g->nx = g->ny = (int)ceil(span * g->inv) + 4;
+    g->nx = (int)ceil(w * g->inv) + 4;
+    g->ny = (int)ceil(h * g->inv) + 4;
     g->v = malloc((size_t)g->nx * g->ny * sizeof(float));
     if (g->v == NULL)
         return -ENOMEM;
@@ -616,6 +617,7 @@ nucleus_of(const struct sim__phantom *ph, bool tumour, int64_t i, int64_t j,
 struct canvas {
     int n;                          /* SIM_TILE */
     double x0, y0, q;               /* point (i, j) = (x0 + i q, y0 + j q) */
+    int c0, c1, r0, r1;             /* pixels rendered: [c0, c1) × [r0, r1) */
     double xs[SIM_TILE], ys[SIM_TILE];  /* those coordinates */
     float *od;                      /* planes of H, E, DAB, n * n each */
 };
@@ -650,13 +652,13 @@ struct axis {
 };
 
 static void
-axis_make(struct axis *a, const double *cs, int n, int64_t lat0,
+axis_make(struct axis *a, const double *cs, int c0, int c1, int64_t lat0,
           const struct gnoise *tum, int64_t tum0, const struct gnoise *fib,
           int64_t fib0, double dir, double extent)
 {
     int i;
 
-    for (i = 0; i < n; i++) {
+    for (i = c0; i < c1; i++) {
         double g = cs[i] / LAT_UM, f = ph_floor(g);
         double t = cs[i] * tum->inv, tf = ph_floor(t), tu = t - tf;
         double b = cs[i] * fib->inv, bf = ph_floor(b), fu = b - bf;
@@ -723,32 +725,37 @@ struct fine {
     signed char *cls;               /* per lattice cell, cell_class() */
 };
 
+/* Lattice block, textures and cell classes covering the canvas's
+ * rectangle (values depend on the lattice index only, not on where a
+ * block starts, so any block gives the same pixels). */
 static int
 fine_make(const struct sim__phantom *ph, const struct canvas *cv,
           struct fine *fn)
 {
-    double span = cv->n * cv->q;
-    int64_t i0 = (int64_t)ph_floor(cv->x0 / LAT_UM) - 1;
-    int64_t j0 = (int64_t)ph_floor(cv->y0 / LAT_UM) - 1;
-    int nx = (int)ceil(span / LAT_UM) + 4, i, j, rc;
-    size_t koff = (size_t)nx * nx;
+    double x0 = cv->xs[cv->c0], y0 = cv->ys[cv->r0];
+    double w = (cv->c1 - cv->c0) * cv->q, h = (cv->r1 - cv->r0) * cv->q;
+    int64_t i0 = (int64_t)ph_floor(x0 / LAT_UM) - 1;
+    int64_t j0 = (int64_t)ph_floor(y0 / LAT_UM) - 1;
+    int nx = (int)ceil(w / LAT_UM) + 4, ny = (int)ceil(h / LAT_UM) + 4;
+    int i, j, rc;
+    size_t koff = (size_t)nx * ny;
 
-    rc = lat_fill(ph, &fn->L, i0, j0, nx, nx, F_NF);
+    rc = lat_fill(ph, &fn->L, i0, j0, nx, ny, F_NF);
     if (rc == 0)
-        rc = gnoise_fill(&fn->tum, ph->seed ^ 0x7458ULL, TEX_TUM_UM,
-                         cv->x0, cv->y0, span);
+        rc = gnoise_fill(&fn->tum, ph->seed ^ 0x7458ULL, TEX_TUM_UM, x0, y0,
+                         w, h);
     if (rc == 0)
-        rc = gnoise_fill(&fn->fib, ph->seed ^ 0x6669ULL, TEX_FIB_UM,
-                         cv->x0, cv->y0, span);
+        rc = gnoise_fill(&fn->fib, ph->seed ^ 0x6669ULL, TEX_FIB_UM, x0, y0,
+                         w, h);
     if (rc == 0 && (fn->cls = malloc(koff)) == NULL)
         rc = -ENOMEM;
     if (rc < 0)
         return rc;
-    axis_make(&fn->ax, cv->xs, cv->n, i0, &fn->tum, fn->tum.i0, &fn->fib,
-              fn->fib.i0, ph->fdir[0], ph->w_um);
-    axis_make(&fn->ay, cv->ys, cv->n, j0, &fn->tum, fn->tum.j0, &fn->fib,
-              fn->fib.j0, ph->fdir[1], ph->h_um);
-    for (j = 0; j + 1 < nx; j++)
+    axis_make(&fn->ax, cv->xs, cv->c0, cv->c1, i0, &fn->tum, fn->tum.i0,
+              &fn->fib, fn->fib.i0, ph->fdir[0], ph->w_um);
+    axis_make(&fn->ay, cv->ys, cv->r0, cv->r1, j0, &fn->tum, fn->tum.j0,
+              &fn->fib, fn->fib.j0, ph->fdir[1], ph->h_um);
+    for (j = 0; j + 1 < ny; j++)
         for (i = 0; i + 1 < nx; i++)
             fn->cls[(size_t)j * nx + i] = (signed char)cell_class(
                 fn->L.v[0] + (size_t)j * nx + i, koff, nx);
@@ -800,78 +807,225 @@ span_at(const struct span *sp, double u, double v, double v1)
     return (sp->a + sp->ba * u) * v1 + (sp->c + sp->dc * u) * v;
 }
 
-/* The texture cell of column i, made when it changes. */
-static inline const struct span *
-tex_cell(struct span *sp, int *cur, int cell, const float *row, int nx)
+/* What the pixels of one row of a tile share. */
+struct trow {
+    const struct sim__phantom *ph;
+    const struct fine *fn;
+    const struct look *lk;
+    int j;
+    const float *lrow;              /* the row's field lattice row */
+    const signed char *crow;        /* its cell classes */
+    const float *trow;              /* tumour texture row */
+    size_t koff, plane;
+    double v, v1, tv, tv1, fv, fv1; /* fractions in the row's cells */
+    float *od;                      /* the row in the first stain plane */
+    /* The fibre texture cell of each column, spread per column (its
+     * cells are not those of the lattice). */
+    double fa[SIM_TILE], fba[SIM_TILE], fc[SIM_TILE], fdc[SIM_TILE];
+};
+
+static void
+trow_make(struct trow *r, const struct sim__phantom *ph,
+          const struct fine *fn, int j, int c0, int c1, float *od,
+          size_t plane)
 {
-    if (cell != *cur) {
-        *cur = cell;
-        span_tex(sp, row + cell, nx);
+    const struct axis *ax = &fn->ax, *ay = &fn->ay;
+    const float *frow = fn->fib.v + (size_t)ay->fib[j] * fn->fib.nx;
+    struct span sp = { 0, 0, 0, 0 };
+    int i, cur = -1;
+
+    r->ph = ph;
+    r->fn = fn;
+    r->lk = &looks[ph->stain];
+    r->j = j;
+    r->lrow = fn->L.v[0] + (size_t)ay->lat[j] * fn->L.nx;
+    r->crow = fn->cls + (size_t)ay->lat[j] * fn->L.nx;
+    r->trow = fn->tum.v + (size_t)ay->tum[j] * fn->tum.nx;
+    r->koff = (size_t)fn->L.nx * fn->L.ny;
+    r->plane = plane;
+    r->v = ay->lu[j];
+    r->v1 = 1 - r->v;
+    r->tv = ay->tu[j];
+    r->tv1 = 1 - r->tv;
+    r->fv = ay->fu[j];
+    r->fv1 = 1 - r->fv;
+    r->od = od;
+    for (i = c0; i < c1; i++) {
+        if (ax->fib[i] != cur) {
+            cur = ax->fib[i];
+            span_tex(&sp, frow + cur, fn->fib.nx);
+        }
+        r->fa[i] = sp.a;
+        r->fba[i] = sp.ba;
+        r->fc[i] = sp.c;
+        r->fdc[i] = sp.dc;
     }
-    return sp;
 }
 
-/* Stain amounts of the tissue (no nuclei) along row j of the tile: od is
- * the row in the first plane, the others follow plane floats apart. */
+/* The stain amounts of one tissue pixel, column i, whose lattice cell
+ * has the spans f (fields TISSUE..TUMOR only when ccls < 0). */
 static void
-tissue_row(const struct sim__phantom *ph, const struct fine *fn, int j,
-           int n, float *od, size_t plane)
+tissue_px(const struct trow *r, int i, const struct span *f, int ccls)
 {
-    const struct look *lk = &looks[ph->stain];
-    const struct axis *ax = &fn->ax, *ay = &fn->ay;
-    size_t koff = (size_t)fn->L.nx * fn->L.ny;
-    const float *lrow = fn->L.v[0] + (size_t)ay->lat[j] * fn->L.nx;
-    const signed char *crow = fn->cls + (size_t)ay->lat[j] * fn->L.nx;
-    const float *trow = fn->tum.v + (size_t)ay->tum[j] * fn->tum.nx;
-    const float *frow = fn->fib.v + (size_t)ay->fib[j] * fn->fib.nx;
-    double v = ay->lu[j], v1 = 1 - v, tv = ay->tu[j], tv1 = 1 - tv;
-    double fv = ay->fu[j], fv1 = 1 - fv, shade, t, fib, ph_, u;
-    struct span f[F_NF] = { { 0 } }, ts = { 0 }, fs = { 0 };
-    int i, k, cls, cell = -1, tcur = -1, fcur = -1, ccls = -1;
+    const struct axis *ax = &r->fn->ax, *ay = &r->fn->ay;
+    double u = ax->lu[i], v = r->v, v1 = r->v1, shade, t, fib, ph_;
+    struct span ts, fs = { r->fa[i], r->fba[i], r->fc[i], r->fdc[i] };
+    float *od = r->od + i;
+    int cls = ccls, k;
+
+    if (!ax->in[i])
+        return;
+    if (cls < 0)
+        cls = classify(span_at(&f[F_TISSUE], u, v, v1),
+                       span_at(&f[F_GAP], u, v, v1),
+                       span_at(&f[F_TEAR], u, v, v1),
+                       span_at(&f[F_TUMOR], u, v, v1));
+    if (cls == SIM_LABEL_GLASS)
+        return;
+    shade = 1 + 0.12 * span_at(&f[F_SHADE], u, v, v1);
+    if (cls == SIM_LABEL_TUMOR) {
+        span_tex(&ts, r->trow + ax->tum[i], r->fn->tum.nx);
+        t = 1 + 0.22 * span_at(&ts, ax->tu[i], r->tv, r->tv1);
+        for (k = 0; k < 3; k++)
+            od[r->plane * (size_t)k] = (float)(r->lk->cyto[k] * t * shade);
+        return;
+    }
+    /* Wavy bundles along a warped direction, pale clefts between them,
+     * bundle strength varying from place to place. */
+    ph_ = (ax->dir[i] + ay->dir[r->j] + span_at(&f[F_WARP], u, v, v1) +
+           span_at(&f[F_WARP2], u, v, v1)) / FIBRE_UM;
+    fib = r->ph->fib_lut[(int)((ph_ - ph_floor(ph_)) * SIN_LUT_N) &
+                         (SIN_LUT_N - 1)];
+    fib *= 0.75 + 0.45 * span_at(&f[F_BUNDLE], u, v, v1);
+    fib *= 1 + 0.18 * span_at(&fs, ax->fu[i], r->fv, r->fv1);
+    for (k = 0; k < 3; k++)
+        od[r->plane * (size_t)k] = (float)(r->lk->fibre[k] * fib * shade);
+}
+
+/* Two doubles: the SSE2 vector, so these loops vectorise on every
+ * x86-64 without target flags. */
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2l __attribute__((vector_size(16)));
+
+/* (float)(amt[k] * a * b) of two pixels into the stain planes at od. */
+static inline void
+store_od(float *od, size_t plane, const double *amt, v2d a, v2d b)
+{
+    int k;
+
+    for (k = 0; k < 3; k++) {
+        v2d x = amt[k] * a * b;
+
+        od[plane * (size_t)k] = (float)x[0];
+        od[plane * (size_t)k + 1] = (float)x[1];
+    }
+}
+
+/* span_at() of two columns with fractions u. */
+static inline v2d
+span2(const struct span *sp, v2d u, double v, double v1)
+{
+    return (sp->a + sp->ba * u) * v1 + (sp->c + sp->dc * u) * v;
+}
+
+/* Columns [i, e) of one lattice cell, all tumour: tissue_px() two
+ * columns at a time (the tumour texture shares the lattice's cells). */
+static int
+tumour_run(const struct trow *r, int i, int e, const struct span *f)
+{
+    const struct axis *ax = &r->fn->ax;
+    struct span ts;
+
+    span_tex(&ts, r->trow + ax->tum[i], r->fn->tum.nx);
+    for (; i + 2 <= e; i += 2) {
+        v2d u, tu, shade, t;
+
+        memcpy(&u, ax->lu + i, sizeof(u));
+        memcpy(&tu, ax->tu + i, sizeof(tu));
+        shade = 1 + 0.12 * span2(&f[F_SHADE], u, r->v, r->v1);
+        t = 1 + 0.22 * span2(&ts, tu, r->tv, r->tv1);
+        store_od(r->od + i, r->plane, r->lk->cyto, t, shade);
+    }
+    return i;
+}
+
+/* Columns [i, e) of one lattice cell, all stroma, two at a time. */
+static int
+stroma_run(const struct trow *r, int i, int e, const struct span *f)
+{
+    const struct axis *ax = &r->fn->ax;
+    const v2d one = { 1, 1 };
+    double dirj = r->fn->ay.dir[r->j];
+    v2d u, dir, shade, ph_, fl, fib, fu, tex;
+    v2l k;
+
+    for (; i + 2 <= e; i += 2) {
+        memcpy(&u, ax->lu + i, sizeof(u));
+        memcpy(&dir, ax->dir + i, sizeof(dir));
+        shade = 1 + 0.12 * span2(&f[F_SHADE], u, r->v, r->v1);
+        ph_ = (dir + dirj + span2(&f[F_WARP], u, r->v, r->v1) +
+               span2(&f[F_WARP2], u, r->v, r->v1)) / FIBRE_UM;
+        if (!(ph_[0] > -1e9 && ph_[0] < 1e9 && ph_[1] > -1e9 &&
+              ph_[1] < 1e9))
+            break;
+        /* floor() through an integer, exact in this range; the phase's
+         * fraction, hence the table index, is that of ph_floor(). */
+        fl = __builtin_convertvector(__builtin_convertvector(ph_, v2l), v2d);
+        fl -= (v2d)((fl > ph_) & (v2l)one);
+        k = __builtin_convertvector((ph_ - fl) * SIN_LUT_N, v2l) &
+            (SIN_LUT_N - 1);
+        fib = (v2d){ r->ph->fib_lut[k[0]], r->ph->fib_lut[k[1]] };
+        fib *= 0.75 + 0.45 * span2(&f[F_BUNDLE], u, r->v, r->v1);
+        memcpy(&fu, ax->fu + i, sizeof(fu));
+        tex = (v2d){ r->fa[i], r->fa[i + 1] } +
+              (v2d){ r->fba[i], r->fba[i + 1] } * fu;
+        tex = tex * r->fv1 + ((v2d){ r->fc[i], r->fc[i + 1] } +
+                              (v2d){ r->fdc[i], r->fdc[i + 1] } * fu) *
+                             r->fv;
+        fib *= 1 + 0.18 * tex;
+        store_od(r->od + i, r->plane, r->lk->fibre, fib, shade);
+    }
+    return i;
+}
+
+/* Stain amounts of the tissue (no nuclei) in columns [c0, c1) of row j
+ * of the tile: od is the row in the first plane, the others follow plane
+ * floats apart.  A lattice cell whose class is known and whose columns
+ * all lie in the image goes two columns at a time; the rest pixel by
+ * pixel. */
+static void
+tissue_row(struct trow *r, const struct sim__phantom *ph,
+           const struct fine *fn, int j, int c0, int c1, float *od,
+           size_t plane)
+{
+    const struct axis *ax = &fn->ax;
+    struct span f[F_NF] = { { 0, 0, 0, 0 } };
+    int i, e, x, k, ccls;
+    bool in;
 
     for (k = 0; k < 3; k++)
-        memset(od + plane * (size_t)k, 0, (size_t)n * sizeof(float));
-    if (!ay->in[j])
+        memset(od + plane * (size_t)k + c0, 0,
+               (size_t)(c1 - c0) * sizeof(float));
+    if (!fn->ay.in[j])
         return;
-    for (i = 0; i < n; i++, od++) {
-        if (!ax->in[i])
+    trow_make(r, ph, fn, j, c0, c1, od, plane);
+    for (i = c0; i < c1; i = e) {
+        in = true;
+        for (e = i; e < c1 && ax->lat[e] == ax->lat[i]; e++)
+            in = in && ax->in[e];
+        ccls = r->crow[ax->lat[i]];
+        if (ccls == SIM_LABEL_GLASS)
             continue;
-        if (ax->lat[i] != cell) {
-            cell = ax->lat[i];
-            ccls = crow[cell];
-            for (k = ccls < 0 ? 0 : F_SHADE; k < F_NF; k++)
-                span_lat(&f[k], lrow + cell + koff * (size_t)k,
-                         fn->L.nx);
-        }
-        u = ax->lu[i];
-        cls = ccls >= 0 ? ccls
-                        : classify(span_at(&f[F_TISSUE], u, v, v1),
-                                   span_at(&f[F_GAP], u, v, v1),
-                                   span_at(&f[F_TEAR], u, v, v1),
-                                   span_at(&f[F_TUMOR], u, v, v1));
-        if (cls == SIM_LABEL_GLASS)
-            continue;
-        shade = 1 + 0.12 * span_at(&f[F_SHADE], u, v, v1);
-        if (cls == SIM_LABEL_TUMOR) {
-            t = 1 + 0.22 * span_at(tex_cell(&ts, &tcur, ax->tum[i], trow,
-                                            fn->tum.nx), ax->tu[i], tv,
-                                   tv1);
-            for (k = 0; k < 3; k++)
-                od[plane * (size_t)k] = (float)(lk->cyto[k] * t * shade);
-            continue;
-        }
-        /* Wavy bundles along a warped direction, pale clefts between
-         * them, bundle strength varying from place to place. */
-        ph_ = (ax->dir[i] + ay->dir[j] + span_at(&f[F_WARP], u, v, v1) +
-               span_at(&f[F_WARP2], u, v, v1)) / FIBRE_UM;
-        fib = ph->fib_lut[(int)((ph_ - ph_floor(ph_)) * SIN_LUT_N) &
-                          (SIN_LUT_N - 1)];
-        fib *= 0.75 + 0.45 * span_at(&f[F_BUNDLE], u, v, v1);
-        fib *= 1 + 0.18 * span_at(tex_cell(&fs, &fcur, ax->fib[i], frow,
-                                           fn->fib.nx), ax->fu[i], fv,
-                                  fv1);
-        for (k = 0; k < 3; k++)
-            od[plane * (size_t)k] = (float)(lk->fibre[k] * fib * shade);
+        for (k = ccls < 0 ? 0 : F_SHADE; k < F_NF; k++)
+            span_lat(&f[k], r->lrow + ax->lat[i] + r->koff * (size_t)k,
+                     fn->L.nx);
+        x = i;
+        if (in && ccls == SIM_LABEL_TUMOR && ax->tum[i] == ax->tum[e - 1])
+            x = tumour_run(r, i, e, f);
+        else if (in && ccls == SIM_LABEL_STROMA)
+            x = stroma_run(r, i, e, f);
+        for (; x < e; x++)
+            tissue_px(r, x, f, ccls);
     }
 }
 
@@ -1002,6 +1156,26 @@ nucleus_in(const struct sim__phantom *ph, bool tumour,
     return true;
 }
 
+/* The pixels a nucleus may cover, columns [*i0, *i1] and rows [*j0, *j1]
+ * within the canvas's rectangle (a box of 1.3 a plus a pixel around the
+ * centre); false when none. */
+static bool
+splat_box(const struct canvas *cv, const struct nucleus *n, int *i0,
+          int *i1, int *j0, int *j1)
+{
+    double r = n->a * 1.3 + cv->q;
+
+    *i0 = (int)ph_floor((n->cx - r - cv->x0) / cv->q);
+    *i1 = (int)ceil((n->cx + r - cv->x0) / cv->q);
+    *j0 = (int)ph_floor((n->cy - r - cv->y0) / cv->q);
+    *j1 = (int)ceil((n->cy + r - cv->y0) / cv->q);
+    *i0 = *i0 < cv->c0 ? cv->c0 : *i0;
+    *i1 = *i1 < cv->c1 - 1 ? *i1 : cv->c1 - 1;
+    *j0 = *j0 < cv->r0 ? cv->r0 : *j0;
+    *j1 = *j1 < cv->r1 - 1 ? *j1 : cv->r1 - 1;
+    return *i0 <= *i1 && *j0 <= *j1;
+}
+
 /* A nucleus composited over the tissue: a soft-edged, wobbly ellipse
  * with a textured, darker-rimmed stain.  Pixels certainly outside the
  * outline (alpha <= 0) are skipped by a bound before the exact test; the
@@ -1014,23 +1188,18 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
     const struct look *lk = &looks[ph->stain];
     const double *amt = n->cls == SIM_LABEL_STROMA ? lk->snuc
                         : n->pos ? lk->nuc_pos : lk->nuc;
-    double ca = cos(n->ang), sa = sin(n->ang), r = n->a * 1.3 + cv->q;
-    double edge = fmax(cv->q, 0.4);
+    double ca = cos(n->ang), sa = sin(n->ang), edge = fmax(cv->q, 0.4);
     double wmax = 1 + fabs(n->wob[0]) + fabs(n->wob[1]) + fabs(n->wob[2]);
     double out = wmax * (1 + 0.5 * edge / n->b) * (1 + 1e-6);
     double ia2 = 1 / (n->a * n->a), ib2 = 1 / (n->b * n->b);
     double dxca[SIM_TILE], mdxsa[SIM_TILE];
     int64_t tx[SIM_TILE];
-    int i0 = (int)ph_floor((n->cx - r - cv->x0) / cv->q);
-    int i1 = (int)ceil((n->cx + r - cv->x0) / cv->q);
-    int j0 = (int)ph_floor((n->cy - r - cv->y0) / cv->q);
-    int j1 = (int)ceil((n->cy + r - cv->y0) / cv->q);
     size_t plane = (size_t)cv->n * cv->n;
-    int i, j, k, ia, ib;
+    int i, j, k, ia, ib, j0, j1;
 
+    if (!splat_box(cv, n, &ia, &ib, &j0, &j1))
+        return;
     out *= out;
-    ia = i0 < 0 ? 0 : i0;
-    ib = i1 < cv->n - 1 ? i1 : cv->n - 1;
     for (i = ia; i <= ib; i++) {
         double dx = cv->xs[i] - n->cx;
 
@@ -1038,7 +1207,7 @@ splat(const struct sim__phantom *ph, struct canvas *cv,
         mdxsa[i - ia] = -dx * sa;
         tx[i - ia] = (int64_t)ph_floor(dx / 0.6) * 131;
     }
-    for (j = j0 < 0 ? 0 : j0; j <= j1 && j < cv->n; j++) {
+    for (j = j0; j <= j1; j++) {
         double dy = cv->ys[j] - n->cy, dysa = dy * sa, dyca = dy * ca;
         int64_t ty = (int64_t)ph_floor(dy / 0.6) * 7919;
 
@@ -1096,9 +1265,16 @@ splat_grid(const struct sim__phantom *ph, struct canvas *cv,
                    (int)(jb - ja) + 3, &cs) < 0)
         return -ENOMEM;
     for (j = ja; j <= jb; j++)
-        for (i = ia; i <= ib; i++)
-            if (nucleus_in(ph, tumour, &cs, L, i, j, &n))
+        for (i = ia; i <= ib; i++) {
+            const struct cand *c = cand_at(&cs, i, j);
+            int b0, b1, b2, b3;
+
+            /* Candidates that cannot reach the rectangle are skipped
+             * before their (costlier) class and shape are settled. */
+            if (c->ok && splat_box(cv, &c->n, &b0, &b1, &b2, &b3) &&
+                nucleus_in(ph, tumour, &cs, L, i, j, &n))
                 splat(ph, cv, &n);
+        }
     free(cs.c);
     return 0;
 }
@@ -1127,16 +1303,16 @@ rgb_lut_make(struct sim__phantom *ph)
         }
 }
 
-/* Beer–Lambert over the stain planes of a tile. */
+/* Beer–Lambert for n pixels of the stain planes (plane floats apart). */
 static void
-to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb,
-       bool wide)
+to_rgb(const struct sim__phantom *ph, const float *od, size_t plane, int n,
+       uint8_t *rgb, bool wide)
 {
     const double m[3][3] = { { vec_h[0], vec_e[0], vec_d[0] },
                              { vec_h[1], vec_e[1], vec_d[1] },
                              { vec_h[2], vec_e[2], vec_d[2] } };
 
-    sim__od_rgb(od, od + n, od + 2 * (size_t)n, (size_t)n, m,
+    sim__od_rgb(od, od + plane, od + 2 * plane, (size_t)n, m,
                 OD_LUT_N / OD_LUT_MAX, &ph->rgb_lut[0][0], OD_LUT_N, rgb,
                 wide);
 }
@@ -1144,14 +1320,19 @@ to_rgb(const struct sim__phantom *ph, const float *od, int n, uint8_t *rgb,
 static int
 render_fine(const struct sim__phantom *ph, struct canvas *cv)
 {
+    struct trow *row;
     struct fine fn;
     int j, rc;
 
     memset(&fn, 0, sizeof(fn));
     rc = fine_make(ph, cv, &fn);
-    for (j = 0; rc == 0 && j < cv->n; j++)
-        tissue_row(ph, &fn, j, cv->n, cv->od + (size_t)j * cv->n,
-                   (size_t)cv->n * cv->n);
+    row = malloc(sizeof(*row));
+    if (rc == 0 && row == NULL)
+        rc = -ENOMEM;
+    for (j = cv->r0; rc == 0 && j < cv->r1; j++)
+        tissue_row(row, ph, &fn, j, cv->c0, cv->c1,
+                   cv->od + (size_t)j * cv->n, (size_t)cv->n * cv->n);
+    free(row);
     if (rc == 0)
         rc = splat_grid(ph, cv, &fn.L, true);
     if (rc == 0)
@@ -1176,56 +1357,96 @@ outside_section(const struct sim__phantom *ph, double x0, double y0,
     return sqrt(dx * dx + dy * dy) > 1.0;
 }
 
+/* The rectangle of pixels covering the blocks of mask, as blocks: the
+ * columns [*bx0, *bx1) and rows [*by0, *by1). */
+static void
+block_rect(unsigned mask, int *bx0, int *bx1, int *by0, int *by1)
+{
+    int nb = SIM_TILE / SIM_BLOCK, b;
+
+    *bx0 = *by0 = nb;
+    *bx1 = *by1 = 0;
+    for (b = 0; b < nb * nb; b++) {
+        if (!(mask & (1u << b)))
+            continue;
+        *bx0 = b % nb < *bx0 ? b % nb : *bx0;
+        *bx1 = b % nb + 1 > *bx1 ? b % nb + 1 : *bx1;
+        *by0 = b / nb < *by0 ? b / nb : *by0;
+        *by1 = b / nb + 1 > *by1 ? b / nb + 1 : *by1;
+    }
+}
+
+/* The stain planes of the canvas's rectangle. */
+static int
+render_canvas(const struct sim__phantom *ph, struct canvas *cv)
+{
+    size_t plane = (size_t)cv->n * cv->n;
+    int i, j;
+
+    if (cv->x0 >= ph->w_um || cv->y0 >= ph->h_um ||
+        cv->x0 + cv->n * cv->q <= 0 || cv->y0 + cv->n * cv->q <= 0 ||
+        outside_section(ph, cv->x0, cv->y0, cv->n * cv->q)) {
+        /* All glass: zero density. */
+        memset(cv->od, 0, plane * 3 * sizeof(float));
+        return 0;
+    }
+    if (cv->q <= COARSE_UM)
+        return render_fine(ph, cv);
+    for (j = cv->r0; j < cv->r1; j++)
+        for (i = cv->c0; i < cv->c1; i++) {
+            size_t at = (size_t)j * cv->n + i;
+            float od[3];
+
+            mean_pixel(ph, cv->xs[i], cv->ys[j], od);
+            cv->od[at] = od[0];
+            cv->od[at + plane] = od[1];
+            cv->od[at + 2 * plane] = od[2];
+        }
+    return 0;
+}
+
+/* Renders the rectangle of tile pixels that covers the blocks asked for
+ * (pixels are computed from the tile's origin exactly as for a whole
+ * tile, so a tile filled in parts equals one filled at once). */
 static int
 ph_tile(struct sim__source *src, int level, double q, int tx, int ty,
-        uint8_t *rgb, struct ss_err *err)
+        unsigned blocks, uint8_t *rgb, struct ss_err *err)
 {
     const struct sim__phantom *ph = src->ph;
     struct canvas *cv = malloc(sizeof(*cv));
-    int i, j, rc = 0;
-    size_t n = (size_t)SIM_TILE * SIM_TILE * 3;
+    size_t plane = (size_t)SIM_TILE * SIM_TILE;
+    int i, j, bx0, bx1, by0, by1, rc = 0;
+    unsigned done = 0;
 
     if (cv == NULL)
         return err_set(err, -ENOMEM, "phantom: out of memory");
+    block_rect(blocks, &bx0, &bx1, &by0, &by1);
     cv->n = SIM_TILE;
     cv->q = q;
     cv->x0 = (double)tx * SIM_TILE * q;
     cv->y0 = (double)ty * SIM_TILE * q;
+    cv->c0 = bx0 * SIM_BLOCK;
+    cv->c1 = bx1 * SIM_BLOCK;
+    cv->r0 = by0 * SIM_BLOCK;
+    cv->r1 = by1 * SIM_BLOCK;
     for (i = 0; i < SIM_TILE; i++) {
         cv->xs[i] = cv->x0 + i * q;
         cv->ys[i] = cv->y0 + i * q;
     }
-    cv->od = sim__scratch(n * sizeof(float));
-    if (cv->od == NULL) {
-        free(cv);
-        return err_set(err, -ENOMEM, "phantom: out of memory");
-    }
-    if (cv->x0 >= ph->w_um || cv->y0 >= ph->h_um ||
-        cv->x0 + SIM_TILE * q <= 0 || cv->y0 + SIM_TILE * q <= 0 ||
-        outside_section(ph, cv->x0, cv->y0, SIM_TILE * q)) {
-        /* All glass: zero density. */
-        memset(cv->od, 0, n * sizeof(float));
-    } else if (q <= COARSE_UM) {
-        rc = render_fine(ph, cv);
-    } else {
-        for (j = 0; j < cv->n; j++)
-            for (i = 0; i < cv->n; i++) {
-                size_t at = (size_t)j * cv->n + i;
-                float od[3];
-
-                mean_pixel(ph, cv->xs[i], cv->ys[j], od);
-                cv->od[at] = od[0];
-                cv->od[at + SIM_TILE * SIM_TILE] = od[1];
-                cv->od[at + 2 * SIM_TILE * SIM_TILE] = od[2];
-            }
-    }
-    if (rc == 0)
-        to_rgb(ph, cv->od, SIM_TILE * SIM_TILE, rgb, src->wide);
+    cv->od = sim__scratch(plane * 3 * sizeof(float));
+    rc = cv->od == NULL ? -ENOMEM : render_canvas(ph, cv);
+    for (j = cv->r0; rc == 0 && j < cv->r1; j++)
+        to_rgb(ph, cv->od + (size_t)j * SIM_TILE + cv->c0, plane,
+               cv->c1 - cv->c0, rgb + ((size_t)j * SIM_TILE + cv->c0) * 3,
+               src->wide);
+    for (j = by0; j < by1; j++)
+        for (i = bx0; i < bx1; i++)
+            done |= 1u << (j * (SIM_TILE / SIM_BLOCK) + i);
     sim__scratch_free(cv->od);
     free(cv);
     if (rc < 0)
         return err_set(err, rc, "phantom: out of memory");
-    return 0;
+    return (int)done;
 }
 
 /* ---- truth --------------------------------------------------------------- */

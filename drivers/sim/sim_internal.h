@@ -29,13 +29,24 @@ enum { SIM_STAIN_HE = 0, SIM_STAIN_KI67 = 1, SIM_STAIN_CK = 2 };
  */
 #define SIM_TILE 256
 
+/* A tile is made of 4 × 4 blocks of 64 × 64 samples; block (bx, by) is
+ * bit by * 4 + bx of a block mask.  A source may fill only the blocks a
+ * render needs (a phantom does: its pixels cost time), and the cache
+ * remembers which blocks of each tile are filled. */
+#define SIM_BLOCK 64
+#define SIM_BLOCKS_ALL 0xffffu
+
 struct sim__source;
 
 struct sim__source_ops {
-    /* Fills tile (tx, ty) of a level (or of pitch_um for a phantom) as RGB
-     * U8 SIM_TILE × SIM_TILE; rows past the image are glass. */
+    /* Fills at least the blocks of mask `blocks` of tile (tx, ty) of a
+     * level (or of pitch_um for a phantom), RGB U8 SIM_TILE × SIM_TILE,
+     * rows past the image glass; other blocks are left as they are.
+     * Returns the mask of the blocks it filled (a superset of blocks) or
+     * a negative error. */
     int (*tile)(struct sim__source *src, int level, double pitch_um,
-                int tx, int ty, uint8_t *rgb, struct ss_err *err);
+                int tx, int ty, unsigned blocks, uint8_t *rgb,
+                struct ss_err *err);
     void (*destroy)(struct sim__source *src);
 };
 
@@ -99,9 +110,12 @@ int sim__phantom_truth(const struct sim__phantom *ph, double x0, double y0,
 struct sim__cache *sim__cache_new(size_t bytes);
 void sim__cache_free(struct sim__cache *c);
 /* Returns the cached tile for key or NULL; the pointer stays valid until
- * the next put under the same source lock. */
-uint8_t *sim__cache_get(struct sim__cache *c, uint64_t k1, uint64_t k2);
-uint8_t *sim__cache_put(struct sim__cache *c, uint64_t k1, uint64_t k2);
+ * the next put under the same source lock.  *valid is the tile's mask of
+ * filled blocks (0 for a tile just put). */
+uint8_t *sim__cache_get(struct sim__cache *c, uint64_t k1, uint64_t k2,
+                        unsigned **valid);
+uint8_t *sim__cache_put(struct sim__cache *c, uint64_t k1, uint64_t k2,
+                        unsigned **valid);
 void sim__cache_drop(struct sim__cache *c, uint64_t k1, uint64_t k2);
 
 /* ---- stage ------------------------------------------------------------- */
@@ -276,11 +290,16 @@ struct sim__taps {
     int n, k;                       /* outputs, taps per output */
     int *first;
     float *w;
+    float *wx;                      /* sim__taps_expand(), or NULL */
 };
 
 int sim__taps_make(struct sim__taps *t, int n, double c0, double f,
                    int limit);
 void sim__taps_free(struct sim__taps *t);
+/* Weights per output sample (k rows of n * 3, the three channels of an
+ * output alike), so rows with weights varying along them (a step that is
+ * not exactly one sample) resample with vectors. */
+int sim__taps_expand(struct sim__taps *t);
 /* One source row (interleaved RGB) through the horizontal taps; unit is
  * true for a step of exactly one source sample. */
 void sim__resample_row(const struct sim__taps *tx, const float *s, float *m,
@@ -336,6 +355,7 @@ typedef float sim_v8 __attribute__((vector_size(32)));
 typedef int32_t sim_v8i __attribute__((vector_size(32)));
 typedef int32_t sim_v4i __attribute__((vector_size(16)));
 typedef double sim_v4d __attribute__((vector_size(32)));
+typedef int64_t sim_v4l __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) void
 sim__ld8(sim_v8 *v, const float *p)
@@ -358,6 +378,11 @@ sim__st8(float *p, const sim_v8 *v)
 /* Whether the frame loops should use AVX2: the CPU has it and the
  * configuration allows it (simd = 1). */
 bool sim__simd_wide(const struct sim_config *c);
+
+/* d[i] = sum_k w[k][i] * rows[k][i] (a weight per sample), in tap
+ * order, over n floats. */
+void sim__mix_var(float *d, const float *const *rows, const float *const *w,
+                  int nk, size_t n, bool wide);
 
 /* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]) over n floats. */
 void sim__mix_sym(float *d, const float *c, const float *const *lo,

@@ -22,6 +22,7 @@
 struct centry {
     uint64_t k1, k2;
     uint8_t *px;
+    unsigned valid;                 /* blocks filled */
     struct centry *prev, *next;     /* LRU list, most recent first */
     struct centry *hnext;           /* hash chain */
     bool used;
@@ -107,7 +108,8 @@ lru_front(struct sim__cache *c, struct centry *e)
 }
 
 uint8_t *
-sim__cache_get(struct sim__cache *c, uint64_t k1, uint64_t k2)
+sim__cache_get(struct sim__cache *c, uint64_t k1, uint64_t k2,
+               unsigned **valid)
 {
     struct centry *e;
 
@@ -115,6 +117,7 @@ sim__cache_get(struct sim__cache *c, uint64_t k1, uint64_t k2)
         if (e->k1 == k1 && e->k2 == k2) {
             lru_unlink(c, e);
             lru_front(c, e);
+            *valid = &e->valid;
             return e->px;
         }
     }
@@ -134,7 +137,8 @@ hash_remove(struct sim__cache *c, struct centry *e)
 }
 
 uint8_t *
-sim__cache_put(struct sim__cache *c, uint64_t k1, uint64_t k2)
+sim__cache_put(struct sim__cache *c, uint64_t k1, uint64_t k2,
+               unsigned **valid)
 {
     struct centry *e;
     size_t slot;
@@ -153,6 +157,8 @@ sim__cache_put(struct sim__cache *c, uint64_t k1, uint64_t k2)
     }
     e->k1 = k1;
     e->k2 = k2;
+    e->valid = 0;
+    *valid = &e->valid;
     slot = hslot(c, k1, k2);
     e->hnext = c->hash[slot];
     c->hash[slot] = e;
@@ -320,6 +326,54 @@ struct sim__stream {
     float glass[3];
 };
 
+/* The blocks of tile (tx, ty) that the region [i0, i0 + nx) ×
+ * [j0, j0 + ny) of lattice points covers. */
+static unsigned
+blocks_needed(const struct sim__stream *st, int64_t tx, int64_t ty)
+{
+    int64_t x0 = st->i0 - tx * SIM_TILE, x1 = x0 + st->nx;
+    int64_t y0 = st->j0 - ty * SIM_TILE, y1 = y0 + st->ny;
+    unsigned mask = 0;
+    int bx, by;
+
+    for (by = 0; by < SIM_TILE / SIM_BLOCK; by++)
+        for (bx = 0; bx < SIM_TILE / SIM_BLOCK; bx++)
+            if ((bx + 1) * SIM_BLOCK > x0 && bx * SIM_BLOCK < x1 &&
+                (by + 1) * SIM_BLOCK > y0 && by * SIM_BLOCK < y1)
+                mask |= 1u << (by * (SIM_TILE / SIM_BLOCK) + bx);
+    return mask;
+}
+
+/* Tile (tx, ty) into *px with at least the blocks this render needs
+ * filled; the source lock is held. */
+static int
+tile_get(struct sim__stream *st, int64_t tx, int64_t ty, const uint8_t **px,
+         struct ss_err *err)
+{
+    struct sim__source *src = st->src;
+    uint64_t k2 = (uint64_t)tx << 32 | (uint64_t)ty;
+    unsigned need = blocks_needed(st, tx, ty), *valid;
+    uint8_t *p = sim__cache_get(src->cache, st->k1, k2, &valid);
+    int rc;
+
+    if (p == NULL)
+        p = sim__cache_put(src->cache, st->k1, k2, &valid);
+    if (p == NULL)
+        return err_set(err, -ENOMEM, "slide: out of memory");
+    if ((*valid & need) != need) {
+        rc = src->ops->tile(src, st->level, st->q, (int)tx, (int)ty,
+                            need & ~*valid, p, err);
+        if (rc < 0) {
+            if (*valid == 0)
+                sim__cache_drop(src->cache, st->k1, k2);
+            return rc;
+        }
+        *valid |= (unsigned)rc;
+    }
+    *px = p;
+    return 0;
+}
+
 /* Samples [a, b) of lattice row gj (inside the lattice) from the tiles
  * into d. */
 static int
@@ -328,29 +382,18 @@ tile_span(struct sim__stream *st, int64_t gj, int64_t a, int64_t b,
 {
     struct sim__source *src = st->src;
     int64_t ty = gj / SIM_TILE, tx, x0, x1;
+    const uint8_t *px = NULL;
     int rc = 0;
 
     for (tx = a / SIM_TILE; rc == 0 && tx * SIM_TILE < b; tx++) {
-        uint64_t k2 = (uint64_t)tx << 32 | (uint64_t)ty;
-        const uint8_t *p;
-        uint8_t *px;
-
         pthread_mutex_lock(&src->mu);
-        px = sim__cache_get(src->cache, st->k1, k2);
-        if (px == NULL) {
-            px = sim__cache_put(src->cache, st->k1, k2);
-            rc = px == NULL ? err_set(err, -ENOMEM, "slide: out of memory")
-                            : src->ops->tile(src, st->level, st->q, (int)tx,
-                                             (int)ty, px, err);
-            if (rc < 0 && px != NULL)
-                sim__cache_drop(src->cache, st->k1, k2);
-        }
+        rc = tile_get(st, tx, ty, &px, err);
         if (rc == 0) {
             x0 = a > tx * SIM_TILE ? a : tx * SIM_TILE;
             x1 = b < (tx + 1) * SIM_TILE ? b : (tx + 1) * SIM_TILE;
-            p = px + ((size_t)(gj - ty * SIM_TILE) * SIM_TILE +
-                      (size_t)(x0 - tx * SIM_TILE)) * 3;
-            sim__u8_unit(p, (size_t)(x1 - x0) * 3, d + (size_t)(x0 - a) * 3,
+            sim__u8_unit(px + ((size_t)(gj - ty * SIM_TILE) * SIM_TILE +
+                               (size_t)(x0 - tx * SIM_TILE)) * 3,
+                         (size_t)(x1 - x0) * 3, d + (size_t)(x0 - a) * 3,
                          src->wide);
         }
         pthread_mutex_unlock(&src->mu);
@@ -427,7 +470,8 @@ sim__stream_open(struct sim__source *src, double x0, double y0, int w,
         (st->mid = malloc((size_t)st->ty.k * (w * 3 + 4) *
                           sizeof(float))) == NULL ||
         (st->rows = malloc((size_t)st->ty.k * sizeof(*st->rows))) ==
-            NULL) {
+            NULL ||
+        (f != 1.0 && st->tx.k == 4 && sim__taps_expand(&st->tx) < 0)) {
         sim__stream_close(st);
         return err_set(err, -ENOMEM, "slide: out of memory");
     }

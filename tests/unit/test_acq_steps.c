@@ -5,8 +5,9 @@
  * shows the sharpness drop), F1 at tile level (blank glass: no focus,
  * low confidence, z from the map, within limits), a restarted session
  * repeating a tile bit for bit, exposure flags, calibration files and
- * staleness, the dark frame without lamp control, and refusals with
- * their messages.
+ * staleness, the dark frame without lamp control, refusals with their
+ * messages, frames kept intact in memory by saving them, and the focus
+ * map of a single column of tiles.
  */
 #include "tests/support/testutil.h"
 
@@ -399,6 +400,87 @@ test_refusals_name_the_cause(void **state)
     microscope_free(r.m);
 }
 
+/* Saving a calibration leaves its frames as they were in memory (the
+ * daemon goes on correcting tiles with the frames it has just stored):
+ * byte for byte, and a blank frame corrected with them after the save is
+ * the flat-field white, not a white-out. */
+static void
+test_calibration_save_keeps_the_frames_in_memory(void **state)
+{
+    struct rig r;
+    struct acq_calib *cal;
+    struct img *dark, *flat, *raw = NULL, *out = NULL;
+    struct ss_err e;
+    const uint8_t *px;
+    double sum = 0, mean;
+    size_t i, n;
+
+    rig_open(&r, 1024, 768);
+    assert_int_equal(acq_calibrate(r.m, &r.p, &r.o, &cal, &e), 0);
+    dark = img_dup(cal->dark);
+    flat = img_dup(cal->flat);
+    assert_int_equal(acq_calib_save(cal, tu_tmp("kept"), &e), 0);
+    assert_memory_equal(dark->data, cal->dark->data, img_bytes(dark));
+    assert_memory_equal(flat->data, cal->flat->data, img_bytes(flat));
+    assert_int_equal(r.m->cam->ops->capture(r.m->cam, &raw, &e), 0);
+    assert_int_equal(ff_correct(raw, cal->dark, cal->flat, r.o.white, &out,
+                                &e), 0);
+    px = out->data;
+    n = (size_t)out->w * out->h * out->c;
+    for (i = 0; i < n; i++)
+        sum += px[i];
+    mean = sum / n;
+    print_message("# blank glass corrected after the save: mean %.1f\n",
+                  mean);
+    assert_true(fabs(mean - r.o.white) < 3);
+    img_free(raw);
+    img_free(out);
+    img_free(dark);
+    img_free(flat);
+    acq_calib_free(cal);
+    microscope_free(r.m);
+}
+
+/* A plan of one column of three tiles puts its three focus points on a
+ * line: the map is built (it used to fail "plane fit to 3 points") and
+ * predicts every tile within the depth of field. */
+static void
+test_focus_map_of_one_column_on_the_simulator(void **state)
+{
+    struct rig r;
+    struct acq_focus_map *fm;
+    struct acq_tile tiles[3];
+    struct acq_plan plan;
+    struct ss_err e;
+    double cx, cy, dz, worst = 0;
+    int i;
+
+    rig_open(&r, 1024, 768);
+    plan = plan_of(&r, tiles, 3);
+    plan.rows = 3;
+    plan.cols = 1;
+    for (i = 0; i < 3; i++) {
+        tiles[i] = tile_at(r.g.image_x_um + 1500,
+                           r.g.image_y_um + 800 + plan.step_y_um * i);
+        tiles[i].index = tiles[i].row = i;
+    }
+    assert_int_equal(acq_focus_map_build(r.m, &r.p, &plan, &r.o, &fm, &e),
+                     0);
+    for (i = 0; i < 3; i++) {
+        cx = tiles[i].x_um + 0.5 * plan.frame_w * plan.pixel_um;
+        cy = tiles[i].y_um + 0.5 * plan.frame_h * plan.pixel_um;
+        dz = acq_focus_map_z(fm, cx, cy) - sim_focus_z(r.s, cx, cy);
+        worst = fmax(worst, fabs(dz));
+    }
+    print_message("# one column: model %s on a %s, worst |dz| %.2f um\n",
+                  fmap_model_name(fm->model),
+                  fm->surf.dims == 1 ? "line" : "area", worst);
+    assert_int_equal(fm->surf.dims, 1);
+    assert_true(worst < 0.5);
+    acq_focus_map_free(fm);
+    microscope_free(r.m);
+}
+
 int
 main(void)
 {
@@ -410,6 +492,8 @@ main(void)
         cmocka_unit_test(test_calibration_files_and_staleness),
         cmocka_unit_test(test_dark_frame_without_lamp_control),
         cmocka_unit_test(test_refusals_name_the_cause),
+        cmocka_unit_test(test_calibration_save_keeps_the_frames_in_memory),
+        cmocka_unit_test(test_focus_map_of_one_column_on_the_simulator),
     };
 
     return cmocka_run_group_tests_name("acq_steps", tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * imaging/focusmap and the acquisition's focus map: model choice,
- * accuracy on a tilted, bowed slide, outlier rejection, and refitting
- * stored points (resume) to the same surface.
+ * accuracy on a tilted, bowed slide, outlier rejection, refitting stored
+ * points (resume) to the same surface, and point sets that determine
+ * fewer directions than the model has (collinear points, duplicates, one
+ * or two points, two rows), which must still give a usable surface.
  */
 #include "tests/support/testutil.h"
 
@@ -194,6 +196,198 @@ test_acq_map_refit_from_stored_points(void **state)
     free(fm.points);
 }
 
+/* The fitted surface at a point d µm across the line through (x, y) in
+ * direction (ux, uy) minus its value at (x, y). */
+static double
+across_change(const struct fmap_surface *s, double x, double y, double ux,
+              double uy, double d)
+{
+    return fmap_eval(s, x - uy * d, y + ux * d) - fmap_eval(s, x, y);
+}
+
+/* Three focus points in one column of tiles (a 1 × 3 plan): the surface
+ * follows z along the column and stays constant across it, so the
+ * neighbouring columns get the column's z, not an extrapolated tilt. */
+static void
+test_three_collinear_points_fit_along_the_line(void **state)
+{
+    double x[3] = { 5000, 5000, 5000 }, y[3] = { 1000, 1691.2, 2382.4 };
+    double z[3] = { 2.0, 2.5, 3.0 };
+    struct fmap_surface s;
+    struct ss_err e;
+    int i;
+
+    assert_int_equal(fmap_fit(x, y, z, NULL, 3, FMAP_TPS, 0, &s, &e), 0);
+    assert_int_equal(s.model, FMAP_PLANE);
+    assert_int_equal(s.dims, 1);
+    for (i = 0; i < 3; i++)
+        assert_true(fabs(fmap_eval(&s, x[i], y[i]) - z[i]) < 1e-9);
+    assert_true(fabs(across_change(&s, 5000, 1691.2, 0, 1, 3000)) < 1e-9);
+    assert_true(fabs(fmap_eval(&s, 5000, 3073.6) - 3.5) < 1e-9);
+}
+
+/* Points on a diagonal line, z tilted along it and bowed: the fit along
+ * the line holds within the noise, and across it the surface is flat. */
+static void
+test_diagonal_line_with_noise_is_flat_across(void **state)
+{
+    double x[12], y[12], z[12], t, ux = 0.8, uy = 0.6;
+    bool use[12];
+    struct fmap_surface s;
+    struct ss_err e;
+    struct rng r;
+    int i;
+
+    rng_init(&r, 7);
+    for (i = 0; i < 12; i++) {
+        t = -6000 + 12000.0 * i / 11;
+        x[i] = 7000 + ux * t;
+        y[i] = 7000 + uy * t;
+        z[i] = 1.0 + 0.3e-3 * t + 2.0 * (t / 6000) * (t / 6000) +
+               0.1 * rng_gauss(&r);
+        use[i] = true;
+    }
+    assert_int_equal(fmap_fit(x, y, z, use, 12, FMAP_TPS, 2.0, &s, &e), 0);
+    print_message("# diagonal line: model %s dims %d loo %.3f um\n",
+                  fmap_model_name(s.model), s.dims, s.loo_rms_um);
+    assert_int_equal(s.dims, 1);
+    assert_int_equal(s.model, FMAP_QUAD);
+    for (i = 0; i < 12; i++)
+        assert_true(use[i]);
+    assert_true(s.rms_um < 0.2);
+    for (i = 0; i < 12; i += 3)
+        assert_true(fabs(across_change(&s, x[i], y[i], ux, uy, 4000)) <
+                    1e-6);
+}
+
+/* A column of tiles whose points wander 2 µm off the line (stage
+ * repeatability): they are on a line for the fit, so 5 mm to the side
+ * the surface is not tilted by 1 µm of autofocus noise over 2 µm. */
+static void
+test_nearly_collinear_points_do_not_tilt_across(void **state)
+{
+    double x[4] = { 3000, 3002, 2999, 3001 }, y[4] = { 0, 700, 1400, 2100 };
+    double z[4] = { 1.0, 1.3, 0.9, 1.2 };
+    struct fmap_surface s;
+    struct ss_err e;
+
+    assert_int_equal(fmap_fit(x, y, z, NULL, 4, FMAP_TPS, 0, &s, &e), 0);
+    assert_int_equal(s.dims, 1);
+    assert_true(fabs(fmap_eval(&s, 8000, 1050) - fmap_eval(&s, 3000, 1050))
+                < 0.01);
+    assert_true(fabs(fmap_eval(&s, 3000, 1050) - 1.1) < 0.3);
+}
+
+/* One point, two points, points all at one spot: a constant, the mean
+ * of their z; duplicates on two spots: the line through them. */
+static void
+test_one_two_and_duplicate_points(void **state)
+{
+    double x[4] = { 100, 100, 100, 100 }, y[4] = { 200, 200, 200, 200 };
+    double z[4] = { 1.0, 2.0, 3.0, 6.0 };
+    struct fmap_surface s;
+    struct ss_err e;
+
+    assert_int_equal(fmap_fit(x, y, z, NULL, 1, FMAP_TPS, 0, &s, &e), 0);
+    assert_int_equal(s.model, FMAP_CONST);
+    assert_true(fabs(fmap_eval(&s, 9000, 9000) - 1.0) < 1e-12);
+    assert_int_equal(fmap_fit(x, y, z, NULL, 3, FMAP_TPS, 0, &s, &e), 0);
+    assert_int_equal(s.model, FMAP_CONST);
+    assert_int_equal(s.dims, 0);
+    assert_true(fabs(fmap_eval(&s, -500, 700) - 2.0) < 1e-12);
+    assert_int_equal(fmap_fit(x, y, z, NULL, 4, FMAP_TPS, 0, &s, &e), 0);
+    assert_true(fabs(fmap_eval(&s, 100, 200) - 3.0) < 1e-12);
+
+    x[2] = x[3] = 1100;
+    z[0] = z[1] = 1.0;
+    z[2] = z[3] = 2.0;
+    assert_int_equal(fmap_fit(x, y, z, NULL, 2, FMAP_TPS, 0, &s, &e), 0);
+    assert_int_equal(s.model, FMAP_CONST);
+    assert_int_equal(fmap_fit(x, y, z, NULL, 4, FMAP_TPS, 0, &s, &e), 0);
+    assert_int_equal(s.dims, 1);
+    assert_true(fabs(fmap_eval(&s, 600, 200) - 1.5) < 1e-9);
+    assert_true(fabs(fmap_eval(&s, 600, 5200) - 1.5) < 1e-9);
+}
+
+/* Two rows of points (a plan two tiles high): the quadratic's y^2 term
+ * cannot be told from the plane's terms there; the undetermined part is
+ * left at its smallest, so the surface follows the rows and does not
+ * blow up away from them. */
+static void
+test_two_rows_do_not_break_the_quadratic(void **state)
+{
+    double x[16], y[16], z[16];
+    struct fmap_surface s;
+    struct ss_err e;
+    int i;
+
+    for (i = 0; i < 16; i++) {
+        x[i] = 1000 + 1800.0 * (i % 8);
+        y[i] = i < 8 ? 4000 : 4700;
+        z[i] = true_z(x[i], y[i]);
+    }
+    assert_int_equal(fmap_fit(x, y, z, NULL, 16, FMAP_QUAD, 0, &s, &e), 0);
+    print_message("# two rows: model %s dims %d rms %.3f um, 10 mm away "
+                  "%.2f um off\n", fmap_model_name(s.model), s.dims,
+                  s.rms_um, fmap_eval(&s, 8000, 14000) - true_z(8000, 14000));
+    assert_int_equal(s.dims, 2);
+    for (i = 0; i < 16; i++)
+        assert_true(fabs(fmap_eval(&s, x[i], y[i]) - z[i]) < 0.1);
+    assert_true(fabs(fmap_eval(&s, 8000, 14000) - true_z(8000, 14000)) < 3);
+    assert_true(fabs(fmap_eval(&s, 8000, 500) - true_z(8000, 500)) < 3);
+}
+
+/* Thin-plate candidates with a point measured twice (a refocus at the
+ * same tile) and with a collinear subset: the fit succeeds and stays
+ * within the noise at the points. */
+static void
+test_thin_plate_with_duplicate_points(void **state)
+{
+    double x[38], y[38], z[38];
+    struct fmap_surface s;
+    struct ss_err e;
+    int i, n = grid_points(6, 0.05, x, y, z);
+
+    x[n] = x[14];
+    y[n] = y[14];
+    z[n++] = z[14] + 0.1;
+    x[n] = x[14];
+    y[n] = y[14];
+    z[n++] = z[14] - 0.1;
+    assert_int_equal(fmap_fit(x, y, z, NULL, n, FMAP_TPS, 0, &s, &e), 0);
+    print_message("# duplicates: model %s rms %.3f um\n",
+                  fmap_model_name(s.model), s.rms_um);
+    assert_true(s.rms_um < 0.3);
+    for (i = 0; i < n; i++)
+        assert_true(fabs(fmap_eval(&s, x[i], y[i]) - true_z(x[i], y[i]))
+                    < 0.5);
+}
+
+/* The acquisition map of a single column of three tiles, fitted and
+ * refitted from stored points as the daemon does. */
+static void
+test_acq_map_of_one_column(void **state)
+{
+    struct acq_focus_map fm;
+    struct ss_err e;
+    int i;
+
+    memset(&fm, 0, sizeof(fm));
+    fm.npoints = 3;
+    fm.points = calloc(3, sizeof(*fm.points));
+    for (i = 0; i < 3; i++) {
+        fm.points[i].x_um = 3512;
+        fm.points[i].y_um = 2384 + 691.2 * i;
+        fm.points[i].z_um = true_z(3512, fm.points[i].y_um);
+        fm.points[i].ok = true;
+    }
+    assert_int_equal(acq_focus_map_fit(&fm, &e), 0);
+    for (i = 0; i < 3; i++)
+        assert_true(fabs(acq_focus_map_z(&fm, 3000, fm.points[i].y_um) -
+                         fm.points[i].z_um) < 0.05);
+    free(fm.points);
+}
+
 int
 main(void)
 {
@@ -205,6 +399,13 @@ main(void)
         cmocka_unit_test(test_thin_plate_follows_a_local_bump),
         cmocka_unit_test(test_no_usable_point_is_no_focus),
         cmocka_unit_test(test_acq_map_refit_from_stored_points),
+        cmocka_unit_test(test_three_collinear_points_fit_along_the_line),
+        cmocka_unit_test(test_diagonal_line_with_noise_is_flat_across),
+        cmocka_unit_test(test_nearly_collinear_points_do_not_tilt_across),
+        cmocka_unit_test(test_one_two_and_duplicate_points),
+        cmocka_unit_test(test_two_rows_do_not_break_the_quadratic),
+        cmocka_unit_test(test_thin_plate_with_duplicate_points),
+        cmocka_unit_test(test_acq_map_of_one_column),
     };
 
     return cmocka_run_group_tests_name("focus_map", tests, NULL, NULL);

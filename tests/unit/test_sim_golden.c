@@ -117,6 +117,8 @@ static const struct golden want[] = {
       "ac1c1cc9f6b2d890b68a294c5736696c7f32dc6dba06aec0cf1214b260c0f102" },
     { "cmu1_10x/scan",
       "5001daddcf754c5b445857ddfa59d1715eb5c4153ee718a30f3bc68f1a25a7e3" },
+    { "parts/truth",
+      "0fcc5b397c99dbb7f19904b27374ce3d032d1d36fe31d8f520049a0d7a0f77fb" },
     { NULL, NULL },
 };
 
@@ -445,6 +447,7 @@ test_tiles_filled_in_parts(void **state)
                                        { 300, 300 } };
     struct microscope *a = make("phantom:KI67:seed=11", NULL);
     struct microscope *b = make("phantom:KI67:seed=11", NULL);
+    int bad;
     struct sim_geometry g;
     struct img *ia, *ib, *t;
     struct ss_err e;
@@ -464,11 +467,14 @@ test_tiles_filled_in_parts(void **state)
                                       &e), 0);
     assert_int_equal(sim_render_truth(sim_of(b), x, y, 900, 800, 0.5, &ib,
                                       &e), 0);
-    assert_memory_equal(ia->data, ib->data, (size_t)900 * 800 * 3);
-    img_free(ia);
-    img_free(ib);
+    nbad = 0;
+    check_img("parts/truth", ia);
+    check_img("parts/truth", ib);
+    bad = nbad;
     microscope_free(a);
     microscope_free(b);
+    if (bad > 0)
+        fail_msg("%d renders differ from the recorded one", bad);
 }
 
 /* The frame loops exist in an SSE2 and an AVX2 build (simd = 1 picks
