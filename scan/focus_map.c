@@ -5,9 +5,9 @@
  *
  * Points: the plan's bounding grid is cut into k × k blocks (k = 2 below
  * 9 tiles, 3 below 500 (a 15 × 15 mm section at 20x has about 370), then
- * 4: a quadratic surface needs 8 points) and each block contributes one tile with plenty of
- * tissue, as far out as possible (block_best()).  The first
- * point searches focus_range_um around the nominal focal plane; later
+ * 4: a quadratic surface needs 8 points) and each block contributes one
+ * tile with plenty of tissue, as far out as possible (block_best()).  The
+ * first point searches focus_range_um around the nominal focal plane; later
  * ones start from the surface fitted so far and search half that range
  * (five coarse frames), and once six points have focus, the surface is
  * good enough to search only refocus_range_um (three coarse frames).

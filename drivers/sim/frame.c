@@ -204,21 +204,25 @@ shoot_streamed(struct sim *s, struct sim__source *src,
                const struct sim__kernel *ky, int m, struct sensor *ss,
                struct img *im, long *sat, struct ss_err *err)
 {
-    int W = sh->w + 2 * m, lo = 0, hi = 0, rs, t, v, next, y, rc = 0;
+    int W = sh->w + 2 * m, lo = 0, hi = 0, rs, t, v, g, k, next, rc = 0;
     size_t row = (size_t)W * 3, stride = row + 16;
-    bool filt = kx->n > 1 || ky->n > 1;
+    size_t ostride = (size_t)sh->w * 3 + 16;
+    bool filt = kx->n > 1 || ky->n > 1, four = sim__kernel_blocked(ky);
     struct sim__stream *st = NULL;
-    const float *rows[160];
-    float *ring, *b, *o;
+    const float *rows[164];
+    float *ring, *b, *o, *outs[4];
 
     for (t = 0; t < ky->n; t++) {
         lo = ky->off[t] < lo ? ky->off[t] : lo;
         hi = ky->off[t] > hi ? ky->off[t] : hi;
     }
-    rs = hi - lo + 1;
+    /* Frame rows go four at a time through the vertical filter when it
+     * has a blocked path: the ring holds the kernel's span plus three
+     * rows. */
+    rs = hi - lo + 4;
     ring = sim__scratch((size_t)rs * stride * sizeof(float));
     b = sim__scratch(stride * sizeof(float));
-    o = sim__scratch(((size_t)sh->w * 3 + 16) * sizeof(float));
+    o = sim__scratch(4 * ostride * sizeof(float));
     if (ring == NULL || b == NULL || o == NULL)
         rc = err_set(err, -ENOMEM, "out of memory for a frame");
     else
@@ -228,9 +232,11 @@ shoot_streamed(struct sim *s, struct sim__source *src,
                               s->geo.image_x_um, sh->y_um - m *
                               sh->pixel_um - s->geo.image_y_um, W,
                               sh->h + 2 * m, sh->pixel_um, &st, err);
-    for (v = 0, next = m + lo; rc == 0 && v < sh->h; v++) {
-        y = m + v;
-        for (; rc == 0 && next <= y + hi; next++) {
+    for (k = 0; k < 4; k++)
+        outs[k] = o + ostride * (size_t)k;
+    for (v = 0, next = m + lo; rc == 0 && v < sh->h; v += g) {
+        g = filt && four && sh->h - v >= 4 ? 4 : 1;
+        for (; rc == 0 && next <= m + v + g - 1 + hi; next++) {
             float *r = ring + (size_t)(next % rs) * stride;
 
             /* Dark frames stream zeros through the same filters. */
@@ -241,16 +247,27 @@ shoot_streamed(struct sim *s, struct sim__source *src,
             if (rc == 0 && filt)
                 sim__row_filter(b, r, row, kx, sh->wide);
         }
-        if (rc == 0 && filt) {
-            for (t = 0; t < ky->n; t++)
-                rows[t] = ring + (size_t)((y + ky->off[t]) % rs) * stride +
-                          (size_t)m * 3;
-            sim__mix_kernel(o, rows, ky, (size_t)sh->w * 3, sh->wide);
-            *sat += expose_row(s, sh, ss, o, v, img_u8(im, 0, v));
-        } else if (rc == 0) {
-            *sat += expose_row(s, sh, ss, ring + (size_t)(y % rs) * stride +
-                               (size_t)m * 3, v, img_u8(im, 0, v));
+        if (rc < 0)
+            break;
+        if (!filt) {
+            *sat += expose_row(s, sh, ss, ring + (size_t)((m + v) % rs) *
+                               stride + (size_t)m * 3, v, img_u8(im, 0, v));
+            continue;
         }
+        for (t = 0; t < hi - lo + g; t++)
+            rows[t] = ring + (size_t)((m + v + lo + t) % rs) * stride +
+                      (size_t)m * 3;
+        if (g == 4) {
+            sim__mix_kernel4(outs, rows, ky, (size_t)sh->w * 3, sh->wide);
+        } else {
+            for (t = 0; t < ky->n; t++)
+                rows[t] = rows[ky->off[t] - lo];
+            sim__mix_kernel(outs[0], rows, ky, (size_t)sh->w * 3,
+                            sh->wide);
+        }
+        for (k = 0; k < g; k++)
+            *sat += expose_row(s, sh, ss, outs[k], v + k,
+                               img_u8(im, 0, v + k));
     }
     sim__stream_close(st);
     sim__scratch_free(ring);

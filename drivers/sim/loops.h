@@ -59,6 +59,94 @@ SIM_LOOP(mix_rows)(float *d, const float *const *rows, const float *w,
     }
 }
 
+/* Four outputs at once from nk + 3 consecutive input rows: d[k] =
+ * sum_t w[t] * rows[k + t], each accumulated in tap order exactly as
+ * mix_rows() does, but every input vector is loaded once for the four
+ * outputs instead of once per output (nk >= 4). */
+static void
+SIM_LOOP(mix_rows4)(float *const *d, const float *const *rows,
+                    const float *w, int nk, size_t n)
+{
+    size_t i = 0;
+    int q, k;
+
+    for (; i + 16 <= n; i += 16) {
+        sim_v8 a0, a1, b0, b1, c0, c1, e0, e1, x0, x1;
+
+        sim__ld8(&x0, rows[0] + i);
+        sim__ld8(&x1, rows[0] + i + 8);
+        a0 = w[0] * x0;
+        a1 = w[0] * x1;
+        sim__ld8(&x0, rows[1] + i);
+        sim__ld8(&x1, rows[1] + i + 8);
+        a0 += w[1] * x0;
+        a1 += w[1] * x1;
+        b0 = w[0] * x0;
+        b1 = w[0] * x1;
+        sim__ld8(&x0, rows[2] + i);
+        sim__ld8(&x1, rows[2] + i + 8);
+        a0 += w[2] * x0;
+        a1 += w[2] * x1;
+        b0 += w[1] * x0;
+        b1 += w[1] * x1;
+        c0 = w[0] * x0;
+        c1 = w[0] * x1;
+        sim__ld8(&x0, rows[3] + i);
+        sim__ld8(&x1, rows[3] + i + 8);
+        a0 += w[3] * x0;
+        a1 += w[3] * x1;
+        b0 += w[2] * x0;
+        b1 += w[2] * x1;
+        c0 += w[1] * x0;
+        c1 += w[1] * x1;
+        e0 = w[0] * x0;
+        e1 = w[0] * x1;
+        for (q = 4; q < nk; q++) {
+            sim__ld8(&x0, rows[q] + i);
+            sim__ld8(&x1, rows[q] + i + 8);
+            a0 += w[q] * x0;
+            a1 += w[q] * x1;
+            b0 += w[q - 1] * x0;
+            b1 += w[q - 1] * x1;
+            c0 += w[q - 2] * x0;
+            c1 += w[q - 2] * x1;
+            e0 += w[q - 3] * x0;
+            e1 += w[q - 3] * x1;
+        }
+        for (; q < nk + 3; q++) {
+            sim__ld8(&x0, rows[q] + i);
+            sim__ld8(&x1, rows[q] + i + 8);
+            if (q - 1 < nk) {
+                b0 += w[q - 1] * x0;
+                b1 += w[q - 1] * x1;
+            }
+            if (q - 2 < nk) {
+                c0 += w[q - 2] * x0;
+                c1 += w[q - 2] * x1;
+            }
+            e0 += w[q - 3] * x0;
+            e1 += w[q - 3] * x1;
+        }
+        sim__st8(d[0] + i, &a0);
+        sim__st8(d[0] + i + 8, &a1);
+        sim__st8(d[1] + i, &b0);
+        sim__st8(d[1] + i + 8, &b1);
+        sim__st8(d[2] + i, &c0);
+        sim__st8(d[2] + i + 8, &c1);
+        sim__st8(d[3] + i, &e0);
+        sim__st8(d[3] + i + 8, &e1);
+    }
+    for (; i < n; i++) {
+        for (k = 0; k < 4; k++) {
+            float acc = w[0] * rows[k][i];
+
+            for (q = 1; q < nk; q++)
+                acc += w[q] * rows[k + q][i];
+            d[k][i] = acc;
+        }
+    }
+}
+
 /* d = sum_k w[k] * rows[k] with a weight per sample: d[i] = w[0][i] *
  * rows[0][i] + w[1][i] * rows[1][i] + ... in tap order. */
 static void

@@ -147,6 +147,33 @@ sim__mix_kernel(float *d, const float *const *rows,
     sim__mix_sym(d, rows[r], lo, hi, k->w + r, r + 1, n, wide);
 }
 
+bool
+sim__kernel_blocked(const struct sim__kernel *k)
+{
+    /* Offsets one apart (no gap) and not symmetric: the blocked loop
+     * sums like sim__mix_rows(). */
+    return !symmetric(k) && k->n >= 4 &&
+           k->off[k->n - 1] - k->off[0] == k->n - 1;
+}
+
+void
+sim__mix_kernel4(float *const *d, const float *const *rows,
+                 const struct sim__kernel *k, size_t n, bool wide)
+{
+    const float *in[160];
+    int t, q;
+
+    if (sim__kernel_blocked(k)) {
+        sim__mix_rows4(d, rows, k->w, k->n, n, wide);
+        return;
+    }
+    for (q = 0; q < 4; q++) {
+        for (t = 0; t < k->n; t++)
+            in[t] = rows[q + k->off[t] - k->off[0]];
+        sim__mix_kernel(d[q], in, k, n, wide);
+    }
+}
+
 void
 sim__row_filter(const float *in, float *out, size_t row,
                 const struct sim__kernel *k, bool wide)

@@ -126,7 +126,10 @@ vnoise(uint64_t seed, double x, double y)
 }
 
 /* Value noise of one cell size over a tile, its lattice values hashed
- * once: evaluates like vnoise(seed, x / cell, y / cell). */
+ * once and kept as floats.  The texture at (x, y): gx = x * inv,
+ * u = smoothstep(gx - floor(gx)), likewise v, and with p the stored
+ * values of the cell, (p00 + (p10 - p00) u) (1 - v) + (p01 + (p11 - p01)
+ * u) v, the differences taken in single precision. */
 struct gnoise {
     int64_t i0, j0;
     int nx, ny;
@@ -153,20 +156,6 @@ gnoise_fill(struct gnoise *g, uint64_t seed, double cell, double x0,
             g->v[(size_t)j * g->nx + i] =
                 (float)lat_value(seed, g->i0 + i, g->j0 + j);
     return 0;
-}
-
-static inline double
-gnoise_at(const struct gnoise *g, double x, double y)
-{
-    double gx = x * g->inv, gy = y * g->inv, fx = ph_floor(gx), fy = ph_floor(gy);
-    double u = gx - fx, v = gy - fy;
-    const float *p = g->v + (size_t)((int64_t)fy - g->j0) * g->nx +
-                     ((int64_t)fx - g->i0);
-
-    u = u * u * (3 - 2 * u);
-    v = v * v * (3 - 2 * v);
-    return (p[0] + (p[1] - p[0]) * u) * (1 - v) +
-           (p[g->nx] + (p[g->nx + 1] - p[g->nx]) * u) * v;
 }
 
 static double
@@ -419,7 +408,8 @@ bilerp(double a, double b, double c, double d, double u, double v)
 static inline double
 lat_at(const struct lat *L, int k, double x, double y)
 {
-    double gx = x / LAT_UM, gy = y / LAT_UM, fx = ph_floor(gx), fy = ph_floor(gy);
+    double gx = x / LAT_UM, gy = y / LAT_UM;
+    double fx = ph_floor(gx), fy = ph_floor(gy);
     int i = (int)((int64_t)fx - L->i0), j = (int)((int64_t)fy - L->j0);
     const float *p = L->v[k] + (size_t)j * L->nx + i;
 
@@ -430,7 +420,8 @@ lat_at(const struct lat *L, int k, double x, double y)
 static double
 field_at(const struct sim__phantom *ph, int k, double x, double y)
 {
-    double gx = x / LAT_UM, gy = y / LAT_UM, fx = ph_floor(gx), fy = ph_floor(gy);
+    double gx = x / LAT_UM, gy = y / LAT_UM;
+    double fx = ph_floor(gx), fy = ph_floor(gy);
 
     return bilerp((float)field_raw(ph, k, fx * LAT_UM, fy * LAT_UM),
                   (float)field_raw(ph, k, (fx + 1) * LAT_UM, fy * LAT_UM),
@@ -622,23 +613,6 @@ struct canvas {
     float *od;                      /* planes of H, E, DAB, n * n each */
 };
 
-/* Where a pixel falls in the lattice, with exactly the arithmetic of
- * lat_at(), so results are bit-identical to the label map's. */
-struct cell {
-    const float *base;              /* field 0's lower-left value */
-    size_t koff;                    /* distance between fields */
-    int nx;
-    double u, v;
-};
-
-static inline double
-cell_at(const struct cell *c, int k)
-{
-    const float *p = c->base + c->koff * (size_t)k;
-
-    return bilerp(p[0], p[1], p[c->nx], p[c->nx + 1], c->u, c->v);
-}
-
 /* Where a coordinate falls in a grid of cell size 1 / inv: cell index
  * relative to the grid's first and the fraction (smoothed for the
  * texture noise), one per column or row. */
@@ -672,15 +646,6 @@ axis_make(struct axis *a, const double *cs, int c0, int c1, int64_t lat0,
         a->dir[i] = dir * cs[i];
         a->in[i] = cs[i] >= 0 && cs[i] < extent;
     }
-}
-
-/* gnoise_at() from the precomputed cell (p: the lower-left value) and
- * smoothed fractions. */
-static inline double
-gnoise_cell(const float *p, int nx, double u, double v)
-{
-    return (p[0] + (p[1] - p[0]) * u) * (1 - v) +
-           (p[nx] + (p[nx + 1] - p[nx]) * u) * v;
 }
 
 /* The class of every point of the lattice cell whose lower-left corner
@@ -771,7 +736,7 @@ fine_free(struct fine *fn)
     free(fn->cls);
 }
 
-/* bilerp() (or the texture interpolation of gnoise_at()) within one
+/* bilerp() (or the texture interpolation of struct gnoise) within one
  * cell, its terms that do not depend on the column computed once per
  * cell, with the same operations: a, b - a, c, d - c. */
 struct span {
@@ -790,7 +755,7 @@ span_lat(struct span *sp, const float *p, int nx)
     sp->dc = d - c;
 }
 
-/* A texture cell: gnoise_at(), whose differences are of floats. */
+/* A texture cell (struct gnoise), whose differences are of floats. */
 static inline void
 span_tex(struct span *sp, const float *p, int nx)
 {
@@ -1066,7 +1031,8 @@ label_near(const struct sim__phantom *ph, const struct lat *L, double x,
            double y)
 {
     double gx = x / LAT_UM, gy = y / LAT_UM;
-    int64_t i = (int64_t)ph_floor(gx) - L->i0, j = (int64_t)ph_floor(gy) - L->j0;
+    int64_t i = (int64_t)ph_floor(gx) - L->i0;
+    int64_t j = (int64_t)ph_floor(gy) - L->j0;
 
     if (x < 0 || y < 0 || x >= ph->w_um || y >= ph->h_um)
         return SIM_LABEL_GLASS;

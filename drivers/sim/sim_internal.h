@@ -284,6 +284,15 @@ void sim__row_filter(const float *in, float *out, size_t row,
 void sim__mix_kernel(float *d, const float *const *rows,
                      const struct sim__kernel *k, size_t n, bool wide);
 
+/* Four consecutive output rows of the kernel at once: d[k] mixes the
+ * rows k + off[t] - off[0] of rows (the kernel's span plus three input
+ * rows, consecutive), each exactly as sim__mix_kernel() would. */
+void sim__mix_kernel4(float *const *d, const float *const *rows,
+                      const struct sim__kernel *k, size_t n, bool wide);
+/* Whether sim__mix_kernel4() has a faster path for k than four calls of
+ * sim__mix_kernel(). */
+bool sim__kernel_blocked(const struct sim__kernel *k);
+
 /* Catmull-Rom taps for n outputs at source coordinates c0 + i * f,
  * clamped to [0, limit): output i mixes k samples from first[i]. */
 struct sim__taps {
@@ -378,6 +387,11 @@ sim__st8(float *p, const sim_v8 *v)
 /* Whether the frame loops should use AVX2: the CPU has it and the
  * configuration allows it (simd = 1). */
 bool sim__simd_wide(const struct sim_config *c);
+
+/* Four outputs d[k] = sum_t w[t] * rows[k + t] (nk + 3 input rows,
+ * nk >= 4), each in tap order as sim__mix_rows() sums. */
+void sim__mix_rows4(float *const *d, const float *const *rows,
+                    const float *w, int nk, size_t n, bool wide);
 
 /* d[i] = sum_k w[k][i] * rows[k][i] (a weight per sample), in tap
  * order, over n floats. */

@@ -77,6 +77,20 @@ sim__mix_rows(float *d, const float *const *rows, const float *w, int nk,
 }
 
 void
+sim__mix_rows4(float *const *d, const float *const *rows, const float *w,
+               int nk, size_t n, bool wide)
+{
+#if SIM_AVX2
+    if (wide) {
+        mix_rows4_avx2(d, rows, w, nk, n);
+        return;
+    }
+#endif
+    (void)wide;
+    mix_rows4_sse2(d, rows, w, nk, n);
+}
+
+void
 sim__mix_var(float *d, const float *const *rows, const float *const *w,
              int nk, size_t n, bool wide)
 {

@@ -22,15 +22,16 @@
  * Prints two lines:
  *   psnr_db=.. offset_px=dx,dy residual_px=dx,dy whole_px_db=..
  *   shift_px=dx,dy pixels=.. width=.. height=.. mpp=..
- *   tiles_db=.. tiles=.. jpeg_q95_db=.. jpeg_q95_q90_db=..
- * whole_px_db is the best PSNR over whole-pixel shifts (±3) for
- * comparison.  tiles_db is the stored tiles (when the scan kept them) each
- * against the ideal image at its own measured position: capture,
- * flat-field and the tile store's JPEG, before stitching.  jpeg_* is the
- * aligned ideal image through the tile store's JPEG (q95) and then the
- * WSI's (q90 by default): what compression alone leaves.  With
- * DAEMON_PSNR_DUMP set to a directory it also writes wsi.png and
- * truth.png there.
+ *   tiles_db=.. tiles=..
+ * offset_px is the mosaic's offset from the true position, residual_px
+ * what the second measurement still found.  whole_px_db is the best PSNR
+ * over whole-pixel shifts (±3), the coarser alignment, for comparison.
+ * tiles_db is the stored tiles (when the scan kept them: [scan]
+ * keep_tiles) each against the ideal image at its own measured position:
+ * capture, flat-field and the tile store's JPEG q95 before stitching, so
+ * psnr_db - tiles_db is what stitching, blending and the WSI's JPEG
+ * change.  With DAEMON_PSNR_DUMP set to a directory it also writes
+ * wsi.png and truth.png there.
  */
 #include <math.h>
 #include <openslide/openslide.h>
@@ -44,7 +45,6 @@
 #include "scan/acquire.h"
 #include "storage/catalogue.h"
 #include "storage/tilestore.h"
-#include "storage/wsi.h"
 
 /* Footprints are measured this far inside their edges: the blend zones
  * and the mosaic's rim stay out of the correlation. */
@@ -387,20 +387,6 @@ tiles_psnr(const struct cmp *c, const char *data_dir, int64_t scan,
     return psnr_of(se, n);
 }
 
-/* im through JPEG at quality q (4:4:4); NULL on failure. */
-static struct img *
-jpeg_trip(const struct img *im, int q)
-{
-    unsigned char *buf = NULL;
-    struct img *out = NULL;
-    size_t len = 0;
-
-    if (img_jpeg_encode(im, q, 444, &buf, &len, NULL) == 0)
-        img_jpeg_decode(buf, len, &out, NULL);
-    free(buf);
-    return out;
-}
-
 static int
 make_sim(int argc, char **argv, const char *spec, struct microscope **m,
          struct sim **s)
@@ -441,31 +427,6 @@ dump(const char *dir, const struct img *wsi, const struct img *truth)
     img_png_write(truth, path, NULL);
 }
 
-/* The breakdown line: stored tiles and compression alone. */
-static void
-breakdown(const struct cmp *c, const char *data_dir, int64_t scan,
-          const struct img *truth)
-{
-    struct img *q95 = jpeg_trip(truth, TILESTORE_QUALITY), *q90 = NULL;
-    struct wsi_meta wm;
-    double t_db, j95 = 0, j90 = 0;
-    long n;
-    int used;
-
-    wsi_meta_default(&wm);
-    if (q95 != NULL) {
-        q90 = jpeg_trip(q95, wm.quality);
-        j95 = masked_psnr(q95, truth, c->mask, 0, 0, &n);
-    }
-    if (q90 != NULL)
-        j90 = masked_psnr(q90, truth, c->mask, 0, 0, &n);
-    t_db = tiles_psnr(c, data_dir, scan, &used);
-    printf("tiles_db=%.2f tiles=%d jpeg_q95_db=%.2f jpeg_q95_q90_db=%.2f\n",
-           t_db, used, j95, j90);
-    img_free(q95);
-    img_free(q90);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -478,7 +439,7 @@ main(int argc, char **argv)
     struct cmp cm;
     struct cat *c;
     double mpp = 0, db, whole_db, ox = 0, oy = 0, rx = 0, ry = 0;
-    int sx = 0, sy = 0;
+    int sx = 0, sy = 0, used;
     char path[8192];
     long n;
 
@@ -529,7 +490,8 @@ main(int argc, char **argv)
            "whole_px_db=%.2f shift_px=%d,%d pixels=%ld width=%d height=%d "
            "mpp=%.4f\n", db, ox, oy, rx, ry, whole_db, sx, sy, n, wsi->w,
            wsi->h, mpp);
-    breakdown(&cm, argv[1], sc.id, truth);
+    db = tiles_psnr(&cm, argv[1], sc.id, &used);
+    printf("tiles_db=%.2f tiles=%d\n", db, used);
     free((void *)cm.mask);
     free(cm.tiles);
     img_free(wsi);
