@@ -15,6 +15,9 @@
 #include "daemon/daemon.h"
 
 #include <dirent.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,52 +322,57 @@ daemon__drain(uv_async_t *h)
     }
 }
 
-/* Removes "*.partial" files the WSI writer left in dir (one level). */
-static int
-clean_partials(const char *dir)
+/* True for the names our writers give files before they are committed:
+ * "*.partial" (WSI writer), "*.tmp" and "*.tmp.<pid>" (durable writes,
+ * calibration frames, backups). */
+static bool
+is_temporary(const char *name)
 {
-    char path[PATH_MAX + 300];
-    struct dirent *de;
-    int n = 0;
-    DIR *dp;
-    size_t len;
+    size_t len = strlen(name);
+    const char *t;
 
-    dp = opendir(dir);
-    if (dp == NULL)
-        return 0;
-    while ((de = readdir(dp)) != NULL) {
-        len = strlen(de->d_name);
-        if (len > 8 && strcmp(de->d_name + len - 8, ".partial") == 0) {
-            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-            if (unlink(path) == 0)
-                n++;
-        }
-    }
-    closedir(dp);
-    return n;
+    if (len > 8 && strcmp(name + len - 8, ".partial") == 0)
+        return true;
+    t = strstr(name, ".tmp");
+    if (t == NULL || t == name)
+        return false;
+    t += 4;
+    if (*t == '\0')
+        return true;
+    if (*t++ != '.' || *t == '\0')
+        return false;
+    while (*t >= '0' && *t <= '9')
+        t++;
+    return *t == '\0';
 }
 
-static void
-clean_slides(struct daemon *d)
-{
-    char dir[PATH_MAX + 64], sub[PATH_MAX + 340];
-    struct dirent *de;
-    int n = 0;
-    DIR *dp;
+static int swept;
 
-    snprintf(dir, sizeof(dir), "%s/slides", d->conf.data_dir);
-    dp = opendir(dir);
-    if (dp == NULL)
-        return;
-    while ((de = readdir(dp)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
-        n += clean_partials(sub);
+static int
+sweep_one(const char *path, const struct stat *st, int flag,
+          struct FTW *ftw)
+{
+    if (flag == FTW_F && S_ISREG(st->st_mode) &&
+        is_temporary(path + ftw->base) && unlink(path) == 0) {
+        log_debug("recover", "removed %s", path);
+        swept++;
     }
-    closedir(dp);
-    if (n > 0)
-        log_notice("recover", "removed partial slide files count=%d", n);
+    return 0;
+}
+
+/* Removes every temporary file left anywhere under the data directory by
+ * a process that died before committing it.  Only this daemon writes
+ * there and it runs once per data directory, so at start-up no temporary
+ * file can belong to a live writer: leftover workers are stopped first. */
+static void
+clean_temporaries(struct daemon *d)
+{
+    swept = 0;
+    if (nftw(d->conf.data_dir, sweep_one, 16, FTW_PHYS) != 0)
+        log_warn("recover", "cannot walk data_dir=%s cause=\"%s\"",
+                 d->conf.data_dir, strerror(errno));
+    if (swept > 0)
+        log_notice("recover", "removed temporary files count=%d", swept);
 }
 
 static void
@@ -394,7 +402,8 @@ daemon__recover(struct daemon *d, struct ss_err *err)
     int64_t *ids = NULL;
     int n = 0, i, rc;
 
-    clean_slides(d);
+    daemon__supervisor_orphans(d->worker);
+    clean_temporaries(d);
     rc = cat_scans_in(d->cat, CAT_ACTIVE_MASK | CAT_BIT(CAT_ASSEMBLING),
                       &ids, &n, err);
     if (rc < 0)
@@ -412,7 +421,6 @@ daemon__recover(struct daemon *d, struct ss_err *err)
             daemon__assembler_push(d->assembler, s.id);
     }
     free(ids);
-    daemon__supervisor_orphans(d->worker);
     if (cat_exec(d->cat, "UPDATE analyses SET state = 'queued' WHERE "
                  "state = 'running'", "") < 0)
         return err_set(err, -EIO, "catalogue: cannot requeue analyses");

@@ -1,18 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The hot loops of frame synthesis, written once and compiled twice by
- * simd.c: for SSE2 (every x86-64; each eight-float vector is two SSE
- * vectors) and for AVX2 (one vector), with names from SIM_LOOP(name).
+ * simd.c: for SSE2 (every x86-64) with vectors of 4 floats and for AVX2
+ * with vectors of 8, with names from SIM_LOOP(name).  The includer
+ * defines the vector types:
+ *   SL_VF   floats, SL_L lanes           SL_VI   int32, SL_L lanes
+ *   SL_VH   floats, SL_L / 2 lanes       SL_VD   doubles, SL_L / 2 lanes
+ *   SL_VDI  int32, SL_L / 2 lanes
  * Only simd.c includes this file.
  *
- * Every output sample is computed by the same IEEE single-precision
- * operations in the same order in both builds (lane by lane, no fused
- * multiply-add, no reassociation), so both give the same bits and the
- * choice between them is one of speed only.  Weighted sums accumulate in
- * tap order, first tap first; that order is part of what a frame is.
+ * Every output sample is computed by the same IEEE operations in the same
+ * order in both builds (lane by lane, no fused multiply-add, no
+ * reassociation), so both give the same bits and the choice between them
+ * is one of speed only.  Weighted sums accumulate in tap order, first tap
+ * first; that order is part of what a frame is.
  */
 
-/* d = sum_k w[k] * rows[k] over n floats, 32 at a time in four
+static inline __attribute__((always_inline)) void
+SIM_LOOP(ld)(SL_VF *v, const float *p)
+{
+    memcpy(v, p, sizeof(*v));
+}
+
+static inline __attribute__((always_inline)) void
+SIM_LOOP(st)(float *p, const SL_VF *v)
+{
+    memcpy(p, v, sizeof(*v));
+}
+
+/* d = sum_k w[k] * rows[k] over n floats, four vectors at a time in
  * independent accumulators. */
 static void
 SIM_LOOP(mix_rows)(float *d, const float *const *rows, const float *w,
@@ -21,34 +37,33 @@ SIM_LOOP(mix_rows)(float *d, const float *const *rows, const float *w,
     size_t i = 0;
     int j;
 
-    for (; i + 32 <= n; i += 32) {
-        sim_v8 wj = sim__one8 * w[0], a0, a1, a2, a3, x0, x1, x2, x3;
+    for (; i + 4 * SL_L <= n; i += 4 * SL_L) {
+        SL_VF a0, a1, a2, a3, x0, x1, x2, x3;
+        const float *r = rows[0] + i;
 
-        sim__ld8(&x0, rows[0] + i);
-        sim__ld8(&x1, rows[0] + i + 8);
-        sim__ld8(&x2, rows[0] + i + 16);
-        sim__ld8(&x3, rows[0] + i + 24);
-        a0 = wj * x0;
-        a1 = wj * x1;
-        a2 = wj * x2;
-        a3 = wj * x3;
+        SIM_LOOP(ld)(&x0, r);
+        SIM_LOOP(ld)(&x1, r + SL_L);
+        SIM_LOOP(ld)(&x2, r + 2 * SL_L);
+        SIM_LOOP(ld)(&x3, r + 3 * SL_L);
+        a0 = w[0] * x0;
+        a1 = w[0] * x1;
+        a2 = w[0] * x2;
+        a3 = w[0] * x3;
         for (j = 1; j < nk; j++) {
-            const float *r = rows[j] + i;
-
-            wj = sim__one8 * w[j];
-            sim__ld8(&x0, r);
-            sim__ld8(&x1, r + 8);
-            sim__ld8(&x2, r + 16);
-            sim__ld8(&x3, r + 24);
-            a0 += wj * x0;
-            a1 += wj * x1;
-            a2 += wj * x2;
-            a3 += wj * x3;
+            r = rows[j] + i;
+            SIM_LOOP(ld)(&x0, r);
+            SIM_LOOP(ld)(&x1, r + SL_L);
+            SIM_LOOP(ld)(&x2, r + 2 * SL_L);
+            SIM_LOOP(ld)(&x3, r + 3 * SL_L);
+            a0 += w[j] * x0;
+            a1 += w[j] * x1;
+            a2 += w[j] * x2;
+            a3 += w[j] * x3;
         }
-        sim__st8(d + i, &a0);
-        sim__st8(d + i + 8, &a1);
-        sim__st8(d + i + 16, &a2);
-        sim__st8(d + i + 24, &a3);
+        SIM_LOOP(st)(d + i, &a0);
+        SIM_LOOP(st)(d + i + SL_L, &a1);
+        SIM_LOOP(st)(d + i + 2 * SL_L, &a2);
+        SIM_LOOP(st)(d + i + 3 * SL_L, &a3);
     }
     for (; i < n; i++) {
         float acc = w[0] * rows[0][i];
@@ -70,29 +85,29 @@ SIM_LOOP(mix_rows4)(float *const *d, const float *const *rows,
     size_t i = 0;
     int q, k;
 
-    for (; i + 16 <= n; i += 16) {
-        sim_v8 a0, a1, b0, b1, c0, c1, e0, e1, x0, x1;
+    for (; i + 2 * SL_L <= n; i += 2 * SL_L) {
+        SL_VF a0, a1, b0, b1, c0, c1, e0, e1, x0, x1;
 
-        sim__ld8(&x0, rows[0] + i);
-        sim__ld8(&x1, rows[0] + i + 8);
+        SIM_LOOP(ld)(&x0, rows[0] + i);
+        SIM_LOOP(ld)(&x1, rows[0] + i + SL_L);
         a0 = w[0] * x0;
         a1 = w[0] * x1;
-        sim__ld8(&x0, rows[1] + i);
-        sim__ld8(&x1, rows[1] + i + 8);
+        SIM_LOOP(ld)(&x0, rows[1] + i);
+        SIM_LOOP(ld)(&x1, rows[1] + i + SL_L);
         a0 += w[1] * x0;
         a1 += w[1] * x1;
         b0 = w[0] * x0;
         b1 = w[0] * x1;
-        sim__ld8(&x0, rows[2] + i);
-        sim__ld8(&x1, rows[2] + i + 8);
+        SIM_LOOP(ld)(&x0, rows[2] + i);
+        SIM_LOOP(ld)(&x1, rows[2] + i + SL_L);
         a0 += w[2] * x0;
         a1 += w[2] * x1;
         b0 += w[1] * x0;
         b1 += w[1] * x1;
         c0 = w[0] * x0;
         c1 = w[0] * x1;
-        sim__ld8(&x0, rows[3] + i);
-        sim__ld8(&x1, rows[3] + i + 8);
+        SIM_LOOP(ld)(&x0, rows[3] + i);
+        SIM_LOOP(ld)(&x1, rows[3] + i + SL_L);
         a0 += w[3] * x0;
         a1 += w[3] * x1;
         b0 += w[2] * x0;
@@ -102,8 +117,8 @@ SIM_LOOP(mix_rows4)(float *const *d, const float *const *rows,
         e0 = w[0] * x0;
         e1 = w[0] * x1;
         for (q = 4; q < nk; q++) {
-            sim__ld8(&x0, rows[q] + i);
-            sim__ld8(&x1, rows[q] + i + 8);
+            SIM_LOOP(ld)(&x0, rows[q] + i);
+            SIM_LOOP(ld)(&x1, rows[q] + i + SL_L);
             a0 += w[q] * x0;
             a1 += w[q] * x1;
             b0 += w[q - 1] * x0;
@@ -114,8 +129,8 @@ SIM_LOOP(mix_rows4)(float *const *d, const float *const *rows,
             e1 += w[q - 3] * x1;
         }
         for (; q < nk + 3; q++) {
-            sim__ld8(&x0, rows[q] + i);
-            sim__ld8(&x1, rows[q] + i + 8);
+            SIM_LOOP(ld)(&x0, rows[q] + i);
+            SIM_LOOP(ld)(&x1, rows[q] + i + SL_L);
             if (q - 1 < nk) {
                 b0 += w[q - 1] * x0;
                 b1 += w[q - 1] * x1;
@@ -127,14 +142,14 @@ SIM_LOOP(mix_rows4)(float *const *d, const float *const *rows,
             e0 += w[q - 3] * x0;
             e1 += w[q - 3] * x1;
         }
-        sim__st8(d[0] + i, &a0);
-        sim__st8(d[0] + i + 8, &a1);
-        sim__st8(d[1] + i, &b0);
-        sim__st8(d[1] + i + 8, &b1);
-        sim__st8(d[2] + i, &c0);
-        sim__st8(d[2] + i + 8, &c1);
-        sim__st8(d[3] + i, &e0);
-        sim__st8(d[3] + i + 8, &e1);
+        SIM_LOOP(st)(d[0] + i, &a0);
+        SIM_LOOP(st)(d[0] + i + SL_L, &a1);
+        SIM_LOOP(st)(d[1] + i, &b0);
+        SIM_LOOP(st)(d[1] + i + SL_L, &b1);
+        SIM_LOOP(st)(d[2] + i, &c0);
+        SIM_LOOP(st)(d[2] + i + SL_L, &c1);
+        SIM_LOOP(st)(d[3] + i, &e0);
+        SIM_LOOP(st)(d[3] + i + SL_L, &e1);
     }
     for (; i < n; i++) {
         for (k = 0; k < 4; k++) {
@@ -156,25 +171,25 @@ SIM_LOOP(mix_var)(float *d, const float *const *rows,
     size_t i = 0;
     int j;
 
-    for (; i + 16 <= n; i += 16) {
-        sim_v8 a0, a1, x0, x1, w0, w1;
+    for (; i + 2 * SL_L <= n; i += 2 * SL_L) {
+        SL_VF a0, a1, x0, x1, w0, w1;
 
-        sim__ld8(&x0, rows[0] + i);
-        sim__ld8(&x1, rows[0] + i + 8);
-        sim__ld8(&w0, w[0] + i);
-        sim__ld8(&w1, w[0] + i + 8);
+        SIM_LOOP(ld)(&x0, rows[0] + i);
+        SIM_LOOP(ld)(&x1, rows[0] + i + SL_L);
+        SIM_LOOP(ld)(&w0, w[0] + i);
+        SIM_LOOP(ld)(&w1, w[0] + i + SL_L);
         a0 = w0 * x0;
         a1 = w1 * x1;
         for (j = 1; j < nk; j++) {
-            sim__ld8(&x0, rows[j] + i);
-            sim__ld8(&x1, rows[j] + i + 8);
-            sim__ld8(&w0, w[j] + i);
-            sim__ld8(&w1, w[j] + i + 8);
+            SIM_LOOP(ld)(&x0, rows[j] + i);
+            SIM_LOOP(ld)(&x1, rows[j] + i + SL_L);
+            SIM_LOOP(ld)(&w0, w[j] + i);
+            SIM_LOOP(ld)(&w1, w[j] + i + SL_L);
             a0 += w0 * x0;
             a1 += w1 * x1;
         }
-        sim__st8(d + i, &a0);
-        sim__st8(d + i + 8, &a1);
+        SIM_LOOP(st)(d + i, &a0);
+        SIM_LOOP(st)(d + i + SL_L, &a1);
     }
     for (; i < n; i++) {
         float acc = w[0][i] * rows[0][i];
@@ -194,39 +209,37 @@ SIM_LOOP(mix_sym)(float *d, const float *c, const float *const *lo,
     size_t i = 0;
     int j;
 
-    for (; i + 32 <= n; i += 32) {
-        sim_v8 wj = sim__one8 * w[0], a0, a1, a2, a3, x0, x1, x2, x3;
-        sim_v8 y0, y1, y2, y3;
+    for (; i + 4 * SL_L <= n; i += 4 * SL_L) {
+        SL_VF a0, a1, a2, a3, x0, x1, x2, x3, y0, y1, y2, y3;
 
-        sim__ld8(&x0, c + i);
-        sim__ld8(&x1, c + i + 8);
-        sim__ld8(&x2, c + i + 16);
-        sim__ld8(&x3, c + i + 24);
-        a0 = wj * x0;
-        a1 = wj * x1;
-        a2 = wj * x2;
-        a3 = wj * x3;
+        SIM_LOOP(ld)(&x0, c + i);
+        SIM_LOOP(ld)(&x1, c + i + SL_L);
+        SIM_LOOP(ld)(&x2, c + i + 2 * SL_L);
+        SIM_LOOP(ld)(&x3, c + i + 3 * SL_L);
+        a0 = w[0] * x0;
+        a1 = w[0] * x1;
+        a2 = w[0] * x2;
+        a3 = w[0] * x3;
         for (j = 1; j < nk; j++) {
             const float *p = lo[j] + i, *q = hi[j] + i;
 
-            wj = sim__one8 * w[j];
-            sim__ld8(&x0, p);
-            sim__ld8(&x1, p + 8);
-            sim__ld8(&x2, p + 16);
-            sim__ld8(&x3, p + 24);
-            sim__ld8(&y0, q);
-            sim__ld8(&y1, q + 8);
-            sim__ld8(&y2, q + 16);
-            sim__ld8(&y3, q + 24);
-            a0 += wj * (x0 + y0);
-            a1 += wj * (x1 + y1);
-            a2 += wj * (x2 + y2);
-            a3 += wj * (x3 + y3);
+            SIM_LOOP(ld)(&x0, p);
+            SIM_LOOP(ld)(&x1, p + SL_L);
+            SIM_LOOP(ld)(&x2, p + 2 * SL_L);
+            SIM_LOOP(ld)(&x3, p + 3 * SL_L);
+            SIM_LOOP(ld)(&y0, q);
+            SIM_LOOP(ld)(&y1, q + SL_L);
+            SIM_LOOP(ld)(&y2, q + 2 * SL_L);
+            SIM_LOOP(ld)(&y3, q + 3 * SL_L);
+            a0 += w[j] * (x0 + y0);
+            a1 += w[j] * (x1 + y1);
+            a2 += w[j] * (x2 + y2);
+            a3 += w[j] * (x3 + y3);
         }
-        sim__st8(d + i, &a0);
-        sim__st8(d + i + 8, &a1);
-        sim__st8(d + i + 16, &a2);
-        sim__st8(d + i + 24, &a3);
+        SIM_LOOP(st)(d + i, &a0);
+        SIM_LOOP(st)(d + i + SL_L, &a1);
+        SIM_LOOP(st)(d + i + 2 * SL_L, &a2);
+        SIM_LOOP(st)(d + i + 3 * SL_L, &a3);
     }
     for (; i < n; i++) {
         float acc = w[0] * c[i];
@@ -240,10 +253,10 @@ SIM_LOOP(mix_sym)(float *d, const float *c, const float *const *lo,
 /* sqrt for x > 0 without libm: bit-level estimate of 1/sqrt, two Newton
  * steps (relative error near 1e-6), times x. */
 static inline __attribute__((always_inline)) void
-SIM_LOOP(vsqrt)(sim_v8 *x)
+SIM_LOOP(vsqrt)(SL_VF *x)
 {
-    sim_v8 y, half = *x * 0.5f;
-    sim_v8i i;
+    SL_VF y, half = *x * 0.5f;
+    SL_VI i;
 
     memcpy(&i, x, sizeof(i));
     i = 0x5f3759df - (i >> 1);
@@ -253,25 +266,25 @@ SIM_LOOP(vsqrt)(sim_v8 *x)
     *x = *x * y;
 }
 
-/* DN of samples i..i+7 before rounding: signal = scale × vignetting ×
- * transmittance (negative taken as 0), noise σ = sqrt(signal × kvar +
- * read²), DN = dark + signal + σ × N(0, 1). */
+/* DN of the SL_L samples from i before rounding: signal = scale ×
+ * vignetting × transmittance (negative taken as 0), noise σ =
+ * sqrt(signal × kvar + read²), DN = dark + signal + σ × N(0, 1). */
 static inline __attribute__((always_inline)) void
-SIM_LOOP(sensor_dn)(const struct sim__sensor_row *r, size_t i, sim_v8 *dn)
+SIM_LOOP(sensor_dn)(const struct sim__sensor_row *r, size_t i, SL_VF *dn)
 {
-    sim_v8 scale, cvig, cx, t, kvar, nz, g, sig, sd;
-    sim_v8i pos;
+    SL_VF scale, cvig, cx, t, kvar, nz, g, sig, sd;
+    SL_VI pos;
 
-    sim__ld8(&scale, r->scale + i);
-    sim__ld8(&cvig, r->cvig + i);
-    sim__ld8(&cx, r->cx + i);
-    sim__ld8(&t, r->t + i);
-    sim__ld8(&kvar, r->kvar + i);
-    sim__ld8(&nz, r->noise + i);
+    SIM_LOOP(ld)(&scale, r->scale + i);
+    SIM_LOOP(ld)(&cvig, r->cvig + i);
+    SIM_LOOP(ld)(&cx, r->cx + i);
+    SIM_LOOP(ld)(&t, r->t + i);
+    SIM_LOOP(ld)(&kvar, r->kvar + i);
+    SIM_LOOP(ld)(&nz, r->noise + i);
     g = scale * (1.0f - cvig * (cx + r->cy));
     sig = g * t;
     pos = sig > 0.0f;
-    sig = (sim_v8)((sim_v8i)sig & pos);
+    sig = (SL_VF)((SL_VI)sig & pos);
     sd = sig * kvar + r->rd2;
     SIM_LOOP(vsqrt)(&sd);
     *dn = r->dark + sig + sd * nz;
@@ -281,14 +294,14 @@ SIM_LOOP(sensor_dn)(const struct sim__sensor_row *r, size_t i, sim_v8 *dn)
  * 254.5 up, 0 at or below 0 and rounds half up in between.  Lanes from
  * 254.5 up (saturated) are counted in *sat, as -1 each. */
 static inline __attribute__((always_inline)) void
-SIM_LOOP(sensor_level)(const sim_v8 *dnp, sim_v8i *sat, sim_v8i *level)
+SIM_LOOP(sensor_level)(const SL_VF *dnp, SL_VI *sat, SL_VI *level)
 {
-    sim_v8 dn = *dnp, cap = sim__one8 * 254.5f;
-    sim_v8i top = dn >= 254.5f, keep = dn > 0.0f;
+    SL_VF dn = *dnp, cap = (SL_VF){ 0 } + 254.5f;
+    SL_VI top = dn >= 254.5f, keep = dn > 0.0f;
 
     *sat += top;
-    dn = (sim_v8)(((sim_v8i)dn & keep & ~top) | ((sim_v8i)cap & top));
-    *level = __builtin_convertvector(dn + 0.5f, sim_v8i);
+    dn = (SL_VF)(((SL_VI)dn & keep & ~top) | ((SL_VI)cap & top));
+    *level = __builtin_convertvector(dn + 0.5f, SL_VI);
 }
 
 /* One sensor row of n samples into out; returns the saturated count.
@@ -301,41 +314,41 @@ SIM_LOOP(sensor_row)(const struct sim__sensor_row *rp, size_t n,
     /* A local copy: stores through out may not alias it, so its fields
      * stay in registers. */
     const struct sim__sensor_row row = *rp, *r = &row;
-    sim_v8i sat8 = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    SL_VI sat = { 0 }, lv[16 / SL_L];
+    int32_t lanes[16];
     size_t i = 0;
-    long sat;
+    long nsat = 0;
+    int k;
 
     for (; i + 16 <= n; i += 16) {
-        sim_v8 da, db;
-        sim_v8i a, b;
+        for (k = 0; k < 16 / SL_L; k++) {
+            SL_VF dn;
 
-        SIM_LOOP(sensor_dn)(r, i, &da);
-        SIM_LOOP(sensor_dn)(r, i + 8, &db);
-        SIM_LOOP(sensor_level)(&da, &sat8, &a);
-        SIM_LOOP(sensor_level)(&db, &sat8, &b);
-        sim__store_u8x16(out + i, &a, &b);
+            SIM_LOOP(sensor_dn)(r, i + (size_t)k * SL_L, &dn);
+            SIM_LOOP(sensor_level)(&dn, &sat, &lv[k]);
+        }
+        sim__store_u8x16(out + i, lv);
     }
-    sat = -(long)(sat8[0] + sat8[1] + sat8[2] + sat8[3] + sat8[4] +
-                  sat8[5] + sat8[6] + sat8[7]);
-    if (i < n) {
-        sim_v8 a, b;
+    memcpy(lanes, &sat, sizeof(sat));
+    for (k = 0; k < SL_L; k++)
+        nsat -= lanes[k];
+    for (k = 0; i + (size_t)k * SL_L < n; k++) {
+        SL_VF dn;
 
-        SIM_LOOP(sensor_dn)(r, i, &a);
-        SIM_LOOP(sensor_dn)(r, i + 8, &b);
-        sim__st8(r->dn, &a);
-        sim__st8(r->dn + 8, &b);
+        SIM_LOOP(sensor_dn)(r, i + (size_t)k * SL_L, &dn);
+        SIM_LOOP(st)(r->dn + (size_t)k * SL_L, &dn);
     }
     for (; i < n; i++) {
         float dn = r->dn[i & 15];
 
         if (dn >= 254.5f) {
             out[i] = 255;
-            sat++;
+            nsat++;
         } else {
             out[i] = dn <= 0 ? 0 : (uint8_t)(dn + 0.5f);
         }
     }
-    return sat;
+    return nsat;
 }
 
 /* Beer–Lambert to 8 bits for n pixels of stain amounts in planes h, e, a:
@@ -347,35 +360,41 @@ SIM_LOOP(od_rgb)(const float *h, const float *e, const float *a, size_t n,
                  const double m[3][3], double scale, const uint8_t *lut,
                  int nbins, uint8_t *rgb)
 {
+    const int nl = SL_L / 2;
     size_t i = 0;
     int c, q;
 
-    for (; i + 4 <= n; i += 4) {
-        sim_v4 fh, fe, fa;
-        sim_v4d dh, de, da, d;
-        sim_v4i k;
+    for (; i + (size_t)nl <= n; i += (size_t)nl) {
+        SL_VH fh, fe, fa;
+        SL_VD dh, de, da, d;
+        SL_VDI k;
+        int32_t b[SL_L / 2];
 
         memcpy(&fh, h + i, sizeof(fh));
         memcpy(&fe, e + i, sizeof(fe));
         memcpy(&fa, a + i, sizeof(fa));
         k = (fh == 0.0f) & (fe == 0.0f) & (fa == 0.0f);
-        if (k[0] & k[1] & k[2] & k[3]) {
-            /* Four pixels of glass: density 0, bin 0. */
-            for (q = 0; q < 4; q++)
+        memcpy(b, &k, sizeof(b));
+        for (q = 0; q < nl && b[q] != 0; q++)
+            ;
+        if (q == nl) {
+            /* Glass: density 0, bin 0. */
+            for (q = 0; q < nl; q++)
                 for (c = 0; c < 3; c++)
-                    rgb[(i + q) * 3 + c] = lut[c * nbins];
+                    rgb[(i + (size_t)q) * 3 + c] = lut[c * nbins];
             continue;
         }
-        dh = __builtin_convertvector(fh, sim_v4d);
-        de = __builtin_convertvector(fe, sim_v4d);
-        da = __builtin_convertvector(fa, sim_v4d);
+        dh = __builtin_convertvector(fh, SL_VD);
+        de = __builtin_convertvector(fe, SL_VD);
+        da = __builtin_convertvector(fa, SL_VD);
         for (c = 0; c < 3; c++) {
             d = dh * m[c][0] + de * m[c][1] + da * m[c][2];
-            k = __builtin_convertvector(d * scale + 0.5, sim_v4i);
+            k = __builtin_convertvector(d * scale + 0.5, SL_VDI);
             k = k & ~(k < 0);
             k = (k & (k < nbins)) | ((nbins - 1) & ~(k < nbins));
-            for (q = 0; q < 4; q++)
-                rgb[(i + q) * 3 + c] = lut[c * nbins + k[q]];
+            memcpy(b, &k, sizeof(b));
+            for (q = 0; q < nl; q++)
+                rgb[(i + (size_t)q) * 3 + c] = lut[c * nbins + b[q]];
         }
     }
     for (; i < n; i++) {

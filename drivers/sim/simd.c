@@ -13,40 +13,68 @@
 #include <emmintrin.h>
 #endif
 
-static const sim_v8 sim__one8 = { 1, 1, 1, 1, 1, 1, 1, 1 };
-
-/* Stores sixteen values 0..255 held in two vectors of int32 as bytes. */
-static inline void
-sim__store_u8x16(uint8_t *out, const sim_v8i *a, const sim_v8i *b)
+/* Stores sixteen values 0..255 held as int32 (16 in a row at v) as
+ * bytes. */
+static inline __attribute__((always_inline)) void
+sim__store_u8x16(uint8_t *out, const void *v)
 {
 #if defined(__SSE2__)
-    __m128i q[4];
+    const __m128i *q = v;
 
-    memcpy(&q[0], a, sizeof(*a));
-    memcpy(&q[2], b, sizeof(*b));
     _mm_storeu_si128((__m128i *)(void *)out,
-                     _mm_packus_epi16(_mm_packs_epi32(q[0], q[1]),
-                                      _mm_packs_epi32(q[2], q[3])));
+                     _mm_packus_epi16(
+                         _mm_packs_epi32(_mm_loadu_si128(q),
+                                         _mm_loadu_si128(q + 1)),
+                         _mm_packs_epi32(_mm_loadu_si128(q + 2),
+                                         _mm_loadu_si128(q + 3))));
 #else
+    int32_t l[16];
     int k;
 
-    for (k = 0; k < 8; k++) {
-        out[k] = (uint8_t)(*a)[k];
-        out[8 + k] = (uint8_t)(*b)[k];
-    }
+    memcpy(l, v, sizeof(l));
+    for (k = 0; k < 16; k++)
+        out[k] = (uint8_t)l[k];
 #endif
 }
 
+typedef float sim_v2 __attribute__((vector_size(8)));
+typedef double sim_v2d __attribute__((vector_size(16)));
+typedef int32_t sim_v2i __attribute__((vector_size(8)));
+
 #define SIM_LOOP(name) name##_sse2
+#define SL_L 4
+#define SL_VF sim_v4
+#define SL_VI sim_v4i
+#define SL_VH sim_v2
+#define SL_VD sim_v2d
+#define SL_VDI sim_v2i
 #include "drivers/sim/loops.h"
 #undef SIM_LOOP
+#undef SL_L
+#undef SL_VF
+#undef SL_VI
+#undef SL_VH
+#undef SL_VD
+#undef SL_VDI
 
 #if SIM_AVX2
 #pragma GCC push_options
 #pragma GCC target("avx2")
 #define SIM_LOOP(name) name##_avx2
+#define SL_L 8
+#define SL_VF sim_v8
+#define SL_VI sim_v8i
+#define SL_VH sim_v4
+#define SL_VD sim_v4d
+#define SL_VDI sim_v4i
 #include "drivers/sim/loops.h"
 #undef SIM_LOOP
+#undef SL_L
+#undef SL_VF
+#undef SL_VI
+#undef SL_VH
+#undef SL_VD
+#undef SL_VDI
 #pragma GCC pop_options
 #endif
 
