@@ -100,6 +100,7 @@ struct wsi_writer {
                                        abort() is left */
     int failed_code;
     char tiff_msg[256];             /* last libtiff error */
+    int tiff_errno;                 /* errno behind a libtiff write error */
     double t0_ms;
 };
 
@@ -220,10 +221,11 @@ on_tiff_error(TIFF *tif, void *ud, const char *module, const char *fmt,
 
     /* libtiff's write errors do not say why; errno does (ENOSPC, EFBIG). */
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    if (e != 0 && strstr(fmt, "Write error") != NULL)
+    if (e != 0 && strstr(fmt, "Write error") != NULL) {
         snprintf(w->tiff_msg, sizeof(w->tiff_msg), "%s (%s)", msg,
                  strerror(e));
-    else
+        w->tiff_errno = e;
+    } else
         snprintf(w->tiff_msg, sizeof(w->tiff_msg), "%s", msg);
     return 1;
 }
@@ -240,11 +242,14 @@ on_tiff_warning(TIFF *tif, void *ud, const char *module, const char *fmt,
     return 1;
 }
 
-/* The message of a libtiff failure; returns the code. */
+/* The message of a libtiff failure; returns the code: the errno behind a
+ * write error (-ENOSPC, -EFBIG, ...) when libtiff saw one, else -EIO. */
 static int
 tiff_fail(struct wsi_writer *w, struct ss_err *err, const char *what)
 {
-    return err_set(err, -EIO, "%s: %s: libtiff: %s", w->tmp, what,
+    int code = w->tiff_errno != 0 ? -w->tiff_errno : -EIO;
+
+    return err_set(err, code, "%s: %s: libtiff: %s", w->tmp, what,
                    w->tiff_msg[0] ? w->tiff_msg : "unknown error");
 }
 

@@ -6,8 +6,12 @@
  * shared data is present), positions, defocus values and settle times,
  * faults off.  Other tests and trained models depend on the phantom's exact
  * appearance and on frames being reproducible, so any change to the frame
- * pipeline must keep every one of these hashes.  A frame taken again after
- * the tile cache is warm must hash the same as the cold one.
+ * pipeline must keep every one of these hashes.  The table was recorded
+ * with the plain whole-region pipeline (render, blur, expose, one tile at
+ * a time); the streamed, vectorised one must reproduce it, in its AVX2
+ * and its SSE2 build, whether tiles are rendered whole or in blocks.  A
+ * frame taken again after the tile cache is warm must hash the same as
+ * the cold one.
  *
  * Each case prints "# name sha256"; a mismatch names the case, so a
  * deliberate change of appearance shows exactly what it touches.  With
