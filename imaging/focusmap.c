@@ -92,7 +92,9 @@ basis_row(const struct fpts *p, int model, double u, double v,
     row[0] = 1;
     row[1] = t;
     row[2] = t * t;
-    return p->dims == 0 ? 1 : model + 1;
+    if (p->dims == 0)
+        return 1;
+    return model < FMAP_QUAD ? model + 1 : 3;
 }
 
 /* Coefficients b of basis_row() as the 1, u, v, u^2, u v, v^2
