@@ -7,7 +7,9 @@
  * vignetting (per channel, quadratic in the radius, the configured
  * corner/centre ratio exactly at the corners), shot and read noise from a
  * keyed table of normal deviates, dark level, rounding and clipping to
- * 8 bits.
+ * 8 bits.  Scan frames stream row by row from the tiles to the sensor;
+ * other shots go through a buffer of the whole region.  Both compute
+ * every sample the same way (the golden-frame test pins them).
  */
 #include "drivers/sim/sim_internal.h"
 

@@ -507,3 +507,37 @@ an__resample_nearest(const struct img *in, int out_w, int out_h)
     }
     return out;
 }
+
+/* Within one raster pixel: the analysis raster is ceil(level-0 / scale)
+ * and scales are stored to 8 digits. */
+static int
+extent_fits(int t_px, int px, double scale)
+{
+    return fabs((double)t_px / scale - px) < 1.0;
+}
+
+int
+an__labels_fit(const struct img *t, int w, int h, double scale,
+               int same_size_ok, struct img **out)
+{
+    int x, y;
+
+    *out = NULL;
+    if (same_size_ok && t->w == w && t->h == h)
+        scale = 1;
+    else if (!(scale > 0) || !extent_fits(t->w, w, scale) ||
+             !extent_fits(t->h, h, scale))
+        return -ERANGE;
+    *out = img_new(w, h, 1, IMG_U8);
+    if (*out == NULL)
+        return -ENOMEM;
+    for (y = 0; y < h; y++) {
+        int sy = (int)((y + 0.5) * scale);
+        const uint8_t *row = img_u8(t, 0, sy < t->h ? sy : t->h - 1);
+        for (x = 0; x < w; x++) {
+            int sx = (int)((x + 0.5) * scale);
+            *img_u8(*out, x, y) = row[sx < t->w ? sx : t->w - 1];
+        }
+    }
+    return 0;
+}

@@ -2,7 +2,8 @@
 /*
  * QuPath GeoJSON annotations (conventions in geojson.h): parsing with
  * jansson, scanline rasterisation at pixel centres with the even-odd rule
- * over each polygon's rings (so holes stay holes), consensus and
+ * over each polygon's rings (so holes are background, not the polygon's
+ * class, and not unlabelled either), consensus and
  * agreement of annotators, and export of label maps as polygons traced
  * along pixel edges.
  */
@@ -410,6 +411,31 @@ paint_class(const struct an_annotations *a, const char *who,
     return any;
 }
 
+/* Paints AN_GLASS over the outer ring of every tumour or stroma polygon
+ * that has holes, before the classes are painted: what the rings cut out
+ * stays background unless another polygon claims it. */
+static int
+paint_holes(const struct an_annotations *a, const char *who, struct img *r,
+            double scale)
+{
+    int i, k, rc;
+
+    for (i = 0; i < a->n; i++) {
+        const struct an_feature *f = &a->f[i];
+        if (f->cls == AN_ANN_ROI || (who != NULL && strcmp(who, f->annotator)))
+            continue;
+        for (k = 0; k < f->npoly; k++) {
+            struct an_polygon outer = { 1, f->poly[k].rings };
+            if (f->poly[k].nrings < 2)
+                continue;
+            rc = polygon_paint(&outer, r, scale, AN_GLASS);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 int
 an_annotations_raster(const struct an_annotations *a,
                       const char *annotator, int w, int h, double scale,
@@ -423,6 +449,8 @@ an_annotations_raster(const struct an_annotations *a,
         return err_set(err, -ENOMEM, "annotations: out of memory");
     memset(r->data, AN_UNLABELLED, img_bytes(r));
     rc = paint_class(a, annotator, AN_ANN_ROI, r, scale, AN_GLASS);
+    if (rc >= 0)
+        rc = paint_holes(a, annotator, r, scale);
     if (rc >= 0)
         rc = paint_class(a, annotator, AN_ANN_STROMA, r, scale, AN_STROMA);
     if (rc >= 0)

@@ -14,11 +14,16 @@
  * file's base name, usually).
  *
  * Rasterised truth: a pixel is labelled by the polygons that contain its
- * centre (tumour over stroma where both do).  Inside an ROI, pixels no
- * polygon claims are glass/background (0); outside every ROI they are
- * unlabelled (AN_UNLABELLED), and when a file has no ROI every pixel no
- * polygon claims is unlabelled.  Unlabelled pixels are ignored by
- * training and evaluation.
+ * centre (tumour over stroma where both do); a polygon contains the
+ * pixels inside its outer ring and outside its holes.  A hole in a tumour
+ * or stroma polygon is the annotator saying "not this class": its pixels
+ * are glass/background (0), counted as such by evaluation and training,
+ * unless another polygon claims them (a stroma polygon drawn in the hole,
+ * a tumour island inside it).  Inside an ROI, pixels no polygon claims
+ * are glass/background too; a hole in an ROI takes its pixels out of the
+ * ROI.  Every other pixel (outside all polygons, or the whole image
+ * outside the polygons when a file has no ROI) is unlabelled
+ * (AN_UNLABELLED) and ignored by training and evaluation.
  */
 #ifndef SS_WORKER_ANALYSIS_GEOJSON_H
 #define SS_WORKER_ANALYSIS_GEOJSON_H

@@ -87,6 +87,16 @@ struct img *an__resample(const struct img *in, int out_w, int out_h);
 /* Nearest-neighbour resampling, for label maps. */
 struct img *an__resample_nearest(const struct img *in, int out_w, int out_h);
 
+/* A truth label map t onto a w × h raster whose pixel (i, j) covers t's
+ * pixels from (i * scale, j * scale): a copy when t is already w × h and
+ * same_size_ok, else t sampled at the raster pixels' centres when its
+ * extent is w × h × scale to within one raster pixel (a map at a slide's
+ * level 0 for a raster at the analysis resolution).  -ERANGE when neither
+ * holds (the sizes do not map onto each other: the caller names both),
+ * -ENOMEM. */
+int an__labels_fit(const struct img *t, int w, int h, double scale,
+                   int same_size_ok, struct img **out);
+
 /* ---- models ------------------------------------------------------------ */
 
 /* A CNN model file (safetensors with its architecture, see cnn.c). */
