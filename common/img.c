@@ -8,8 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <tiffio.h>
 #include <turbojpeg.h>
+
+#include "storage/slide.h"
 
 struct img *
 img_new(int w, int h, int c, enum img_type type)
@@ -304,61 +305,31 @@ img_jpeg_read(const char *path, struct img **out, struct ss_err *err)
     return 0;
 }
 
-static void
-tiff_quiet(const char *mod, const char *fmt, va_list ap)
-{
-}
-
+/* TIFFs go through the slide reader (storage/slide.h), so every caller
+ * gets the same decoding: JPEG tiles with the colour space their own
+ * stream states, stripped and tiled layouts, libtiff's other codecs.  The
+ * image is level 0 (for OpenSlide slides, level 0 as OpenSlide sees it). */
 static int
 tiff_read_rgb(const char *path, struct img **out, struct ss_err *err)
 {
-    TIFFErrorHandler old_err = TIFFSetErrorHandler(tiff_quiet);
-    TIFFErrorHandler old_warn = TIFFSetWarningHandler(tiff_quiet);
-    TIFF *t = TIFFOpen(path, "r");
-    uint32_t w = 0, h = 0, *raster;
-    struct img *im;
-    size_t i;
-    int rc = 0;
+    struct slide_opts o;
+    struct slide *s = NULL;
+    int64_t w, h;
+    int rc;
 
-    if (t == NULL) {
-        rc = err_set(err, SS_EFORMAT, "%s: not a readable TIFF", path);
-        goto out;
-    }
-    TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
-    TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
-    if (w == 0 || h == 0 || (uint64_t)w * h > (1u << 28)) {
-        rc = err_set(err, SS_EFORMAT, "%s: unusable TIFF size %ux%u", path,
-                     w, h);
-        goto out;
-    }
-    raster = malloc((size_t)w * h * sizeof(uint32_t));
-    im = img_new((int)w, (int)h, 3, IMG_U8);
-    if (raster == NULL || im == NULL) {
-        free(raster);
-        img_free(im);
-        rc = err_set(err, -ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    if (!TIFFReadRGBAImageOriented(t, w, h, raster, ORIENTATION_TOPLEFT, 0)) {
-        free(raster);
-        img_free(im);
-        rc = err_set(err, SS_EFORMAT, "%s: TIFF pixels cannot be decoded",
-                     path);
-        goto out;
-    }
-    for (i = 0; i < (size_t)w * h; i++) {
-        uint8_t *p = (uint8_t *)im->data + i * 3;
-        p[0] = TIFFGetR(raster[i]);
-        p[1] = TIFFGetG(raster[i]);
-        p[2] = TIFFGetB(raster[i]);
-    }
-    free(raster);
-    *out = im;
-out:
-    if (t != NULL)
-        TIFFClose(t);
-    TIFFSetErrorHandler(old_err);
-    TIFFSetWarningHandler(old_warn);
+    slide_opts_default(&o);
+    o.need_mpp = false;
+    rc = slide_open(path, &o, &s, err);
+    if (rc < 0)
+        return rc;
+    slide_level_size(s, 0, &w, &h);
+    if (w * h > ((int64_t)1 << 28))
+        rc = err_set(err, -EFBIG, "%s: a %lldx%lld image is too large to "
+                     "read whole; read it by regions (storage/slide.h)",
+                     path, (long long)w, (long long)h);
+    else
+        rc = slide_read_img(s, 0, 0, 0, (int)w, (int)h, out, err);
+    slide_close(s);
     return rc;
 }
 

@@ -63,8 +63,10 @@ int img_jpeg_write(const struct img *im, const char *path, int quality,
                    struct ss_err *err);
 int img_jpeg_read(const char *path, struct img **out, struct ss_err *err);
 
-/* Reads PNG, JPEG or TIFF (plain, stripped or tiled, first directory) by
- * content, into 3-channel U8. */
+/* Reads PNG, JPEG or TIFF by content, into 3-channel U8.  TIFFs (plain,
+ * stripped, tiled, vendor slides) are read at level 0 through the slide
+ * reader (storage/slide.h): JPEG tiles decode in the colour space their
+ * own stream states, whatever the Photometric tag says. */
 int img_read_any(const char *path, struct img **out, struct ss_err *err);
 
 /* Peak signal-to-noise ratio in dB between two same-size U8 images over

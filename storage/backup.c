@@ -552,6 +552,26 @@ recheck_stamps(struct round *rd, const char *catalogue,
     sqlite3_close(db);
 }
 
+/* A directory the catalogue names but the data directory lacks would
+ * make the restored data fail its check: it is a problem now. */
+static void
+missing_dirs(struct round *rd, const struct items *named)
+{
+    char path[PATH_MAX * 2];
+    struct stat st;
+    int i;
+
+    for (i = 0; i < named->n; i++) {
+        const struct item *x = &named->v[i];
+
+        snprintf(path, sizeof(path), "%s/%s", rd->data_dir, x->rel);
+        if (!x->dir || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+            continue;
+        rd->changed++;
+        problem(rd->r, "%s: %s directory missing", path, x->kind);
+    }
+}
+
 static int
 one_round(struct round *rd, const char *catalogue, const char *snap,
           struct ss_err *err)
@@ -568,6 +588,7 @@ one_round(struct round *rd, const char *catalogue, const char *snap,
         rc = list_named(db, snap, &named, err);
     sqlite3_close(db);
     if (rc == 0) {
+        missing_dirs(rd, &named);
         expand(rd->data_dir, &named, &all);
         rd->r->files = all.n;
         for (i = 0; i < all.n; i++)
@@ -625,6 +646,12 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
     int rc, round;
 
     memset(r, 0, sizeof(*r));
+    /* Read-only SQLite cannot say "no such file"; and DEST is left
+     * alone when there is nothing to back up. */
+    if (access(catalogue, F_OK) != 0)
+        return err_set(err, errno == ENOENT ? -ENOENT : -errno,
+                       "catalogue %s: %s", catalogue, errno == ENOENT ?
+                       "no such file" : strerror(errno));
     snprintf(path, sizeof(path), "%s/files", dest);
     rc = tilestore_mkdir_durable(path, err);
     if (rc < 0)
@@ -650,8 +677,10 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
     json_decref(rd.old);
     json_decref(rd.files);
     if (rc == 0 && r->problems > 0)
-        rc = err_set(err, SS_EFORMAT, "backup %s: %d files could not be "
-                     "backed up: %s", dest, r->problems, r->problem);
+        rc = err_set(err, SS_EFORMAT, "backup %s is incomplete: %d "
+                     "problem%s (it holds the %d files it could copy): %s",
+                     dest, r->problems, r->problems == 1 ? "" : "s",
+                     r->copied + r->kept, r->problem);
     return rc;
 }
 
@@ -691,6 +720,10 @@ backup_verify(const char *src, struct backup_report *r, struct ss_err *err)
     int rc;
 
     memset(r, 0, sizeof(*r));
+    snprintf(path, sizeof(path), "%s/%s", src, BACKUP_MANIFEST);
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return err_set(err, -ENOENT, "%s holds no backup (no %s)", src,
+                       BACKUP_MANIFEST);
     m = manifest_load(src);
     if (m == NULL || json_integer_value(json_object_get(m, "version")) != 1)
         rc = err_set(err, SS_EFORMAT, "%s: no readable %s of version 1",
@@ -814,21 +847,35 @@ restore_catalogue(const char *src, const char *catalogue, struct ss_err *err)
     return copy_verified(from, catalogue, hex, &bytes, err);
 }
 
+/* -ENOENT means "no backup in src" to callers; a file missing later,
+ * under a backup that verified, is an I/O failure. */
+static int
+not_enoent(int rc, struct ss_err *err)
+{
+    char msg[SS_ERR_MSG_MAX];
+
+    if (rc != -ENOENT)
+        return rc;
+    snprintf(msg, sizeof(msg), "%s", err != NULL ? err->msg : "");
+    return err_set(err, -EIO, "%s", msg);
+}
+
 int
 backup_restore(const char *src, const char *catalogue, const char *data_dir,
                bool force, struct backup_report *r, struct ss_err *err)
 {
     struct backup_report check;
     json_t *m;
-    int rc;
+    int rc, copied;
 
     rc = backup_verify(src, r, err);
     if (rc < 0)
         return err_prefix(err, "not restoring");
     rc = restore_refuse(catalogue, force, err);
     if (rc < 0)
-        return rc;
+        return err_prefix(err, "not restoring from %s", src);
     m = manifest_load(src);
+    r->copied = 0;
     rc = tilestore_mkdir_durable(data_dir, err);
     if (rc == 0)
         rc = restore_files(src, data_dir, m, r, err);
@@ -836,12 +883,18 @@ backup_restore(const char *src, const char *catalogue, const char *data_dir,
     if (rc == 0)
         rc = restore_catalogue(src, catalogue, err);
     if (rc < 0)
-        return err_prefix(err, "restore from %s", src);
+        return not_enoent(err_prefix(err, "restore from %s failed after "
+                                     "%d files", src, r->copied), err);
+    copied = r->copied;
     rc = backup_check(catalogue, data_dir, &check, err);
     r->verified = check.verified;
     r->problems = check.problems;
     snprintf(r->problem, sizeof(r->problem), "%s", check.problem);
-    return rc;
+    if (rc < 0)
+        return not_enoent(err_prefix(err, "restored %d files from %s, but "
+                                     "the result does not verify", copied,
+                                     src), err);
+    return 0;
 }
 
 /* --- checking a data directory ----------------------------------------- */
@@ -900,9 +953,12 @@ backup_check(const char *catalogue, const char *data_dir,
 
 /* --- paths -------------------------------------------------------------- */
 
+#define DEFAULT_CONF "/etc/slidescan/slidescan.conf"
+
 struct conf_paths {
     char data_dir[PATH_MAX];
     char catalogue[PATH_MAX];
+    bool data_dir_set, catalogue_set;   /* by the configuration file */
 };
 
 static int
@@ -912,28 +968,57 @@ on_conf(void *user, const char *section, const char *key, const char *value)
 
     if (strcmp(section, "daemon") != 0)
         return 1;
-    if (strcmp(key, "data_dir") == 0)
+    if (strcmp(key, "data_dir") == 0) {
         snprintf(p->data_dir, sizeof(p->data_dir), "%s", value);
-    else if (strcmp(key, "catalogue") == 0)
+        p->data_dir_set = true;
+    } else if (strcmp(key, "catalogue") == 0) {
         snprintf(p->catalogue, sizeof(p->catalogue), "%s", value);
+        p->catalogue_set = true;
+    }
     return 1;
 }
 
-int
-backup_paths(const char *conf, const char *data_dir_override,
-             const char *catalogue_override, char *data_dir,
-             char *catalogue, struct ss_err *err)
+/* Where the catalogue path came from, in words a user can act on. */
+static void
+describe_origin(const struct conf_paths *p, const char *conf,
+                const char *data_dir_override,
+                const char *catalogue_override, char *out, size_t len)
 {
-    struct conf_paths p = { "/var/lib/slidescan", "" };
+    if (catalogue_override != NULL)
+        snprintf(out, len, "given with --catalogue");
+    else if (p->catalogue_set)
+        snprintf(out, len, "[daemon] catalogue in %s", conf);
+    else if (data_dir_override != NULL)
+        snprintf(out, len, "under --data-dir %s", data_dir_override);
+    else if (p->data_dir_set)
+        snprintf(out, len, "under [daemon] data_dir of %s", conf);
+    else if (conf != NULL)
+        snprintf(out, len, "the default: %s sets no [daemon] data_dir",
+                 conf);
+    else
+        snprintf(out, len, "the default: no --config, $SLIDESCAN_CONFIG "
+                 "unset and no %s", DEFAULT_CONF);
+}
+
+int
+backup_paths_origin(const char *conf, const char *data_dir_override,
+                    const char *catalogue_override, char *data_dir,
+                    char *catalogue, char *origin, size_t origin_len,
+                    struct ss_err *err)
+{
+    struct conf_paths p = { "/var/lib/slidescan", "", false, false };
     int line;
 
     if (conf == NULL)
         conf = getenv("SLIDESCAN_CONFIG");
-    if (conf == NULL && access("/etc/slidescan/slidescan.conf", R_OK) == 0)
-        conf = "/etc/slidescan/slidescan.conf";
+    if (conf == NULL && access(DEFAULT_CONF, R_OK) == 0)
+        conf = DEFAULT_CONF;
     if (conf != NULL && (line = ini_parse(conf, on_conf, &p)) != 0)
         return err_set(err, SS_ECONFIG, line < 0 ? "%s: cannot read" :
                        "%s:%d: not valid INI", conf, line);
+    if (origin != NULL && origin_len > 0)
+        describe_origin(&p, conf, data_dir_override, catalogue_override,
+                        origin, origin_len);
     if (data_dir_override != NULL)
         snprintf(p.data_dir, sizeof(p.data_dir), "%s", data_dir_override);
     if (catalogue_override != NULL)
@@ -945,4 +1030,13 @@ backup_paths(const char *conf, const char *data_dir_override,
     memcpy(data_dir, p.data_dir, PATH_MAX);
     memcpy(catalogue, p.catalogue, PATH_MAX);
     return 0;
+}
+
+int
+backup_paths(const char *conf, const char *data_dir_override,
+             const char *catalogue_override, char *data_dir,
+             char *catalogue, struct ss_err *err)
+{
+    return backup_paths_origin(conf, data_dir_override, catalogue_override,
+                               data_dir, catalogue, NULL, 0, err);
 }

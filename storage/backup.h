@@ -36,6 +36,7 @@
 #define SS_STORAGE_BACKUP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -58,19 +59,26 @@ struct backup_report {
 /* Backs up the catalogue at catalogue (data files under data_dir) into
  * dest, creating it.  0 when every named file is in the backup and
  * verified; SS_EFORMAT when some could not be (the report and err say
- * which; the backup holds everything else). */
+ * which; the backup holds everything else); -ENOENT, before dest is
+ * touched, when there is no file at catalogue. */
 int backup_create(const char *catalogue, const char *data_dir,
                   const char *dest, struct backup_report *r,
                   struct ss_err *err);
 
 /* Checks a backup directory: the manifest, the catalogue's checksum and
- * integrity, every file's checksum.  0 when whole. */
+ * integrity, every file's checksum.  0 when whole; -ENOENT when src holds
+ * no manifest (no backup there); SS_EFORMAT when it is damaged. */
 int backup_verify(const char *src, struct backup_report *r,
                   struct ss_err *err);
 
-/* Restores the backup in src to the catalogue path and data_dir.  Refuses
- * (-EBUSY) when a process has the catalogue open, and (-EEXIST) when a
- * catalogue exists there and force is false. */
+/* Restores the backup in src to the catalogue path and data_dir.  Before
+ * writing anything it fails with -ENOENT when src holds no backup,
+ * SS_EFORMAT when the backup does not verify ("not restoring: ..."), and
+ * refuses (-EBUSY) when a process has the catalogue open, and (-EEXIST)
+ * when a catalogue exists there and force is false.  Later failures (a
+ * copy, or the restored data not verifying: "restored N files from src,
+ * but the result does not verify: ...") are other negative codes, never
+ * -ENOENT.  r->copied counts the files written. */
 int backup_restore(const char *src, const char *catalogue,
                    const char *data_dir, bool force, struct backup_report *r,
                    struct ss_err *err);
@@ -94,5 +102,15 @@ bool backup_catalogue_in_use(const char *catalogue, pid_t *pid);
 int backup_paths(const char *conf, const char *data_dir_override,
                  const char *catalogue_override, char *data_dir,
                  char *catalogue, struct ss_err *err);
+
+/* backup_paths(), also writing into origin (may be NULL) where the
+ * catalogue path came from, for messages: "given with --catalogue",
+ * "under --data-dir DIR", "under [daemon] data_dir of FILE", "the
+ * default: no --config, $SLIDESCAN_CONFIG unset and no
+ * /etc/slidescan/slidescan.conf", ... */
+int backup_paths_origin(const char *conf, const char *data_dir_override,
+                        const char *catalogue_override, char *data_dir,
+                        char *catalogue, char *origin, size_t origin_len,
+                        struct ss_err *err);
 
 #endif

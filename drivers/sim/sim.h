@@ -22,12 +22,15 @@
  *
  * Coordinates (drivers/stage.h): stage (x, y) in µm is the sample point
  * under the centre of the frame's top-left pixel; frame pixel (u, v) shows
- * (x + u * pixel_um, y + v * pixel_um); image +x is stage +x.  The glass
- * slide spans stage [0, glass_w_um] × [0, glass_h_um]; the slide's image
- * lies at (image_x_um, image_y_um) (a blank-glass margin of margin_um
- * around it) and a blank-glass area for flat-field frames follows on its
- * right (struct sim_geometry).  z = 0 is the nominal focal plane: the true
- * focal surface lies within a few µm of it (tilt, bow, offset knobs).
+ * (x + u * pixel_um, y + v * pixel_um); image +x is stage +x.  The stage
+ * travels a fixed [0, travel_x_um] × [0, travel_y_um] (120 × 80 mm by
+ * default), whatever slide is loaded.  The glass slide (75 × 25 mm, larger
+ * only for images that need it) lies with its corner at stage (0, 0); the
+ * slide's image lies at (image_x_um, image_y_um) (a blank-glass margin of
+ * margin_um around it) and a blank-glass area for flat-field frames
+ * follows on its right (struct sim_geometry).  z = 0 is the nominal focal
+ * plane: the true focal surface lies within a few µm of it (tilt, bow,
+ * offset knobs).
  *
  * All functions are safe to call from several threads: camera, stage and
  * these functions share one lock, held only briefly (frames are rendered
@@ -101,11 +104,14 @@ struct sim_config {
                                    this much above its corners (quadratic
                                    bow) */
 
-    /* Slide placement. */
+    /* Slide placement and stage travel. */
     double margin_um;           /* margin_um = 1000: glass around image */
     double blank_w_um;          /* blank_w_um = 0: width of the blank area
                                    right of the image; 0 = a 10x frame
                                    width plus 400 µm */
+    double travel_x_um;         /* travel_x_um = 120000: stage x travel
+                                   from 0, the same for every slide */
+    double travel_y_um;         /* travel_y_um = 80000: stage y travel */
 
     /* Stage (per axis x, y, z; one value sets all three). */
     double speed_um_s[3];       /* speed_um_s = 10000,10000,1000 */
@@ -149,8 +155,12 @@ void sim_config_default(struct sim_config *c);
 
 /* Sets one knob from text, as read from the [simulator] section of
  * slidescan.conf; key names are given in struct sim_config.  Per-axis and
- * per-channel keys take one number or three separated by commas.  An
- * unknown key or a bad value is SS_ECONFIG naming the key and the cause. */
+ * per-channel keys take one number or three separated by commas; "slide"
+ * is checked with sim_slide_spec_check() and "fault" as sim_fault_set()
+ * would parse it.  An unknown key or a bad value is SS_ECONFIG and c is
+ * left as it was.  The message is the cause only ("unknown key", "'wide'
+ * is not a number"): the caller names the key and where it came from, as
+ * slidescan.conf's reader does ("FILE:LINE: [simulator] KEY: cause"). */
 int sim_config_set(struct sim_config *c, const char *key, const char *value,
                    struct ss_err *err);
 
@@ -175,6 +185,18 @@ int sim_camera_new(struct sim *s, struct camera **out, struct ss_err *err);
 int sim_stage_new(struct sim *s, struct stage **out, struct ss_err *err);
 
 /*
+ * Checks a slide spec (the forms of sim_load_slide()) without opening
+ * anything: the phantom's stain and options, a file spec's @MPP, :stain=
+ * and :id= parts.  Whether a file exists and is a slide is only known when
+ * it is loaded.  Cheap (no file access, no rendering), so a daemon can
+ * refuse a bad spec when a scan is queued.  A bad spec is SS_ECONFIG with
+ * one message naming the spec, the cause and the accepted form, e.g.
+ *   'phantom:HE:w_mm=0': w_mm '0' is not a number from 0.05 to 60; a
+ *   phantom is phantom:HE|KI67|CK[:seed=N][:w_mm=MM][:h_mm=MM][:id=TEXT]
+ * sim_load_slide() refuses the same specs with the same message. */
+int sim_slide_spec_check(const char *spec, struct ss_err *err);
+
+/*
  * Places a physical slide, replacing the previous one:
  *   "FILE"            any file OpenSlide opens; µm/px from the file
  *   "FILE@0.5"        a plain TIFF, PNG or JPEG (or an OpenSlide file
@@ -185,23 +207,34 @@ int sim_stage_new(struct sim *s, struct stage **out, struct ss_err *err);
  * File specs may end in ":stain=KI67" and any spec in ":id=S-0042" (the
  * label's slide id).  Errors name the file and the cause: a file that is
  * not a slide, an unsupported TIFF compression, tiles that do not decode
- * (read at load time), a missing pixel size.  The stage geometry and
- * limits change with the slide. */
+ * (read at load time), a missing pixel size.  The placement on the stage
+ * (struct sim_geometry) follows the slide; the stage travel does not.  A
+ * slide whose specimen area (image, margins, blank area) does not fit the
+ * travel is refused with SS_ECONFIG, and the previous slide stays. */
 int sim_load_slide(struct sim *s, const char *spec, struct ss_err *err);
 
 /* Where things are on the stage, for the slide now loaded. */
 struct sim_geometry {
-    double glass_w_um, glass_h_um;      /* glass spans [0, w] × [0, h] */
+    double glass_w_um, glass_h_um;      /* the glass slide spans [0, w] ×
+                                           [0, h]: 75 × 25 mm, or the
+                                           specimen area if larger */
+    double area_w_um, area_h_um;        /* the specimen area [0, w] × [0,
+                                           h]: image, margins, blank area;
+                                           the overview camera's field */
     double image_x_um, image_y_um;      /* image pixel (0, 0) */
     double image_w_um, image_h_um;
-    double source_mpp;                  /* µm per source pixel (level 0) */
-    double blank_x_um, blank_y_um;      /* a frame here sees only glass */
+    double source_mpp;                  /* µm per source pixel (level 0);
+                                           0 for a phantom (procedural) */
+    double blank_x_um, blank_y_um;      /* a frame here sees only glass,
+                                           inside the travel */
     double pixel_um;                    /* camera pixel at the sample */
     int frame_w, frame_h;
     char stain[16];                     /* "HE", "KI67", "CK" */
     char slide_id[64];
     bool phantom;
-    struct stage_limits limits;         /* stage travel */
+    struct stage_limits limits;         /* stage travel: fixed by
+                                           travel_x_um, travel_y_um, z_min_um
+                                           and z_max_um, not by the slide */
 };
 
 void sim_geometry_get(struct sim *s, struct sim_geometry *g);

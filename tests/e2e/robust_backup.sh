@@ -109,4 +109,49 @@ check "restore --force replaces it" \
 check "slidescan restore of a directory without a backup exits 5" \
     test "$(slidescan restore "$T" --config "$RCONF" >/dev/null 2>&1;
             echo $?)" = 5
+
+# --- one message per failure, and no result line after it ---------------
+# restore OUT ERR SRC ARGS...: runs restore into an empty data directory.
+restore() {
+    local o=$1 e=$2
+    shift 2
+    slidescan restore "$@" --config "$RCONF" --data-dir "$T/r3" \
+        --catalogue "$T/r3/catalogue.db" >"$o" 2>"$e"
+}
+one_line() { [ ! -s "$1" ] && [ "$(wc -l <"$2")" = 1 ] && grep -q "$3" "$2"; }
+cp -a "$BK" "$T/damaged"
+victim=$(find "$T/damaged/files" -type f | sort | head -1)
+printf 'bitrot' >"$victim"
+restore "$T/o1" "$T/e1" "$T/damaged"
+rc=$?
+echo "# $(cat "$T/e1")"
+check "restore of a damaged backup: exit 1, one line naming the file" \
+    eval 'test $rc = 1 && one_line "$T/o1" "$T/e1" \
+          "not restoring: .*$(basename "$victim"): checksum differs"'
+check "... and nothing restored" test ! -e "$T/r3/catalogue.db"
+restore "$T/o2" "$T/e2" "$T/no-backup-here"
+rc=$?
+echo "# $(cat "$T/e2")"
+check "restore without a backup: exit 5, one line, no result" \
+    eval 'test $rc = 5 && one_line "$T/o2" "$T/e2" "holds no backup"'
+slidescan backup "$T/bk-none" --data-dir "$T/nodata" >"$T/o3" 2>"$T/e3"
+rc=$?
+echo "# $(cat "$T/e3")"
+check "backup without a catalogue: exit 5, names it and the options" \
+    eval 'test $rc = 5 &&
+          one_line "$T/o3" "$T/e3" "no catalogue at $T/nodata/catalogue.db" &&
+          grep -q -- "--config FILE" "$T/e3" &&
+          grep -q -- "--data-dir DIR" "$T/e3" && test ! -e "$T/bk-none"'
+if [ -e /etc/slidescan/slidescan.conf ] ||
+   [ -e /var/lib/slidescan/catalogue.db ]; then
+    skip "this machine has a configured scanner: the default path exists"
+else
+    env -u SLIDESCAN_CONFIG slidescan backup "$T/bk-none" >"$T/o4" \
+        2>"$T/e4"
+    rc=$?
+    echo "# $(cat "$T/e4")"
+    check "backup with no configuration names the default catalogue" \
+        eval 'test $rc = 5 && one_line "$T/o4" "$T/e4" \
+              "/var/lib/slidescan/catalogue.db (the default: no --config"'
+fi
 dtest_end

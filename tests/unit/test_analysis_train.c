@@ -7,6 +7,7 @@
  */
 #include "tests/support/testutil.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,6 +126,43 @@ test_bad_inputs_name_the_cause(void **state)
     an_train_data_free(&d);
 }
 
+/* A label mask must be the slide's size at level 0 or at the training
+ * resolution: a 10 × 10 mask for a 40 × 40 slide at 2 µm/px is an error
+ * naming the mask and both sizes, not a stretched mask. */
+static void
+test_label_mask_size_must_match(void **state)
+{
+    struct img *rgb = img_new(40, 40, 3, IMG_U8);
+    struct img *lab = img_new(10, 10, 1, IMG_U8);
+    char slide[512], mask[512];
+    struct an_train_data d;
+    struct ss_err e;
+
+    snprintf(slide, sizeof(slide), "%s", tu_tmp("slide40.png"));
+    snprintf(mask, sizeof(mask), "%s", tu_tmp("mask10.png"));
+    memset(rgb->data, 128, img_bytes(rgb));
+    memset(lab->data, AN_TUMOR, img_bytes(lab));
+    assert_int_equal(img_png_write(rgb, slide, &e), 0);
+    assert_int_equal(img_png_write(lab, mask, &e), 0);
+    an_train_data_init(&d, 2.0);
+    err_clear(&e);
+    assert_int_equal(an_train_add_slide(&d, slide, mask, 2.0, &e), -ERANGE);
+    print_message("# %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "mask10.png is 10×10 px"));
+    assert_non_null(strstr(e.msg, "(40×40 px)"));
+    assert_int_equal(d.n, 0);
+    /* The mask of the right size is taken. */
+    img_free(lab);
+    lab = img_new(40, 40, 1, IMG_U8);
+    memset(lab->data, AN_TUMOR, img_bytes(lab));
+    assert_int_equal(img_png_write(lab, mask, &e), 0);
+    assert_int_equal(an_train_add_slide(&d, slide, mask, 2.0, &e), 0);
+    assert_int_equal(d.n, 1);
+    an_train_data_free(&d);
+    img_free(rgb);
+    img_free(lab);
+}
+
 int
 main(void)
 {
@@ -132,6 +170,7 @@ main(void)
         cmocka_unit_test(test_loss_falls_on_a_phantom),
         cmocka_unit_test(test_patches_split_by_source_and_loso),
         cmocka_unit_test(test_bad_inputs_name_the_cause),
+        cmocka_unit_test(test_label_mask_size_must_match),
     };
 
     return cmocka_run_group_tests_name("analysis train", tests, NULL, NULL);

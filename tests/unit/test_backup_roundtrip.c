@@ -10,6 +10,7 @@
 #include "tests/support/testutil.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -335,10 +336,75 @@ test_restore_refuses_live_catalogue(void **state)
     cat_close(c);
 }
 
+/* Each failure is one outcome with its own code: no backup in SRC
+ * (-ENOENT, nothing written), no catalogue to back up (-ENOENT, DEST not
+ * created), a directory the catalogue names but the data lacks (a backup
+ * problem, not a silent gap), and a restore whose result does not verify
+ * (says how many files it wrote, never -ENOENT). */
+static void
+test_failures_are_named_once(void **state)
+{
+    const char *dest = tu_tmp("backup5"), *to = tu_tmp("r5");
+    char path[8192], cmd[8400], rcat[8192];
+    struct backup_report r;
+    struct ss_err e;
+    json_t *m, *files, *kept;
+    size_t i;
+    int rc;
+
+    build_data();
+    assert_int_equal(backup_verify(tu_tmp("nothing"), &r, &e), -ENOENT);
+    assert_non_null(strstr(e.msg, "holds no backup"));
+    snprintf(rcat, sizeof(rcat), "%s/catalogue.db", to);
+    assert_int_equal(backup_restore(tu_tmp("nothing"), rcat, to, false, &r,
+                                    &e), -ENOENT);
+    assert_non_null(strstr(e.msg, "not restoring"));
+    assert_int_equal(access(to, F_OK), -1);
+    assert_int_equal(backup_create(tu_tmp("nodata/catalogue.db"), data,
+                                   dest, &r, &e), -ENOENT);
+    assert_non_null(strstr(e.msg, "nodata/catalogue.db: no such file"));
+    assert_int_equal(access(dest, F_OK), -1);
+
+    /* The backup lacks the analysis (its manifest agrees): restore
+     * writes the rest, then its check says what is missing. */
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
+    snprintf(path, sizeof(path), "%s/MANIFEST.json", dest);
+    m = json_load_file(path, 0, NULL);
+    assert_non_null(m);
+    files = json_object_get(m, "files");
+    kept = json_array();
+    for (i = 0; i < json_array_size(files); i++) {
+        json_t *f = json_array_get(files, i);
+        if (strstr(json_string_value(json_object_get(f, "path")),
+                   "analysis-s1") == NULL)
+            json_array_append(kept, f);
+    }
+    assert_true(json_array_size(kept) < json_array_size(files));
+    json_object_set_new(m, "files", kept);
+    assert_int_equal(json_dump_file(m, path, 0), 0);
+    json_decref(m);
+    rc = backup_restore(dest, rcat, to, false, &r, &e);
+    print_message("# %s\n", e.msg);
+    assert_int_equal(rc, SS_EFORMAT);
+    assert_non_null(strstr(e.msg, "restored"));
+    assert_non_null(strstr(e.msg, "but the result does not verify"));
+    assert_non_null(strstr(e.msg, "analysis directory missing"));
+    assert_true(r.copied > 0);
+
+    /* The same gap in the source is a backup problem. */
+    snprintf(cmd, sizeof(cmd), "rm -r '%s/slides/S-1/analysis-s1'", data);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(backup_create(cat_path, data, tu_tmp("backup6"), &r,
+                                   &e), SS_EFORMAT);
+    print_message("# %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "analysis-s1: analysis directory "
+                           "missing"));
+}
+
 static void
 test_paths_from_config(void **state)
 {
-    char d[4096], cat[4096];
+    char d[4096], cat[4096], origin[4200];
     const char *conf = tu_tmp("slidescan.conf");
     struct ss_err e;
     FILE *f = fopen(conf, "w");
@@ -355,6 +421,26 @@ test_paths_from_config(void **state)
     assert_int_equal(backup_paths(tu_tmp("missing.conf"), NULL, NULL, d, cat,
                                   &e), SS_ECONFIG);
     assert_non_null(strstr(e.msg, "missing.conf: cannot read"));
+
+    /* Where the catalogue path came from, for the message when it is not
+     * there. */
+    assert_int_equal(backup_paths_origin(conf, NULL, NULL, d, cat, origin,
+                                         sizeof(origin), &e), 0);
+    assert_non_null(strstr(origin, "[daemon] data_dir of"));
+    assert_non_null(strstr(origin, "slidescan.conf"));
+    assert_int_equal(backup_paths_origin(conf, "/data", NULL, d, cat,
+                                         origin, sizeof(origin), &e), 0);
+    assert_string_equal(origin, "under --data-dir /data");
+    assert_int_equal(backup_paths_origin(conf, NULL, "/db/c.db", d, cat,
+                                         origin, sizeof(origin), &e), 0);
+    assert_string_equal(origin, "given with --catalogue");
+    f = fopen(conf, "w");
+    fputs("[simulator]\nseed = 3\n", f);
+    fclose(f);
+    assert_int_equal(backup_paths_origin(conf, NULL, NULL, d, cat, origin,
+                                         sizeof(origin), &e), 0);
+    assert_string_equal(cat, "/var/lib/slidescan/catalogue.db");
+    assert_non_null(strstr(origin, "the default"));
 }
 
 static int
@@ -375,6 +461,7 @@ main(void)
         cmocka_unit_test_setup(test_damage_is_named, fresh_tmp),
         cmocka_unit_test_setup(test_restore_refuses_live_catalogue,
                                fresh_tmp),
+        cmocka_unit_test_setup(test_failures_are_named_once, fresh_tmp),
         cmocka_unit_test(test_paths_from_config),
     };
 

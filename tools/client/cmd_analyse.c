@@ -63,7 +63,8 @@ print_results(const struct an_results *r, const char *out)
     print_value("tissue area", r->tissue_area_mm2, " mm²");
     print_value("tumour area", r->tumor_area_mm2, " mm²");
     print_value("stroma area", r->stroma_area_mm2, " mm²");
-    print_value("tumour-stroma ratio", r->tsr, "");
+    print_value("tumour-stroma ratio", r->tsr,
+                " (tumour fraction of tumour+stroma)");
     printf("tumour regions         %d", r->nregions);
     if (r->nregions > 0)
         printf(" (TSR min %.3f, max %.3f, mean %.3f)", r->tsr_region_min,

@@ -5,13 +5,15 @@
  * output, calibration and unfinished scan's tile not yet in DEST, each
  * verified by its checksum (storage/backup.h).  Runs in this process
  * against the catalogue file; the daemon is not involved.  With --verify
- * it only checks an existing backup.
+ * it only checks an existing backup.  The report goes to stdout when the
+ * backup is whole; otherwise one line on stderr says what is missing.
  */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "storage/backup.h"
 #include "storage/space.h"
@@ -30,10 +32,12 @@ usage(FILE *f)
             "every copy against its checksum.  Safe while slidescand scans.\n"
             "Paths come from the [daemon] section of the configuration\n"
             "($SLIDESCAN_CONFIG or /etc/slidescan/slidescan.conf) unless\n"
-            "given.  --verify checks DEST instead of writing to it.\n"
-            "Exit status 0 when everything is backed up (or verifies), 1 when\n"
-            "some files could not be, 5 when the catalogue or DEST is not\n"
-            "there.\n");
+            "given; without them the catalogue is\n"
+            "/var/lib/slidescan/catalogue.db.  --verify checks DEST instead\n"
+            "of writing to it.  Exit status 0 when everything is backed up\n"
+            "(or verifies; the report on stdout), 1 when some files could\n"
+            "not be, 5 when the catalogue or the backup in DEST is not\n"
+            "there (one line on stderr says which).\n");
 }
 
 static void
@@ -106,18 +110,26 @@ parse(int argc, char **argv, struct args *a)
     return 0;
 }
 
+/* One line naming the catalogue looked for, where that path came from
+ * and how to point elsewhere. */
 static int
-exit_for(int rc)
+no_catalogue(const char *catalogue, const char *origin)
 {
-    if (rc == -ENOENT)
-        return EXIT_NOTFOUND;
-    return rc < 0 ? EXIT_FAIL : EXIT_OK;
+    struct stat st;
+
+    if (stat(catalogue, &st) == 0)
+        return 0;
+    fprintf(stderr, "slidescan backup: no catalogue at %s (%s); give the "
+            "scanner's configuration with --config FILE, its data "
+            "directory with --data-dir DIR, or the catalogue with "
+            "--catalogue FILE\n", catalogue, origin);
+    return 1;
 }
 
 int
 cmd_backup(int argc, char **argv)
 {
-    char data_dir[PATH_MAX], catalogue[PATH_MAX];
+    char data_dir[PATH_MAX], catalogue[PATH_MAX], origin[PATH_MAX + 96];
     struct args a = { 0 };
     struct backup_report r;
     struct ss_err err;
@@ -129,16 +141,18 @@ cmd_backup(int argc, char **argv)
     err_clear(&err);
     if (a.verify) {
         rc = backup_verify(a.dir, &r, &err);
-        print_report("backup", a.dir, &r, a.json);
     } else {
-        rc = backup_paths(a.conf, a.data_dir, a.catalogue, data_dir,
-                          catalogue, &err);
+        rc = backup_paths_origin(a.conf, a.data_dir, a.catalogue, data_dir,
+                                 catalogue, origin, sizeof(origin), &err);
         if (rc == 0)
             rc = backup_create(catalogue, data_dir, a.dir, &r, &err);
-        if (rc == 0 || rc == SS_EFORMAT)
-            print_report("backup", a.dir, &r, a.json);
+        if (rc == -ENOENT && no_catalogue(catalogue, origin))
+            return EXIT_NOTFOUND;
     }
-    if (rc < 0)
-        fprintf(stderr, "slidescan backup: %s\n", err.msg);
-    return exit_for(rc);
+    if (rc == 0) {
+        print_report("backup", a.dir, &r, a.json);
+        return EXIT_OK;
+    }
+    fprintf(stderr, "slidescan backup: %s\n", err.msg);
+    return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }

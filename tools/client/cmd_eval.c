@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * slidescan eval --pred P --truth T [--ref FILE] [--pred P --truth T ...]
- *                [--json FILE] [--png FILE] [--min-region PX]
+ * slidescan eval --pred P --truth T [--ref FILE] [--scale S]
+ *                [--pred P --truth T ...] [--json FILE] [--png FILE]
+ *                [--min-region PX]
  *
  * Scores predictions against truth (worker/analysis/eval.h says what P
  * and T may be): pixel confusion, precision, recall, F1, IoU and Dice per
  * class, region mAP@[.5:.95], MAE and RMSE of the tumour-stroma ratio and
  * KI67 index.  Prints a text report; --json and --png write the others.
+ * A truth whose size does not map onto its prediction's is an error;
+ * --scale states the mapping when results.json cannot.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +27,8 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-        "usage: slidescan eval --pred P --truth T [--ref FILE] ...\n"
+        "usage: slidescan eval --pred P --truth T [--ref FILE] [--scale S]"
+        " ...\n"
         "                      [--json FILE] [--png FILE] "
         "[--min-region PX]\n"
         "\n"
@@ -31,15 +36,49 @@ usage(FILE *f)
         "\n   2 stroma).  T: a label PNG (255 = unlabelled), a QuPath "
         "GeoJSON\n   file, or a directory with labels.png or "
         "annotations.geojson and\n   truth.json.  --ref gives reference "
-        "TSR / KI67 values for the pair\n   before it.  Pairs repeat.  "
-        "Regions under PX pixels (default 20)\n   are left out of the "
-        "mAP.\n");
+        "TSR (tumour fraction of\n   tumour + stroma) / KI67 values for the "
+        "pair before it.  Pairs\n   repeat.  Regions under PX pixels "
+        "(default 20) are left out of the\n   mAP.\n"
+        "\n"
+        "A truth label map must have the prediction's size, or (for an\n"
+        "analysis directory) the slide's level-0 size that results.json\n"
+        "maps it onto.  --scale S, for the pair before it, says instead\n"
+        "that one prediction pixel covers S truth pixels (S level-0 pixels\n"
+        "of GeoJSON coordinates); the truth must then span the prediction\n"
+        "size × S.  Any other size difference is an error.\n");
 }
 
 struct pairs {
     const char *pred[MAX_PAIRS], *truth[MAX_PAIRS], *ref[MAX_PAIRS];
+    double scale[MAX_PAIRS];        /* 0: the prediction's own */
     int n, npred, ntruth;
 };
+
+/* --ref and --scale belong to the pair given before them. */
+static int
+pair_option(const struct pairs *p, const char *name)
+{
+    if (p->ntruth > 0)
+        return 0;
+    fprintf(stderr, "slidescan eval: %s goes after the --pred/--truth pair "
+            "it is for\n", name);
+    return -1;
+}
+
+static int
+parse_scale(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || *end != '\0' || !isfinite(v) || !(v > 0)) {
+        fprintf(stderr, "slidescan eval: --scale wants a positive number "
+                "(truth pixels per prediction pixel), not '%s'\n", s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
 
 static int
 parse(int argc, char **argv, struct pairs *p, const char **json_out,
@@ -49,6 +88,7 @@ parse(int argc, char **argv, struct pairs *p, const char **json_out,
         { "pred", required_argument, NULL, 'p' },
         { "truth", required_argument, NULL, 't' },
         { "ref", required_argument, NULL, 'r' },
+        { "scale", required_argument, NULL, 's' },
         { "json", required_argument, NULL, 'j' },
         { "png", required_argument, NULL, 'g' },
         { "min-region", required_argument, NULL, 'm' },
@@ -60,16 +100,26 @@ parse(int argc, char **argv, struct pairs *p, const char **json_out,
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
-            if (p->npred < MAX_PAIRS)
-                p->pred[p->npred++] = optarg;
-            break;
         case 't':
-            if (p->ntruth < MAX_PAIRS)
+            if ((c == 'p' ? p->npred : p->ntruth) == MAX_PAIRS) {
+                fprintf(stderr, "slidescan eval: at most %d pairs\n",
+                        MAX_PAIRS);
+                return -1;
+            }
+            if (c == 'p')
+                p->pred[p->npred++] = optarg;
+            else
                 p->truth[p->ntruth++] = optarg;
             break;
         case 'r':
-            if (p->ntruth > 0)
-                p->ref[p->ntruth - 1] = optarg;
+            if (pair_option(p, "--ref") < 0)
+                return -1;
+            p->ref[p->ntruth - 1] = optarg;
+            break;
+        case 's':
+            if (pair_option(p, "--scale") < 0 ||
+                parse_scale(optarg, &p->scale[p->ntruth - 1]) < 0)
+                return -1;
             break;
         case 'j': *json_out = optarg; break;
         case 'g': *png_out = optarg; break;
@@ -103,7 +153,8 @@ cmd_eval(int argc, char **argv)
     an_eval_init(&ev, min_px);
     for (i = 0; i < p.n; i++) {
         err_clear(&err);
-        if (an_eval_add(&ev, p.pred[i], p.truth[i], p.ref[i], &err) < 0) {
+        if (an_eval_add_scaled(&ev, p.pred[i], p.truth[i], p.ref[i],
+                               p.scale[i], &err) < 0) {
             fprintf(stderr, "slidescan eval: %s\n", err.msg);
             an_eval_fini(&ev);
             return EXIT_FAIL;

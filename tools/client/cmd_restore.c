@@ -4,7 +4,10 @@
  * from a backup made by `slidescan backup` (storage/backup.h).  The backup
  * is verified first; a catalogue that a running slidescand has open is
  * never replaced, an existing one only with --force.  Afterwards every
- * slide image and tile is checked against the restored catalogue.
+ * slide image and tile is checked against the restored catalogue.  Each
+ * outcome is one message: the result on stdout when the restored data
+ * verifies, otherwise one line on stderr saying why nothing was written
+ * (a refusal) or what went wrong after writing.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -29,8 +32,10 @@ usage(FILE *f)
             "/etc/slidescan/slidescan.conf, unless given).  The backup is\n"
             "verified before anything is written.  Stop slidescand first: a\n"
             "catalogue in use is never replaced, an existing one only with\n"
-            "--force.  Exit status 0 when the restored data verifies, 1 on\n"
-            "failure, 4 when refused, 5 when SRC holds no backup.\n");
+            "--force.  Exit status 0 when the restored data verifies (the\n"
+            "result on stdout, as JSON with --json), 1 when the backup is\n"
+            "damaged or the restore failed, 4 when refused, 5 when SRC holds\n"
+            "no backup; on failure one line on stderr says why.\n");
 }
 
 struct args {
@@ -115,14 +120,12 @@ cmd_restore(int argc, char **argv)
                       &err);
     if (rc == 0)
         rc = backup_restore(a.dir, catalogue, data_dir, a.force, &r, &err);
-    if (rc == 0 || rc == SS_EFORMAT)
+    if (rc == 0) {
         print_result(a.dir, catalogue, &r, a.json);
-    if (rc < 0)
-        fprintf(stderr, "slidescan restore: %s\n", err.msg);
+        return EXIT_OK;
+    }
+    fprintf(stderr, "slidescan restore: %s\n", err.msg);
     if (rc == -EBUSY || rc == -EEXIST)
         return EXIT_REFUSED;
-    if (rc == -ENOENT || (rc == SS_EFORMAT && r.files == 0 &&
-                          strstr(err.msg, "MANIFEST") != NULL))
-        return EXIT_NOTFOUND;
-    return rc < 0 ? EXIT_FAIL : EXIT_OK;
+    return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }

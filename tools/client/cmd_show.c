@@ -76,7 +76,8 @@ print_analysis(json_t *a, const char *dir)
     if (strcmp(client__str(a, "state"), "done") != 0)
         return;
     printf("    tumour %s mm², stroma %s mm², tissue %s mm², tumour-stroma "
-           "ratio %s, KI67 index %s, CK+ %s mm²\n",
+           "ratio %s (tumour fraction of tumour+stroma), KI67 index %s, "
+           "CK+ %s mm²\n",
            client__str(a, "tumor_area_mm2"),
            client__str(a, "stroma_area_mm2"),
            client__str(a, "tissue_area_mm2"),

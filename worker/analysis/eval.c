@@ -73,8 +73,10 @@ read_labels(const char *path, struct img **out, struct ss_err *err)
 }
 
 struct pred {
+    char path[4200];                /* the label map */
     struct img *label, *prob;
     double scale;                   /* level-0 px per raster px */
+    int scale_given;                /* scale is the caller's, not ours */
     double tsr, ki67;
 };
 
@@ -95,15 +97,19 @@ pred_load(const char *path, struct pred *p, struct ss_err *err)
     memset(p, 0, sizeof(*p));
     p->scale = 1;
     p->tsr = p->ki67 = NAN;
-    if (!is_dir(path))
-        return read_labels(path, &p->label, err);
-    snprintf(f, sizeof(f), "%s/labels.png", path);
-    rc = read_labels(f, &p->label, err);
-    if (rc < 0)
+    snprintf(p->path, sizeof(p->path), is_dir(path) ? "%s/labels.png"
+             : "%s", path);
+    rc = read_labels(p->path, &p->label, err);
+    if (rc < 0 || !is_dir(path))
         return rc;
     snprintf(f, sizeof(f), "%s/probabilities.png", path);
     if (exists(f) && img_read_any(f, &p->prob, err) < 0)
         return -EIO;
+    if (p->prob != NULL && (p->prob->w != p->label->w ||
+                            p->prob->h != p->label->h))
+        return err_set(err, SS_EFORMAT, "%s is %d×%d px but %s is %d×%d px",
+                       f, p->prob->w, p->prob->h, p->path, p->label->w,
+                       p->label->h);
     snprintf(f, sizeof(f), "%s/results.json", path);
     r = json_load_file(f, 0, NULL);
     if (r == NULL)
@@ -130,6 +136,27 @@ is_geojson(const char *path)
            (n > 5 && strcmp(path + n - 5, ".json") == 0);
 }
 
+/* The error for a truth map whose size does not map onto the
+ * prediction's. */
+static int
+size_mismatch(const char *path, const struct img *t, const struct pred *p,
+              struct ss_err *err)
+{
+    char cover[160] = "";
+
+    if (p->scale != 1)
+        snprintf(cover, sizeof(cover), ", which at %s%.6g truth px per "
+                 "px spans %.0f×%.0f", p->scale_given ? "--scale " : "",
+                 p->scale, p->label->w * p->scale, p->label->h * p->scale);
+    return err_set(err, -ERANGE, "sizes differ: truth %s is %d×%d px, "
+                   "prediction %s is %d×%d px%s; %s", path, t->w, t->h,
+                   p->path, p->label->w, p->label->h, cover,
+                   p->scale_given ? "the truth must span the prediction "
+                   "× scale to within one prediction pixel"
+                   : "give --scale (truth pixels per prediction pixel) "
+                   "when one maps onto the other");
+}
+
 static int
 truth_raster(const char *path, const struct pred *p, struct img **out,
              struct ss_err *err)
@@ -150,15 +177,14 @@ truth_raster(const char *path, const struct pred *p, struct img **out,
     rc = read_labels(path, &t, err);
     if (rc < 0)
         return rc;
-    if (t->w != p->label->w || t->h != p->label->h) {
-        struct img *r = an__resample_nearest(t, p->label->w, p->label->h);
-        img_free(t);
-        if (r == NULL)
-            return err_set(err, -ENOMEM, "%s: out of memory", path);
-        t = r;
-    }
-    *out = t;
-    return 0;
+    rc = an__labels_fit(t, p->label->w, p->label->h, p->scale,
+                        !p->scale_given, out);
+    if (rc == -ERANGE)
+        rc = size_mismatch(path, t, p, err);
+    else if (rc < 0)
+        rc = err_set(err, rc, "%s: out of memory", path);
+    img_free(t);
+    return rc;
 }
 
 /* Reference TSR and KI67 from a JSON file (see eval.h). */
@@ -299,6 +325,13 @@ int
 an_eval_add(struct an_eval *e, const char *pred, const char *truth,
             const char *ref, struct ss_err *err)
 {
+    return an_eval_add_scaled(e, pred, truth, ref, 0, err);
+}
+
+int
+an_eval_add_scaled(struct an_eval *e, const char *pred, const char *truth,
+                   const char *ref, double scale, struct ss_err *err)
+{
     char tl[4200], tr[4200];
     const char *tpath = truth, *rpath = ref;
     struct pred p;
@@ -315,6 +348,10 @@ an_eval_add(struct an_eval *e, const char *pred, const char *truth,
             rpath = tr;
     }
     rc = pred_load(pred, &p, err);
+    if (rc == 0 && scale > 0) {
+        p.scale = scale;
+        p.scale_given = 1;
+    }
     if (rc == 0)
         rc = truth_raster(tpath, &p, &t, err);
     if (rc == 0)
@@ -410,7 +447,8 @@ an_eval_print(const struct an_eval *e, FILE *f)
     print_num(f, an_cohen_kappa(&e->conf));
     fprintf(f, "\nregion mAP@[.5:.95]");
     print_num(f, map);
-    fprintf(f, " over %d classes\nTSR   MAE", n);
+    fprintf(f, " over %d classes\nTSR (tumour fraction of tumour+stroma)"
+            "\n      MAE", n);
     print_num(f, an_err_mae(&e->tsr));
     fprintf(f, " RMSE");
     print_num(f, an_err_rmse(&e->tsr));

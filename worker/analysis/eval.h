@@ -10,11 +10,24 @@
  * 2 stroma).  A truth is a label PNG (255 = unlabelled, ignored), a
  * QuPath GeoJSON file (rasterised at the prediction's resolution, see
  * geojson.h), or a directory holding labels.png or annotations.geojson
- * and optionally truth.json.  Truth rasters of another size are resampled
- * to the prediction's (nearest neighbour).  Reference values come from a
- * JSON file: "tumor_stroma_ratio" and "ki67_index" in results.json's
- * convention, or tumour and stroma areas from which the ratio is
- * computed ("areas_mm2": {"tumor", "stroma"} as the phantom truth files
+ * and optionally truth.json.
+ *
+ * Sizes.  A truth label map of the prediction's size is compared pixel by
+ * pixel.  Otherwise it must map onto the prediction through a scale,
+ * truth pixels per prediction pixel: the one given by the caller
+ * (`slidescan eval --scale`), else for an analysis directory the one its
+ * results.json states (analysis_mpp / mpp: a truth map at the slide's
+ * level 0, like the phantom's labels.png).  The truth must then span the
+ * prediction's size × scale to within one prediction pixel, and is
+ * sampled at the prediction pixels' centres; any other size is an error
+ * naming both files and sizes, never a silent stretch.  GeoJSON
+ * coordinates are level-0 pixels and are rasterised with the same scale
+ * (1 for a label PNG prediction without --scale).
+ *
+ * Reference values come from a JSON file: "tumor_stroma_ratio" and
+ * "ki67_index" in results.json's convention (the ratio is the tumour
+ * fraction of tumour + stroma), or tumour and stroma areas from which
+ * that fraction is computed ("areas_mm2": {"tumor", "stroma"} as the phantom truth files
  * have, "tumor_area_mm2" and "stroma_area_mm2", or "area_um2": [glass,
  * tumor, stroma]), and "ki67_fraction".
  */
@@ -46,6 +59,12 @@ void an_eval_fini(struct an_eval *e);
  * that overrides the truth directory's truth.json. */
 int an_eval_add(struct an_eval *e, const char *pred, const char *truth,
                 const char *ref, struct ss_err *err);
+
+/* The same with scale > 0 truth pixels per prediction pixel in place of
+ * the prediction's own (see "Sizes" above); scale ≤ 0 is an_eval_add(). */
+int an_eval_add_scaled(struct an_eval *e, const char *pred,
+                       const char *truth, const char *ref, double scale,
+                       struct ss_err *err);
 
 json_t *an_eval_json(const struct an_eval *e);
 void an_eval_print(const struct an_eval *e, FILE *f);

@@ -175,6 +175,8 @@ an__results_write(const char *path, const char *slide,
     json_object_set_new(o, "tumor_area_mm2", json_real(r->tumor_area_mm2));
     json_object_set_new(o, "stroma_area_mm2", json_real(r->stroma_area_mm2));
     json_object_set_new(o, "tumor_stroma_ratio", num_or_null(r->tsr));
+    json_object_set_new(o, "tumor_stroma_ratio_definition",
+                        json_string("tumor / (tumor + stroma)"));
     json_object_set_new(o, "tsr_regions", regions_json(r));
     json_object_set_new(o, "ki67_index", num_or_null(r->ki67_index));
     if (isfinite(r->ki67_index) || r->ki67_nuclei > 0)

@@ -99,13 +99,16 @@ base_name(const char *p)
     return s != NULL ? s + 1 : p;
 }
 
+/* The label mask of a slide onto its w × h training raster: a mask of
+ * that size, or one at the slide's level 0 (scale level-0 px per raster
+ * px); any other size is an error naming both. */
 static int
 slide_labels(const char *labels, int w, int h, double scale,
              struct img **out, struct ss_err *err)
 {
     size_t n = strlen(labels);
     struct an_annotations *a;
-    struct img *rgb, *l, *r;
+    struct img *rgb, *l;
     size_t i;
     int rc;
 
@@ -123,12 +126,16 @@ slide_labels(const char *labels, int w, int h, double scale,
     for (i = 0; l != NULL && i < (size_t)rgb->w * rgb->h; i++)
         ((uint8_t *)l->data)[i] = ((uint8_t *)rgb->data)[i * 3];
     img_free(rgb);
-    r = l != NULL ? an__resample_nearest(l, w, h) : NULL;
+    rc = l != NULL ? an__labels_fit(l, w, h, scale, 1, out) : -ENOMEM;
+    if (rc == -ERANGE)
+        rc = err_set(err, rc, "%s is %d×%d px, neither the slide's "
+                     "level-0 size (about %.0f×%.0f px) nor its size at the "
+                     "training resolution (%d×%d px)", labels, l->w, l->h,
+                     w * scale, h * scale, w, h);
+    else if (rc < 0)
+        rc = err_set(err, rc, "%s: out of memory", labels);
     img_free(l);
-    if (r == NULL)
-        return err_set(err, -ENOMEM, "%s: out of memory", labels);
-    *out = r;
-    return 0;
+    return rc;
 }
 
 /* LIMIT: the whole slide is held at the model's resolution (4 bytes per
