@@ -271,7 +271,7 @@ find_reduced_levels(struct slide *s, struct tslide *ts)
     }
 }
 
-/* ---- blocks --------------------------------------------------------------- */
+/* ---- blocks ------------------------------------------------------------- */
 
 static int
 select_level(struct slide *s, struct tslide *ts, int level,

@@ -45,6 +45,8 @@ sim_config_default(struct sim_config *c)
     c->focus_tilt_y = -0.25;
     c->focus_bow_um = 3.0;
     c->margin_um = 1000;
+    c->travel_x_um = 120000;
+    c->travel_y_um = 80000;
     c->speed_um_s[0] = c->speed_um_s[1] = 10000;
     c->speed_um_s[2] = 1000;
     c->accel_um_s2[0] = c->accel_um_s2[1] = 100000;
@@ -111,6 +113,8 @@ static const struct key keys[] = {
     { "focus_bow_um", K_DBL, F(focus_bow_um), 0, -200, 200 },
     { "margin_um", K_DBL, F(margin_um), 0, 0, 20000 },
     { "blank_w_um", K_DBL, F(blank_w_um), 0, 0, 50000 },
+    { "travel_x_um", K_DBL, F(travel_x_um), 0, 1000, 1e6 },
+    { "travel_y_um", K_DBL, F(travel_y_um), 0, 1000, 1e6 },
     { "speed_um_s", K_DBL3, F(speed_um_s), 0, 1, 1e7 },
     { "accel_um_s2", K_DBL3, F(accel_um_s2), 0, 1, 1e9 },
     { "backlash_um", K_DBL3, F(backlash_um), 0, 0, 1000 },
@@ -132,8 +136,8 @@ static const struct key keys[] = {
 };
 
 static int
-parse_double(const char *key, const char *text, double lo, double hi,
-             double *out, struct ss_err *err)
+parse_double(const char *text, double lo, double hi, double *out,
+             struct ss_err *err)
 {
     char *end;
     double v;
@@ -143,11 +147,10 @@ parse_double(const char *key, const char *text, double lo, double hi,
     while (*end == ' ' || *end == '\t')
         end++;
     if (end == text || *end != '\0' || errno != 0 || !isfinite(v))
-        return err_set(err, SS_ECONFIG, "simulator: %s: '%s' is not a "
-                       "number", key, text);
+        return err_set(err, SS_ECONFIG, "'%s' is not a number", text);
     if (v < lo || v > hi)
-        return err_set(err, SS_ECONFIG, "simulator: %s: %g is outside "
-                       "%g..%g", key, v, lo, hi);
+        return err_set(err, SS_ECONFIG, "%g is outside %g..%g", v, lo,
+                       hi);
     *out = v;
     return 0;
 }
@@ -166,17 +169,16 @@ parse_triple(const struct key *k, const char *value, double *dst,
         while (*part == ' ')
             part++;
         if (n == 3)
-            return err_set(err, SS_ECONFIG, "simulator: %s: more than "
-                           "three values in '%s'", k->name, value);
-        rc = parse_double(k->name, part, k->lo, k->hi, &v[n], err);
+            return err_set(err, SS_ECONFIG, "more than three values in "
+                           "'%s'", value);
+        rc = parse_double(part, k->lo, k->hi, &v[n], err);
         if (rc < 0)
             return rc;
         n++;
     }
     if (n != 1 && n != 3)
-        return err_set(err, SS_ECONFIG, "simulator: %s: give one value or "
-                       "three separated by commas, not '%s'", k->name,
-                       value);
+        return err_set(err, SS_ECONFIG, "give one value or three "
+                       "separated by commas, not '%s'", value);
     dst[0] = v[0];
     dst[1] = n == 3 ? v[1] : v[0];
     dst[2] = n == 3 ? v[2] : v[0];
@@ -197,14 +199,14 @@ set_key(struct sim_config *c, const struct key *k, const char *value,
         errno = 0;
         u = strtoull(value, &end, 0);
         if (end == value || *end != '\0' || errno != 0 || *value == '-')
-            return err_set(err, SS_ECONFIG, "simulator: %s: '%s' is not "
-                           "an unsigned integer", k->name, value);
+            return err_set(err, SS_ECONFIG, "'%s' is not an unsigned "
+                           "integer", value);
         *(uint64_t *)(void *)base = u;
         return 0;
     case K_STR:
         if (strlen(value) >= k->len)
-            return err_set(err, SS_ECONFIG, "simulator: %s: value longer "
-                           "than %zu characters", k->name, k->len - 1);
+            return err_set(err, SS_ECONFIG, "longer than %zu characters",
+                           k->len - 1);
         memcpy(base, value, strlen(value) + 1);
         return 0;
     case K_DBL3:
@@ -212,14 +214,13 @@ set_key(struct sim_config *c, const struct key *k, const char *value,
     default:
         break;
     }
-    rc = parse_double(k->name, value, k->lo, k->hi, &d, err);
+    rc = parse_double(value, k->lo, k->hi, &d, err);
     if (rc < 0)
         return rc;
     if (k->kind == K_DBL) {
         *(double *)(void *)base = d;
     } else if (d != floor(d)) {
-        return err_set(err, SS_ECONFIG, "simulator: %s: '%s' is not an "
-                       "integer", k->name, value);
+        return err_set(err, SS_ECONFIG, "'%s' is not an integer", value);
     } else if (k->kind == K_INT) {
         *(int *)(void *)base = (int)d;
     } else {
@@ -228,17 +229,24 @@ set_key(struct sim_config *c, const struct key *k, const char *value,
     return 0;
 }
 
+/* Values that must be one of a set or parse as a spec; the slide and the
+ * faults are checked here so a bad one is reported with its file line
+ * instead of when the microscope is made. */
 static int
 check_choice(const struct sim_config *c, const char *key,
              struct ss_err *err)
 {
     if (strcmp(key, "objective") == 0 && strcmp(c->objective, "10x") != 0 &&
         strcmp(c->objective, "20x") != 0 && strcmp(c->objective, "40x") != 0)
-        return err_set(err, SS_ECONFIG, "simulator: objective: '%s' is not "
-                       "one of 10x, 20x, 40x", c->objective);
+        return err_set(err, SS_ECONFIG, "'%s' is not one of 10x, 20x, 40x",
+                       c->objective);
     if (strcmp(key, "stain") == 0 && sim__stain_parse(c->stain) < 0)
-        return err_set(err, SS_ECONFIG, "simulator: stain: '%s' is not one "
-                       "of HE, KI67, CK", c->stain);
+        return err_set(err, SS_ECONFIG, "'%s' is not one of HE, KI67, CK",
+                       c->stain);
+    if (strcmp(key, "slide") == 0)
+        return sim_slide_spec_check(c->slide, err);
+    if (strcmp(key, "fault") == 0)
+        return sim__faults_parse(c->faults, NULL, NULL, err);
     return 0;
 }
 
@@ -251,7 +259,7 @@ sim_config_set(struct sim_config *c, const char *key, const char *value,
     int rc;
 
     if (key == NULL || value == NULL)
-        return err_set(err, SS_ECONFIG, "simulator: missing key or value");
+        return err_set(err, SS_ECONFIG, "missing key or value");
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (strcmp(keys[i].name, key) != 0)
             continue;
@@ -262,7 +270,7 @@ sim_config_set(struct sim_config *c, const char *key, const char *value,
             *c = tmp;
         return rc;
     }
-    return err_set(err, SS_ECONFIG, "simulator: unknown key '%s'", key);
+    return err_set(err, SS_ECONFIG, "unknown key");
 }
 
 int

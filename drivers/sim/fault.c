@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fault specs: "TYPE@COUNTER=N[:for=K][:ms=T][:um=V][:axis=x]" or
- * "TYPE@always", parsed into struct sim__fault.  sim.h lists the types.
+ * "TYPE@always", parsed into struct sim__fault, and lists of them
+ * separated by ',' or ';'.  sim.h lists the types.  Messages name the spec
+ * and the cause; the caller says that it is a fault.
  */
 #include "drivers/sim/sim_internal.h"
 
@@ -35,7 +37,7 @@ static const char *const counters[SIM_C_N] = {
 static int
 bad(const char *spec, struct ss_err *err, const char *why)
 {
-    return err_set(err, SS_ECONFIG, "simulator: fault '%s': %s", spec, why);
+    return err_set(err, SS_ECONFIG, "'%s': %s", spec, why);
 }
 
 static int
@@ -149,4 +151,35 @@ sim__fault_parse(const char *spec, struct sim__fault *f, struct ss_err *err)
     if (rc == 0 && f->type == SIM_F_HELD && f->counter != SIM_C_OPEN)
         rc = bad(spec, err, "camera_held counts open calls");
     return rc;
+}
+
+int
+sim__faults_parse(const char *list, struct sim__fault *f, int *n,
+                  struct ss_err *err)
+{
+    char buf[SIM_SPEC_MAX], *part, *save = NULL;
+    struct sim__fault one;
+    int k = 0, rc;
+
+    if (strlen(list) >= sizeof(buf))
+        return err_set(err, SS_ECONFIG, "longer than %zu characters",
+                       sizeof(buf) - 1);
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (part = strtok_r(buf, ",;", &save); part != NULL;
+         part = strtok_r(NULL, ",;", &save)) {
+        while (*part == ' ')
+            part++;
+        if (*part == '\0')
+            continue;
+        if (k == SIM_FAULTS_MAX)
+            return err_set(err, SS_ECONFIG, "more than %d faults",
+                           SIM_FAULTS_MAX);
+        rc = sim__fault_parse(part, f != NULL ? &f[k] : &one, err);
+        if (rc < 0)
+            return rc;
+        k++;
+    }
+    if (n != NULL)
+        *n = k;
+    return 0;
 }

@@ -269,31 +269,15 @@ sim_glass_rgb(struct sim *s, double t[3])
 int
 sim_fault_set(struct sim *s, const char *spec, struct ss_err *err)
 {
-    char buf[SIM_SPEC_MAX], *part, *save = NULL;
     struct sim__fault f[SIM_FAULTS_MAX];
-    int n = 0, rc, i;
+    int n = 0, i;
 
-    if (strlen(spec) >= sizeof(buf))
-        return err_set(err, SS_ECONFIG, "simulator: fault spec too long");
-    snprintf(buf, sizeof(buf), "%s", spec);
-    for (part = strtok_r(buf, ",;", &save); part != NULL;
-         part = strtok_r(NULL, ",;", &save)) {
-        while (*part == ' ')
-            part++;
-        if (*part == '\0')
-            continue;
-        if (n == SIM_FAULTS_MAX)
-            return err_set(err, SS_ECONFIG, "simulator: more than %d "
-                           "faults", SIM_FAULTS_MAX);
-        rc = sim__fault_parse(part, &f[n], err);
-        if (rc < 0)
-            return rc;
-        n++;
-    }
+    if (sim__faults_parse(spec, f, &n, err) < 0)
+        return err_prefix(err, "fault");
     pthread_mutex_lock(&s->mu);
     if (s->nfaults + n > SIM_FAULTS_MAX) {
         pthread_mutex_unlock(&s->mu);
-        return err_set(err, SS_ECONFIG, "simulator: more than %d faults",
+        return err_set(err, SS_ECONFIG, "fault: more than %d faults set",
                        SIM_FAULTS_MAX);
     }
     for (i = 0; i < n; i++) {

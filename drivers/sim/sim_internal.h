@@ -164,6 +164,10 @@ struct sim__fault {
 
 int sim__fault_parse(const char *spec, struct sim__fault *f,
                      struct ss_err *err);
+/* Parses a list of specs separated by ',' or ';' into f[0..*n) (at most
+ * SIM_FAULTS_MAX); f and n may be NULL to only check the list. */
+int sim__faults_parse(const char *list, struct sim__fault *f, int *n,
+                      struct ss_err *err);
 
 /* ---- the instrument ---------------------------------------------------- */
 

@@ -12,8 +12,11 @@
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 IMAGE=phantom:HE:seed=11:w_mm=1.2:h_mm=0.9
+# time_scale: B's capture (about 60 s of device time) sleeps a quarter of
+# it, so that it is still capturing when A's analysis is done under load.
 EXTRA="[simulator]
 seed = 3
+time_scale = 0.25
 sensor_w = 640
 sensor_h = 480
 [storage]

@@ -1,161 +1,156 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * slidescan convert IN OUT [--mpp X] [--quality Q] [--subsamp 420|444]
- *                          [--bigtiff] [--slide-id ID] [--stain S]:
- * writes any slide OpenSlide reads, or a PNG, JPEG or TIFF image, as a
- * slidescan whole-slide image (storage/wsi.h).  OpenSlide slides are
- * streamed in bands, so their size is not limited by memory.  Runs
- * offline, without the daemon.
+ * slidescan convert IN OUT [--mpp X [--force-mpp]] [--quality Q]
+ *                          [--subsamp 420|444] [--bigtiff] [--slide-id ID]
+ *                          [--stain S]:
+ * writes any slide the slide reader opens (storage/slide.h: OpenSlide
+ * formats, OME-TIFF and other TIFFs, PNG, JPEG) as a slidescan
+ * whole-slide image (storage/wsi.h).  Level 0 is streamed in bands, so a
+ * tiled or stripped input is never held whole in memory.  Runs offline,
+ * without the daemon.
  *
- * LIMIT: a plain PNG, JPEG or TIFF is read whole into memory (3 bytes a
- * pixel), and only the first directory of a TIFF that OpenSlide does not
- * recognise is read.
+ * Decisions, so that a conversion never silently changes what a slide
+ * means:
+ *   - OUT must end in .svs, .tif or .tiff: the output is always a tiled,
+ *     pyramidal TIFF, and a TIFF under a .png or .jpg name would mislead
+ *     every program that trusts the name;
+ *   - --quality takes 50..100, the range the daemon accepts for
+ *     wsi_quality (below 50 JPEG artefacts reach nucleus scale);
+ *   - --mpp (or IN@MPP) is refused when the slide states a different pixel
+ *     size (beyond 0.5 %), unless --force-mpp is given; then a warning
+ *     names both values.
+ *
+ * LIMIT: a plain PNG or JPEG input is decoded whole into memory (the
+ * formats cannot be read by region); TIFF inputs are not.
  */
 #include <errno.h>
-#include <openslide.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/img.h"
+#include "storage/slide.h"
 #include "storage/wsi.h"
 #include "tools/client/client.h"
 
 #define BAND_ROWS 256
+#define QUALITY_MIN 50                  /* daemon.conf wsi_quality range */
+#define QUALITY_MAX 100
+#define MPP_SAME 0.005                  /* relative: the same pixel size */
+
+struct convert_args {
+    const char *in, *out;
+    double mpp;                         /* --mpp or IN@MPP, 0: none */
+    bool force_mpp;
+    bool mpp_refused;                   /* --mpp contradicted the slide */
+    struct wsi_meta m;
+};
 
 static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: slidescan convert IN OUT [--mpp X] [--quality Q]\n"
-            "                         [--subsamp 420|444] [--bigtiff]\n"
-            "                         [--slide-id ID] [--stain S]\n"
+            "usage: slidescan convert IN OUT [--mpp X [--force-mpp]]\n"
+            "                         [--quality 50..100] [--subsamp 420|444]\n"
+            "                         [--bigtiff] [--slide-id ID] [--stain S]\n"
             "\n"
-            "Writes IN (a slide OpenSlide reads, or a PNG, JPEG or TIFF\n"
-            "image) as a pyramidal slidescan WSI at OUT.  The pixel size\n"
-            "comes from --mpp or from the slide; a plain image needs\n"
-            "--mpp.  Defaults: quality 90, 4:4:4, BigTIFF when needed.\n");
+            "Writes IN (any slide OpenSlide reads, an OME-TIFF or other\n"
+            "TIFF, a PNG or JPEG image) as a pyramidal slidescan WSI at OUT,\n"
+            "which must end in .svs, .tif or .tiff.  The pixel size is the\n"
+            "one IN states; --mpp (or IN@MPP) gives it when IN states none.\n"
+            "A --mpp that contradicts the slide is refused unless\n"
+            "--force-mpp is given.  Defaults: quality 90, 4:4:4, BigTIFF\n"
+            "when needed.\n");
 }
 
-/* OpenSlide's premultiplied ARGB rows as RGB (opaque slides). */
-static void
-argb_to_rgb(const uint32_t *argb, uint8_t *rgb, size_t n)
+/* The pixel size to write: the slide's own, or the one given when the
+ * slide has none, or the one given over the slide's with --force-mpp. */
+static int
+choose_mpp(struct convert_args *a, struct slide *s, double *mpp,
+           struct ss_err *err)
 {
-    size_t i;
+    double own = slide_mpp(s);
+    const char *from = slide_mpp_source_name(slide_mpp_source(s));
 
-    for (i = 0; i < n; i++) {
-        rgb[3 * i] = (uint8_t)(argb[i] >> 16);
-        rgb[3 * i + 1] = (uint8_t)(argb[i] >> 8);
-        rgb[3 * i + 2] = (uint8_t)argb[i];
-    }
+    *mpp = own;
+    if (!(a->mpp > 0))
+        return 0;
+    *mpp = a->mpp;
+    if (!(own > 0) || fabs(a->mpp - own) <= MPP_SAME * own)
+        return 0;
+    a->mpp_refused = !a->force_mpp;
+    if (!a->force_mpp)
+        return err_set(err, -EINVAL, "%s states %.4g µm/px (%s); the %.4g "
+                       "µm/px given contradicts it; add --force-mpp to write "
+                       "%.4g anyway", a->in, own, from, a->mpp, a->mpp);
+    fprintf(stderr, "slidescan convert: warning: writing %.4g µm/px over "
+            "the %.4g µm/px that %s states (%s)\n", a->mpp, own, a->in,
+            from);
+    return 0;
 }
 
 static int
-stream_openslide(openslide_t *os, const char *out, struct wsi_meta *m,
-                 struct ss_err *err)
+stream(struct slide *s, const char *out, const struct wsi_meta *m,
+       struct ss_err *err)
 {
     int64_t w, h, y;
-    uint32_t *argb;
     uint8_t *rgb;
-    struct wsi_writer *wr;
+    struct wsi_writer *wr = NULL;
     int rc;
 
-    openslide_get_level0_dimensions(os, &w, &h);
-    argb = malloc((size_t)w * BAND_ROWS * 4);
+    slide_level_size(s, 0, &w, &h);
+    if (w > INT32_MAX || h > INT32_MAX)
+        return err_set(err, -EFBIG, "%s: %lldx%lld pixels is too large",
+                       slide_path(s), (long long)w, (long long)h);
     rgb = malloc((size_t)w * BAND_ROWS * 3);
-    if (argb == NULL || rgb == NULL) {
-        free(argb);
-        free(rgb);
+    if (rgb == NULL)
         return err_set(err, -ENOMEM, "out of memory for %lld px rows",
                        (long long)w);
-    }
     rc = wsi_writer_open(out, (int)w, (int)h, m, &wr, err);
     for (y = 0; rc == 0 && y < h; y += BAND_ROWS) {
         int n = h - y < BAND_ROWS ? (int)(h - y) : BAND_ROWS;
 
-        openslide_read_region(os, argb, 0, y, 0, w, n);
-        if (openslide_get_error(os) != NULL) {
-            rc = err_set(err, SS_EFORMAT, "reading rows %lld..: %s",
-                         (long long)y, openslide_get_error(os));
-            break;
-        }
-        argb_to_rgb(argb, rgb, (size_t)w * n);
-        rc = wsi_writer_rows(wr, rgb, n, err);
+        rc = slide_read(s, 0, 0, y, (int)w, n, rgb, err);
+        if (rc == 0)
+            rc = wsi_writer_rows(wr, rgb, n, err);
     }
     if (rc == 0)
         rc = wsi_writer_finish(wr, err);
     else if (wr != NULL)
         wsi_writer_abort(wr);
-    free(argb);
     free(rgb);
     return rc;
 }
 
-/* The slide's label or macro image as RGB, or NULL. */
-static struct img *
-associated(openslide_t *os, const char *name)
-{
-    int64_t w = 0, h = 0;
-    uint32_t *argb;
-    struct img *im;
-
-    openslide_get_associated_image_dimensions(os, name, &w, &h);
-    if (w <= 0 || h <= 0 || w * h > 64 << 20)
-        return NULL;
-    argb = malloc((size_t)(w * h) * 4);
-    im = img_new((int)w, (int)h, 3, IMG_U8);
-    if (argb != NULL && im != NULL) {
-        openslide_read_associated_image(os, name, argb);
-        argb_to_rgb(argb, im->data, (size_t)(w * h));
-    }
-    free(argb);
-    return im;
-}
-
 static int
-convert(const char *in, const char *out, struct wsi_meta *m,
-        struct ss_err *err)
+convert(struct convert_args *a, struct ss_err *err)
 {
-    openslide_t *os = openslide_detect_vendor(in) ? openslide_open(in)
-                                                   : NULL;
-    struct wsi_writer *wr;
-    struct img *im = NULL;
+    struct slide_opts o;
+    struct slide *s = NULL;
+    struct img *label = NULL, *macro = NULL;
     int rc;
 
-    if (os != NULL && openslide_get_error(os) == NULL) {
-        const char *mpp = openslide_get_property_value(os,
-                              OPENSLIDE_PROPERTY_NAME_MPP_X);
-
-        struct img *label = associated(os, "label");
-        struct img *macro = associated(os, "macro");
-
-        if (m->mpp <= 0 && mpp != NULL)
-            m->mpp = strtod(mpp, NULL);
-        m->label = label;
-        m->macro = macro;
-        rc = m->mpp > 0 ? stream_openslide(os, out, m, err)
-                        : err_set(err, -EINVAL, "%s: no pixel size in the "
-                                  "slide; give --mpp", in);
-        openslide_close(os);
-        img_free(label);
-        img_free(macro);
-        return rc;
-    }
-    if (os != NULL)
-        openslide_close(os);
-    if (m->mpp <= 0)
-        return err_set(err, -EINVAL, "%s: a plain image needs --mpp", in);
-    rc = img_read_any(in, &im, err);
-    if (rc < 0)
-        return rc;
-    rc = wsi_writer_open(out, im->w, im->h, m, &wr, err);
+    slide_opts_default(&o);
+    o.need_mpp = !(a->mpp > 0);
+    o.mpp_hint = "give it with --mpp";
+    rc = slide_open(a->in, &o, &s, err);
     if (rc == 0)
-        rc = wsi_writer_rows(wr, im->data, im->h, err);
+        rc = choose_mpp(a, s, &a->m.mpp, err);
     if (rc == 0)
-        rc = wsi_writer_finish(wr, err);
-    else if (wr != NULL)
-        wsi_writer_abort(wr);
-    img_free(im);
+        rc = slide_associated(s, "label", &label, err);
+    if (rc == 0)
+        rc = slide_associated(s, "macro", &macro, err);
+    a->m.label = label;
+    a->m.macro = macro;
+    if (rc == 0)
+        rc = stream(s, a->out, &a->m, err);
+    img_free(label);
+    img_free(macro);
+    slide_close(s);
     return rc;
 }
 
@@ -165,62 +160,138 @@ number(const char *s, double *v)
     char *end;
 
     *v = strtod(s, &end);
-    return *end == '\0' && end != s;
+    return *end == '\0' && end != s && isfinite(*v);
+}
+
+static bool
+tiff_name(const char *path)
+{
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+
+    if (dot == NULL || (slash != NULL && dot < slash))
+        return false;
+    return strcasecmp(dot, ".svs") == 0 || strcasecmp(dot, ".tif") == 0 ||
+           strcasecmp(dot, ".tiff") == 0;
+}
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+bad(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "slidescan convert: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return -EINVAL;
+}
+
+/* One option at argv[*i]; 0, or -EINVAL after saying why. */
+static int
+option(int argc, char **argv, int *i, struct convert_args *a)
+{
+    const char *o = argv[*i], *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    double v;
+
+    if (strcmp(o, "--bigtiff") == 0) {
+        a->m.bigtiff = 1;
+        return 0;
+    }
+    if (strcmp(o, "--force-mpp") == 0) {
+        a->force_mpp = true;
+        return 0;
+    }
+    if (next == NULL)
+        return bad("bad argument '%s'", o);
+    (*i)++;
+    if (strcmp(o, "--mpp") == 0) {
+        if (!number(next, &v) || !(v > 0 && v <= 1000))
+            return bad("--mpp wants a pixel size in (0, 1000] µm, not '%s'",
+                       next);
+        a->mpp = v;
+    } else if (strcmp(o, "--quality") == 0) {
+        if (!number(next, &v) || v != floor(v) || v < QUALITY_MIN ||
+            v > QUALITY_MAX)
+            return bad("--quality wants a whole number in 50..100 (the "
+                       "daemon's wsi_quality range), not '%s'", next);
+        a->m.quality = (int)v;
+    } else if (strcmp(o, "--subsamp") == 0) {
+        if (!number(next, &v) || (v != 420 && v != 444))
+            return bad("--subsamp wants 420 or 444, not '%s'", next);
+        a->m.subsamp = (int)v;
+    } else if (strcmp(o, "--slide-id") == 0) {
+        snprintf(a->m.slide_id, sizeof(a->m.slide_id), "%s", next);
+    } else if (strcmp(o, "--stain") == 0) {
+        snprintf(a->m.stain, sizeof(a->m.stain), "%s", next);
+    } else {
+        return bad("bad argument '%s'", o);
+    }
+    return 0;
+}
+
+static int
+parse(int argc, char **argv, struct convert_args *a)
+{
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *o = argv[i];
+
+        if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (o[0] == '-' && o[1] != '\0') {
+            if (option(argc, argv, &i, a) < 0)
+                return -EINVAL;
+        } else if (a->in == NULL) {
+            a->in = o;
+        } else if (a->out == NULL) {
+            a->out = o;
+        } else {
+            return bad("bad argument '%s'", o);
+        }
+    }
+    if (a->in == NULL || a->out == NULL)
+        return bad("needs IN and OUT");
+    if (!tiff_name(a->out))
+        return bad("OUT '%s' must end in .svs, .tif or .tiff: convert "
+                   "writes a pyramidal TIFF, never PNG or JPEG", a->out);
+    return 0;
 }
 
 int
 cmd_convert(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
-    struct wsi_meta m;
+    struct convert_args a;
     struct ss_err err;
-    double v;
-    int i;
+    char path[4096];
+    double spec_mpp;
+    int rc;
 
-    wsi_meta_default(&m);
-    m.mpp = 0;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
-
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--bigtiff") == 0) {
-            m.bigtiff = 1;
-        } else if (next != NULL && strcmp(a, "--mpp") == 0 &&
-                   number(next, &v) && v > 0) {
-            m.mpp = v;
-            i++;
-        } else if (next != NULL && strcmp(a, "--quality") == 0 &&
-                   number(next, &v)) {
-            m.quality = (int)v;
-            i++;
-        } else if (next != NULL && strcmp(a, "--subsamp") == 0 &&
-                   number(next, &v)) {
-            m.subsamp = (int)v;
-            i++;
-        } else if (next != NULL && strcmp(a, "--slide-id") == 0) {
-            snprintf(m.slide_id, sizeof(m.slide_id), "%s", argv[++i]);
-        } else if (next != NULL && strcmp(a, "--stain") == 0) {
-            snprintf(m.stain, sizeof(m.stain), "%s", argv[++i]);
-        } else if (a[0] != '-' && in == NULL) {
-            in = a;
-        } else if (a[0] != '-' && out == NULL) {
-            out = a;
-        } else {
-            fprintf(stderr, "slidescan convert: bad argument '%s'\n", a);
+    memset(&a, 0, sizeof(a));
+    wsi_meta_default(&a.m);
+    rc = parse(argc, argv, &a);
+    if (rc != 0) {
+        if (rc < 0)
             usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    if (in == NULL || out == NULL) {
-        usage(stderr);
-        return EXIT_USAGE;
+        return rc > 0 ? EXIT_OK : EXIT_USAGE;
     }
     err_clear(&err);
-    if (convert(in, out, &m, &err) < 0) {
+    if (slide_spec_parse(a.in, path, sizeof(path), &spec_mpp, &err) < 0) {
         fprintf(stderr, "slidescan convert: %s\n", err.msg);
-        return err.code == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+        return EXIT_USAGE;
+    }
+    a.in = path;
+    if (!(a.mpp > 0))
+        a.mpp = spec_mpp;
+    if (convert(&a, &err) < 0) {
+        fprintf(stderr, "slidescan convert: %s\n", err.msg);
+        return err.code == -ENOENT ? EXIT_NOTFOUND
+             : a.mpp_refused ? EXIT_USAGE : EXIT_FAIL;
     }
     return EXIT_OK;
 }

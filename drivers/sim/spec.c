@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Slide specs: "phantom:STAIN[:seed=N][:w_mm=MM][:h_mm=MM][:id=TEXT]" and
+ * "FILE[@MPP][:stain=S][:id=TEXT]", split into struct sim__spec.  Parsing
+ * touches no file, so sim_slide_spec_check() can refuse a bad spec when a
+ * scan is queued; sim_load_slide() parses with the same code, so both say
+ * the same thing about the same spec.  Every refusal reads
+ * "'SPEC': CAUSE; a phantom is ..." (or "a file slide is ...").
+ */
+#include "drivers/sim/sim_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PH_FORM "a phantom is phantom:HE|KI67|CK[:seed=N][:w_mm=MM]" \
+                "[:h_mm=MM][:id=TEXT]"
+#define FILE_FORM "a file slide is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]"
+
+static int
+refuse(const char *spec, const char *form, struct ss_err *err,
+       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+refuse(const char *spec, const char *form, struct ss_err *err,
+       const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    return err_set(err, SS_ECONFIG, "'%s': %s; %s", spec, why, form);
+}
+
+/* A finite number in [lo, hi], the whole text. */
+static bool
+number_in(const char *text, double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !isfinite(v) ||
+        v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* One "key=value" option of a phantom spec (opt is modified). */
+static int
+ph_option(const char *spec, char *opt, struct sim__spec *p,
+          struct ss_err *err)
+{
+    static const char *const known[] = { "seed", "w_mm", "h_mm", "id" };
+    char *eq = strchr(opt, '=');
+    size_t i;
+    double v;
+
+    if (eq != NULL)
+        *eq++ = '\0';
+    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(opt, known[i]) == 0)
+            break;
+    if (i == sizeof(known) / sizeof(known[0]))
+        return refuse(spec, PH_FORM, err, "'%s' is not an option", opt);
+    if (eq == NULL)
+        return refuse(spec, PH_FORM, err, "%s has no value", opt);
+    if (strcmp(opt, "id") == 0) {
+        snprintf(p->id, sizeof(p->id), "%s", eq);
+        return 0;
+    }
+    if (strcmp(opt, "seed") == 0) {
+        if (!number_in(eq, 0, 18446744073709549568.0, &v) || v != floor(v))
+            return refuse(spec, PH_FORM, err, "seed '%s' is not a whole "
+                          "number from 0", eq);
+        p->seed = (uint64_t)v;
+        p->has_seed = true;
+        return 0;
+    }
+    if (!number_in(eq, SIM_PHANTOM_MIN_MM, SIM_PHANTOM_MAX_MM, &v))
+        return refuse(spec, PH_FORM, err, "%s '%s' is not a number from "
+                      "%g to %g", opt, eq, SIM_PHANTOM_MIN_MM,
+                      SIM_PHANTOM_MAX_MM);
+    *(opt[0] == 'w' ? &p->w_mm : &p->h_mm) = v;
+    return 0;
+}
+
+static int
+phantom_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
+{
+    char buf[SIM_SPEC_MAX], *colon, *opt, *save = NULL;
+    int rc = 0;
+
+    p->phantom = true;
+    p->w_mm = 4;
+    p->h_mm = 3;
+    snprintf(buf, sizeof(buf), "%s", spec + strlen("phantom:"));
+    colon = strchr(buf, ':');
+    if (colon != NULL)
+        *colon = '\0';
+    if (buf[0] == '\0')
+        return refuse(spec, PH_FORM, err, "no stain");
+    p->stain = sim__stain_parse(buf);
+    if (p->stain < 0)
+        return refuse(spec, PH_FORM, err, "stain '%s' is not HE, KI67 or "
+                      "CK", buf);
+    if (colon == NULL)
+        return 0;
+    for (opt = strtok_r(colon + 1, ":", &save); rc == 0 && opt != NULL;
+         opt = strtok_r(NULL, ":", &save))
+        rc = ph_option(spec, opt, p, err);
+    return rc;
+}
+
+static int
+file_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
+{
+    char *colon, *at, *end;
+    double mpp;
+
+    snprintf(p->path, sizeof(p->path), "%s", spec);
+    p->stain = -1;
+    while ((colon = strrchr(p->path, ':')) != NULL) {
+        if (strncmp(colon, ":stain=", 7) == 0) {
+            p->stain = sim__stain_parse(colon + 7);
+            if (p->stain < 0)
+                return refuse(spec, FILE_FORM, err, "stain '%s' is not HE, "
+                              "KI67 or CK", colon + 7);
+        } else if (strncmp(colon, ":id=", 4) == 0) {
+            snprintf(p->id, sizeof(p->id), "%s", colon + 4);
+        } else {
+            break;
+        }
+        *colon = '\0';
+    }
+    /* "@MPP" only when it is a number: '@' may be part of a file name. */
+    at = strrchr(p->path, '@');
+    if (at != NULL) {
+        mpp = strtod(at + 1, &end);
+        if (end != at + 1 && *end == '\0') {
+            if (!(mpp > 0.01 && mpp < 1000))
+                return refuse(spec, FILE_FORM, err, "pixel size %g um is "
+                              "outside 0.01..1000", mpp);
+            p->mpp = mpp;
+            *at = '\0';
+        }
+    }
+    if (p->path[0] == '\0')
+        return refuse(spec, FILE_FORM, err, "no file name");
+    return 0;
+}
+
+int
+sim__spec_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
+{
+    memset(p, 0, sizeof(*p));
+    if (spec == NULL || spec[0] == '\0')
+        return err_set(err, SS_ECONFIG, "no slide: the spec is empty; %s, "
+                       "or %s", FILE_FORM, PH_FORM);
+    if (strlen(spec) >= SIM_SPEC_MAX)
+        return err_set(err, SS_ECONFIG, "'%.40s...': longer than %d "
+                       "characters", spec, SIM_SPEC_MAX - 1);
+    if (strncmp(spec, "phantom:", 8) == 0)
+        return phantom_parse(spec, p, err);
+    return file_parse(spec, p, err);
+}
+
+int
+sim_slide_spec_check(const char *spec, struct ss_err *err)
+{
+    struct sim__spec p;
+
+    return sim__spec_parse(spec, &p, err);
+}

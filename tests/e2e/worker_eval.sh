@@ -1,0 +1,125 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 120
+#
+# The client's eval on small files written here: field case A1 end to end
+# (a Tumor polygon with a hole against a filled prediction: IoU 0.96, the
+# hole scored as background, nothing ignored); truth and prediction whose
+# sizes do not map onto each other refused with both files and sizes
+# named, and accepted with --scale or at the slide's level 0 for an
+# analysis directory; the tumour-stroma ratio's definition in
+# results.json and in analyse's output.
+set -u
+
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+nok() { n=$((n + 1)); echo "not ok $n - $*"; }
+check() {
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else nok "$what"; fi
+}
+json() {    # json FILE EXPR: evaluates a Python expression on the JSON d
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(eval("(" + sys.argv[2] + ")"))' "$1" "$2"
+}
+jtrue() {   # jtrue FILE EXPR: the expression holds
+    [ "$(json "$1" "$2")" = True ]
+}
+png() {     # png FILE W H VALUE: a grey label PNG filled with VALUE
+    python3 -c 'import struct, sys, zlib
+p, w, h, v = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+def chunk(t, d):
+    return (struct.pack(">I", len(d)) + t + d +
+            struct.pack(">I", zlib.crc32(t + d) & 0xffffffff))
+raw = (b"\0" + bytes([v]) * w) * h
+open(p, "wb").write(b"\x89PNG\r\n\x1a\n" +
+    chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+    chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))' "$@"
+}
+
+tmp=${TMPDIR:-/tmp}
+
+# --- A1: holes are holes ---------------------------------------------------
+cat >"$tmp/a1.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]],
+   [[4, 4], [6, 4], [6, 6], [4, 6], [4, 4]]]},
+ "properties": {"classification": {"name": "Tumor"}}}]}
+JSON
+png "$tmp/pred_full.png" 10 10 1
+slidescan eval --pred "$tmp/pred_full.png" --truth "$tmp/a1.geojson" \
+    --json "$tmp/a1.json" >"$tmp/a1.txt" 2>&1
+check "A1: eval exits 0" [ $? = 0 ]
+echo "# $(grep -E '^(images|tumor )' "$tmp/a1.txt" | tr -s ' ' | tr '\n' ';')"
+check "A1: tumour IoU 0.96 (1.00 would mean the hole was dropped)" \
+    jtrue "$tmp/a1.json" 'abs(d["classes"]["tumor"]["iou"] - 0.96) < 1e-9'
+check "A1: the text report says IoU 0.9600 too" \
+    grep -Eq '^tumor +0\.9600 +1\.0000 +0\.9796 +0\.9600 ' "$tmp/a1.txt"
+check "A1: no pixel ignored; the 4 hole pixels are background" \
+    jtrue "$tmp/a1.json" 'd["ignored_pixels"] == 0 and
+        d["confusion_truth_by_pred"][0][1] == 4 and
+        d["classes"]["tumor"]["tp"] == 96'
+png "$tmp/pred_12.png" 12 12 1
+slidescan eval --pred "$tmp/pred_12.png" --truth "$tmp/a1.geojson" \
+    --json "$tmp/a1b.json" >/dev/null 2>&1
+check "A1 on 12 × 12: the 44 px outside every annotation are ignored" \
+    jtrue "$tmp/a1b.json" 'd["ignored_pixels"] == 44 and
+        abs(d["classes"]["tumor"]["iou"] - 0.96) < 1e-9'
+
+# --- sizes must map onto each other ---------------------------------------
+png "$tmp/pred.png" 10 10 1
+png "$tmp/labels.png" 4000 4000 1
+slidescan eval --pred "$tmp/pred.png" --truth "$tmp/labels.png" \
+    >"$tmp/size.out" 2>"$tmp/size.err"
+rc=$?
+echo "# $(cat "$tmp/size.err")"
+check "10×10 prediction against 4000×4000 truth: exit 1, no report" \
+    [ $rc = 1 -a ! -s "$tmp/size.out" ]
+check "... the error names both files and both sizes" \
+    grep -q "truth $tmp/labels.png is 4000×4000 px, prediction $tmp/pred.png is 10×10 px" \
+    "$tmp/size.err"
+slidescan eval --pred "$tmp/pred.png" --truth "$tmp/labels.png" \
+    --scale 400 --json "$tmp/scaled.json" >/dev/null 2>&1
+check "--scale 400 maps them: exit 0, 100 px compared" \
+    jtrue "$tmp/scaled.json" 'd["classes"]["tumor"]["tp"] == 100'
+slidescan eval --pred "$tmp/pred.png" --truth "$tmp/labels.png" \
+    --scale 300 >/dev/null 2>&1
+check "--scale 300 does not span the truth: exit 1" [ $? = 1 ]
+slidescan eval --scale 4 --pred "$tmp/pred.png" --truth "$tmp/labels.png" \
+    >/dev/null 2>&1
+check "--scale before its pair is a usage error (exit 2)" [ $? = 2 ]
+slidescan eval --pred "$tmp/pred.png" --truth "$tmp/labels.png" \
+    --scale -1 >/dev/null 2>&1
+check "--scale -1 is a usage error (exit 2)" [ $? = 2 ]
+
+# --- an analysis directory at 2 µm/px against level-0 truth (0.5 µm/px) ---
+slidescan phantom --out "$tmp/ph.tif" --labels "$tmp/ph.labels.png" \
+    --truth "$tmp/ph.truth.json" --size-mm 1x1 --seed 5 >/dev/null 2>&1
+slidescan analyse "$tmp/ph.tif" --model classical --out "$tmp/ph.analysis" \
+    >"$tmp/analyse.txt" 2>/dev/null
+check "analyse of a 1 × 1 mm phantom exits 0" [ $? = 0 ]
+check "results.json states the ratio's definition" \
+    jtrue "$tmp/ph.analysis/results.json" \
+    'd["tumor_stroma_ratio_definition"] == "tumor / (tumor + stroma)"'
+check "analyse prints the ratio as the tumour fraction of tumour+stroma" \
+    grep -q "^tumour-stroma ratio .*(tumour fraction of tumour+stroma)" \
+    "$tmp/analyse.txt"
+slidescan eval --pred "$tmp/ph.analysis" --truth "$tmp/ph.labels.png" \
+    --ref "$tmp/ph.truth.json" --json "$tmp/ph.json" >/dev/null 2>&1
+check "level-0 truth (2000×2000) maps onto the 500×500 analysis" [ $? = 0 ]
+check "... with every analysis pixel compared and the TSR scored" \
+    jtrue "$tmp/ph.json" 'sum(map(sum, d["confusion_truth_by_pred"])) ==
+        500 * 500 and d["tsr"]["n"] == 1'
+png "$tmp/crop.png" 1500 1500 1
+slidescan eval --pred "$tmp/ph.analysis" --truth "$tmp/crop.png" \
+    >/dev/null 2>"$tmp/crop.err"
+rc=$?
+echo "# $(cat "$tmp/crop.err")"
+check "a truth map of neither size is refused, naming labels.png" \
+    [ $rc = 1 -a -n "$(grep "ph.analysis/labels.png is 500×500 px" \
+                       "$tmp/crop.err")" ]
+
+echo "1..$n"
