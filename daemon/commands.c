@@ -54,6 +54,7 @@ cmd_scan(struct daemon *d, const struct caller *who,
          const struct proto_req *req, json_t **result, struct ss_err *err)
 {
     struct cat_scan_req r;
+    struct ss_err bad;
     char detail[256];
     int64_t id = 0;
     int rc;
@@ -63,6 +64,7 @@ cmd_scan(struct daemon *d, const struct caller *who,
     r.stain = proto_arg_str(req, "stain", NULL);
     r.image = proto_arg_str(req, "image", NULL);
     r.priority = (int)proto_arg_int(req, "priority", 0);
+    r.region = proto_arg_str(req, "region", NULL);
     r.uid = who->uid;
     /* LIMIT: on the simulator, image may name any file slidescand can
      * read; callers are already trusted members of the group. */
@@ -70,6 +72,9 @@ cmd_scan(struct daemon *d, const struct caller *who,
         return err_set(err, SS_EPROTO, "args.image: only the simulated "
                        "microscope takes a slide image; this one is "
                        "hardware");
+    /* A malformed slide spec is refused now, not when the scan starts. */
+    if (r.image != NULL && sim_slide_spec_check(r.image, &bad) < 0)
+        return err_set(err, SS_EPROTO, "args.image: %s", bad.msg);
     rc = cat_scan_add(d->cat, &r, &id, err);
     if (rc < 0)
         return rc;

@@ -80,6 +80,36 @@ glass_colour(const struct img *ov, double bg[3])
     }
 }
 
+/* Where glass ends: its OD mode and spread, from a fine histogram of the
+ * pixels near zero OD (the glass colour is taken from the brightest
+ * pixels, so glass lies there).  The spread is the half width at half
+ * maximum above the mode, as a Gaussian sigma. */
+#define GLASS_BINS 300
+#define GLASS_OD_MAX 0.3
+#define GLASS_SIGMAS 8.0
+
+static double
+glass_noise(const float *od, size_t npx, double *sigma)
+{
+    long h[GLASS_BINS] = { 0 };
+    double bw = GLASS_OD_MAX / GLASS_BINS;
+    size_t i;
+    int b, mode = 0;
+
+    for (i = 0; i < npx; i++) {
+        b = (int)(od[i] / bw);
+        if (b >= 0 && b < GLASS_BINS)
+            h[b]++;
+    }
+    for (b = 1; b < GLASS_BINS; b++)
+        if (h[b] > h[mode])
+            mode = b;
+    for (b = mode; b < GLASS_BINS - 1 && 2 * h[b] > h[mode]; b++)
+        ;
+    *sigma = h[mode] > 0 ? (b - mode + 0.5) * bw / 1.1774 : 0;
+    return (mode + 0.5) * bw;
+}
+
 /* Summed optical density per pixel, as an F32 1-channel image. */
 static struct img *
 od_image(const struct img *ov, const double bg[3])
@@ -241,7 +271,9 @@ tissue_detect(const struct img *ov, const struct tissue_params *p,
         hist[b >= OD_BINS ? OD_BINS - 1 : b]++;
     }
     st->otsu = (tissue_otsu(hist, OD_BINS) + 1) * OD_MAX / OD_BINS;
-    st->threshold = fmax(st->otsu, p->od_floor);
+    st->glass_od = glass_noise(o, npx, &st->glass_sigma);
+    st->threshold = fmax(p->od_floor, st->glass_od + GLASS_SIGMAS *
+                         st->glass_sigma);
     for (i = 0; i < npx; i++)
         ((uint8_t *)(*mask)->data)[i] = o[i] > st->threshold ? 255 : 0;
     img_free(od);

@@ -5,9 +5,13 @@
  * Each pixel's optical density relative to blank glass is summed over the
  * channels, OD = sum_c log10(bg_c / I_c), where bg_c is the glass colour
  * (the median of the brightest 10 % of the overview).  Stained tissue
- * absorbs, glass does not.  The threshold is Otsu's on the OD histogram,
- * but never below od_floor, so that a blank slide's noise is not split in
- * two.  A closing (radius close_um) joins the gaps of pale tissue, an
+ * absorbs, glass does not.  The threshold lies just above the glass: the
+ * mode of the OD histogram near zero plus 8 times its spread (half width
+ * at half maximum, as a sigma), and never below od_floor.  Otsu's
+ * threshold is not used: an immunostain (KI67, CK) has three classes,
+ * glass, pale counterstained stroma (OD about 0.09 on the simulator) and
+ * stained tumour (0.6 to 1), and Otsu splits the tissue, not the glass
+ * from it, losing the stroma at the tissue's edges.  A closing (radius close_um) joins the gaps of pale tissue, an
  * opening (radius open_um) removes single specks; then connected pieces
  * smaller than min_area_um2 are dropped as dust, and holes smaller than
  * hole_area_um2 are filled.
@@ -34,7 +38,8 @@ void tissue_params_default(struct tissue_params *p, double um_per_px);
 
 struct tissue_stats {
     double bg[3];                   /* glass colour */
-    double otsu, threshold;         /* OD */
+    double otsu, threshold;         /* OD; otsu for the record only */
+    double glass_od, glass_sigma;   /* glass OD mode and its spread */
     long tissue_px;
     int pieces;                     /* kept connected pieces */
     int dust_removed;               /* pieces dropped as too small */

@@ -59,6 +59,18 @@ proto_slide_id_ok(const char *s)
     return true;
 }
 
+/* A scan region: "X,Y,W,H" in stage micrometres, W and H positive. */
+static bool
+region_ok(const char *s)
+{
+    double x, y, w, h;
+    int n = 0;
+
+    return sscanf(s, "%lf , %lf , %lf , %lf %n", &x, &y, &w, &h, &n) == 4 &&
+           s[n] == '\0' && w > 0 && h > 0 && w < 1e6 && h < 1e6 &&
+           x > -1e6 && x < 1e6 && y > -1e6 && y < 1e6;
+}
+
 #define END { NULL, F_STR, false, 0, 0, NULL, NULL, NULL }
 #define SCAN_ID(req) { "scan", F_INT, req, 1, ID_MAX, NULL, NULL, NULL }
 #define SLIDE_ID \
@@ -74,6 +86,8 @@ static const struct field f_scan[] = {
     { "image", F_STR, false, 1, 4096, NULL, printable,
       "printable characters" },
     { "priority", F_INT, false, -100, 100, NULL, NULL, NULL },
+    { "region", F_STR, false, 7, 120, NULL, region_ok,
+      "X,Y,W,H in stage micrometres with W and H positive" },
     END
 };
 static const struct field f_queue[] = {

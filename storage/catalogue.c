@@ -8,6 +8,7 @@
 #include "storage/catalogue_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,12 @@ static const char *const migrations[] = {
     " scan INTEGER,"
     " detail TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX events_by_scan ON events(scan);",
+    /* 1 -> 2: a scan's region limit and warnings; each tile's device
+     * time (added to the scan's total as the tile is recorded, so a scan
+     * killed and resumed still reports all the device time it used). */
+    "ALTER TABLE scans ADD COLUMN region TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE scans ADD COLUMN warnings TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tiles ADD COLUMN virtual_ms REAL NOT NULL DEFAULT 0;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -509,12 +516,31 @@ add_tx(struct cat *c, void *ctx, struct ss_err *err)
                   "INTEGER) + 1 FROM scans", "");
     cat__now(now);
     if (cat_exec(c, "INSERT INTO scans (slide, stain, state, priority, "
-                 "queue_pos, requested_by, image, created) VALUES "
-                 "(?, ?, 'queued', ?, ?, ?, ?, ?)", "ssiiiss", r->slide,
+                 "queue_pos, requested_by, image, region, created) VALUES "
+                 "(?, ?, 'queued', ?, ?, ?, ?, ?, ?)", "ssiiisss", r->slide,
                  r->stain, (int64_t)r->priority, pos, r->uid,
-                 r->image != NULL ? r->image : "", now) < 0)
+                 r->image != NULL ? r->image : "",
+                 r->region != NULL ? r->region : "", now) < 0)
         return cat__sql_err(c, c->last_rc, err, "adding scan");
     a->id = sqlite3_last_insert_rowid(c->db);
+    return 0;
+}
+
+int
+cat_region_parse(const char *text, double out[4], struct ss_err *err)
+{
+    int n = 0;
+
+    if (sscanf(text, "%lf , %lf , %lf , %lf %n", &out[0], &out[1], &out[2],
+               &out[3], &n) != 4 || text[n] != '\0')
+        return err_set(err, -EINVAL, "region '%s': not X,Y,W,H in stage "
+                       "micrometres", text);
+    if (!(isfinite(out[0]) && isfinite(out[1]) && out[2] > 0 &&
+          out[3] > 0 && out[2] < 1e6 && out[3] < 1e6 &&
+          fabs(out[0]) < 1e6 && fabs(out[1]) < 1e6))
+        return err_set(err, -EINVAL, "region '%s': the width and height "
+                       "must be positive and every value under 1e6 um",
+                       text);
     return 0;
 }
 
@@ -523,8 +549,12 @@ cat_scan_add(struct cat *c, const struct cat_scan_req *r, int64_t *id,
              struct ss_err *err)
 {
     struct add_ctx a = { r, 0 };
+    double reg[4];
     int rc;
 
+    if (r->region != NULL && r->region[0] != '\0' &&
+        cat_region_parse(r->region, reg, err) < 0)
+        return -EINVAL;
     rc = cat_tx(c, CAT_TX_IMMEDIATE, add_tx, &a, err);
     if (rc == 0)
         *id = a.id;
@@ -542,7 +572,8 @@ copy_col(char *dst, size_t len, sqlite3_stmt *st, int col)
 #define SCAN_COLS \
     "id, slide, stain, state, priority, queue_pos, requested_by, reason, " \
     "image, COALESCE(calib, 0), tiles_total, tiles_done, virtual_ms, " \
-    "wall_ms, resumes, created, started, finished, wsi_path"
+    "wall_ms, resumes, created, started, finished, wsi_path, region, " \
+    "warnings"
 
 static void
 scan_from_row(sqlite3_stmt *st, struct cat_scan *s)
@@ -570,6 +601,8 @@ scan_from_row(sqlite3_stmt *st, struct cat_scan *s)
     copy_col(s->started, sizeof(s->started), st, 16);
     copy_col(s->finished, sizeof(s->finished), st, 17);
     copy_col(s->wsi_path, sizeof(s->wsi_path), st, 18);
+    copy_col(s->region, sizeof(s->region), st, 19);
+    copy_col(s->warnings, sizeof(s->warnings), st, 20);
 }
 
 int
@@ -664,7 +697,8 @@ int
 cat_scan_hold(struct cat *c, int64_t id, const char *reason,
               struct ss_err *err)
 {
-    struct trans_ctx t = { id, CAT_ACTIVE_MASK, CAT_PAUSED, reason, true };
+    struct trans_ctx t = { id, CAT_ACTIVE_MASK | CAT_BIT(CAT_ASSEMBLING),
+                           CAT_PAUSED, reason, true };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
 }
@@ -822,6 +856,30 @@ cat_scan_set_reason(struct cat *c, int64_t id, const char *reason,
     struct reason_ctx r = { id, reason != NULL ? reason : "" };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, reason_tx, &r, err);
+}
+
+static int
+warning_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct reason_ctx *r = ctx;
+
+    if (cat_exec(c, "UPDATE scans SET warnings = CASE WHEN warnings = '' "
+                 "THEN ?1 WHEN instr(warnings, ?1) > 0 THEN warnings ELSE "
+                 "warnings || '; ' || ?1 END WHERE id = ?2", "si",
+                 r->reason, r->id) < 0)
+        return cat__sql_err(c, c->last_rc, err, "recording warning");
+    return 0;
+}
+
+int
+cat_scan_add_warning(struct cat *c, int64_t id, const char *warning,
+                     struct ss_err *err)
+{
+    struct reason_ctx r = { id, warning };
+
+    if (warning == NULL || warning[0] == '\0')
+        return 0;
+    return cat_tx(c, CAT_TX_IMMEDIATE, warning_tx, &r, err);
 }
 
 struct profile_ctx {

@@ -33,7 +33,7 @@
 #define CAT_TIME_MAX 32
 
 /* Schema version this code writes (PRAGMA user_version). */
-#define CAT_SCHEMA_VERSION 1
+#define CAT_SCHEMA_VERSION 2
 
 /* The states a scan passes through.  A scan is done once its WSI is
  * recorded; its analysis has a state of its own (enum cat_astate). */
@@ -121,6 +121,9 @@ struct cat_scan {
     char created[CAT_TIME_MAX], started[CAT_TIME_MAX];
     char finished[CAT_TIME_MAX];
     char wsi_path[4096];
+    char region[128];               /* "X,Y,W,H" in stage µm, "" = the
+                                       whole overview */
+    char warnings[512];             /* "; "-separated, "" = none */
 };
 
 struct cat_scan_req {
@@ -129,7 +132,13 @@ struct cat_scan_req {
     const char *image;              /* NULL or "" */
     int priority;
     int64_t uid;
+    const char *region;             /* NULL or "" = the whole overview;
+                                       else "X,Y,W,H" (cat_region_parse) */
 };
+
+/* Parses a scan region "X,Y,W,H" (stage µm; W and H positive) into
+ * out[4].  -EINVAL with a message naming the text and the cause. */
+int cat_region_parse(const char *text, double out[4], struct ss_err *err);
 
 /* Adds the slide when new and a queued scan for it at the end of its
  * priority; -EEXIST when the slide exists with another stain, -EALREADY
@@ -153,9 +162,9 @@ int cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
                         enum cat_state to, const char *reason,
                         struct ss_err *err);
 
-/* Pauses an active scan because of a fault (reason says which) and marks
- * it as holding the queue: no other scan starts until it is resumed,
- * requeued or cancelled. */
+/* Pauses an active (or assembling) scan because of a fault (reason says
+ * which) and marks it as holding the queue: no other scan starts until
+ * it is resumed, requeued or cancelled. */
 int cat_scan_hold(struct cat *c, int64_t id, const char *reason,
                   struct ss_err *err);
 
@@ -167,6 +176,11 @@ int cat_queue_holder(struct cat *c, int64_t *id, char *reason, size_t len,
 int cat_scan_set_reason(struct cat *c, int64_t id, const char *reason,
                         struct ss_err *err);
 
+/* Adds a warning to the scan's warnings (once: a warning it already has
+ * is not repeated), e.g. "tissue continues beyond the scanned region". */
+int cat_scan_add_warning(struct cat *c, int64_t id, const char *warning,
+                         struct ss_err *err);
+
 /* Puts queued scan id at 1-based position pos of the queue order (taking
  * the priority of the scan it lands beside). */
 int cat_scan_move(struct cat *c, int64_t id, int pos, struct ss_err *err);
@@ -176,7 +190,10 @@ int cat_scan_set_profile(struct cat *c, int64_t id, const char *profile,
                          const char *options, int64_t calib_id,
                          struct ss_err *err);
 
-/* Adds elapsed virtual and wall time to the scan's totals. */
+/* Adds elapsed virtual (device) and wall time to the scan's totals: the
+ * scan thread calls it after each step and at the end of a run, and
+ * cat_tile_record() adds each tile's share, so a run cut short by a
+ * crash loses at most the time since its last record. */
 int cat_scan_add_time(struct cat *c, int64_t id, double virtual_ms,
                       double wall_ms, struct ss_err *err);
 
@@ -228,10 +245,15 @@ struct cat_tile_rec {
     enum cat_tstate state;
     const char *file;               /* relative to the data dir */
     const char *checksum;           /* SHA-256 hex of the file */
+    double virtual_ms, wall_ms;     /* device and wall time since the
+                                       scan's previous record (this tile
+                                       with its retries); stored with
+                                       the tile and added to the scan */
 };
 
-/* Records one tile and advances the scan's tiles_done, in one
- * transaction.  Recording a tile twice counts it once. */
+/* Records one tile, advances the scan's tiles_done and adds the tile's
+ * time to the scan's totals, in one transaction.  Recording a tile twice
+ * counts it once in tiles_done (its time both times: it was spent). */
 int cat_tile_record(struct cat *c, int64_t scan, int idx,
                     const struct cat_tile_rec *r, struct ss_err *err);
 

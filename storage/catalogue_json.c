@@ -90,7 +90,8 @@ rows_json(struct cat *c, json_t **out, struct ss_err *err, const char *sql,
     "s.id, s.slide, s.stain, s.state, s.priority, s.requested_by, " \
     "s.reason, s.image, s.tiles_total, s.tiles_done, s.virtual_ms, " \
     "s.wall_ms, s.resumes, s.created, s.started, s.finished, s.wsi_path, " \
-    "s.mpp, s.width, s.height, s.checksum, a.state AS analysis"
+    "s.mpp, s.width, s.height, s.checksum, s.region, s.warnings, " \
+    "a.state AS analysis"
 
 #define SCAN_JSON_FROM \
     " FROM scans s LEFT JOIN analyses a ON a.scan = s.id "
@@ -218,6 +219,33 @@ show_analysis(struct cat *c, int64_t scan, json_t *so, struct ss_err *err)
     return rc;
 }
 
+/* A tile worth showing without --tiles: flagged by the acquisition,
+ * failed, re-taken for focus, or retried after a device fault. */
+#define TILE_FLAGGED \
+    "(flags != 0 OR state = 'failed' OR retakes > 0 OR busy_retries > 0 " \
+    "OR timeouts > 0 OR resets > 0 OR attempts > 1)"
+
+/* "retries": the device retries of the scan's tiles, summed. */
+static int
+show_retries(struct cat *c, int64_t id, json_t *so, struct ss_err *err)
+{
+    json_t *rows = NULL;
+    int rc;
+
+    rc = rows_json(c, &rows, err, "SELECT COUNT(*) AS tiles, "
+                   "COALESCE(SUM(busy_retries), 0) AS busy_retries, "
+                   "COALESCE(SUM(timeouts), 0) AS timeouts, "
+                   "COALESCE(SUM(resets), 0) AS resets, "
+                   "COALESCE(SUM(MAX(attempts - 1, 0)), 0) AS "
+                   "extra_attempts FROM tiles WHERE scan = ? AND "
+                   "(busy_retries > 0 OR timeouts > 0 OR resets > 0 OR "
+                   "attempts > 1)", "i", id);
+    if (rc == 0)
+        json_object_set(so, "retries", json_array_get(rows, 0));
+    json_decref(rows);
+    return rc;
+}
+
 static int
 show_scan(struct cat *c, json_t *so, bool all_tiles, struct ss_err *err)
 {
@@ -229,10 +257,13 @@ show_scan(struct cat *c, json_t *so, bool all_tiles, struct ss_err *err)
     parse_member(so, "options");
     parse_member(so, "focus_coef");
     rc = rows_json(c, &tiles, err, "SELECT idx, row, col, x_um, y_um, "
-                   "rx_um, ry_um, rz_um, sharpness, retakes, flags, state, "
-                   "file, checksum FROM tiles WHERE scan = ? AND (? OR "
-                   "flags != 0 OR state = 'failed' OR retakes > 0) ORDER BY "
-                   "idx", "ii", id, (int64_t)all_tiles);
+                   "rx_um, ry_um, rz_um, sharpness, retakes, busy_retries, "
+                   "timeouts, resets, attempts, flags, state, file, "
+                   "checksum, virtual_ms FROM tiles WHERE scan = ? AND (? "
+                   "OR " TILE_FLAGGED ") ORDER BY idx", "ii", id,
+                   (int64_t)all_tiles);
+    if (rc == 0)
+        rc = show_retries(c, id, so, err);
     if (rc == 0)
         rc = rows_json(c, &focus, err, "SELECT x_um, y_um, z_um, score, ok "
                        "FROM focus_points WHERE scan = ? ORDER BY n", "i",

@@ -360,15 +360,19 @@ tile_tx(struct cat *c, void *ctx, struct ss_err *err)
                  "z_pred_um = ?, sharpness = ?, quality = ?, sat_frac = ?, "
                  "retakes = ?, focus_captures = ?, busy_retries = ?, "
                  "timeouts = ?, resets = ?, attempts = ?, flags = ?, "
-                 "state = ?, file = ?, checksum = ?, captured = ? WHERE "
-                 "scan = ? AND idx = ?", "dddddddiiiiiiissssii", r->x_um,
+                 "state = ?, file = ?, checksum = ?, captured = ?, "
+                 "virtual_ms = ? WHERE scan = ? AND idx = ?",
+                 "dddddddiiiiiiissssdii", r->x_um,
                  r->y_um, r->z_um, r->z_pred_um, r->sharpness, r->quality,
                  r->sat_frac, (int64_t)r->retakes,
                  (int64_t)r->focus_captures, (int64_t)r->busy_retries,
                  (int64_t)r->timeouts, (int64_t)r->resets,
                  (int64_t)r->attempts, (int64_t)r->flags,
                  tstate_names[r->state], r->file, r->checksum, now,
-                 x->scan, (int64_t)x->idx) < 0)
+                 r->virtual_ms, x->scan, (int64_t)x->idx) < 0 ||
+        cat_exec(c, "UPDATE scans SET virtual_ms = virtual_ms + ?, "
+                 "wall_ms = wall_ms + ? WHERE id = ?", "ddi", r->virtual_ms,
+                 r->wall_ms, x->scan) < 0)
         return cat__sql_err(c, c->last_rc, err, "recording tile");
     if (was == 0 && r->state != CAT_T_PLANNED &&
         cat_exec(c, "UPDATE scans SET tiles_done = tiles_done + 1 WHERE "

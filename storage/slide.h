@@ -9,9 +9,10 @@
  *   2. libtiff, for tiled or stripped TIFFs OpenSlide does not take
  *      (OME-TIFF exports, stripped TIFFs, TIFFs with SubIFD pyramids).
  *      JPEG tiles are read raw and decoded by TurboJPEG, so the colour
- *      space comes from the JPEG stream (JFIF, Adobe markers) and the
- *      Photometric tag only decides when the stream says nothing; other
- *      compressions go through libtiff's own decoders;
+ *      space comes from the JPEG stream (JFIF and Adobe markers,
+ *      component ids) and the Photometric tag decides only when the
+ *      stream says nothing; other compressions go through libtiff's own
+ *      decoders;
  *   3. plain PNG and JPEG files.
  *
  * Regions are decoded on demand, one tile or strip at a time, so a large
@@ -52,16 +53,25 @@ enum slide_mpp_from {
     SLIDE_MPP_TIFF,                 /* TIFF XResolution, ResolutionUnit */
 };
 
+/* Which back ends slide_open() may use. */
+enum slide_backend {
+    SLIDE_BACKEND_ANY = 0,          /* by content, OpenSlide first */
+    SLIDE_BACKEND_LIBTIFF,          /* TIFFs through libtiff only, even
+                                       those OpenSlide reads (for tools
+                                       and cross-checks) */
+};
+
 struct slide_opts {
     double mpp;                     /* > 0: replaces the file's pixel size */
     bool need_mpp;                  /* fail when no pixel size is known */
     const char *mpp_hint;           /* how a user states one, ends the
                                        "states no pixel size" message */
     uint8_t background[3];          /* outside the image, transparent */
+    enum slide_backend backend;
 };
 
 /* Defaults: no override, need_mpp true, hint "give it with --mpp or as
- * FILE@MPP", white background. */
+ * FILE@MPP", white background, any back end. */
 void slide_opts_default(struct slide_opts *o);
 
 struct slide;

@@ -51,6 +51,11 @@ int slide__os_open(struct slide *s, const char *vendor, struct ss_err *err);
 int slide__tiff_open(struct slide *s, struct ss_err *err);
 int slide__plain_open(struct slide *s, int is_png, struct ss_err *err);
 
+/* Sets the decoded-block cache of a libtiff slide to `bytes` (default
+ * 64 MiB; at least one block is always kept).  No-op for other back ends.
+ * For tests of the eviction path. */
+void slide__tiff_cache_limit(struct slide *s, size_t bytes);
+
 /* Pixel size from the current directory of a libtiff handle (OME-XML,
  * then resolution tags) into s->mpp and s->mpp_from, else s->mpp_why. */
 struct tiff;
@@ -80,16 +85,16 @@ struct slide__jpeg_colour {
     int rgb_ids;                    /* component ids 'R', 'G', 'B' */
 };
 
-/* Scans the markers of buf (which must start with SOI). */
+/* Scans the markers of buf (which starts with SOI) up to SOS. */
 void slide__jpeg_colour(const uint8_t *buf, size_t len,
                         struct slide__jpeg_colour *c);
 
-/* Builds the stream to decode from a TIFF's JPEGTables (may be NULL) and
- * one tile or strip: the tables' segments go in front of the tile's own,
- * and when the stream is silent about its colour space (no JFIF, no
- * Adobe marker, no 'R','G','B' ids) but the TIFF says RGB, an Adobe
- * marker with transform 0 is added so the decoder does not convert.
- * *out is malloc'd.  Returns 0 or -ENOMEM / SS_EFORMAT (why set). */
+/* The one stream to decode from a TIFF's JPEGTables (may be NULL) and a
+ * tile's or strip's own bytes: the tables' segments go in front of the
+ * tile's; when the stream is silent about its colour space (no JFIF, no
+ * Adobe marker, no 'R','G','B' ids) and the TIFF says RGB, an Adobe
+ * marker with transform 0 goes first, so the decoder does not convert.
+ * *out is malloc'd.  Returns 0, -ENOMEM, or SS_EFORMAT with why set. */
 int slide__jpeg_assemble(const uint8_t *tables, size_t ntables,
                          const uint8_t *tile, size_t ntile,
                          int photometric_rgb, uint8_t **out, size_t *len,

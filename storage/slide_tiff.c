@@ -10,7 +10,8 @@
  *
  *   - JPEG: the raw bytes (TIFFReadRawTile/Strip) with the JPEGTables in
  *     front, decoded by TurboJPEG, so the stream's own markers decide the
- *     colour space (slide_jpeg.c);
+ *     colour space, the Photometric tag only when the stream is silent
+ *     (slide_jpeg.c says why);
  *   - 8-bit RGB or grey, any other compression: TIFFReadEncodedTile/Strip;
  *   - everything else libtiff can render (palette, 16-bit, CMYK, YCbCr
  *     without JPEG, alpha, separate planes): TIFFReadRGBATile/Strip.
@@ -64,9 +65,10 @@ struct tslide {
     int cur;                        /* level whose directory is current */
     struct tlev lev[SLIDE_MAX_LEVELS];
     int nlev;
-    char msg[256];                  /* libtiff's last error */
+    char msg[1024];                 /* libtiff's last error */
     struct block cache[CACHE_SLOTS];
     size_t cache_bytes;
+    size_t cache_limit;             /* CACHE_BYTES; tests lower it */
     uint64_t clock;
     uint8_t *buf;                   /* raw or encoded block bytes */
     size_t buf_cap;
@@ -382,28 +384,39 @@ decode_raw8(struct tslide *ts, const struct tlev *l, uint32_t idx,
     return 0;
 }
 
-/* Anything TIFFRGBAImage renders; its rasters start at the bottom row. */
+/* Anything TIFFRGBAImage renders.  The part of the block inside the
+ * image is asked for with a top-left origin, so the raster's layout does
+ * not depend on how libtiff treats tiles that overhang the image. */
 static int
 decode_rgba(struct slide *s, struct tslide *ts, const struct tlev *l,
             uint32_t bx, uint32_t by, struct block *b, const char **why)
 {
-    uint32_t *r = malloc((size_t)l->bw * l->bh * 4), x, y;
-    uint32_t rows = l->tiled ? l->bh : b->rows;
+    uint32_t col = bx * l->bw, row = by * l->bh;
+    uint32_t rw = l->w - col < l->bw ? l->w - col : l->bw;
+    uint32_t rh = l->h - row < b->rows ? l->h - row : b->rows;
+    uint32_t *r = malloc((size_t)rw * rh * 4), x, y;
+    TIFFRGBAImage img;
     int ok;
 
     if (r == NULL)
         return -ENOMEM;
     ts->msg[0] = '\0';
-    ok = l->tiled ? TIFFReadRGBATile(ts->t, bx * l->bw, by * l->bh, r)
-                  : TIFFReadRGBAStrip(ts->t, by * l->bh, r);
+    ok = TIFFRGBAImageBegin(&img, ts->t, 0, ts->msg);
+    if (ok) {
+        img.req_orientation = ORIENTATION_TOPLEFT;
+        img.row_offset = (int)row;
+        img.col_offset = (int)col;
+        ok = TIFFRGBAImageGet(&img, r, rw, rh);
+        TIFFRGBAImageEnd(&img);
+    }
     if (!ok) {
         free(r);
         *why = last_msg(ts);
         return SS_EFORMAT;
     }
-    for (y = 0; y < b->rows; y++)
-        for (x = 0; x < l->bw; x++) {
-            uint32_t p = r[(size_t)(rows - 1 - y) * l->bw + x];
+    for (y = 0; y < rh; y++)
+        for (x = 0; x < rw; x++) {
+            uint32_t p = r[(size_t)y * rw + x];
             uint8_t *o = b->rgb + ((size_t)y * l->bw + x) * 3;
             unsigned a = TIFFGetA(p);
 
@@ -453,7 +466,7 @@ cache_slot(struct tslide *ts, size_t bytes)
                 old = b;
         }
         if (free_slot != NULL &&
-            (ts->cache_bytes + bytes <= CACHE_BYTES || old == NULL))
+            (ts->cache_bytes + bytes <= ts->cache_limit || old == NULL))
             return free_slot;
         ts->cache_bytes -= block_bytes(ts, old);
         free(old->rgb);
@@ -563,6 +576,15 @@ static const struct slide__ops tiff_ops = {
     .close = tiff_close,
 };
 
+void
+slide__tiff_cache_limit(struct slide *s, size_t bytes)
+{
+    struct tslide *ts = s->priv;
+
+    if (s->ops == &tiff_ops)
+        ts->cache_limit = bytes;
+}
+
 static int
 open_handle(struct slide *s, struct tslide *ts, struct ss_err *err)
 {
@@ -596,6 +618,7 @@ slide__tiff_open(struct slide *s, struct ss_err *err)
     s->ops = &tiff_ops;
     s->priv = ts;
     ts->cur = -1;
+    ts->cache_limit = CACHE_BYTES;
     rc = open_handle(s, ts, err);
     if (rc < 0)
         return rc;

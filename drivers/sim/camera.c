@@ -404,49 +404,71 @@ sim__camera_make(struct sim *s)
 
 /* ---- overview camera --------------------------------------------------- */
 
+/* The overview's longest side, px: a large slide is imaged coarser rather
+ * than as a huge picture. */
+#define OV_MAX_PX 4096
+
+/* Renders the overview row by row into im (pixel (0, 0) at stage (0, 0)):
+ * 228 DN for glass, a little noise keyed by the row. */
+static int
+ov_render(struct sim *s, const struct sim_geometry *g, double upp,
+          struct img *im, struct ss_err *err)
+{
+    struct sim__stream *st = NULL;
+    float *row = malloc((size_t)im->w * 3 * sizeof(float));
+    struct rng r = { { 0, 0, 0, 0 }, 0, 0 };
+    int rc, y;
+    size_t i;
+
+    if (row == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    rc = sim__stream_open(s->src, -g->image_x_um, -g->image_y_um, im->w,
+                          im->h, upp, &st, err);
+    for (y = 0; rc == 0 && y < im->h; y++) {
+        uint8_t *d = (uint8_t *)im->data + (size_t)y * im->w * 3;
+
+        rc = sim__stream_row(st, y, row, err);
+        rng_init(&r, rng_key(s->cfg.seed, 0x4f56ULL, (uint64_t)y, 0));
+        for (i = 0; rc == 0 && i < (size_t)im->w * 3; i++) {
+            double v = 228.0 * row[i] / s->src->glass[i % 3] + 4 +
+                       1.2 * s->cfg.noise_scale * rng_gauss(&r);
+
+            d[i] = (uint8_t)fmin(255, fmax(0, lrint(v)));
+        }
+    }
+    sim__stream_close(st);
+    free(row);
+    return rc;
+}
+
+/* The overview camera images the specimen area (image, margins, blank
+ * area), not the whole glass: tissue lies only there, and a small slide's
+ * overview stays small.  LIMIT: the overview does not show the rest of
+ * the 75 x 25 mm glass. */
 static int
 ov_capture(struct overview *ov, struct img **slide, struct ov_geometry *geo,
            struct ss_err *err)
 {
     struct sim *s = ov->priv;
-    double upp = s->cfg.overview_um_per_px, sl;
+    double upp, sl;
     struct sim_geometry g;
-    float *buf = NULL;
     struct img *im = NULL;
-    int w, h, rc, y;
-    size_t i;
-    struct rng r = { { 0, 0, 0, 0 }, 0, 0 };
+    int rc;
 
     *slide = NULL;
+    pthread_rwlock_rdlock(&s->srclock);     /* the slide stays put */
     pthread_mutex_lock(&s->mu);
     s->overviews++;
     g = s->geo;
     sl = sim__advance(s, s->cfg.overview_ms);
     pthread_mutex_unlock(&s->mu);
-    w = (int)ceil(g.glass_w_um / upp);
-    h = (int)ceil(g.glass_h_um / upp);
-    buf = malloc((size_t)w * h * 3 * sizeof(float));
-    im = img_new(w, h, 3, IMG_U8);
-    if (buf == NULL || im == NULL) {
-        free(buf);
-        img_free(im);
-        return err_set(err, -ENOMEM, "overview: out of memory");
-    }
-    pthread_rwlock_rdlock(&s->srclock);
-    rc = sim__source_render(s->src, -g.image_x_um, -g.image_y_um, w, h, upp,
-                            buf, err);
-    for (y = 0; rc == 0 && y < h; y++) {
-        rng_init(&r, rng_key(s->cfg.seed, 0x4f56ULL, (uint64_t)y, 0));
-        for (i = (size_t)y * w * 3; i < (size_t)(y + 1) * w * 3; i++) {
-            double v = 228.0 * buf[i] / s->src->glass[i % 3] + 4 +
-                       1.2 * s->cfg.noise_scale * rng_gauss(&r);
-
-            ((uint8_t *)im->data)[i] = (uint8_t)fmin(255, fmax(0,
-                                                               lrint(v)));
-        }
-    }
+    upp = fmax(s->cfg.overview_um_per_px,
+               fmax(g.area_w_um, g.area_h_um) / OV_MAX_PX);
+    im = img_new((int)ceil(g.area_w_um / upp), (int)ceil(g.area_h_um / upp),
+                 3, IMG_U8);
+    rc = im != NULL ? ov_render(s, &g, upp, im, err)
+                    : err_set(err, -ENOMEM, "out of memory");
     pthread_rwlock_unlock(&s->srclock);
-    free(buf);
     sim__sleep_real(sl);
     if (rc < 0) {
         img_free(im);

@@ -1512,60 +1512,17 @@ static const struct sim__source_ops ph_ops = {
     .destroy = ph_destroy,
 };
 
-static int
-ph_option(const char *spec, char *opt, uint64_t *seed, double *w_mm,
-          double *h_mm, char *id, size_t idlen, struct ss_err *err)
-{
-    char *eq = strchr(opt, '='), *end;
-    double v;
-
-    if (eq == NULL)
-        return err_set(err, SS_ECONFIG, "slide '%s': option '%s' is not "
-                       "key=value", spec, opt);
-    *eq++ = '\0';
-    if (strcmp(opt, "id") == 0) {
-        snprintf(id, idlen, "%s", eq);
-        return 0;
-    }
-    v = strtod(eq, &end);
-    if (end == eq || *end != '\0' || !isfinite(v) || v < 0)
-        return err_set(err, SS_ECONFIG, "slide '%s': %s: '%s' is not a "
-                       "number >= 0", spec, opt, eq);
-    if (strcmp(opt, "seed") == 0 && v == ph_floor(v))
-        *seed = (uint64_t)v;
-    else if (strcmp(opt, "w_mm") == 0 && v >= 0.05 && v <= 60)
-        *w_mm = v;
-    else if (strcmp(opt, "h_mm") == 0 && v >= 0.05 && v <= 60)
-        *h_mm = v;
-    else
-        return err_set(err, SS_ECONFIG, "slide '%s': bad option '%s' "
-                       "(seed=N, w_mm and h_mm 0.05..60, id=TEXT)", spec,
-                       opt);
-    return 0;
-}
-
 int
-sim__phantom_open(const char *spec, const struct sim_config *c,
-                  struct sim__source **out, struct ss_err *err)
+sim__phantom_open(const char *spec, const struct sim__spec *p,
+                  const struct sim_config *c, struct sim__source **out,
+                  struct ss_err *err)
 {
-    char buf[SIM_SPEC_MAX], *part, *save = NULL, id[64] = "";
-    uint64_t seed = c->seed;
-    double w_mm = 4, h_mm = 3, ang;
+    uint64_t seed = p->has_seed ? p->seed : c->seed;
+    int stain = p->stain, i;
     struct sim__source *src;
     struct sim__phantom *ph;
-    int stain, rc = 0, i;
+    double ang;
 
-    snprintf(buf, sizeof(buf), "%s", spec + strlen("phantom:"));
-    part = strtok_r(buf, ":", &save);
-    stain = part != NULL ? sim__stain_parse(part) : -1;
-    if (stain < 0)
-        return err_set(err, SS_ECONFIG, "slide '%s': phantom stain must be "
-                       "HE, KI67 or CK", spec);
-    while (rc == 0 && (part = strtok_r(NULL, ":", &save)) != NULL)
-        rc = ph_option(spec, part, &seed, &w_mm, &h_mm, id, sizeof(id),
-                       err);
-    if (rc < 0)
-        return rc;
     src = calloc(1, sizeof(*src));
     ph = calloc(1, sizeof(*ph));
     if (src == NULL || ph == NULL) {
@@ -1575,8 +1532,8 @@ sim__phantom_open(const char *spec, const struct sim_config *c,
     }
     ph->seed = seed;
     ph->stain = stain;
-    ph->w_um = w_mm * 1000;
-    ph->h_um = h_mm * 1000;
+    ph->w_um = p->w_mm * 1000;
+    ph->h_um = p->h_mm * 1000;
     ang = M_PI * sim__u01(rng_key(seed, 0x444952ULL, 0, 0));
     ph->fdir[0] = cos(ang);
     ph->fdir[1] = sin(ang);
@@ -1598,8 +1555,8 @@ sim__phantom_open(const char *spec, const struct sim_config *c,
     src->mpp = 0;
     memcpy(src->glass, ph->glass, sizeof(src->glass));
     snprintf(src->desc, sizeof(src->desc), "%s", spec);
-    if (id[0] != '\0')
-        snprintf(src->slide_id, sizeof(src->slide_id), "%s", id);
+    if (p->id[0] != '\0')
+        snprintf(src->slide_id, sizeof(src->slide_id), "%s", p->id);
     else
         snprintf(src->slide_id, sizeof(src->slide_id), "PH-%s-%llu",
                  sim__stain_name(stain), (unsigned long long)seed);

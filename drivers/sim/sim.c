@@ -137,46 +137,68 @@ objective_pixel_um(const char *obj)
     return 0.5;
 }
 
-void
-sim__geometry_update(struct sim *s)
+/* The standard glass slide, 75 × 25 mm (ISO 8037-1 allows 75-76 ×
+ * 25-26 mm). */
+#define GLASS_W_UM 75000.0
+#define GLASS_H_UM 25000.0
+
+/* Where slide src lies: the glass corner at stage (0, 0), the image one
+ * margin in from it, the blank area right of the image.  The travel is
+ * the configured one, whatever the slide. */
+static void
+geometry_of(const struct sim_config *c, double pixel_um,
+            const struct sim__source *src, struct sim_geometry *g)
 {
-    const struct sim_config *c = &s->cfg;
-    struct sim_geometry *g = &s->geo;
-    double fw_max, fh_max, blank_w, fw, fh;
+    double fw = c->sensor_w * pixel_um, fh = c->sensor_h * pixel_um;
+    double fw_max = c->sensor_w * fmax(1.0, pixel_um);
+    double fh_max = c->sensor_h * fmax(1.0, pixel_um);
+    double blank_w = c->blank_w_um > 0 ? c->blank_w_um : fw_max + 400;
 
     memset(g, 0, sizeof(*g));
-    g->pixel_um = s->pixel_um;
+    g->pixel_um = pixel_um;
     g->frame_w = c->sensor_w;
     g->frame_h = c->sensor_h;
-    fw = c->sensor_w * s->pixel_um;
-    fh = c->sensor_h * s->pixel_um;
-    fw_max = c->sensor_w * fmax(1.0, s->pixel_um);
-    fh_max = c->sensor_h * fmax(1.0, s->pixel_um);
-    blank_w = c->blank_w_um > 0 ? c->blank_w_um : fw_max + 400;
     if (blank_w < fw + 100)
         blank_w = fw + 100;
     g->image_x_um = c->margin_um;
     g->image_y_um = c->margin_um;
-    if (s->src != NULL) {
-        g->image_w_um = s->src->w_um;
-        g->image_h_um = s->src->h_um;
-        g->source_mpp = s->src->mpp;
-        snprintf(g->stain, sizeof(g->stain), "%s",
-                 sim__stain_name(s->src->stain));
-        snprintf(g->slide_id, sizeof(g->slide_id), "%s", s->src->slide_id);
-        g->phantom = s->src->ph != NULL;
-    }
-    g->glass_w_um = g->image_x_um + g->image_w_um + c->margin_um + blank_w;
-    g->glass_h_um = fmax(g->image_h_um + 2 * c->margin_um, fh_max + 400);
+    g->image_w_um = src->w_um;
+    g->image_h_um = src->h_um;
+    g->source_mpp = src->mpp;
+    snprintf(g->stain, sizeof(g->stain), "%s", sim__stain_name(src->stain));
+    snprintf(g->slide_id, sizeof(g->slide_id), "%s", src->slide_id);
+    g->phantom = src->ph != NULL;
+    g->area_w_um = g->image_x_um + g->image_w_um + c->margin_um + blank_w;
+    g->area_h_um = fmax(g->image_h_um + 2 * c->margin_um, fh_max + 400);
+    g->glass_w_um = fmax(GLASS_W_UM, g->area_w_um);
+    g->glass_h_um = fmax(GLASS_H_UM, g->area_h_um);
     g->blank_x_um = g->image_x_um + g->image_w_um + c->margin_um +
                     (blank_w - fw) / 2;
-    g->blank_y_um = (g->glass_h_um - fh) / 2;
+    g->blank_y_um = (g->area_h_um - fh) / 2;
     g->limits.min_um[0] = 0;
     g->limits.min_um[1] = 0;
     g->limits.min_um[2] = c->z_min_um;
-    g->limits.max_um[0] = g->glass_w_um;
-    g->limits.max_um[1] = g->glass_h_um;
+    g->limits.max_um[0] = c->travel_x_um;
+    g->limits.max_um[1] = c->travel_y_um;
     g->limits.max_um[2] = c->z_max_um;
+}
+
+/* The stage must reach the whole specimen area: every frame a scan of the
+ * image may take and the blank area. */
+static int
+geometry_check(const char *spec, const struct sim_geometry *g,
+               struct ss_err *err)
+{
+    if (g->area_w_um <= g->limits.max_um[0] + 1e-6 &&
+        g->area_h_um <= g->limits.max_um[1] + 1e-6)
+        return 0;
+    return err_set(err, SS_ECONFIG, "'%s': the slide needs %.1f x %.1f mm "
+                   "of stage travel (image %.1f x %.1f mm with its margins "
+                   "and blank area), the stage travels %.1f x %.1f mm "
+                   "(travel_x_um, travel_y_um)", spec, g->area_w_um / 1000,
+                   g->area_h_um / 1000, g->image_w_um / 1000,
+                   g->image_h_um / 1000, g->limits.max_um[0] / 1000,
+                   g->limits.max_um[1] / 1000);
 }
 
 void
@@ -232,7 +254,9 @@ int
 sim_load_slide(struct sim *s, const char *spec, struct ss_err *err)
 {
     struct sim__source *src = NULL, *old;
+    struct sim_geometry g;
     struct sim_config c;
+    char mpp[32];
     int rc;
 
     /* Opening reads the file: not under the lock the devices share. */
@@ -242,17 +266,28 @@ sim_load_slide(struct sim *s, const char *spec, struct ss_err *err)
     rc = sim__source_open(spec, &c, &src, err);
     if (rc < 0)
         return rc;
+    geometry_of(&c, s->pixel_um, src, &g);
+    rc = geometry_check(spec, &g, err);
+    if (rc < 0) {
+        sim__source_free(src);
+        return rc;
+    }
     pthread_rwlock_wrlock(&s->srclock);
     pthread_mutex_lock(&s->mu);
     old = s->src;
     s->src = src;
-    sim__geometry_update(s);
+    s->geo = g;
     pthread_mutex_unlock(&s->mu);
     pthread_rwlock_unlock(&s->srclock);
     sim__source_free(old);
-    log_info("sim", "slide loaded spec=%s w_um=%.0f h_um=%.0f mpp=%.4f "
-             "stain=%s id=%s", spec, src->w_um, src->h_um, src->mpp,
-             sim__stain_name(src->stain), src->slide_id);
+    if (src->ph != NULL)
+        snprintf(mpp, sizeof(mpp), "procedural");
+    else
+        snprintf(mpp, sizeof(mpp), "%.4f", src->mpp);
+    log_info("sim", "slide loaded spec=%s w_um=%.0f h_um=%.0f mpp=%s "
+             "stain=%s id=%s blank_um=%.0f,%.0f", spec, src->w_um,
+             src->h_um, mpp, sim__stain_name(src->stain), src->slide_id,
+             g.blank_x_um, g.blank_y_um);
     return 0;
 }
 
@@ -392,7 +427,7 @@ sim_new(const struct sim_config *c, struct sim **out, struct ss_err *err)
         rc = sim_fault_set(s, c->faults, err);
     if (rc < 0) {
         sim_destroy(s);
-        return err_prefix(err, "simulator");
+        return rc;
     }
     *out = s;
     return 0;

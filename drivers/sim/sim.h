@@ -203,7 +203,7 @@ int sim_slide_spec_check(const char *spec, struct ss_err *err);
  *                     without a pixel size) at the stated µm/px
  *   "phantom:HE[:seed=N][:w_mm=4][:h_mm=3]"   procedural H&E, KI67 or CK
  *                     tissue (seed defaults to the config seed, size to
- *                     4 × 3 mm)
+ *                     4 × 3 mm; w_mm and h_mm from 0.05 to 60)
  * File specs may end in ":stain=KI67" and any spec in ":id=S-0042" (the
  * label's slide id).  Errors name the file and the cause: a file that is
  * not a slide, an unsupported TIFF compression, tiles that do not decode

@@ -72,6 +72,26 @@ struct sim__source {
     struct sim__cache *cache;
 };
 
+/* A slide spec taken apart (spec.c); nothing is opened. */
+#define SIM_PHANTOM_MIN_MM 0.05     /* phantom w_mm, h_mm */
+#define SIM_PHANTOM_MAX_MM 60.0
+
+struct sim__spec {
+    bool phantom;
+    int stain;                      /* SIM_STAIN_*; -1: the config's */
+    char id[64];                    /* "" = the default label */
+    /* File slides. */
+    char path[SIM_SPEC_MAX];
+    double mpp;                     /* stated µm/px; 0 = from the file */
+    /* Phantoms. */
+    uint64_t seed;
+    bool has_seed;                  /* else the config's seed */
+    double w_mm, h_mm;
+};
+
+int sim__spec_parse(const char *spec, struct sim__spec *p,
+                    struct ss_err *err);
+
 int sim__source_open(const char *spec, const struct sim_config *c,
                      struct sim__source **out, struct ss_err *err);
 void sim__source_free(struct sim__source *src);
@@ -96,8 +116,9 @@ void sim__stream_close(struct sim__stream *st);
 
 int sim__file_open(const char *path, double mpp, const struct sim_config *c,
                    struct sim__source **out, struct ss_err *err);
-int sim__phantom_open(const char *spec, const struct sim_config *c,
-                      struct sim__source **out, struct ss_err *err);
+int sim__phantom_open(const char *spec, const struct sim__spec *p,
+                      const struct sim_config *c, struct sim__source **out,
+                      struct ss_err *err);
 
 /* Phantom label at image point (x, y) µm. */
 int sim__phantom_label(const struct sim__phantom *ph, double x_um,
@@ -232,8 +253,6 @@ struct overview *sim__overview_make(struct sim *s);
 int sim__fault_take(struct sim *s, enum sim__counter ctr,
                     struct sim__fault *f);
 
-/* Geometry after a slide or objective change (s->mu held). */
-void sim__geometry_update(struct sim *s);
 double sim__focus_z(const struct sim *s, double x_um, double y_um);
 
 /* Frame synthesis. */

@@ -201,48 +201,20 @@ source_init_cache(struct sim__source *src, const struct sim_config *c,
     return 0;
 }
 
-/* Splits "PATH[@MPP][:stain=S][:id=ID]" and opens a file slide. */
+/* Opens the file slide of a parsed spec. */
 static int
-open_file_spec(const char *spec, const struct sim_config *c,
-               struct sim__source **out, struct ss_err *err)
+open_file(const struct sim__spec *p, const struct sim_config *c,
+          struct sim__source **out, struct ss_err *err)
 {
-    char path[SIM_SPEC_MAX], id[64] = "", stain[16], *colon, *at, *end;
-    double mpp = 0;
-    int rc, st;
+    int rc = sim__file_open(p->path, p->mpp, c, out, err);
 
-    snprintf(path, sizeof(path), "%s", spec);
-    snprintf(stain, sizeof(stain), "%s", c->stain);
-    while ((colon = strrchr(path, ':')) != NULL) {
-        if (strncmp(colon, ":stain=", 7) == 0)
-            snprintf(stain, sizeof(stain), "%s", colon + 7);
-        else if (strncmp(colon, ":id=", 4) == 0)
-            snprintf(id, sizeof(id), "%s", colon + 4);
-        else
-            break;
-        *colon = '\0';
-    }
-    st = sim__stain_parse(stain);
-    if (st < 0)
-        return err_set(err, SS_ECONFIG, "slide '%s': stain '%s' is not "
-                       "one of HE, KI67, CK", spec, stain);
-    at = strrchr(path, '@');
-    if (at != NULL) {
-        mpp = strtod(at + 1, &end);
-        if (end != at + 1 && *end == '\0') {
-            if (!(mpp > 0.01 && mpp < 1000))
-                return err_set(err, SS_ECONFIG, "slide '%s': pixel size "
-                               "%g um is outside 0.01..1000", spec, mpp);
-            *at = '\0';
-        } else {
-            mpp = 0;
-        }
-    }
-    rc = sim__file_open(path, mpp, c, out, err);
     if (rc < 0)
         return rc;
-    (*out)->stain = st;
-    if (id[0] != '\0')
-        snprintf((*out)->slide_id, sizeof((*out)->slide_id), "%s", id);
+    (*out)->stain = p->stain >= 0 ? p->stain : sim__stain_parse(c->stain);
+    if ((*out)->stain < 0)
+        (*out)->stain = SIM_STAIN_HE;
+    if (p->id[0] != '\0')
+        snprintf((*out)->slide_id, sizeof((*out)->slide_id), "%s", p->id);
     return 0;
 }
 
@@ -251,15 +223,17 @@ sim__source_open(const char *spec, const struct sim_config *c,
                  struct sim__source **out, struct ss_err *err)
 {
     struct sim__source *src = NULL;
+    struct sim__spec p;
     int rc;
 
     *out = NULL;
-    if (spec == NULL || spec[0] == '\0')
-        return err_set(err, SS_ECONFIG, "slide: empty slide spec");
-    if (strncmp(spec, "phantom:", 8) == 0)
-        rc = sim__phantom_open(spec, c, &src, err);
+    rc = sim__spec_parse(spec, &p, err);
+    if (rc < 0)
+        return rc;
+    if (p.phantom)
+        rc = sim__phantom_open(spec, &p, c, &src, err);
     else
-        rc = open_file_spec(spec, c, &src, err);
+        rc = open_file(&p, c, &src, err);
     if (rc < 0)
         return rc;
     rc = source_init_cache(src, c, err);

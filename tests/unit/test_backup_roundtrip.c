@@ -58,7 +58,8 @@ put_file(const char *rel, const char *text)
 static int64_t
 new_scan(struct cat *c, const char *slide)
 {
-    struct cat_scan_req req = { slide, "HE", "", 0, 0 };
+    struct cat_scan_req req = { .slide = slide, .stain = "HE",
+                                .image = "" };
     struct acq_tile t[TILES];
     struct acq_plan p;
     int64_t id;

@@ -184,11 +184,12 @@ test_geometry_and_blank_glass(void **state)
     assert_int_equal(make("phantom:HE:w_mm=2:h_mm=1.5", &m, &e), 0);
     sim_geometry_get(sim_of(m), &g);
     assert_true(g.image_x_um == 1000 && g.image_y_um == 1000);
-    assert_true(g.glass_h_um >= g.image_h_um + 2000);
+    assert_true(g.area_h_um >= g.image_h_um + 2000);
     assert_true(g.blank_x_um >= g.image_x_um + g.image_w_um + 500);
-    assert_true(g.blank_x_um + g.frame_w * g.pixel_um <= g.glass_w_um);
-    assert_true(g.limits.max_um[0] == g.glass_w_um);
-    assert_true(m->stage->limits.max_um[1] == g.glass_h_um);
+    assert_true(g.blank_x_um + g.frame_w * g.pixel_um <= g.area_w_um);
+    assert_true(g.glass_w_um == 75000 && g.glass_h_um == 25000);
+    assert_true(g.limits.max_um[0] == 120000);  /* the default travel */
+    assert_true(m->stage->limits.max_um[1] == 80000);
     assert_int_equal(sim_render_truth(sim_of(m), g.blank_x_um, g.blank_y_um,
                                       g.frame_w, g.frame_h, g.pixel_um, &im,
                                       &e), 0);
@@ -213,7 +214,9 @@ test_overview_shows_the_slide_with_geometry(void **state)
     assert_int_equal(make("phantom:HE:seed=3:id=S-0042", &m, &e), 0);
     sim_geometry_get(sim_of(m), &g);
     assert_int_equal(m->ov->ops->capture(m->ov, &ov, &geo, &e), 0);
-    assert_true(fabs(ov->w * geo.um_per_px - g.glass_w_um) <
+    assert_true(fabs(ov->w * geo.um_per_px - g.area_w_um) <
+                geo.um_per_px);
+    assert_true(fabs(ov->h * geo.um_per_px - g.area_h_um) <
                 geo.um_per_px);
     assert_int_equal(sim_render_labels(sim_of(m), geo.origin_x_um,
                                        geo.origin_y_um, ov->w, ov->h,

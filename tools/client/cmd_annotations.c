@@ -35,6 +35,8 @@ usage(FILE *f)
         "µm/px (2.0), writes labels_<annotator>.png, the majority-vote\n"
         "consensus labels.png (0 glass, 1 tumour, 2 stroma, 255\n"
         "unlabelled) and agreement.json (pairwise Dice, Cohen's kappa).\n"
+        "Holes in Tumor/Stroma polygons and the unclaimed inside of an ROI\n"
+        "are 0 (background); pixels outside every polygon are 255.\n"
         "An annotator is named by the feature's annotator/author property"
         "\nor else by the file's base name.\n");
 }

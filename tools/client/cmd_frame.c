@@ -74,7 +74,7 @@ set_kv(struct sim_config *c, const char *kv)
     memcpy(key, kv, (size_t)(eq - kv));
     key[eq - kv] = '\0';
     if (sim_config_set(c, key, eq + 1, &e) < 0) {
-        fprintf(stderr, "slidescan frame: %s\n", e.msg);
+        fprintf(stderr, "slidescan frame: --set %s: %s\n", key, e.msg);
         return -1;
     }
     return 0;
@@ -121,7 +121,9 @@ parse(int argc, char **argv, struct frame_opts *o, struct sim_config *c)
         default: usage(stderr); return -1;
         }
         if (rc < 0 && (ch == 'S' || ch == 'O' || ch == 'r'))
-            fprintf(stderr, "slidescan frame: %s\n", e.msg);
+            fprintf(stderr, "slidescan frame: %s: %s\n",
+                    ch == 'S' ? "--stain" : ch == 'O' ? "--objective"
+                                                     : "--seed", e.msg);
     }
     if (rc == 0 && (o->slide == NULL || o->out == NULL)) {
         fprintf(stderr, "slidescan frame: --slide and --out are required\n");

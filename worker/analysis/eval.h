@@ -27,9 +27,11 @@
  * Reference values come from a JSON file: "tumor_stroma_ratio" and
  * "ki67_index" in results.json's convention (the ratio is the tumour
  * fraction of tumour + stroma), or tumour and stroma areas from which
- * that fraction is computed ("areas_mm2": {"tumor", "stroma"} as the phantom truth files
- * have, "tumor_area_mm2" and "stroma_area_mm2", or "area_um2": [glass,
- * tumor, stroma]), and "ki67_fraction".
+ * that fraction is computed ("areas_mm2": {"tumor", "stroma"} as the
+ * phantom truth files have, "tumor_area_mm2" and "stroma_area_mm2", or
+ * "area_um2": [glass, tumor, stroma]), and "ki67_fraction".  Areas win
+ * over a "tumor_stroma_ratio" in the same file: the phantom's truth.json
+ * uses that key for tumour / stroma.
  */
 #ifndef SS_WORKER_ANALYSIS_EVAL_H
 #define SS_WORKER_ANALYSIS_EVAL_H
