@@ -53,6 +53,7 @@ static int
 cmd_scan(struct daemon *d, const struct caller *who,
          const struct proto_req *req, json_t **result, struct ss_err *err)
 {
+    const char *region = proto_arg_str(req, "region", NULL);
     struct cat_scan_req r;
     struct ss_err bad;
     char detail[256];
@@ -64,7 +65,6 @@ cmd_scan(struct daemon *d, const struct caller *who,
     r.stain = proto_arg_str(req, "stain", NULL);
     r.image = proto_arg_str(req, "image", NULL);
     r.priority = (int)proto_arg_int(req, "priority", 0);
-    r.region = proto_arg_str(req, "region", NULL);
     r.uid = who->uid;
     /* LIMIT: on the simulator, image may name any file slidescand can
      * read; callers are already trusted members of the group. */
@@ -76,6 +76,8 @@ cmd_scan(struct daemon *d, const struct caller *who,
     if (r.image != NULL && sim_slide_spec_check(r.image, &bad) < 0)
         return err_set(err, SS_EPROTO, "args.image: %s", bad.msg);
     rc = cat_scan_add(d->cat, &r, &id, err);
+    if (rc == 0 && region != NULL)
+        rc = cat_scan_set_region(d->cat, id, region, err);
     if (rc < 0)
         return rc;
     snprintf(detail, sizeof(detail), "slide %s stain %s priority %d%s%.128s",

@@ -12,9 +12,13 @@
  * glass, pale counterstained stroma (OD about 0.09 on the simulator) and
  * stained tumour (0.6 to 1), and Otsu splits the tissue, not the glass
  * from it, losing the stroma at the tissue's edges.  A closing (radius close_um) joins the gaps of pale tissue, an
- * opening (radius open_um) removes single specks; then connected pieces
- * smaller than min_area_um2 are dropped as dust, and holes smaller than
- * hole_area_um2 are filled.
+ * opening (radius open_um) removes single specks; then a connected piece
+ * is kept as tissue when a quarter of its pixels are stained (their
+ * optical density falls unequally on the channels, (max - min) / sum at
+ * least stain_chroma_min) or its stained pixels cover stained_area_um2:
+ * dust, fibres, smudges and pen marks are grey and are dropped whatever
+ * their size, while stained fragments of the section are kept down to
+ * min_area_um2.  Holes smaller than hole_area_um2 are filled.
  *
  * LIMIT: optical density only: unstained or very pale tissue under the
  * floor is missed (the scan then needs an explicit region).
@@ -29,9 +33,11 @@ struct tissue_params {
     double um_per_px;               /* overview scale */
     double od_floor;                /* default 0.06 */
     double close_um;                /* default 40 */
-    double open_um;                 /* default 20 */
-    double min_area_um2;            /* default 20000 (0.02 mm^2) */
+    double open_um;                 /* default 10 */
+    double min_area_um2;            /* smallest piece kept, default 400 */
     double hole_area_um2;           /* default 100000 (0.1 mm^2) */
+    double stain_chroma_min;        /* a stained pixel, default 0.06 */
+    double stained_area_um2;        /* default 100000 (0.1 mm^2) */
 };
 
 void tissue_params_default(struct tissue_params *p, double um_per_px);
@@ -42,7 +48,7 @@ struct tissue_stats {
     double glass_od, glass_sigma;   /* glass OD mode and its spread */
     long tissue_px;
     int pieces;                     /* kept connected pieces */
-    int dust_removed;               /* pieces dropped as too small */
+    int dust_removed;               /* pieces dropped: grey or tiny */
 };
 
 /* Detects tissue in a U8 RGB overview; *mask is a new 1-channel U8 image

@@ -516,11 +516,10 @@ add_tx(struct cat *c, void *ctx, struct ss_err *err)
                   "INTEGER) + 1 FROM scans", "");
     cat__now(now);
     if (cat_exec(c, "INSERT INTO scans (slide, stain, state, priority, "
-                 "queue_pos, requested_by, image, region, created) VALUES "
-                 "(?, ?, 'queued', ?, ?, ?, ?, ?, ?)", "ssiiisss", r->slide,
+                 "queue_pos, requested_by, image, created) VALUES "
+                 "(?, ?, 'queued', ?, ?, ?, ?, ?)", "ssiiiss", r->slide,
                  r->stain, (int64_t)r->priority, pos, r->uid,
-                 r->image != NULL ? r->image : "",
-                 r->region != NULL ? r->region : "", now) < 0)
+                 r->image != NULL ? r->image : "", now) < 0)
         return cat__sql_err(c, c->last_rc, err, "adding scan");
     a->id = sqlite3_last_insert_rowid(c->db);
     return 0;
@@ -549,12 +548,8 @@ cat_scan_add(struct cat *c, const struct cat_scan_req *r, int64_t *id,
              struct ss_err *err)
 {
     struct add_ctx a = { r, 0 };
-    double reg[4];
     int rc;
 
-    if (r->region != NULL && r->region[0] != '\0' &&
-        cat_region_parse(r->region, reg, err) < 0)
-        return -EINVAL;
     rc = cat_tx(c, CAT_TX_IMMEDIATE, add_tx, &a, err);
     if (rc == 0)
         *id = a.id;
@@ -856,6 +851,32 @@ cat_scan_set_reason(struct cat *c, int64_t id, const char *reason,
     struct reason_ctx r = { id, reason != NULL ? reason : "" };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, reason_tx, &r, err);
+}
+
+static int
+region_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct reason_ctx *r = ctx;
+
+    if (cat_exec(c, "UPDATE scans SET region = ? WHERE id = ? AND state = "
+                 "'queued'", "si", r->reason, r->id) < 0)
+        return cat__sql_err(c, c->last_rc, err, "recording region");
+    if (sqlite3_changes(c->db) == 0)
+        return err_set(err, -EALREADY, "scan %lld is not queued",
+                       (long long)r->id);
+    return 0;
+}
+
+int
+cat_scan_set_region(struct cat *c, int64_t id, const char *region,
+                    struct ss_err *err)
+{
+    struct reason_ctx r = { id, region != NULL ? region : "" };
+    double v[4];
+
+    if (r.reason[0] != '\0' && cat_region_parse(r.reason, v, err) < 0)
+        return -EINVAL;
+    return cat_tx(c, CAT_TX_IMMEDIATE, region_tx, &r, err);
 }
 
 static int

@@ -132,8 +132,6 @@ struct cat_scan_req {
     const char *image;              /* NULL or "" */
     int priority;
     int64_t uid;
-    const char *region;             /* NULL or "" = the whole overview;
-                                       else "X,Y,W,H" (cat_region_parse) */
 };
 
 /* Parses a scan region "X,Y,W,H" (stage µm; W and H positive) into
@@ -171,6 +169,11 @@ int cat_scan_hold(struct cat *c, int64_t id, const char *reason,
 /* The paused scan holding the queue and its reason; -ENOENT when none. */
 int cat_queue_holder(struct cat *c, int64_t *id, char *reason, size_t len,
                      struct ss_err *err);
+
+/* Limits a queued scan to a region of the slide, "X,Y,W,H" in stage µm
+ * (checked with cat_region_parse(); "" = the whole overview). */
+int cat_scan_set_region(struct cat *c, int64_t id, const char *region,
+                        struct ss_err *err);
 
 /* Sets the scan's reason without changing its state ("" clears it). */
 int cat_scan_set_reason(struct cat *c, int64_t id, const char *reason,

@@ -340,7 +340,11 @@ void
 slide_set_background(struct slide *s, const uint8_t rgb[3])
 {
     pthread_mutex_lock(&s->lock);
-    memcpy(s->bg, rgb, 3);
+    if (memcmp(s->bg, rgb, 3) != 0) {
+        memcpy(s->bg, rgb, 3);
+        if (s->ops->background != NULL)
+            s->ops->background(s);
+    }
     pthread_mutex_unlock(&s->lock);
 }
 

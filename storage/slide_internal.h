@@ -27,6 +27,7 @@ struct slide__ops {
                 struct ss_err *err);
     int (*associated)(struct slide *s, const char *name, struct img **out,
                       struct ss_err *err);
+    void (*background)(struct slide *s);    /* s->bg changed; may be NULL */
     void (*close)(struct slide *s);
 };
 

@@ -2,11 +2,12 @@
 /*
  * Plain PNG and JPEG files as one-level slides.  Neither format can be
  * decoded by region, so the image is decoded once, when it is opened, and
- * held in memory; transparent PNG pixels are composited over the
- * background then.  JPEG colour comes from the stream (TurboJPEG).
+ * held in memory (a transparent PNG with its alpha, composited over the
+ * background when read).  JPEG colour comes from the stream (TurboJPEG).
  *
- * LIMIT: a plain PNG or JPEG is held whole in memory (3 bytes a pixel);
- * images over 2^28 pixels (16384², 768 MB) are refused with that reason.
+ * LIMIT: a plain PNG or JPEG is held whole in memory (3 bytes a pixel, 4
+ * with alpha); PNGs over 2^28 pixels (16384²) are refused with that
+ * reason.
  */
 #include "storage/slide_internal.h"
 
@@ -18,26 +19,52 @@
 
 #define PLAIN_MAX_PX ((uint64_t)1 << 28)
 
+struct plain {
+    struct img *rgb;                /* premultiplied by alpha */
+    uint8_t *alpha;                 /* one byte a pixel; NULL: opaque */
+};
+
 static int
 plain_read(struct slide *s, int level, int64_t x0, int64_t y0, int64_t lx,
            int64_t ly, int w, int h, uint8_t *rgb, struct ss_err *err)
 {
-    const struct img *im = s->priv;
+    const struct plain *p = s->priv;
+    const struct img *im = p->rgb;
     int64_t ax = lx > 0 ? lx : 0, ex = lx + w < im->w ? lx + w : im->w;
-    int64_t y;
+    int64_t x, y;
 
     if (ax >= ex)
         return 0;
-    for (y = ly > 0 ? ly : 0; y < ly + h && y < im->h; y++)
-        memcpy(rgb + ((size_t)(y - ly) * w + (size_t)(ax - lx)) * 3,
-               img_u8(im, (int)ax, (int)y), (size_t)(ex - ax) * 3);
+    for (y = ly > 0 ? ly : 0; y < ly + h && y < im->h; y++) {
+        uint8_t *o = rgb + ((size_t)(y - ly) * w + (size_t)(ax - lx)) * 3;
+        const uint8_t *a;
+
+        if (p->alpha == NULL) {
+            memcpy(o, img_u8(im, (int)ax, (int)y), (size_t)(ex - ax) * 3);
+            continue;
+        }
+        a = p->alpha + (size_t)y * im->w;
+        for (x = ax; x < ex; x++, o += 3) {
+            const uint8_t *c = img_u8(im, (int)x, (int)y);
+            int k;
+
+            for (k = 0; k < 3; k++)
+                o[k] = slide__over(c[k], a[x], s->bg[k]);
+        }
+    }
     return 0;
 }
 
 static void
 plain_close(struct slide *s)
 {
-    img_free(s->priv);
+    struct plain *p = s->priv;
+
+    if (p != NULL) {
+        img_free(p->rgb);
+        free(p->alpha);
+        free(p);
+    }
     s->priv = NULL;
 }
 
@@ -46,14 +73,14 @@ static const struct slide__ops plain_ops = {
     .close = plain_close,
 };
 
-/* RGBA through libpng's simplified API, composited over the background. */
+/* RGBA through libpng's simplified API; colour premultiplied, alpha kept
+ * apart (dropped when every pixel is opaque). */
 static int
-png_load(struct slide *s, struct img **out, struct ss_err *err)
+png_load(struct slide *s, struct plain *pl, struct ss_err *err)
 {
     png_image p;
     uint8_t *rgba;
-    struct img *im;
-    size_t i, n;
+    size_t i, n, opaque = 0;
     int c;
 
     memset(&p, 0, sizeof(p));
@@ -70,46 +97,52 @@ png_load(struct slide *s, struct img **out, struct ss_err *err)
     }
     p.format = PNG_FORMAT_RGBA;
     rgba = malloc(n * 4);
-    im = img_new((int)p.width, (int)p.height, 3, IMG_U8);
-    if (rgba == NULL || im == NULL) {
+    pl->rgb = img_new((int)p.width, (int)p.height, 3, IMG_U8);
+    pl->alpha = malloc(n);
+    if (rgba == NULL || pl->rgb == NULL || pl->alpha == NULL) {
         png_image_free(&p);
         free(rgba);
-        img_free(im);
         return err_set(err, -ENOMEM, "%s: out of memory", s->path);
     }
     if (!png_image_finish_read(&p, NULL, rgba, 0, NULL)) {
         free(rgba);
-        img_free(im);
         return err_set(err, SS_EFORMAT, "%s: corrupt PNG: %s", s->path,
                        p.message);
     }
-    for (i = 0; i < n; i++)
-        for (c = 0; c < 3; c++) {
-            unsigned a = rgba[4 * i + 3];
+    for (i = 0; i < n; i++) {
+        unsigned a = rgba[4 * i + 3];
 
-            ((uint8_t *)im->data)[3 * i + c] =
-                slide__over(rgba[4 * i + c] * a / 255, a, s->bg[c]);
-        }
+        for (c = 0; c < 3; c++)
+            ((uint8_t *)pl->rgb->data)[3 * i + c] =
+                (uint8_t)((rgba[4 * i + c] * a + 127) / 255);
+        pl->alpha[i] = (uint8_t)a;
+        opaque += a == 255;
+    }
     free(rgba);
-    *out = im;
+    if (opaque == n) {
+        free(pl->alpha);
+        pl->alpha = NULL;
+    }
     return 0;
 }
 
 int
 slide__plain_open(struct slide *s, int is_png, struct ss_err *err)
 {
-    struct img *im = NULL;
+    struct plain *p = calloc(1, sizeof(*p));
     int rc;
 
+    if (p == NULL)
+        return err_set(err, -ENOMEM, "%s: out of memory", s->path);
     s->ops = &plain_ops;
-    rc = is_png ? png_load(s, &im, err) : img_jpeg_read(s->path, &im, err);
+    s->priv = p;
+    rc = is_png ? png_load(s, p, err) : img_jpeg_read(s->path, &p->rgb, err);
     if (rc < 0)
         return rc;
-    s->priv = im;
     snprintf(s->format, sizeof(s->format), "%s", is_png ? "png" : "jpeg");
     s->nlevels = 1;
-    s->level[0].w = im->w;
-    s->level[0].h = im->h;
+    s->level[0].w = p->rgb->w;
+    s->level[0].h = p->rgb->h;
     s->level[0].ds = 1;
     snprintf(s->mpp_why, sizeof(s->mpp_why), "a plain %s image",
              is_png ? "PNG" : "JPEG");

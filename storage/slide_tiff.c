@@ -258,14 +258,17 @@ find_subifd_levels(struct slide *s, struct tslide *ts)
     }
 }
 
+/* The main chain after level 0, read in order (stops at 4096 images). */
 static void
 find_reduced_levels(struct slide *s, struct tslide *ts)
 {
     tdir_t d;
 
-    for (d = 1; d < 4096 && TIFFSetDirectory(ts->t, d); d++) {
+    if (!TIFFSetDirectory(ts->t, 0))
+        return;
+    for (d = 1; d < 4096 && TIFFReadDirectory(ts->t); d++) {
         uint32_t type = 0;
-        struct tlev l = { .dir = d };
+        struct tlev l = { .dir = TIFFCurrentDirectory(ts->t) };
 
         TIFFGetField(ts->t, TIFFTAG_SUBFILETYPE, &type);
         if (type & FILETYPE_REDUCEDIMAGE)
@@ -327,6 +330,11 @@ decode_jpeg(struct slide *s, struct tslide *ts, const struct tlev *l,
         return rc;
     if (tjDecompressHeader3(ts->tj, jpg, len, &jw, &jh, &ss, &cs) != 0) {
         *why = tjGetErrorStr2(ts->tj);
+        free(jpg);
+        return SS_EFORMAT;
+    }
+    if ((uint64_t)jw * jh > 4 * (uint64_t)l->bw * l->bh) {
+        *why = "the JPEG stream is far larger than its tile or strip";
         free(jpg);
         return SS_EFORMAT;
     }
@@ -571,8 +579,23 @@ tiff_close(struct slide *s)
     s->priv = NULL;
 }
 
+/* Blocks with alpha were composited over the old background. */
+static void
+tiff_background(struct slide *s)
+{
+    struct tslide *ts = s->priv;
+    int i;
+
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        free(ts->cache[i].rgb);
+        ts->cache[i].rgb = NULL;
+    }
+    ts->cache_bytes = 0;
+}
+
 static const struct slide__ops tiff_ops = {
     .read = tiff_read,
+    .background = tiff_background,
     .close = tiff_close,
 };
 

@@ -125,6 +125,7 @@ test_cmu_svs_through_openslide(void **state)
     assert_int_equal(label->h, 463);
     assert_int_equal(macro->w, 1280);
     assert_int_equal(macro->h, 431);
+    img_free(label);
     assert_int_equal(slide_associated(s, "no-such-image", &label, &e), 0);
     assert_null(label);
     img_free(macro);
