@@ -90,9 +90,10 @@ int slide_open(const char *path, const struct slide_opts *o,
 int slide_open_spec(const char *spec, const struct slide_opts *o,
                     struct slide **out, struct ss_err *err);
 
-/* Splits "PATH@MPP" into path and *mpp (0 when there is no suffix, or
- * when spec names an existing file).  -EINVAL when the suffix is not a
- * pixel size in (0, 1000] µm, -ENAMETOOLONG when path does not fit. */
+/* Splits "PATH@MPP" into path and *mpp (0 when there is no numeric
+ * suffix, or when spec names an existing file).  -EINVAL when the suffix
+ * is a number outside (0, 1000] µm, -ENAMETOOLONG when path does not
+ * fit. */
 int slide_spec_parse(const char *spec, char *path, size_t path_len,
                      double *mpp, struct ss_err *err);
 
@@ -147,8 +148,10 @@ int slide_associated(struct slide *s, const char *name, struct img **out,
 
 /* The PhysicalSizeX of the first Pixels element of an OME-XML document in
  * µm (PhysicalSizeXUnit µm by default; nm, mm, cm, m, Å, pm converted).
- * Returns 1 and sets *mpp when found, 0 when absent or in an unknown unit
- * (*why then says which). */
+ * Returns 1 and sets *mpp when found and within SLIDE_MPP_MIN..MAX; 0
+ * when absent, not a number, in an unknown unit or implausible, with the
+ * reason (static text) in *why (*mpp then holds the implausible value, or
+ * 0). */
 int slide_ome_mpp(const char *xml, double *mpp, const char **why);
 
 /* µm per pixel from a TIFF XResolution and ResolutionUnit (2 inch, 3

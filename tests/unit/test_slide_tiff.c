@@ -453,6 +453,47 @@ test_corrupt_tile_names_file_tile_and_cause(void **state)
     slide_close(s);
 }
 
+/* A 40000 × 40000 slide (4.8 GB as RGB) whose only decodable tile is
+ * tile 0: a region inside it reads, so nothing else was decoded; one
+ * that touches tile 1 fails naming it. */
+static void
+test_big_tiff_is_read_on_demand(void **state)
+{
+    const char *path = tu_tmp("big.ome.tif");
+    struct img *src = pattern(512, 512), *got = NULL, *want;
+    static const uint8_t junk[4] = { 0xff, 0xd8, 0xff, 0xd9 };
+    struct img big = { 40000, 40000, 3, IMG_U8, NULL };
+    TIFF *t = tiff_new(path, &big, 3, 8, PHOTOMETRIC_RGB, COMPRESSION_JPEG);
+    unsigned char *jpg = NULL;
+    size_t len = 0;
+    uint32_t i, n;
+    struct slide *s;
+    struct ss_err e;
+
+    TIFFSetField(t, TIFFTAG_TILEWIDTH, 512);
+    TIFFSetField(t, TIFFTAG_TILELENGTH, 512);
+    n = TIFFNumberOfTiles(t);
+    assert_int_equal(img_jpeg_encode(src, 90, 420, &jpg, &len, &e), 0);
+    assert_true(TIFFWriteRawTile(t, 0, jpg, (tmsize_t)len) > 0);
+    for (i = 1; i < n; i++)
+        assert_true(TIFFWriteRawTile(t, i, (void *)junk, 4) > 0);
+    TIFFClose(t);
+    tjFree(jpg);
+    s = open_tiff(path);
+    assert_int_equal(slide_read_img(s, 0, 100, 100, 400, 400, &got, &e), 0);
+    want = img_crop(src, 100, 100, 400, 400);
+    assert_true(img_psnr(got, want, 0, 0, 400, 400) > 30);
+    img_free(want);
+    img_free(got);
+    err_clear(&e);
+    assert_int_equal(slide_read_img(s, 0, 400, 0, 200, 10, &got, &e),
+                     SS_EFORMAT);
+    print_message("# %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "tile 1 of level 0: corrupt JPEG"));
+    img_free(src);
+    slide_close(s);
+}
+
 /* ---- other codecs and layouts -------------------------------------------- */
 
 /* The pixels written, as the reader must return them for a layout: RGB,
@@ -991,6 +1032,7 @@ main(void)
         cmocka_unit_test(test_silent_rgb_streams_follow_the_tag),
         cmocka_unit_test(test_libtiff_ycbcr_jpeg_tiles_and_strips),
         cmocka_unit_test(test_corrupt_tile_names_file_tile_and_cause),
+        cmocka_unit_test(test_big_tiff_is_read_on_demand),
         cmocka_unit_test(test_lossless_layouts_read_exactly),
         cmocka_unit_test(test_background_can_change_after_reads),
         cmocka_unit_test(test_palette_image),
