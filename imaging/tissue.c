@@ -17,7 +17,7 @@ tissue_params_default(struct tissue_params *p, double um_per_px)
     p->um_per_px = um_per_px > 0 ? um_per_px : 10.0;
     p->od_floor = 0.06;
     p->close_um = 40;
-    p->open_um = 0;
+    p->open_um = 10;
     p->min_area_um2 = 1000;
     p->hole_area_um2 = 100000;
     p->stain_chroma_min = 0.06;

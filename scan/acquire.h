@@ -142,11 +142,26 @@ struct acq_plan {
     int ntiles;
     struct acq_tile *tiles;
     int cells_total;                /* rows × cols, for the report */
+    double tissue_outside_mm2;      /* tissue seen on the overview that no
+                                       planned frame covers: an explicit
+                                       region (or the stage travel) cut
+                                       it off; 0 when all is covered */
 };
 
+/* The tissue mask is grown by this plus the overview's uncertainty
+ * (ACQ_PLAN_OV_PX overview pixels: a pixel only partly on tissue reads
+ * paler, and the edge of pale tissue fades into the threshold) before
+ * the cells are chosen. */
+#define ACQ_PLAN_MARGIN_UM 50.0
+#define ACQ_PLAN_OV_PX 3.0
+
 /* Captures the overview (and the label, when there is one), detects
- * tissue (imaging/tissue.h) and plans tiles over it; with an explicit
- * region in o, plans every cell of that region instead.  overview and
+ * tissue (imaging/tissue.h) and plans tiles over it: every cell whose
+ * share of the grid (its core, below) meets the tissue mask grown by
+ * ACQ_PLAN_MARGIN_UM + ACQ_PLAN_OV_PX overview pixels, so all tissue the
+ * overview shows lies inside the planned frames with that margin.  With
+ * an explicit region in o, plans every cell of that region instead, and
+ * sets tissue_outside_mm2 when tissue continues beyond it.  overview and
  * label may be NULL when not wanted; otherwise they are the caller's
  * (NULL when the microscope has none).  A plan with no tile is -ENODATA
  * ("no tissue found"). */
@@ -163,7 +178,7 @@ struct acq_frame_geo {
 };
 
 /* Plans tiles over the 255-pixels of a tissue mask placed by geo (cells
- * whose frame overlaps the mask grown by margin_um), or, when mask is
+ * whose core touches the mask grown by margin_um), or, when mask is
  * NULL, over every cell of the rectangle (x, y, w, h) in stage µm. */
 int acq_plan_mask(const struct img *mask, const struct ov_geometry *geo,
                   const struct acq_frame_geo *fg, double overlap,

@@ -4,6 +4,12 @@
  * tissue found on the overview (or over an explicit region), keeping the
  * cells that hold tissue, in serpentine order.
  *
+ * The mask is grown first by ACQ_PLAN_MARGIN_UM plus ACQ_PLAN_OV_PX
+ * overview pixels (scan/acquire.h): a tissue edge is known only to the
+ * overview's pixel, partly covered pixels read paler than the tissue,
+ * and faint edges fade under the threshold (at most 56 µm on the
+ * simulator's phantoms at 10 µm/px, tests/unit/test_tissue_plan.c).
+ *
  * Each cell owns a "core": the step × step part of its frame nearest the
  * grid origin, the last row and column owning their whole frame.  The
  * cores tile the grid without gaps, so keeping every cell whose core
@@ -19,9 +25,6 @@
 #include "imaging/tissue.h"
 #include "scan/acq_int.h"
 
-/* Tissue mask growth before planning: covers faint edges the overview
- * threshold misses. */
-#define PLAN_MARGIN_UM 50.0
 
 void
 acq_plan_free(struct acq_plan *p)
@@ -203,6 +206,16 @@ ov_px(double v, double origin, double um_per_px)
     return (int)floor((v - origin) / um_per_px + 0.5);
 }
 
+/* The overview pixels [*a, *b) that touch the stage interval [v0, v1):
+ * pixel i covers [origin + i u, origin + (i + 1) u). */
+static void
+ov_span(double v0, double v1, double origin, double um_per_px, int *a,
+        int *b)
+{
+    *a = (int)floor((v0 - origin) / um_per_px + 1e-9);
+    *b = (int)ceil((v1 - origin) / um_per_px - 1e-9);
+}
+
 /* Keeps the cells whose core meets the grown mask. */
 static void
 keep_cells(struct acq_plan *p, const struct ov_geometry *geo,
@@ -219,12 +232,12 @@ keep_cells(struct acq_plan *p, const struct ov_geometry *geo,
             c = serpentine_col(p, r, k);
             x = p->origin_x_um + c * p->step_x_um;
             y = p->origin_y_um + r * p->step_y_um;
+            int x0, x1, y0, y1;
             cw = c == p->cols - 1 ? fw : p->step_x_um;
             ch = r == p->rows - 1 ? fh : p->step_y_um;
-            if (sat_sum(grown, ov_px(x, geo->origin_x_um, u),
-                        ov_px(y, geo->origin_y_um, u),
-                        ov_px(x + cw, geo->origin_x_um, u),
-                        ov_px(y + ch, geo->origin_y_um, u)) == 0)
+            ov_span(x, x + cw, geo->origin_x_um, u, &x0, &x1);
+            ov_span(y, y + ch, geo->origin_y_um, u, &y0, &y1);
+            if (sat_sum(grown, x0, y0, x1, y1) == 0)
                 continue;
             area = sat_sum(orig, ov_px(x, geo->origin_x_um, u),
                            ov_px(y, geo->origin_y_um, u),
@@ -232,6 +245,37 @@ keep_cells(struct acq_plan *p, const struct ov_geometry *geo,
                            ov_px(y + fh, geo->origin_y_um, u));
             plan_add(p, r, c, fmin(1.0, area * u * u / (fw * fh)));
         }
+}
+
+/* Tissue of the mask that no planned frame covers, in mm²: pixels
+ * wholly outside every frame (a pixel a frame touches counts as seen). */
+static double
+uncovered_mm2(const struct acq_plan *p, const struct img *mask,
+              const struct ov_geometry *geo)
+{
+    double fw = p->frame_w * p->pixel_um, fh = p->frame_h * p->pixel_um;
+    double u = geo->um_per_px;
+    uint8_t *seen = calloc((size_t)mask->w * mask->h, 1);
+    long left = 0;
+    int i, x, y, x0, x1, y0, y1;
+
+    if (seen == NULL)
+        return 0;
+    for (i = 0; i < p->ntiles; i++) {
+        ov_span(p->tiles[i].x_um, p->tiles[i].x_um + fw, geo->origin_x_um,
+                u, &x0, &x1);
+        ov_span(p->tiles[i].y_um, p->tiles[i].y_um + fh, geo->origin_y_um,
+                u, &y0, &y1);
+        for (y = y0 < 0 ? 0 : y0; y < y1 && y < mask->h; y++)
+            for (x = x0 < 0 ? 0 : x0; x < x1 && x < mask->w; x++)
+                seen[(size_t)y * mask->w + x] = 1;
+    }
+    for (y = 0; y < mask->h; y++)
+        for (x = 0; x < mask->w; x++)
+            left += *img_u8(mask, x, y) != 0 &&
+                    !seen[(size_t)y * mask->w + x];
+    free(seen);
+    return left * u * u * 1e-6;
 }
 
 int
@@ -257,8 +301,10 @@ acq_plan_mask(const struct img *mask, const struct ov_geometry *geo,
     rc = plan_new(fg, overlap, box[0], box[1], box[2], box[3], &p, err);
     if (rc == 0 && (sat_init(&sg, grown) != 0 || sat_init(&so, mask) != 0))
         rc = err_set(err, -ENOMEM, "plan: no memory");
-    if (rc == 0)
+    if (rc == 0) {
         keep_cells(p, geo, &sg, &so);
+        p->tissue_outside_mm2 = uncovered_mm2(p, mask, geo);
+    }
     free(sg.s);
     free(so.s);
     img_free(grown);
@@ -327,10 +373,15 @@ plan_tissue(const struct img *slide, const struct ov_geometry *geo,
         rc = acq_plan_region(o->region_x_um, o->region_y_um, o->region_w_um,
                              o->region_h_um, fg, o->overlap, plan, err);
     else if (rc == 0)
-        rc = acq_plan_mask(mask, geo, fg, o->overlap, PLAN_MARGIN_UM, plan,
-                           err);
+        rc = acq_plan_mask(mask, geo, fg, o->overlap, ACQ_PLAN_MARGIN_UM +
+                           ACQ_PLAN_OV_PX * geo->um_per_px, plan, err);
     if (rc == 0 && has_region(o) && tissue_fractions(*plan, mask, geo) != 0)
         rc = err_set(err, -ENOMEM, "plan: no memory");
+    if (rc == 0 && has_region(o))
+        (*plan)->tissue_outside_mm2 = uncovered_mm2(*plan, mask, geo);
+    if (rc == 0 && (*plan)->tissue_outside_mm2 > 0)
+        log_warn("scan", "tissue continues beyond the scanned region "
+                 "outside_mm2=%.3f", (*plan)->tissue_outside_mm2);
     img_free(mask);
     if (rc == 0)
         log_info("scan", "tissue found area_mm2=%.2f pieces=%d dust=%d "

@@ -144,7 +144,8 @@ objective_pixel_um(const char *obj)
 
 /* Where slide src lies: the glass corner at stage (0, 0), the image one
  * margin in from it, the blank area right of the image.  The travel is
- * the configured one, whatever the slide. */
+ * the configured one, whatever the slide.  LIMIT: frames beyond the edge
+ * of the glass (still within the travel) show glass, not the holder. */
 static void
 geometry_of(const struct sim_config *c, double pixel_um,
             const struct sim__source *src, struct sim_geometry *g)
