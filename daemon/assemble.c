@@ -344,6 +344,32 @@ job_free(struct asm_job *j)
     tilestore_close(j->ts);
 }
 
+/* A failed assembly, by the scan's fault policy (drivers/guard.h) for a
+ * step outside a tile: a disk that fails to read or write (-EIO,
+ * -EROFS) pauses the scan and holds the queue; anything else (damaged
+ * data, a stitching or writing error) fails this scan, and the queue goes
+ * on.  (A full disk never gets here: assemble() waits for space.) */
+static void
+give_up(struct asm_job *j, int64_t id, int rc)
+{
+    struct guard_fault f = { rc, 0, 0, false };
+    enum guard_action act = guard_fault_action(&f);
+    struct ss_err e;
+
+    if (act == GUARD_ACT_PAUSE &&
+        cat_scan_hold(j->a->cat, id, j->err.msg, &e) == 0) {
+        log_error("assemble", "paused scan=%lld cause=\"%s\"",
+                  (long long)id, j->err.msg);
+        post_state(j, "paused", j->err.msg);
+        return;
+    }
+    log_error("assemble", "failed scan=%lld cause=\"%s\"", (long long)id,
+              j->err.msg);
+    cat_scan_transition(j->a->cat, id, CAT_BIT(CAT_ASSEMBLING), CAT_FAILED,
+                        j->err.msg, &e);
+    post_state(j, "failed", j->err.msg);
+}
+
 static void
 run(struct assembler *a, int64_t id)
 {
@@ -371,11 +397,7 @@ run(struct assembler *a, int64_t id)
         rc = 0;
         m->outcome = ASM_RECAPTURE;
     } else if (rc != -ESHUTDOWN) {
-        log_error("assemble", "failed scan=%lld cause=\"%s\"",
-                  (long long)id, j.err.msg);
-        cat_scan_transition(a->cat, id, CAT_BIT(CAT_ASSEMBLING), CAT_FAILED,
-                            j.err.msg, &e);
-        post_state(&j, "failed", j.err.msg);
+        give_up(&j, id, rc);
     }
     if (rc < 0) {
         m->outcome = rc;

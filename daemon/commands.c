@@ -40,12 +40,16 @@ scan_result(struct daemon *d, int64_t id, json_t **result,
     rc = cat_scan_json(d->cat, id, result, err);
     if (rc < 0)
         return rc;
-    if (cat_queue_json(d->cat, false, 100000, &q, NULL) == 0)
+    if (cat_queue_json(d->cat, false, 100000, &q, NULL) == 0) {
+        daemon__live_queue(d, q);
         json_array_foreach(json_object_get(q, "scans"), i, s)
-            if (json_integer_value(json_object_get(s, "id")) == id)
+            if (json_integer_value(json_object_get(s, "id")) == id &&
+                json_object_get(s, "position") != NULL)
                 json_object_set(*result, "position",
                                 json_object_get(s, "position"));
+    }
     json_decref(q);
+    daemon__live_scan(d, *result);
     return 0;
 }
 
@@ -97,9 +101,13 @@ static int
 cmd_queue(struct daemon *d, const struct caller *who,
           const struct proto_req *req, json_t **result, struct ss_err *err)
 {
-    return cat_queue_json(d->cat, proto_arg_bool(req, "all", false),
-                          (int)proto_arg_int(req, "limit", 1000), result,
-                          err);
+    int rc = cat_queue_json(d->cat, proto_arg_bool(req, "all", false),
+                            (int)proto_arg_int(req, "limit", 1000), result,
+                            err);
+
+    if (rc == 0)
+        daemon__live_queue(d, *result);
+    return rc;
 }
 
 static int
@@ -291,14 +299,18 @@ static int
 cmd_show(struct daemon *d, const struct caller *who,
          const struct proto_req *req, json_t **result, struct ss_err *err)
 {
+    json_t *sc;
+    size_t i;
     int rc;
 
     rc = cat_slide_show_json(d->cat, proto_arg_str(req, "slide", ""),
                              proto_arg_bool(req, "tiles", false), result,
                              err);
-    if (rc == 0)
-        json_object_set_new(*result, "data_dir",
-                            json_string(d->conf.data_dir));
+    if (rc < 0)
+        return rc;
+    json_array_foreach(json_object_get(*result, "scans"), i, sc)
+        daemon__live_scan(d, sc);
+    json_object_set_new(*result, "data_dir", json_string(d->conf.data_dir));
     return rc;
 }
 

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum ktype { K_STR, K_INT, K_DBL, K_BOOL, K_MODE, K_LEVEL, K_DRIVER };
@@ -139,10 +140,60 @@ struct parse {
     struct dconf *c;
     FILE *f;
     int lines;                      /* complete lines read so far */
+    bool continued;                 /* the last line began with a blank */
     int fail_line;
     char msg[SS_ERR_MSG_MAX];       /* the first error, without FILE:LINE */
     bool failed;
 };
+
+int
+daemon__conf_line(const struct dconf *c, const char *section,
+                  const char *key)
+{
+    char name[sizeof(c->where[0].key)];
+    int i;
+
+    snprintf(name, sizeof(name), "%s.%s", section, key);
+    for (i = 0; i < c->nwhere; i++)
+        if (strcmp(c->where[i].key, name) == 0)
+            return c->where[i].line;
+    return 0;
+}
+
+/* Remembers where [section] key was set; the line of an earlier setting
+ * of it, or 0. */
+static int
+conf_where(struct dconf *c, const char *section, const char *key, int line)
+{
+    int before = daemon__conf_line(c, section, key);
+
+    if (before == 0 && c->nwhere < DCONF_LINES) {
+        snprintf(c->where[c->nwhere].key, sizeof(c->where[0].key), "%s.%s",
+                 section, key);
+        c->where[c->nwhere++].line = line;
+    }
+    return before;
+}
+
+int
+daemon__conf_err(const struct dconf *c, struct ss_err *err,
+                 const char *section, const char *key, const char *fmt,
+                 ...)
+{
+    char cause[SS_ERR_MSG_MAX], at[PATH_MAX + 16] = "";
+    int line = daemon__conf_line(c, section, key);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cause, sizeof(cause), fmt, ap);
+    va_end(ap);
+    if (c->file[0] != '\0' && line > 0)
+        snprintf(at, sizeof(at), "%s:%d: ", c->file, line);
+    else if (c->file[0] != '\0')
+        snprintf(at, sizeof(at), "%s: ", c->file);
+    return err_set(err, SS_ECONFIG, "%s[%s] %s: %s", at, section, key,
+                   cause);
+}
 
 static int
 fail(struct parse *p, const char *section, const char *name,
@@ -161,6 +212,18 @@ fail(struct parse *p, const char *section, const char *name,
     vsnprintf(cause, sizeof(cause), fmt, ap);
     va_end(ap);
     snprintf(p->msg, sizeof(p->msg), "[%s] %s: %s", section, name, cause);
+    p->failed = true;
+    p->fail_line = p->lines;
+    return 0;
+}
+
+/* An error whose message already names section and key. */
+static int
+fail_named(struct parse *p, const char *msg)
+{
+    if (p->failed)
+        return 0;
+    snprintf(p->msg, sizeof(p->msg), "%s", msg);
     p->failed = true;
     p->fail_line = p->lines;
     return 0;
@@ -344,6 +407,10 @@ forward(struct parse *p, const char *section, const char *name,
         rc = space_policy_set(&p->c->space, name, v, &e);
     else
         rc = hw_config_set(&p->c->hw, section, name, v, &e);
+    /* drivers/hw names section and key itself; the others give only the
+     * cause. */
+    if (rc < 0 && e.msg[0] == '[')
+        return fail_named(p, e.msg);
     if (rc < 0)
         return fail(p, section, name, "%s", e.msg);
     return 1;
@@ -354,9 +421,17 @@ handler(void *user, const char *section, const char *name, const char *v)
 {
     struct parse *p = user;
     size_t i;
+    int before;
 
     if (p->failed)
         return 0;
+    if (p->continued)
+        return fail(p, section, name, "a continuation line (it begins "
+                    "with a blank); write the value on the key's line");
+    before = conf_where(p->c, section, name, p->lines);
+    if (before > 0)
+        return fail(p, section, name, "set again; it is already set on "
+                    "line %d", before);
     if (strncmp(section, "profile ", 8) == 0)
         return set_profile(p, section, name, v);
     if (strcmp(section, "simulator") == 0 || strcmp(section, "camera") == 0 ||
@@ -375,39 +450,49 @@ handler(void *user, const char *section, const char *name, const char *v)
     return fail(p, section, name, "unknown section");
 }
 
-/* Cross-checks after the whole file is read. */
+/* Cross-checks after the whole file is read; each error names the line
+ * of the key it blames. */
 static int
 check(struct dconf *c, struct ss_err *err)
 {
+    char section[32];
     struct ss_err e;
     int i;
 
     if (c->socket_path[0] != '/')
-        return err_set(err, SS_ECONFIG, "[daemon] socket: '%s' is not an "
-                       "absolute path", c->socket_path);
+        return daemon__conf_err(c, err, "daemon", "socket", "'%s' is not "
+                                "an absolute path", c->socket_path);
     if (c->data_dir[0] != '/')
-        return err_set(err, SS_ECONFIG, "[daemon] data_dir: '%s' is not an "
-                       "absolute path", c->data_dir);
+        return daemon__conf_err(c, err, "daemon", "data_dir", "'%s' is not "
+                                "an absolute path", c->data_dir);
     if (c->catalogue[0] != '\0' && c->catalogue[0] != '/')
-        return err_set(err, SS_ECONFIG, "[daemon] catalogue: '%s' is not an "
-                       "absolute path", c->catalogue);
+        return daemon__conf_err(c, err, "daemon", "catalogue", "'%s' is "
+                                "not an absolute path", c->catalogue);
     if (c->watch_close_kb <= c->watch_drop_kb)
-        return err_set(err, SS_ECONFIG, "[daemon] watch_close_kb: must be "
-                       "above watch_drop_kb (%d)", c->watch_drop_kb);
+        return daemon__conf_line(c, "daemon", "watch_close_kb") > 0 ||
+               daemon__conf_line(c, "daemon", "watch_drop_kb") == 0
+               ? daemon__conf_err(c, err, "daemon", "watch_close_kb",
+                                  "%d must be above watch_drop_kb (%d)",
+                                  c->watch_close_kb, c->watch_drop_kb)
+               : daemon__conf_err(c, err, "daemon", "watch_drop_kb",
+                                  "%d must be below watch_close_kb (%d)",
+                                  c->watch_drop_kb, c->watch_close_kb);
+    if (c->simulator &&
+        sim_config_set(&c->sim, "objective", c->objective, &e) < 0)
+        return daemon__conf_err(c, err, "microscope", "objective", "%s",
+                                e.msg);
     for (i = 0; i < NSTAINS; i++) {
         struct acq_profile *p = &c->profile[i];
         if (p->objective[0] == '\0')
             snprintf(p->objective, sizeof(p->objective), "%s",
                      c->objective);
+        snprintf(section, sizeof(section), "profile %s", p->stain);
         if (strcmp(p->objective, c->objective) != 0)
-            return err_set(err, SS_ECONFIG, "[profile %s] objective: %s, "
-                           "but the microscope has %s ([microscope] "
-                           "objective)", p->stain, p->objective,
-                           c->objective);
+            return daemon__conf_err(c, err, section, "objective", "%s, but "
+                                    "the microscope has %s ([microscope] "
+                                    "objective)", p->objective,
+                                    c->objective);
     }
-    if (c->simulator &&
-        sim_config_set(&c->sim, "objective", c->objective, &e) < 0)
-        return err_set(err, SS_ECONFIG, "[microscope] objective: %s", e.msg);
     return 0;
 }
 
@@ -424,6 +509,8 @@ read_line(char *str, int num, void *stream)
         n = strlen(r);
         if (n > 0 && r[n - 1] == '\n')
             p->lines++;
+        p->continued = (r[0] == ' ' || r[0] == '\t') &&
+                       strspn(r, " \t\r\n") < n;
     }
     return r;
 }
@@ -432,16 +519,26 @@ int
 daemon__conf_load(const char *path, struct dconf *c, struct ss_err *err)
 {
     struct parse p;
+    struct stat st;
     FILE *f;
     int line;
 
     memset(&p, 0, sizeof(p));
     p.c = c;
     snprintf(c->file, sizeof(c->file), "%s", path);
+    c->nwhere = 0;
     f = fopen(path, "r");
     if (f == NULL)
         return err_set(err, errno == ENOENT ? -ENOENT : SS_ECONFIG,
                        "%s: cannot read: %s", path, strerror(errno));
+    /* A directory opens and reads as empty: refuse it, or the defaults
+     * would silently stand in for the configuration. */
+    if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_set(err, SS_ECONFIG, "%s: cannot read: %s", path,
+                       S_ISDIR(st.st_mode) ? "is a directory"
+                                           : "not a regular file");
+    }
     p.f = f;
     line = ini_parse_stream(read_line, &p, handler, &p);
     fclose(f);
@@ -454,9 +551,7 @@ daemon__conf_load(const char *path, struct dconf *c, struct ss_err *err)
     if (p.failed)
         return err_set(err, SS_ECONFIG, "%s:%d: %s", path, p.fail_line,
                        p.msg);
-    if (check(c, err) < 0)
-        return err_prefix(err, "%s", path);
-    return 0;
+    return check(c, err);
 }
 
 static void

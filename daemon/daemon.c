@@ -234,7 +234,9 @@ usage(FILE *f)
     fprintf(f, "usage: slidescand [-c FILE] [--check]\n"
             "  -c, --config FILE  configuration (default %s, or\n"
             "                     $SLIDESCAN_CONFIG)\n"
-            "      --check        check the configuration and exit\n"
+            "      --check        check the configuration, and this machine\n"
+            "                     for it (group, socket, directories), as\n"
+            "                     the start would, then exit\n"
             "      --version      print the version\n", DEFAULT_CONFIG);
 }
 
@@ -303,6 +305,8 @@ daemon_main(int argc, char **argv)
     err_clear(&err);
     rc = load_config(d, config != NULL ? config : DEFAULT_CONFIG, explicit,
                      &err);
+    if (rc == 0)
+        rc = daemon__conf_check_host(&d->conf, &err);
     if (rc < 0 || check) {
         if (rc < 0)
             fprintf(stderr, "slidescand: %s\n", err.msg);

@@ -41,8 +41,18 @@
 
 enum { STAIN_HE, STAIN_KI67, STAIN_CK, NSTAINS };
 
+/* Where a key was set in the configuration file, for messages. */
+struct dconf_line {
+    char key[48];                   /* "section.key" */
+    int line;
+};
+
+#define DCONF_LINES 256
+
 struct dconf {
     char file[PATH_MAX];            /* where it was read from, "" = none */
+    struct dconf_line where[DCONF_LINES];
+    int nwhere;
 
     /* [daemon] */
     char socket_path[PATH_MAX];
@@ -92,6 +102,27 @@ void daemon__conf_default(struct dconf *c);
 /* Reads path over the defaults.  Errors are SS_ECONFIG with "FILE:LINE:
  * [section] key: cause", or name the file when it cannot be read. */
 int daemon__conf_load(const char *path, struct dconf *c, struct ss_err *err);
+
+/* The line of the file that set [section] key, 0 when it came from the
+ * defaults. */
+int daemon__conf_line(const struct dconf *c, const char *section,
+                      const char *key);
+
+/* Sets err (SS_ECONFIG) to "FILE:LINE: [section] key: cause", or
+ * "FILE: [section] key: cause" for a key the file did not set, or
+ * "[section] key: cause" for the defaults.  Returns SS_ECONFIG. */
+int daemon__conf_err(const struct dconf *c, struct ss_err *err,
+                     const char *section, const char *key, const char *fmt,
+                     ...) __attribute__((format(printf, 5, 6)));
+
+/* What start-up will need of this machine, checked without changing it
+ * (check.c): the group exists, the socket path fits a unix socket and is
+ * not taken by another kind of file, its directory, data_dir and the
+ * catalogue's directory exist or can be created and are writable (probed
+ * with a directory made and removed at once), a catalogue file present
+ * is a readable and writable regular file.  `slidescand --check` and the
+ * start both run it. */
+int daemon__conf_check_host(const struct dconf *c, struct ss_err *err);
 
 /* Index of stain ("HE", "KI67", "CK") or -1. */
 int daemon__stain_index(const char *stain);
@@ -148,6 +179,8 @@ struct supervisor;
 struct dstatus {
     int64_t scan;                   /* on the microscope, 0 = none */
     char slide[64], stain[16], state[16];
+    char reason[SS_ERR_MSG_MAX];    /* of its last state event ("disk
+                                       full ...", when paused for space) */
     int tiles_done, tiles_total;
     double started_wall_ms;         /* util_now_ms() at job start */
     double virtual_ms;              /* device time of this job so far */
@@ -254,6 +287,15 @@ void daemon__status_changed(struct daemon *d);
 
 /* The status object for `status`. */
 json_t *daemon__status_json(struct daemon *d);
+
+/* Brings catalogue listings up to date with the scan on the microscope,
+ * which the catalogue may lag (a pause for space on a disk too full for
+ * SQLite to record it, the moment between the start of a scan and its
+ * first step): daemon__live_scan() sets that scan's state and reason in
+ * one scan object; daemon__live_queue() also lists it first and without
+ * a queue position, as `status` describes it. */
+void daemon__live_scan(struct daemon *d, json_t *scan);
+void daemon__live_queue(struct daemon *d, json_t *queue);
 
 /* ---- scan thread (scanjob.c) ------------------------------------------ */
 

@@ -100,7 +100,11 @@ struct job {
     struct acq_plan *plan;
     struct acq_focus_map *fm;
     struct tilestore *ts;
-    double v0_ms, w0_ms;
+    double v0_ms, w0_ms;            /* device and wall clock at the start */
+    double base_v_ms;               /* device time of earlier runs */
+    double ck_v_ms, ck_w_ms;        /* clocks at the last time record */
+    bool timing;                    /* the clocks above are set */
+    bool resumed;                   /* started before this run */
     int tiles_done;
     int failed_in_row;
     bool space_waiting;             /* paused for space, no tile since */
@@ -120,13 +124,48 @@ post_state(struct job *j, const char *state, const char *reason)
     m->ev = daemon__scan_event(j->s.id, j->s.slide, state);
     if (reason != NULL && reason[0] != '\0')
         json_object_set_new(m->ev, "reason", json_string(reason));
+    if (j->plan != NULL) {
+        json_object_set_new(m->ev, "tiles_done",
+                            json_integer(j->tiles_done));
+        json_object_set_new(m->ev, "tiles_total",
+                            json_integer(j->plan->ntiles));
+    }
     daemon__post(j->sc->d, m);
 }
 
 static double
 job_virtual_s(struct job *j)
 {
-    return (j->s.virtual_ms + mic_now_ms(j->sc->m) - j->v0_ms) / 1000.0;
+    return (j->base_v_ms + mic_now_ms(j->sc->m) - j->v0_ms) / 1000.0;
+}
+
+/* The device and wall time since the previous call (or the start). */
+static void
+time_since_record(struct job *j, double *v_ms, double *w_ms)
+{
+    double v = j->sc->m != NULL ? mic_now_ms(j->sc->m) : j->ck_v_ms;
+    double w = util_now_ms();
+
+    *v_ms = v - j->ck_v_ms;
+    *w_ms = w - j->ck_w_ms;
+    j->ck_v_ms = v;
+    j->ck_w_ms = w;
+}
+
+/* Adds the time since the previous record to the scan's totals, so that
+ * a run killed later still counts it. */
+static void
+record_time(struct job *j)
+{
+    struct ss_err e;
+    double v, w;
+
+    if (!j->timing)
+        return;
+    time_since_record(j, &v, &w);
+    if (cat_scan_add_time(j->sc->cat, j->s.id, v, w, &e) < 0)
+        log_warn("scan", "time not recorded scan=%lld cause=\"%s\"",
+                 (long long)j->s.id, e.msg);
 }
 
 static void
@@ -149,11 +188,14 @@ enter(struct job *j, enum cat_state to)
 {
     int rc;
 
+    if (j->s.state == to && j->s.reason[0] == '\0')
+        return 0;
     rc = cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK |
                              CAT_BIT(CAT_QUEUED), to, "", &j->err);
     if (rc < 0)
         return rc;
     j->s.state = to;
+    j->s.reason[0] = '\0';
     post_state(j, cat_state_name(to), NULL);
     log_info("scan", "state scan=%lld slide=%s state=%s", (long long)j->s.id,
              j->s.slide, cat_state_name(to));
@@ -317,10 +359,20 @@ prepare(struct job *j, int64_t id)
     j->p = j->c->profile[i];
     j->o = j->c->acq;
     j->w0_ms = util_now_ms();
+    j->base_v_ms = j->s.virtual_ms;
+    j->tiles_done = j->s.tiles_done;
+    j->resumed = j->s.state != CAT_QUEUED || j->s.tiles_done > 0;
+    /* Taken off the queue at once, so that `queue` and `status` agree
+     * from the start (opening the devices may take a while). */
+    if (j->s.state == CAT_QUEUED && (rc = enter(j, CAT_CALIBRATING)) < 0)
+        return rc;
     rc = ensure_microscope(j);
     if (rc < 0)
         return rc;
     j->v0_ms = mic_now_ms(j->sc->m);
+    j->ck_v_ms = j->v0_ms;
+    j->ck_w_ms = j->w0_ms;
+    j->timing = true;
     rc = load_slide(j);
     if (rc == 0)
         rc = blank_position(j->sc, &j->o, &j->err);
@@ -526,6 +578,41 @@ save_png(struct job *j, const struct img *im, const char *name)
     }
 }
 
+/* The scan's region limit, if it has one, into the options. */
+static int
+scan_region(struct job *j)
+{
+    double r[4];
+    int rc;
+
+    if (j->s.region[0] == '\0')
+        return 0;
+    rc = cat_region_parse(j->s.region, r, &j->err);
+    if (rc < 0)
+        return err_prefix(&j->err, "scan %lld", (long long)j->s.id);
+    j->o.region_x_um = r[0];
+    j->o.region_y_um = r[1];
+    j->o.region_w_um = r[2];
+    j->o.region_h_um = r[3];
+    return 0;
+}
+
+/* Tissue the plan leaves out (a region that cuts it, or the end of the
+ * stage travel) becomes a warning on the scan that `show` prints. */
+static void
+warn_outside(struct job *j, double mm2)
+{
+    char text[160];
+    struct ss_err e;
+
+    snprintf(text, sizeof(text), "tissue continues beyond the scanned "
+             "region (%.3f mm2 seen on the overview is not scanned)", mm2);
+    log_warn("scan", "scan=%lld %s", (long long)j->s.id, text);
+    if (cat_scan_add_warning(j->sc->cat, j->s.id, text, &e) < 0)
+        log_warn("scan", "warning not recorded scan=%lld cause=\"%s\"",
+                 (long long)j->s.id, e.msg);
+}
+
 static int
 step_plan(struct job *j)
 {
@@ -537,11 +624,15 @@ step_plan(struct job *j)
     if (rc == 0)
         return 0;
     rc = enter(j, CAT_PLANNING);
+    if (rc == 0)
+        rc = scan_region(j);
     if (rc < 0)
         return rc;
     rc = acq_plan_overview(j->sc->m, &j->o, &p, &ov, &label, &j->err);
     if (rc < 0)
         return err_prefix(&j->err, "planning");
+    if (p->tissue_outside_mm2 > 0)
+        warn_outside(j, p->tissue_outside_mm2);
     save_png(j, ov, "overview.png");
     save_png(j, label, "label.png");
     img_free(ov);
@@ -586,12 +677,23 @@ step_focus(struct job *j)
 
 /* ---- waiting for space --------------------------------------------------- */
 
+/* What the rest of the scan needs on disk: from the plan, or before it
+ * nothing but the reserve. */
+static void
+space_need(struct job *j, int tiles_left, struct space_need *need)
+{
+    if (j->plan != NULL)
+        space_estimate(&j->c->space, j->plan, tiles_left, true, need);
+    else
+        space_estimate_tiles(&j->c->space, 0, 0, 0, need);
+}
+
 static int
 space_need_check(struct job *j, int tiles_left)
 {
     struct space_need need;
 
-    space_estimate(&j->c->space, j->plan, tiles_left, true, &need);
+    space_need(j, tiles_left, &need);
     return space_check(&j->c->space, j->c->data_dir, need.total_bytes, NULL,
                        &j->err);
 }
@@ -609,9 +711,28 @@ write_full(struct job *j, int tiles_left, int code)
 {
     struct space_need need;
 
-    space_estimate(&j->c->space, j->plan, tiles_left, true, &need);
+    space_need(j, tiles_left, &need);
     return space_write_full(&j->c->space, j->c->data_dir, need.total_bytes,
                             code);
+}
+
+/* Records the pause for space in the catalogue.  On a disk so full that
+ * SQLite cannot write, it fails: the caller tries again at each recheck
+ * (clients learn the state from the daemon meanwhile). */
+static int
+record_pause(struct job *j, const char *reason, int first)
+{
+    struct ss_err e;
+    int rc;
+
+    rc = cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK |
+                             CAT_BIT(CAT_QUEUED), CAT_PAUSED, reason, &e);
+    if (rc < 0 && first)
+        log_warn("scan", "pause not recorded yet scan=%lld cause=\"%s\"",
+                 (long long)j->s.id, e.msg);
+    else if (rc == 0 && !first)
+        log_notice("scan", "pause recorded scan=%lld", (long long)j->s.id);
+    return rc;
 }
 
 /* Pauses the scan until the disk has room for the rest of it, checking
@@ -633,11 +754,12 @@ wait_for_space(struct job *j, int tiles_left)
         log_error("scan", "paused for space scan=%lld cause=\"%s\"",
                   (long long)j->s.id, reason);
     j->space_waiting = true;
-    recorded = cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK,
-                                   CAT_PAUSED, reason, &e);
     post_state(j, "paused", reason);
+    recorded = record_pause(j, reason, 1);
     do {
         rc = nap(j, j->c->space.recheck_s);
+        if (recorded < 0 && recorded != -EALREADY)
+            recorded = record_pause(j, reason, 0);
     } while (rc == 0 && short_of_space(j, tiles_left));
     if (recorded == 0 &&
         cat_scan_transition(j->sc->cat, j->s.id, CAT_BIT(CAT_PAUSED), was,
@@ -715,6 +837,7 @@ record_tile(struct job *j, int idx, const struct acq_tile_result *r,
     rec.resets = gc->resets;
     rec.attempts = attempt + 1;
     rec.flags = r->flags;
+    time_since_record(j, &rec.virtual_ms, &rec.wall_ms);
     return cat_tile_record(j->sc->cat, j->s.id, idx, &rec, &j->err);
 }
 
@@ -843,22 +966,78 @@ step_capture(struct job *j)
 
 /* ---- the job ------------------------------------------------------------- */
 
+/* What to do about a step (calibration, plan, focus map) that failed
+ * with rc at its attempt-th try, by the one fault policy of
+ * drivers/guard.h: its verdict for a tile says whether the step is worth
+ * another try (a missed deadline, a device error, no focus: once; the
+ * guard has rebuilt the device meanwhile), whether to wait for the
+ * device or for space; past that, its verdict outside a tile decides
+ * (a device that failed again pauses the scan and holds the queue,
+ * anything else fails the scan and the queue goes on). */
+static enum guard_action
+step_action(int rc, int attempt)
+{
+    struct guard_fault f = { rc, attempt, 0, true };
+    enum guard_action a = guard_fault_action(&f);
+
+    if (a == GUARD_ACT_RETRY_TILE || a == GUARD_ACT_WAIT_DEVICE ||
+        a == GUARD_ACT_WAIT_SPACE)
+        return a;
+    f.in_tile = false;
+    return guard_fault_action(&f);
+}
+
+typedef int (*step_fn)(struct job *j);
+
+/* Runs one step under the fault policy; records its time when it
+ * succeeds.  Returns 0, JOB_REQ, or the error with j->action set. */
+static int
+run_step(struct job *j, step_fn fn, const char *name)
+{
+    int attempt = 0, rc;
+
+    for (;;) {
+        rc = fn(j);
+        if (rc >= 0) {
+            record_time(j);
+            return rc;
+        }
+        if (j->device_wait)
+            return rc;
+        j->action = step_action(rc, attempt);
+        log_warn("scan", "step fault scan=%lld step=%s attempt=%d "
+                 "action=%s cause=\"%s\"", (long long)j->s.id, name,
+                 attempt, guard_action_name(j->action), j->err.msg);
+        if (j->action == GUARD_ACT_WAIT_SPACE)
+            rc = wait_for_space(j, j->plan != NULL ? j->plan->ntiles : 0);
+        else if (j->action == GUARD_ACT_RETRY_TILE)
+            rc = requested(j);
+        else
+            return rc;
+        if (rc != 0)
+            return rc;
+        /* A wait for space is not a try: the step starts afresh. */
+        attempt = j->action == GUARD_ACT_WAIT_SPACE ? 0 : attempt + 1;
+        j->action = 0;
+    }
+}
+
 static int
 run_steps(struct job *j)
 {
     int rc;
 
-    rc = step_calibrate(j);
+    rc = run_step(j, step_calibrate, "calibration");
     if (rc == 0)
         rc = requested(j);
     if (rc == 0)
-        rc = step_plan(j);
+        rc = run_step(j, step_plan, "plan");
     if (rc == 0)
         rc = requested(j);
     while (rc == 0 && short_of_space(j, j->plan->ntiles))
         rc = wait_for_space(j, j->plan->ntiles);
     if (rc == 0)
-        rc = step_focus(j);
+        rc = run_step(j, step_focus, "focus map");
     if (rc == 0)
         rc = requested(j);
     if (rc == 0)
@@ -931,12 +1110,8 @@ finish_fault(struct job *j, int rc, char *text, size_t len)
 static int
 finish(struct job *j, int rc, char *text, size_t len)
 {
-    struct ss_err e;
-
     text[0] = '\0';
-    if (j->sc->m != NULL && j->v0_ms > 0)
-        cat_scan_add_time(j->sc->cat, j->s.id, mic_now_ms(j->sc->m) -
-                          j->v0_ms, util_now_ms() - j->w0_ms, &e);
+    record_time(j);
     if (j->sc->m != NULL)
         publish_devices(j->sc, NULL, NULL);
     if (rc == JOB_REQ)
@@ -966,7 +1141,7 @@ run_scan(struct scanner *sc, int64_t id)
     j.c = &sc->jc;
     err_clear(&j.err);
     rc = prepare(&j, id);
-    if (rc == 0 && (j.s.state != CAT_QUEUED || j.s.tiles_done > 0))
+    if (rc == 0 && j.resumed)
         cat_scan_count_resume(sc->cat, id, NULL);
     if (rc == 0)
         rc = run_steps(&j);
@@ -1168,6 +1343,36 @@ daemon__scanner_reconfigure(struct scanner *sc, const struct dconf *c)
     pthread_mutex_unlock(&sc->lock);
 }
 
+/* What the configuration asks for, shown before the devices are open. */
+static json_t *
+configured_json(const struct dconf *c)
+{
+    static const char *const stages[] = { "none", "sangaboard", "proscan" };
+    const struct hw_camera_config *hc = &c->hw.cam;
+    double px = c->sim.pixel_um;
+    char cam[300];
+
+    if (c->simulator) {
+        if (px <= 0)
+            px = strcmp(c->objective, "10x") == 0 ? 1.0
+                 : strcmp(c->objective, "40x") == 0 ? 0.25 : 0.5;
+        return json_pack("{s:s, s:s, s:i, s:i, s:f, s:s}", "camera",
+                         "simulated camera", "stage", "simulated stage",
+                         "frame_w", c->sim.sensor_w, "frame_h",
+                         c->sim.sensor_h, "pixel_um", px, "objective",
+                         c->objective);
+    }
+    snprintf(cam, sizeof(cam), "%s%s%s%s", hc->enabled ? "gphoto2 "
+             : "none", hc->enabled ? (hc->model[0] ? hc->model
+                                      : "(first found)") : "",
+             hc->port[0] ? " on " : "", hc->port);
+    return json_pack("{s:s, s:s, s:i, s:i, s:f, s:s}", "camera", cam,
+                     "stage", stages[c->hw.stage.dialect <= 2 ?
+                                     c->hw.stage.dialect : 0],
+                     "frame_w", hc->frame_w, "frame_h", hc->frame_h,
+                     "pixel_um", hc->pixel_um, "objective", c->objective);
+}
+
 json_t *
 daemon__scanner_devices(struct scanner *sc)
 {
@@ -1191,5 +1396,8 @@ daemon__scanner_devices(struct scanner *sc)
         "{s:i, s:i, s:i, s:i}", "busy_retries", in.totals.busy_retries,
         "timeouts", in.totals.timeouts, "resets", in.totals.resets,
         "stuck", in.totals.stuck));
+    pthread_mutex_lock(&sc->lock);
+    json_object_set_new(o, "configured", configured_json(&sc->conf));
+    pthread_mutex_unlock(&sc->lock);
     return o;
 }

@@ -86,23 +86,40 @@ queued_count(struct daemon *d)
     return n;
 }
 
+/* The scan on the microscope waits (for disk space) without leaving it. */
+static bool
+scan_paused(const struct dstatus *s)
+{
+    return s->scan != 0 && strcmp(s->state, "paused") == 0;
+}
+
+/* Why nothing goes on: a scan paused for space on the microscope, or
+ * what the scheduler waits for. */
+static const char *
+waiting_text(const struct dstatus *s)
+{
+    return scan_paused(s) ? s->reason : s->waiting;
+}
+
 json_t *
 daemon__status_json(struct daemon *d)
 {
     struct dstatus *s = &d->st;
     json_t *o, *scan = json_null(), *an = json_null();
     const char *state = d->stopping ? "stopping"
+                        : scan_paused(s) ? "waiting"
                         : s->scan != 0 ? "scanning"
                         : s->calibrating ? "calibrating"
                         : s->waiting[0] != '\0' ? "waiting" : "idle";
 
     if (s->scan != 0)
-        scan = json_pack("{s:I, s:s, s:s, s:s, s:i, s:i, s:f, s:f}", "id",
-                         (json_int_t)s->scan, "slide", s->slide, "stain",
-                         s->stain, "state", s->state, "tiles_done",
-                         s->tiles_done, "tiles_total", s->tiles_total,
-                         "elapsed_s", (util_now_ms() - s->started_wall_ms) /
-                         1000.0, "virtual_s", s->virtual_ms / 1000.0);
+        scan = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:i, s:f, s:f}",
+                         "id", (json_int_t)s->scan, "slide", s->slide,
+                         "stain", s->stain, "state", s->state, "reason",
+                         s->reason, "tiles_done", s->tiles_done,
+                         "tiles_total", s->tiles_total, "elapsed_s",
+                         (util_now_ms() - s->started_wall_ms) / 1000.0,
+                         "virtual_s", s->virtual_ms / 1000.0);
     if (s->analysing != 0)
         an = json_pack("{s:I, s:i, s:i}", "scan", (json_int_t)s->analysing,
                        "done", s->a_done, "total", s->a_total);
@@ -112,8 +129,51 @@ daemon__status_json(struct daemon *d)
                   "scan", scan, "assembling", s->assembling != 0
                   ? json_integer(s->assembling) : json_null(),
                   "analysing", an, "queued", (json_int_t)queued_count(d),
-                  "waiting", s->waiting, "watchers", d->nwatchers);
+                  "waiting", waiting_text(s), "watchers", d->nwatchers);
     return o;
+}
+
+void
+daemon__live_scan(struct daemon *d, json_t *scan)
+{
+    const struct dstatus *s = &d->st;
+    const char *now;
+    int st;
+
+    if (s->scan == 0 ||
+        json_integer_value(json_object_get(scan, "id")) != s->scan)
+        return;
+    now = json_string_value(json_object_get(scan, "state"));
+    st = cat_state_parse(now);
+    if (st == CAT_QUEUED || (st >= 0 && (CAT_ACTIVE_MASK & CAT_BIT(st)))) {
+        json_object_set_new(scan, "state", json_string(
+            st == CAT_QUEUED && strcmp(s->state, "queued") == 0
+            ? "calibrating" : s->state));
+        json_object_set_new(scan, "reason", json_string(s->reason));
+    }
+    json_object_del(scan, "position");
+}
+
+void
+daemon__live_queue(struct daemon *d, json_t *queue)
+{
+    json_t *scans = json_object_get(queue, "scans"), *sc;
+    size_t i;
+    int pos = 1;
+
+    json_array_foreach(scans, i, sc) {
+        if (d->st.scan != 0 &&
+            json_integer_value(json_object_get(sc, "id")) == d->st.scan) {
+            json_incref(sc);
+            json_array_remove(scans, i);
+            json_array_insert_new(scans, 0, sc);
+            daemon__live_scan(d, sc);
+            break;
+        }
+    }
+    json_array_foreach(scans, i, sc)
+        if (json_object_get(sc, "position") != NULL)
+            json_object_set_new(sc, "position", json_integer(pos++));
 }
 
 void
@@ -124,6 +184,10 @@ daemon__status_changed(struct daemon *d)
 
     if (d->stopping)
         snprintf(text, sizeof(text), "stopping");
+    else if (scan_paused(s))
+        snprintf(text, sizeof(text), "paused %s (scan %lld) at %d/%d "
+                 "tiles: %.150s", s->slide, (long long)s->scan,
+                 s->tiles_done, s->tiles_total, s->reason);
     else if (s->scan != 0)
         snprintf(text, sizeof(text), "scanning %s (scan %lld) %s %d/%d "
                  "tiles; %lld queued", s->slide, (long long)s->scan,
@@ -206,8 +270,9 @@ start_scan(struct daemon *d, int64_t id)
     d->st.tiles_done = s.tiles_done;
     d->st.tiles_total = s.tiles_total;
     d->st.started_wall_ms = util_now_ms();
-    d->st.virtual_ms = 0;
+    d->st.virtual_ms = s.virtual_ms;
     d->st.waiting[0] = '\0';
+    snprintf(d->st.reason, sizeof(d->st.reason), "%s", s.reason);
 }
 
 void
@@ -243,6 +308,9 @@ on_event(struct daemon *d, struct dmsg *m)
     if (m->scan != 0 && m->scan == d->st.scan) {
         if (state != NULL)
             snprintf(d->st.state, sizeof(d->st.state), "%s", state);
+        v = json_object_get(m->ev, "reason");
+        snprintf(d->st.reason, sizeof(d->st.reason), "%s",
+                 json_is_string(v) ? json_string_value(v) : "");
         if ((v = json_object_get(m->ev, "tiles_done")) != NULL)
             d->st.tiles_done = (int)json_integer_value(v);
         if ((v = json_object_get(m->ev, "tiles_total")) != NULL)
@@ -263,6 +331,7 @@ on_scan_end(struct daemon *d, struct dmsg *m)
 {
     daemon__scanner_idle(d->scanner);
     d->st.scan = 0;
+    d->st.reason[0] = '\0';
     d->st.calibrating = false;
     switch (m->outcome) {
     case SCAN_OUT_ASSEMBLE:

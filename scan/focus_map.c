@@ -11,6 +11,11 @@
  * ones start from the surface fitted so far and search half that range
  * (five coarse frames), and once six points have focus, the surface is
  * good enough to search only refocus_range_um (three coarse frames).
+ *
+ * Device faults at a point follow the scan's fault policy as a tile's
+ * would (focus_point()): one more try, then the point is skipped and the
+ * surface fitted from the rest, so one hung capture does not stop the
+ * scan.
  */
 #include <errno.h>
 #include <math.h>
@@ -18,6 +23,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "drivers/guard.h"
 #include "scan/acq_int.h"
 
 /* A point further than this from the surface of the others is an
@@ -211,15 +217,15 @@ ok_points(const struct acq_focus_map *fm)
     return n;
 }
 
-/* Autofocus at one planned tile; a point without focus is kept with
- * ok = false, any other failure ends the build. */
+/* One try of autofocus at a planned tile, filling point q; a point
+ * without focus is kept with ok = false (0), a device failure returns
+ * its code.  A try after a fault (again) sets the camera up first. */
 static int
-focus_point(struct microscope *m, const struct acq_profile *p,
-            struct motion *mo, const struct acq_options *o,
-            const struct acq_tile *t, struct acq_focus_map *fm,
-            struct ss_err *err)
+focus_try(struct microscope *m, const struct acq_profile *p,
+          struct motion *mo, const struct acq_options *o,
+          const struct acq_tile *t, struct acq_focus_map *fm,
+          struct acq_focus_point *q, bool again, struct ss_err *err)
 {
-    struct acq_focus_point *q = &fm->points[fm->npoints];
     struct acq__focuser f = { m, mo, o, t->x_um, t->y_um, 0 };
     double fov_w = m->cam->frame_w * m->pixel_um;
     double fov_h = m->cam->frame_h * m->pixel_um;
@@ -228,36 +234,81 @@ focus_point(struct microscope *m, const struct acq_profile *p,
     bool have;
     int rc;
 
+    memset(q, 0, sizeof(*q));
     q->x_um = t->x_um + 0.5 * fov_w;
     q->y_um = t->y_um + 0.5 * fov_h;
     q->z_um = start_z(fm, q->x_um, q->y_um, o->focus_z_um, &have);
-    if (ok_points(fm) >= 6)
+    /* A try after a fault may find a rebuilt camera: set it again. */
+    rc = again ? acq__set_camera(m, p, o, true, &e) : 0;
+    if (rc == 0 && ok_points(fm) >= 6)
         rc = acq__autofocus(&f, q->z_um, o->refocus_range_um, 3, &r, &e);
-    else
+    else if (rc == 0)
         rc = acq__autofocus(&f, q->z_um, have ? 0.5 * o->focus_range_um :
                             o->focus_range_um, 5, &r, &e);
     fm->captures += f.captures;
-    fm->npoints++;
     if (rc == SS_ENOFOCUS) {
         log_warn("focus", "no focus tile=%d x_um=%.0f y_um=%.0f: %s",
                  t->index, q->x_um, q->y_um, e.msg);
         return 0;
     }
-    if (rc != 0) {
-        err_set(err, rc, "focus point at tile %d: %s", t->index, e.msg);
-        return rc;
-    }
+    if (rc != 0)
+        return err_set(err, rc, "focus point at tile %d: %s", t->index,
+                       e.msg);
     q->z_um = r.z_um;
-    q->ok = true;
     rc = point_quality(m, p, mo, o, (double[3]){ t->x_um, t->y_um, r.z_um },
                        &q->score, err);
     fm->captures++;
-    if (rc != 0) {
-        err_prefix(err, "focus point at tile %d", t->index);
-        return rc;
-    }
+    if (rc != 0)
+        return err_prefix(err, "focus point at tile %d", t->index);
+    q->ok = true;
     log_debug("focus", "point tile=%d z_um=%.2f captures=%d contrast=%.2f",
               t->index, r.z_um, r.captures, r.contrast);
+    return 0;
+}
+
+/* Autofocus at one planned tile under the scan's fault policy
+ * (drivers/guard.h), a focus point counting as a tile: a device fault
+ * (missed deadline, device error) is tried once more, then the point is
+ * skipped (ok = false) and the map is fitted from the others; more
+ * points failed in a row than GUARD_FAILED_IN_ROW_MAX, a stalled stage
+ * after its retry, a busy, held or unplugged device, a full disk end the
+ * build with the fault, for the caller's policy.  *failed_in_row and
+ * *skipped count the points skipped for faults; *last keeps the last
+ * fault, for when no point is left. */
+static int
+focus_point(struct microscope *m, const struct acq_profile *p,
+            struct motion *mo, const struct acq_options *o,
+            const struct acq_tile *t, struct acq_focus_map *fm,
+            int *failed_in_row, int *skipped, struct ss_err *last)
+{
+    struct acq_focus_point *q = &fm->points[fm->npoints];
+    struct guard_fault f;
+    enum guard_action a;
+    int rc;
+
+    for (f.attempt = 0;; f.attempt++) {
+        rc = focus_try(m, p, mo, o, t, fm, q, f.attempt > 0, last);
+        if (rc == 0) {
+            fm->npoints++;
+            *failed_in_row = 0;
+            return 0;
+        }
+        f.code = rc;
+        f.failed_in_row = *failed_in_row;
+        f.in_tile = true;
+        a = guard_fault_action(&f);
+        log_warn("focus", "point fault tile=%d attempt=%d action=%s "
+                 "cause=\"%s\"", t->index, f.attempt,
+                 guard_action_name(a), last->msg);
+        if (a == GUARD_ACT_FAIL_TILE)
+            break;
+        if (a != GUARD_ACT_RETRY_TILE)
+            return rc;
+    }
+    q->ok = false;
+    fm->npoints++;
+    (*failed_in_row)++;
+    (*skipped)++;
     return 0;
 }
 
@@ -267,7 +318,9 @@ acq_focus_map_build(struct microscope *m, const struct acq_profile *p,
                     struct acq_focus_map **out, struct ss_err *err)
 {
     struct acq_focus_map *fm = calloc(1, sizeof(*fm));
-    int *idx = calloc((size_t)plan->ntiles + 1, sizeof(int)), n, i, rc;
+    int *idx = calloc((size_t)plan->ntiles + 1, sizeof(int)), n, i, rc = 0;
+    int in_row = 0, skipped = 0;
+    struct ss_err last;
     struct motion_cfg mc;
     struct motion mo;
 
@@ -282,9 +335,17 @@ acq_focus_map_build(struct microscope *m, const struct acq_profile *p,
     }
     acq__motion_cfg(o, &mc);
     motion_init(&mo, m->stage, m->clock, &mc);
-    rc = acq__set_camera(m, p, o, true, err);
+    err_clear(&last);
+    rc = acq__set_camera(m, p, o, true, &last);
     for (i = 0; i < n && rc == 0; i++)
-        rc = focus_point(m, p, &mo, o, &plan->tiles[idx[i]], fm, err);
+        rc = focus_point(m, p, &mo, o, &plan->tiles[idx[i]], fm, &in_row,
+                         &skipped, &last);
+    if (rc != 0)
+        *err = last;
+    /* Every point lost to faults: the device decides, not the slide. */
+    if (rc == 0 && skipped > 0 && ok_points(fm) == 0)
+        rc = err_set(err, last.code, "%s (all %d focus points failed)",
+                     last.msg, skipped);
     if (rc == 0)
         rc = acq__set_camera(m, p, o, false, err);
     if (rc != 0)
@@ -297,10 +358,11 @@ acq_focus_map_build(struct microscope *m, const struct acq_profile *p,
         return rc;
     }
     log_notice("focus", "map model=%s span=%s points=%d used=%d rms_um=%.3f "
-               "loo_um=%.3f captures=%d", fmap_model_name(fm->model),
-               fm->surf.dims == 2 ? "area" : fm->surf.dims == 1 ? "line" :
-               "spot", fm->npoints, fm->surf.nused, fm->rms_um,
-               fm->surf.loo_rms_um, fm->captures);
+               "loo_um=%.3f captures=%d skipped_for_faults=%d",
+               fmap_model_name(fm->model), fm->surf.dims == 2 ? "area" :
+               fm->surf.dims == 1 ? "line" : "spot", fm->npoints,
+               fm->surf.nused, fm->rms_um, fm->surf.loo_rms_um,
+               fm->captures, skipped);
     *out = fm;
     return 0;
 }

@@ -5,7 +5,8 @@
  *
  *   slidescan-worker analyse --wsi PATH --stain HE|KI67|CK --out DIR
  *                            [--model FILE|classical] [--mpp UM]
- *                            [--threads N] [--explain X,Y,W,H] [-v]
+ *                            [--threads N] [--explain X,Y,W,H]
+ *                            [--ki67-scope tumor|tissue] [-v]
  *
  * stdout carries only "progress DONE TOTAL" lines; stderr carries warnings
  * and, on failure, one last line naming the file and the cause.  Exit 0
@@ -30,12 +31,15 @@ usage(FILE *f)
         "--out DIR\n"
         "                                [--model FILE|classical] "
         "[--mpp UM] [--threads N]\n"
-        "                                [--explain X,Y,W,H] [-v]\n"
+        "                                [--explain X,Y,W,H] "
+        "[--ki67-scope tumor|tissue] [-v]\n"
         "\n"
         "Segments a slide into tumour and stroma and writes the overlay,\n"
         "heat maps and results.json into DIR.  --mpp overrides the pixel\n"
         "size the file states; --explain writes a Grad-CAM map of the box\n"
-        "(level-0 pixels).  Progress goes to stdout as 'progress DONE "
+        "(level-0 pixels).  --ki67-scope tissue counts every nucleus on\n"
+        "tissue for the KI67 index, not only those on tumour (the default).\n"
+        "Progress goes to stdout as 'progress DONE "
         "TOTAL'.\n");
 }
 
@@ -77,6 +81,7 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
         { "mpp", required_argument, NULL, 'p' },
         { "threads", required_argument, NULL, 't' },
         { "explain", required_argument, NULL, 'e' },
+        { "ki67-scope", required_argument, NULL, 'K' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -95,6 +100,17 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
             if (an_stain_parse(optarg, &j->stain) < 0) {
                 fprintf(stderr, "slidescan-worker: unknown stain '%s' "
                         "(HE, KI67 or CK)\n", optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'K':
+            if (strcmp(optarg, "tumor") == 0)
+                j->ki67_scope = AN_KI67_TUMOR;
+            else if (strcmp(optarg, "tissue") == 0)
+                j->ki67_scope = AN_KI67_TISSUE;
+            else {
+                fprintf(stderr, "slidescan-worker: --ki67-scope is tumor or tissue, "
+                        "got '%s'\n", optarg);
                 return -EINVAL;
             }
             break;

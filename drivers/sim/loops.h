@@ -200,6 +200,58 @@ SIM_LOOP(mix_var)(float *d, const float *const *rows,
     }
 }
 
+/* SL_L source floats s[idx[l] + off] (AVX2: one gather instruction). */
+static inline __attribute__((always_inline)) SL_VF
+SIM_LOOP(gather)(const float *s, const int32_t *idx, int off)
+{
+#if SL_L == 8
+    __m256i i;
+
+    memcpy(&i, idx, sizeof(i));
+    return (SL_VF)_mm256_i32gather_ps(s + off, i, 4);
+#else
+    float g[SL_L];
+    SL_VF v;
+    int l;
+
+    for (l = 0; l < SL_L; l++)
+        g[l] = s[idx[l] + off];
+    memcpy(&v, g, sizeof(v));
+    return v;
+#endif
+}
+
+/* d[i] = sum_j w[j * n + i] * s[idx[i] + 3 * j], accumulated from 0 in tap
+ * order exactly as the scalar resampling loop does, two vectors at a
+ * time in independent accumulators. */
+static void
+SIM_LOOP(mix_gather)(float *d, const float *s, const int32_t *idx,
+                     const float *w, int nk, size_t n)
+{
+    size_t i = 0;
+    int j;
+
+    for (; i + 2 * SL_L <= n; i += 2 * SL_L) {
+        SL_VF a0 = { 0 }, a1 = { 0 }, w0, w1;
+
+        for (j = 0; j < nk; j++) {
+            SIM_LOOP(ld)(&w0, w + (size_t)j * n + i);
+            SIM_LOOP(ld)(&w1, w + (size_t)j * n + i + SL_L);
+            a0 += w0 * SIM_LOOP(gather)(s, idx + i, 3 * j);
+            a1 += w1 * SIM_LOOP(gather)(s, idx + i + SL_L, 3 * j);
+        }
+        SIM_LOOP(st)(d + i, &a0);
+        SIM_LOOP(st)(d + i + SL_L, &a1);
+    }
+    for (; i < n; i++) {
+        float acc = 0;
+
+        for (j = 0; j < nk; j++)
+            acc += w[(size_t)j * n + i] * s[idx[i] + 3 * j];
+        d[i] = acc;
+    }
+}
+
 /* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]): a symmetric kernel with
  * half the multiplications. */
 static void

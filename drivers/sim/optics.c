@@ -472,6 +472,7 @@ sim__taps_make(struct sim__taps *t, int n, double c0, double f, int limit)
 
     t->n = n;
     t->wx = NULL;
+    t->idx = NULL;
     t->k = s == 1.0 ? 4 : (int)ceil(2 * rad) + 1;
     t->first = malloc((size_t)n * sizeof(int));
     t->w = malloc((size_t)n * t->k * sizeof(float));
@@ -503,6 +504,7 @@ sim__taps_free(struct sim__taps *t)
     free(t->first);
     free(t->w);
     free(t->wx);
+    free(t->idx);
 }
 
 int
@@ -511,6 +513,8 @@ sim__taps_expand(struct sim__taps *t)
     size_t n3 = (size_t)t->n * 3, x;
     int j, c;
 
+    if ((size_t)t->k * n3 > ((size_t)16 << 20))
+        return 0;
     t->wx = malloc((size_t)t->k * n3 * sizeof(float));
     if (t->wx == NULL)
         return -ENOMEM;
@@ -518,6 +522,14 @@ sim__taps_expand(struct sim__taps *t)
         for (x = 0; x < (size_t)t->n; x++)
             for (c = 0; c < 3; c++)
                 t->wx[j * n3 + x * 3 + c] = t->w[x * t->k + j];
+    if (t->k == 4)
+        return 0;
+    t->idx = malloc(n3 * sizeof(*t->idx));
+    if (t->idx == NULL)
+        return -ENOMEM;
+    for (x = 0; x < (size_t)t->n; x++)
+        for (c = 0; c < 3; c++)
+            t->idx[x * 3 + c] = t->first[x] * 3 + c;
     return 0;
 }
 
@@ -574,6 +586,10 @@ sim__resample_row(const struct sim__taps *tx, const float *s, float *m,
                 m[x * 3 + c] = w[0] * p[c] + w[1] * p[3 + c] +
                                w[2] * p[6 + c] + w[3] * p[9 + c];
         }
+        return;
+    }
+    if (tx->idx != NULL) {
+        sim__mix_gather(m, s, tx->idx, tx->wx, tx->k, n, wide);
         return;
     }
     for (x = 0; x < tx->n; x++) {

@@ -1488,10 +1488,16 @@ sim__phantom_truth(const struct sim__phantom *ph, double x0, double y0,
                        ? (double)t->tumor_pos / t->nuclei[SIM_LABEL_TUMOR]
                        : 0;
     t->ck_positive_um2 = t->area_um2[SIM_LABEL_TUMOR];
-    t->tumor_stroma_ratio = t->area_um2[SIM_LABEL_STROMA] > 0
-                            ? t->area_um2[SIM_LABEL_TUMOR] /
-                              t->area_um2[SIM_LABEL_STROMA]
-                            : 0;
+    t->tumor_to_stroma_area_ratio = t->area_um2[SIM_LABEL_STROMA] > 0
+                                    ? t->area_um2[SIM_LABEL_TUMOR] /
+                                      t->area_um2[SIM_LABEL_STROMA]
+                                    : 0;
+    t->tumor_fraction = t->area_um2[SIM_LABEL_TUMOR] +
+                        t->area_um2[SIM_LABEL_STROMA] > 0
+                        ? t->area_um2[SIM_LABEL_TUMOR] /
+                          (t->area_um2[SIM_LABEL_TUMOR] +
+                           t->area_um2[SIM_LABEL_STROMA])
+                        : 0;
     if (ph->stain != SIM_STAIN_KI67) {
         t->tumor_pos = 0;
         t->ki67_fraction = 0;

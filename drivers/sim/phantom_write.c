@@ -190,6 +190,12 @@ write_band(struct sim *s, struct outputs *o, double mpp, int w, int y0,
     return rc;
 }
 
+/* Truth JSON version 2: two tumour-stroma quantities under names that
+ * cannot be mistaken for each other, tumor_to_stroma_area_ratio (tumour
+ * area / stroma area, unbounded) and tumor_fraction (tumour / (tumour +
+ * stroma), what the analysis reports as tumor_stroma_ratio); each null
+ * when its denominator is 0.  Version 1 files held only the former, under
+ * the key tumor_stroma_ratio. */
 static int
 write_truth(struct sim *s, double mpp, int w, int h, const char *path,
             struct ss_err *err)
@@ -211,14 +217,21 @@ write_truth(struct sim *s, double mpp, int w, int h, const char *path,
                     (json_int_t)t.nuclei[1], "stroma",
                     (json_int_t)t.nuclei[2], "tumor_positive",
                     (json_int_t)t.tumor_pos);
-    j = json_pack("{s:i, s:s, s:s, s:s, s:f, s:i, s:i, s:f, s:f, s:o, s:f,"
-                  " s:o, s:o, s:o, s:s}",
-                  "version", 1, "slide_id", s->src->slide_id,
+    j = json_pack("{s:i, s:s, s:s, s:s, s:f, s:i, s:i, s:f, s:f, s:o, s:o,"
+                  " s:o, s:o, s:o, s:o, s:s}",
+                  "version", 2, "slide_id", s->src->slide_id,
                   "spec", s->src->desc, "stain",
                   sim__stain_name(s->src->stain), "mpp", mpp,
                   "width", w, "height", h, "w_mm", w * mpp / 1000,
                   "h_mm", h * mpp / 1000, "areas_mm2", areas,
-                  "tumor_stroma_ratio", t.tumor_stroma_ratio, "nuclei", nuc,
+                  "tumor_to_stroma_area_ratio",
+                  t.area_um2[SIM_LABEL_STROMA] > 0
+                  ? json_real(t.tumor_to_stroma_area_ratio) : json_null(),
+                  "tumor_fraction",
+                  t.area_um2[SIM_LABEL_TUMOR] +
+                  t.area_um2[SIM_LABEL_STROMA] > 0
+                  ? json_real(t.tumor_fraction) : json_null(),
+                  "nuclei", nuc,
                   "ki67_fraction", s->src->stain == SIM_STAIN_KI67
                                    ? json_real(t.ki67_fraction) : json_null(),
                   "ck_positive_area_mm2", s->src->stain == SIM_STAIN_CK

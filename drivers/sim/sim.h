@@ -2,9 +2,9 @@
 /*
  * The simulated microscope: a camera, an XYZ stage and an overview camera
  * behind the contracts of drivers/camera.h, drivers/stage.h and
- * drivers/microscope.h, looking at a "physical slide" that is an image
- * file, a plain image with a stated pixel size, or a procedural phantom
- * with exact ground truth.  It misbehaves the way real instruments do
+ * drivers/microscope.h, looking at a "physical slide" that is a slide or
+ * image file (read through storage/slide.h) or a procedural phantom with
+ * exact ground truth.  It misbehaves the way real instruments do
  * (defocus, vignetting with colour shading, exposure and clipping, dark
  * offset, shot and read noise, backlash, repeatability error, settling,
  * faults on demand) and reports the truth about each capture, so tests
@@ -198,9 +198,12 @@ int sim_slide_spec_check(const char *spec, struct ss_err *err);
 
 /*
  * Places a physical slide, replacing the previous one:
- *   "FILE"            any file OpenSlide opens; µm/px from the file
- *   "FILE@0.5"        a plain TIFF, PNG or JPEG (or an OpenSlide file
- *                     without a pixel size) at the stated µm/px
+ *   "FILE"            any slide the slide reader (storage/slide.h)
+ *                     opens: OpenSlide formats, OME-TIFF and other tiled
+ *                     or stripped TIFFs, PNG, JPEG; µm/px from the file
+ *                     (openslide.mpp-x, OME-XML, TIFF resolution)
+ *   "FILE@0.5"        the same at the stated µm/px, for files that state
+ *                     none or a wrong one
  *   "phantom:HE[:seed=N][:w_mm=4][:h_mm=3]"   procedural H&E, KI67 or CK
  *                     tissue (seed defaults to the config seed, size to
  *                     4 × 3 mm; w_mm and h_mm from 0.05 to 60)
@@ -358,7 +361,11 @@ struct sim_phantom_truth {
     long tumor_pos;             /* DAB-positive tumour nuclei (KI67) */
     double ki67_fraction;       /* tumor_pos / nuclei[TUMOR]; 0 if none */
     double ck_positive_um2;     /* CK-positive area: tumour epithelium */
-    double tumor_stroma_ratio;  /* tumour area / stroma area */
+    double tumor_to_stroma_area_ratio;  /* tumour area / stroma area,
+                                           unbounded; 0 without stroma */
+    double tumor_fraction;      /* tumour / (tumour + stroma) area, in
+                                   [0, 1]; 0 without either.  What the
+                                   analysis reports as tumor_stroma_ratio */
 };
 
 int sim_phantom_truth(struct sim *s, double x_um, double y_um, double w_um,

@@ -323,6 +323,9 @@ struct sim__taps {
     int *first;
     float *w;
     float *wx;                      /* sim__taps_expand(), or NULL */
+    int32_t *idx;                   /* sim__taps_expand() for k != 4:
+                                       first source float of each output
+                                       float, or NULL */
 };
 
 int sim__taps_make(struct sim__taps *t, int n, double c0, double f,
@@ -330,7 +333,10 @@ int sim__taps_make(struct sim__taps *t, int n, double c0, double f,
 void sim__taps_free(struct sim__taps *t);
 /* Weights per output sample (k rows of n * 3, the three channels of an
  * output alike), so rows with weights varying along them (a step that is
- * not exactly one sample) resample with vectors. */
+ * not exactly one sample) resample with vectors; with more than four taps
+ * (downsampling) also where each output float's samples start, for
+ * sim__mix_gather().  Skipped (0, wx stays NULL) when the weights would
+ * take over 64 MiB; the scalar loop then resamples. */
 int sim__taps_expand(struct sim__taps *t);
 /* One source row (interleaved RGB) through the horizontal taps; unit is
  * true for a step of exactly one source sample. */
@@ -420,6 +426,13 @@ void sim__mix_rows4(float *const *d, const float *const *rows,
  * order, over n floats. */
 void sim__mix_var(float *d, const float *const *rows, const float *const *w,
                   int nk, size_t n, bool wide);
+
+/* d[i] = sum_k w[k * n + i] * s[idx[i] + 3 * k] (a weight per sample,
+ * the samples of output float i gathered from idx[i] on in steps of 3,
+ * one pixel of interleaved RGB), in tap order starting from 0, over n
+ * floats. */
+void sim__mix_gather(float *d, const float *s, const int32_t *idx,
+                     const float *w, int nk, size_t n, bool wide);
 
 /* d = w[0] * c + sum_k w[k] * (lo[k] + hi[k]) over n floats. */
 void sim__mix_sym(float *d, const float *c, const float *const *lo,

@@ -12,6 +12,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if SIM_AVX2
+#include <immintrin.h>
+#endif
 
 /* Stores sixteen values 0..255 held as int32 (16 in a row at v) as
  * bytes. */
@@ -130,6 +133,20 @@ sim__mix_var(float *d, const float *const *rows, const float *const *w,
 #endif
     (void)wide;
     mix_var_sse2(d, rows, w, nk, n);
+}
+
+void
+sim__mix_gather(float *d, const float *s, const int32_t *idx, const float *w,
+                int nk, size_t n, bool wide)
+{
+#if SIM_AVX2
+    if (wide) {
+        mix_gather_avx2(d, s, idx, w, nk, n);
+        return;
+    }
+#endif
+    (void)wide;
+    mix_gather_sse2(d, s, idx, w, nk, n);
 }
 
 void

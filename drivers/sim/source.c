@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Slide sources and their tile cache.  A source is a set of pixel
- * lattices (OpenSlide levels, one plain image, or any pitch of the
- * phantom) read as 256 × 256 tiles; tiles are kept in an LRU cache so a
+ * lattices (the levels of a file slide, or any pitch of the phantom)
+ * read as 256 × 256 tiles; tiles are kept in an LRU cache so a
  * scan that revisits a region (overlaps, autofocus, re-takes) reads the
  * file once.  sim__source_render() samples any grid of points from the
  * best lattice with a Catmull-Rom kernel, widened for downsampling so
@@ -445,7 +445,7 @@ sim__stream_open(struct sim__source *src, double x0, double y0, int w,
                           sizeof(float))) == NULL ||
         (st->rows = malloc((size_t)st->ty.k * sizeof(*st->rows))) ==
             NULL ||
-        (f != 1.0 && st->tx.k == 4 && sim__taps_expand(&st->tx) < 0)) {
+        (f != 1.0 && sim__taps_expand(&st->tx) < 0)) {
         sim__stream_close(st);
         return err_set(err, -ENOMEM, "slide: out of memory");
     }

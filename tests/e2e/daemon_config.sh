@@ -9,9 +9,17 @@
 # ([simulator], [deadlines], [storage]).
 . "$(dirname "$0")/../support/daemon_env.sh"
 
-out=$(slidescand --check -c "$ROOT/etc/slidescan.conf" 2>&1)
-check "the shipped etc/slidescan.conf is valid" \
-    test "$out" = "$ROOT/etc/slidescan.conf: ok"
+# The shipped file, with the paths and group it wants of an installed
+# machine (/run, /var/lib, group slidescan) moved into the test's own
+# directory and group: the rest of it must pass as it is.
+sed -e "s|^socket = .*|socket = $T/shipped/s.sock|" \
+    -e "s|^data_dir = .*|data_dir = $T/shipped/data|" \
+    -e "s|^group = .*|group = $(id -gn)|" \
+    "$ROOT/etc/slidescan.conf" >"$T/shipped.conf"
+out=$(slidescand --check -c "$T/shipped.conf" 2>&1)
+check "the shipped etc/slidescan.conf is valid ($out)" \
+    test "$out" = "$T/shipped.conf: ok"
+check "... and --check created nothing" test ! -e "$T/shipped"
 
 # expect NAME 'INI TEXT' 'EXPECTED MESSAGE AFTER "slidescand: FILE"'
 expect() {
@@ -46,9 +54,22 @@ expect profile-wb '[profile HE]\nwb = 1, 1\n' \
     ":2: [profile HE] wb: '1, 1' is not three positive multipliers R, G, B like 1.0, 1.0, 1.0"
 expect syntax 'not a key\n' ':1: not a section, key = value or comment'
 expect relative '[daemon]\ndata_dir = data\n' \
-    ": [daemon] data_dir: 'data' is not an absolute path"
+    ":2: [daemon] data_dir: 'data' is not an absolute path"
 expect objective '[profile CK]\nobjective = 40x\n' \
-    ': [profile CK] objective: 40x, but the microscope has 20x ([microscope] objective)'
+    ':2: [profile CK] objective: 40x, but the microscope has 20x ([microscope] objective)'
+expect duplicate '[scan]\noverlap = 0.1\n\n[scan]\noverlap = 0.2\n' \
+    ':5: [scan] overlap: set again; it is already set on line 2'
+expect continuation '[daemon]\nsocket_mode = 0660\n  0600\n' \
+    ':3: [daemon] socket_mode: a continuation line (it begins with a blank); write the value on the key'"'"'s line'
+expect no-group '[daemon]\ngroup = no-such-group-x\n' \
+    ":2: [daemon] group: no group named 'no-such-group-x' (create it, e.g. with systemd-sysusers, or set group = to admit root and the daemon's user only)"
+long=$T/$(printf 'd%.0s' $(seq 1 110))/s.sock
+expect long-socket "[daemon]\ngroup =\nsocket = $long\n" \
+    ":3: [daemon] socket: '$long' is ${#long} bytes, longer than a unix socket path may be (107 bytes)"
+mkdir -p "$T/a-dir.conf"
+out=$(slidescand --check -c "$T/a-dir.conf" 2>&1)
+check "a directory given with -c is refused, naming it" \
+    test "$out" = "slidescand: $T/a-dir.conf: cannot read: is a directory"
 out=$(printf '[simulator]\nwarp = 9\n' >"$T/sim.conf"
       slidescand --check -c "$T/sim.conf" 2>&1)
 check "a [simulator] key is checked by the simulator, with file and line" \

@@ -78,10 +78,8 @@ fi
 ETCADD=$T/etc-add
 mkdir -p "$ETCADD/slidescan"
 cp "$SROOT/etc/passwd" "$SROOT/etc/group" "$ETCADD/"
-{
-    cat "$DEST/etc/slidescan/slidescan.conf"
-    cat <<CONF
-# -- appended by ops_sandbox.sh: the fast simulator, a small phantom
+conf_merge "$DEST/etc/slidescan/slidescan.conf" \
+"# -- merged in by ops_sandbox.sh: the fast simulator, a small phantom
 [microscope]
 phantom_w_mm = 1.0
 phantom_h_mm = 0.8
@@ -90,9 +88,7 @@ time_scale = 0
 sensor_w = 1024
 sensor_h = 768
 [scan]
-calib_frames = 2
-CONF
-} >"$ETCADD/slidescan/slidescan.conf"
+calib_frames = 2" >"$ETCADD/slidescan/slidescan.conf"
 PUB=$(mktemp -d /tmp/slidescan-sandbox.XXXXXX)
 chmod 755 "$PUB"
 RPID=

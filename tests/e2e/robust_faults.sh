@@ -28,6 +28,7 @@ seed = 3
 sensor_w = 640
 sensor_h = 480
 fault = ${1:-}
+${2:-}
 [deadlines]
 capture_ms = 600
 move_ms = 600
@@ -48,7 +49,9 @@ prepared() {
         cp -a "$T/prepared" "$DATA"
         return 0
     fi
-    conf
+    # Real time at a tenth of the virtual clock, so that the pause lands
+    # after tile 2 and well before tile 9 on a fast machine as on a slow.
+    conf "" "time_scale = 0.1"
     dtest_start || return 1
     slidescan scan --slide A --stain HE >/dev/null
     wait_until 60 '[ "$(q "SELECT tiles_done FROM scans

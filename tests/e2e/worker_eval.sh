@@ -113,6 +113,10 @@ check "level-0 truth (2000×2000) maps onto the 500×500 analysis" [ $? = 0 ]
 check "... with every analysis pixel compared and the TSR scored" \
     jtrue "$tmp/ph.json" 'sum(map(sum, d["confusion_truth_by_pred"])) ==
         500 * 500 and d["tsr"]["n"] == 1'
+ref_tsr=$(json "$tmp/ph.json" 'd["per_image"][0]["tsr"]["ref"]')
+check "... against the truth's tumor_fraction ($ref_tsr), in [0, 1]" \
+    jtrue "$tmp/ph.truth.json" 'abs(d["tumor_fraction"] - '"${ref_tsr:-9}"')
+        < 1e-6 and 0 <= d["tumor_fraction"] <= 1 and "tumor_stroma_ratio" not in d'
 png "$tmp/crop.png" 1500 1500 1
 slidescan eval --pred "$tmp/ph.analysis" --truth "$tmp/crop.png" \
     >/dev/null 2>"$tmp/crop.err"

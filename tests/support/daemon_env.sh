@@ -68,8 +68,36 @@ dtest_public_socket() {
 
 # The fast simulated microscope: no real-time sleeping, a 1024 × 768
 # sensor (a quarter of the default) so frames render quickly.
+# conf_merge FILE 'INI TEXT': FILE with INI TEXT after it, less the lines
+# of FILE that set a key INI TEXT sets again (the daemon refuses a key set
+# twice).
+conf_merge() {
+    awk -v extra="$2" '
+        function key(line) {
+            if (line ~ /^[ \t]*\[/) {
+                sec = line; gsub(/^[ \t]*\[|\][ \t]*$/, "", sec)
+                return ""
+            }
+            if (line !~ /=/ || line ~ /^[ \t]*[;#]/)
+                return ""
+            k = line; sub(/[ \t]*=.*/, "", k); gsub(/^[ \t]+/, "", k)
+            return sec "." k
+        }
+        BEGIN {
+            n = split(extra, e, "\n")
+            for (i = 1; i <= n; i++)
+                if ((k = key(e[i])) != "")
+                    set[k] = 1
+            sec = ""
+        }
+        { k = key($0); if (k == "" || !(k in set)) print }
+        END { print extra }' "$1"
+}
+
+# dtest_conf [INI TEXT]: the test configuration, the defaults below with
+# INI TEXT merged in (conf_merge).
 dtest_conf() {
-    cat >"$CONF" <<CONF
+    conf_merge - "${1:-}" >"$CONF" <<CONF
 [daemon]
 socket = $SOCK
 data_dir = $DATA
@@ -84,7 +112,6 @@ sensor_w = 1024
 sensor_h = 768
 [scan]
 calib_frames = 2
-${1:-}
 CONF
 }
 

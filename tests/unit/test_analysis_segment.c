@@ -215,15 +215,23 @@ test_ki67_counts_positive_nuclei(void **state)
     sg.label = img_new(200, 200, 1, IMG_U8);
     memset(sg.label->data, AN_TUMOR, img_bytes(sg.label));
     memset(&r, 0, sizeof(r));
-    assert_int_equal(an__ki67(s, &sg, &r, &e), 0);
+    assert_int_equal(an__ki67(s, &sg, AN_KI67_TUMOR, &r, &e), 0);
     assert_int_equal(r.ki67_nuclei, n);
     assert_int_equal(r.ki67_positive, pos);
     assert_true(fabs(r.ki67_index - (double)pos / n) < 1e-9);
     /* Nuclei on stroma do not count. */
     memset(sg.label->data, AN_STROMA, img_bytes(sg.label));
-    assert_int_equal(an__ki67(s, &sg, &r, &e), 0);
+    assert_int_equal(an__ki67(s, &sg, AN_KI67_TUMOR, &r, &e), 0);
     assert_int_equal(r.ki67_nuclei, 0);
     assert_true(isnan(r.ki67_index));
+    /* ... unless the tissue scope counts every nucleus on tissue; glass
+     * counts in neither. */
+    assert_int_equal(an__ki67(s, &sg, AN_KI67_TISSUE, &r, &e), 0);
+    assert_int_equal(r.ki67_nuclei, n);
+    assert_int_equal(r.ki67_positive, pos);
+    memset(sg.label->data, AN_GLASS, img_bytes(sg.label));
+    assert_int_equal(an__ki67(s, &sg, AN_KI67_TISSUE, &r, &e), 0);
+    assert_int_equal(r.ki67_nuclei, 0);
     an_slide_close(s);
     img_free(sg.label);
     img_free(im);

@@ -277,7 +277,7 @@ phantom_truth(struct microscope *m, const char *name)
     snprintf(text, sizeof(text), "%a %a %a %ld %ld %ld %ld %a %a %a",
              t.area_um2[0], t.area_um2[1], t.area_um2[2], t.nuclei[0],
              t.nuclei[1], t.nuclei[2], t.tumor_pos, t.ki67_fraction,
-             t.ck_positive_um2, t.tumor_stroma_ratio);
+             t.ck_positive_um2, t.tumor_to_stroma_area_ratio);
     check(name, text, strlen(text));
 }
 
@@ -489,6 +489,8 @@ test_sse2_loops(void **state)
     static const char *const sse2[] = { "simd", "0", NULL };
     static const char *const odd[] = { "simd", "0", "sensor_w", "1001",
                                        "sensor_h", "601", NULL };
+    static const char *const x10[] = { "simd", "0", "objective", "10x",
+                                       NULL };
     const char *path = tu_data("wsi/CMU-1-Small-Region.svs");
     struct microscope *m = make("phantom:HE:w_mm=5:h_mm=4", sse2);
 
@@ -506,6 +508,10 @@ test_sse2_loops(void **state)
         return;
     m = make(path, sse2);
     snap(m, "cmu1/worst", 0.05, 0.10, 2.0, 0);
+    overview(m, "cmu1");            /* downsampling: gathered taps */
+    done(m);
+    m = make(path, x10);
+    snap(m, "cmu1_10x/scan", 0.00, 0.00, 0.5, 50);
     done(m);
 }
 

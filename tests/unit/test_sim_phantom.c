@@ -3,8 +3,9 @@
  * The procedural phantom against its own ground truth: the label map
  * agrees with the rendered tissue classes, the KI67 truth equals the
  * count of rendered DAB-positive nuclei, the CK-positive area is where
- * the DAB is, a seed fixes the slide, a large section is evaluated on
- * demand, and the phantom written to files reads back as rendered.
+ * the DAB is, the two tumour-stroma quantities are what their names say,
+ * a seed fixes the slide, a large section is evaluated on demand, and
+ * the phantom written to files reads back as rendered.
  */
 #include "tests/support/testutil.h"
 
@@ -296,6 +297,41 @@ test_large_section_on_demand(void **state)
     microscope_free(m);
 }
 
+/* tumor_to_stroma_area_ratio is tumour / stroma (unbounded), and
+ * tumor_fraction is tumour / (tumour + stroma), the analysis's
+ * tumour-stroma ratio, in [0, 1]; both 0 where there is no tissue. */
+static void
+test_tumour_fraction_and_area_ratio(void **state)
+{
+    struct microscope *m = make("phantom:HE:seed=8");
+    struct sim_phantom_truth t;
+    struct ss_err e;
+    double x, y, tu, st;
+
+    region(m, 0.25, 0.25, &x, &y);
+    assert_int_equal(sim_phantom_truth(sim_of(m), x, y, 1500, 1200, &t, &e),
+                     0);
+    tu = t.area_um2[SIM_LABEL_TUMOR];
+    st = t.area_um2[SIM_LABEL_STROMA];
+    print_message("# tumour %.0f um2, stroma %.0f um2: area ratio %.4f, "
+                  "tumour fraction %.4f\n", tu, st,
+                  t.tumor_to_stroma_area_ratio, t.tumor_fraction);
+    assert_true(tu > 10000 && st > 10000);
+    assert_true(t.tumor_to_stroma_area_ratio == tu / st);
+    assert_true(t.tumor_fraction == tu / (tu + st));
+    assert_true(t.tumor_fraction > 0 && t.tumor_fraction < 1);
+    assert_true(fabs(t.tumor_fraction - t.tumor_to_stroma_area_ratio /
+                     (1 + t.tumor_to_stroma_area_ratio)) < 1e-12);
+    /* The image's corner lies outside the tissue ellipse: glass only. */
+    region(m, 0, 0, &x, &y);
+    assert_int_equal(sim_phantom_truth(sim_of(m), x, y, 100, 100, &t, &e),
+                     0);
+    assert_true(t.area_um2[SIM_LABEL_TUMOR] + t.area_um2[SIM_LABEL_STROMA]
+                == 0);
+    assert_true(t.tumor_fraction == 0 && t.tumor_to_stroma_area_ratio == 0);
+    microscope_free(m);
+}
+
 static void
 test_written_phantom_reads_back(void **state)
 {
@@ -334,6 +370,24 @@ test_written_phantom_reads_back(void **state)
           json_real_value(json_object_get(json_object_get(j, "areas_mm2"),
                                           "tissue"));
     assert_true(fabs(tot - 0.3) < 1e-6);
+    {
+        json_t *a = json_object_get(j, "areas_mm2");
+        double tu = json_real_value(json_object_get(a, "tumor"));
+        double st = json_real_value(json_object_get(a, "stroma"));
+        double fr = json_real_value(json_object_get(j, "tumor_fraction"));
+        double ra = json_real_value(json_object_get(j,
+                                    "tumor_to_stroma_area_ratio"));
+
+        print_message("# truth.json: tumour %.5f mm2, stroma %.5f mm2, "
+                      "tumor_fraction %.5f, tumor_to_stroma_area_ratio "
+                      "%.5f\n", tu, st, fr, ra);
+        assert_int_equal(json_integer_value(json_object_get(j, "version")),
+                         2);
+        assert_true(tu > 0 && st > 0);
+        assert_true(fabs(fr - tu / (tu + st)) < 1e-12);
+        assert_true(fabs(ra - tu / st) < 1e-9 * ra);
+        assert_null(json_object_get(j, "tumor_stroma_ratio"));
+    }
     assert_true(json_real_value(json_object_get(j, "ki67_fraction")) > 0);
     assert_true(json_is_null(json_object_get(j, "ck_positive_area_mm2")));
     json_decref(j);
@@ -359,6 +413,7 @@ main(void)
         cmocka_unit_test(test_labels_match_rendered_classes),
         cmocka_unit_test(test_ki67_truth_equals_rendered_positive_nuclei),
         cmocka_unit_test(test_ck_positive_area_is_tumour_epithelium),
+        cmocka_unit_test(test_tumour_fraction_and_area_ratio),
         cmocka_unit_test(test_seed_fixes_the_slide),
         cmocka_unit_test(test_large_section_on_demand),
         cmocka_unit_test(test_written_phantom_reads_back),

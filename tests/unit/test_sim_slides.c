@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Slides on the simulated stage: real files through OpenSlide (pixels and
- * pixel size from the file), plain images at a stated pixel size, the
- * files that break readers (field case W6: each a clear error naming the
- * file and the cause), the placement geometry with its blank-glass area,
- * and the overview camera with its label.
+ * Slides on the simulated stage, read through the slide reader
+ * (storage/slide.h): OpenSlide files and OME-TIFF exports (pixels and
+ * pixel size from the file, true colours), images at a stated pixel size,
+ * the files that break readers (field case W6: each a clear error naming
+ * the file and the cause), the placement geometry with its blank-glass
+ * area, and the overview camera with its label.
  */
 #include "tests/support/testutil.h"
 
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "drivers/sim/sim.h"
+#include "storage/slide.h"
 
 static int
 make(const char *slide, struct microscope **m, struct ss_err *e)
@@ -30,8 +32,11 @@ make(const char *slide, struct microscope **m, struct ss_err *e)
     return sim_microscope_new(&c, m, e);
 }
 
+/* The load of rel fails with SS_EFORMAT and a message naming the file,
+ * the cause and, when where is not NULL, the place (e.g. "reading
+ * pixels"). */
 static void
-expect_error(const char *rel, const char *cause)
+expect_error(const char *rel, const char *where, const char *cause)
 {
     const char *path = tu_data(rel);
     struct microscope *m;
@@ -46,25 +51,27 @@ expect_error(const char *rel, const char *cause)
     assert_null(m);
     assert_non_null(strstr(e.msg, path));
     assert_non_null(strstr(e.msg, cause));
+    if (where != NULL)
+        assert_non_null(strstr(e.msg, where));
 }
 
 static void
 test_w6_text_named_svs(void **state)
 {
-    expect_error("wsi/edge_cases/broken.svs", "not a slide");
+    expect_error("wsi/edge_cases/broken.svs", NULL, "not a slide");
 }
 
 static void
 test_w6_corrupt_tiles(void **state)
 {
-    expect_error("wsi/edge_cases/unreadable.svs",
-                 "reading pixels: Bogus marker length");
+    expect_error("wsi/edge_cases/unreadable.svs", "reading pixels",
+                 "Bogus marker length");
 }
 
 static void
 test_w6_unknown_compression(void **state)
 {
-    expect_error("wsi/edge_cases/unopenable.tiff",
+    expect_error("wsi/edge_cases/unopenable.tiff", NULL,
                  "Unsupported TIFF compression: 52479");
 }
 
@@ -171,6 +178,167 @@ test_openslide_slide_renders_its_pixels(void **state)
     microscope_free(m);
 }
 
+static const struct {
+    const char *rel;
+    int size;                       /* square, level 0 */
+    double mpp;                     /* PhysicalSizeX of the OME-XML */
+} ome[] = {
+    { "wsi/OS-1-detail.ome.tif", 1101, 0.2271 },
+    { "ihc_ki67/OS-2-ndpi.ome.tif", 2202, 0.2271 },
+    { "ihc_ki67/OS-2-vsi.ome.tif", 1445, 0.3461 },
+};
+
+/* OME-TIFF exports place without "@MPP": the pixel size comes from their
+ * OME-XML, and at the file's own grid the ideal image is the reader's
+ * decoded pixels exactly.  "@MPP" still overrides the file. */
+static void
+test_ome_tiffs_place_with_their_pixel_size(void **state)
+{
+    struct sim_geometry g;
+    struct microscope *m;
+    struct ss_err e;
+    char spec[4200];
+    size_t i;
+
+    for (i = 0; i < sizeof(ome) / sizeof(ome[0]); i++) {
+        const char *path = tu_data(ome[i].rel);
+        struct img *im = NULL, *ref = NULL;
+        struct slide *sl;
+
+        if (path == NULL)
+            tu_skip("%s is absent", ome[i].rel);
+        assert_int_equal(make(path, &m, &e), 0);
+        sim_geometry_get(sim_of(m), &g);
+        print_message("# %s: %.5f um/px, %.1f x %.1f um\n", ome[i].rel,
+                      g.source_mpp, g.image_w_um, g.image_h_um);
+        assert_true(fabs(g.source_mpp - ome[i].mpp) < 5e-5);
+        assert_true(fabs(g.image_w_um - ome[i].size * g.source_mpp) < 1e-6);
+        assert_true(fabs(g.image_h_um - ome[i].size * g.source_mpp) < 1e-6);
+        assert_int_equal(sim_render_truth(sim_of(m), g.image_x_um + 300 *
+                                          g.source_mpp, g.image_y_um + 400 *
+                                          g.source_mpp, 200, 150,
+                                          g.source_mpp, &im, &e), 0);
+        assert_int_equal(slide_open(path, NULL, &sl, &e), 0);
+        assert_int_equal(slide_read_img(sl, 0, 300, 400, 200, 150, &ref, &e),
+                         0);
+        assert_memory_equal(im->data, ref->data, img_bytes(ref));
+        slide_close(sl);
+        img_free(ref);
+        img_free(im);
+        microscope_free(m);
+        snprintf(spec, sizeof(spec), "%s@0.5", path);
+        assert_int_equal(make(spec, &m, &e), 0);
+        sim_geometry_get(sim_of(m), &g);
+        assert_true(g.source_mpp == 0.5);
+        microscope_free(m);
+    }
+}
+
+struct tone {
+    double dark[3];                 /* mean of the darkest 5 % */
+    double blue_share;              /* pixels with B > R + 20 */
+};
+
+static struct tone
+tone_of(const struct img *im)
+{
+    size_t hist[766] = { 0 }, n = (size_t)im->w * im->h, i, got = 0;
+    size_t nd = 0, blue = 0;
+    struct tone t = { { 0, 0, 0 }, 0 };
+    int thr = 0, c;
+
+    for (i = 0; i < n; i++) {
+        const uint8_t *p = (uint8_t *)im->data + 3 * i;
+
+        hist[p[0] + p[1] + p[2]]++;
+    }
+    while (got < n / 20)
+        got += hist[thr++];
+    for (i = 0; i < n; i++) {
+        const uint8_t *p = (uint8_t *)im->data + 3 * i;
+
+        blue += p[2] > p[0] + 20;
+        if (p[0] + p[1] + p[2] >= thr)
+            continue;
+        for (c = 0; c < 3; c++)
+            t.dark[c] += p[c];
+        nd++;
+    }
+    for (c = 0; c < 3; c++)
+        t.dark[c] /= nd > 0 ? (double)nd : 1;
+    t.blue_share = (double)blue / n;
+    return t;
+}
+
+/* The darkest pixels brown (DAB: red above green, and at least 10 DN
+ * above blue) and at least 5 % of the pixels blue (hematoxylin). */
+static bool
+looks_like_ki67(const struct img *im, const char *what)
+{
+    struct tone t = tone_of(im);
+
+    print_message("# %s: darkest 5%% RGB %.1f %.1f %.1f, blue share "
+                  "%.3f\n", what, t.dark[0], t.dark[1], t.dark[2],
+                  t.blue_share);
+    return t.dark[0] > t.dark[1] && t.dark[0] > t.dark[2] + 10 &&
+           t.blue_share > 0.05;
+}
+
+/* The view of the tiles that a YCbCr decode taken as RGB gives (what
+ * libtiff and vips show for these files): the check must refuse it. */
+static void
+as_ycbcr(struct img *im)
+{
+    size_t i, n = (size_t)im->w * im->h;
+
+    for (i = 0; i < n; i++) {
+        uint8_t *p = (uint8_t *)im->data + 3 * i;
+        double r = p[0], gr = p[1], b = p[2];
+        double y = 0.299 * r + 0.587 * gr + 0.114 * b;
+
+        p[0] = (uint8_t)lrint(y);
+        p[1] = (uint8_t)lrint(fmin(255, fmax(0, 128 + (b - y) / 1.772)));
+        p[2] = (uint8_t)lrint(fmin(255, fmax(0, 128 + (r - y) / 1.402)));
+    }
+}
+
+/* A camera frame of the Ki67 OME-TIFF, with noise, vignetting and the
+ * KI67 exposure: brown DAB and blue hematoxylin reach the sensor. */
+static void
+test_ki67_ome_frame_shows_brown_dab_and_blue_nuclei(void **state)
+{
+    const char *path = tu_data("ihc_ki67/OS-2-ndpi.ome.tif");
+    struct sim_config c;
+    struct sim_geometry g;
+    struct microscope *m;
+    struct img *im = NULL;
+    struct ss_err e;
+    struct sim *s;
+    char spec[4200];
+    double x, y;
+
+    if (path == NULL)
+        tu_skip("OS-2-ndpi.ome.tif is absent");
+    snprintf(spec, sizeof(spec), "%s:stain=KI67", path);
+    sim_config_default(&c);
+    assert_int_equal(sim_config_set(&c, "sensor_w", "900", &e), 0);
+    assert_int_equal(sim_config_set(&c, "sensor_h", "900", &e), 0);
+    assert_int_equal(sim_config_set(&c, "slide", spec, &e), 0);
+    assert_int_equal(sim_microscope_new(&c, &m, &e), 0);
+    s = sim_of(m);
+    sim_geometry_get(s, &g);
+    assert_string_equal(g.stain, "KI67");
+    x = g.image_x_um + (g.image_w_um - 900 * g.pixel_um) / 2;
+    y = g.image_y_um + (g.image_h_um - 900 * g.pixel_um) / 2;
+    assert_int_equal(sim_snap(s, x, y, sim_focus_z(s, x + 225, y + 225), 0,
+                              100, &im, &e), 0);
+    assert_true(looks_like_ki67(im, "OS-2-ndpi frame"));
+    as_ycbcr(im);
+    assert_false(looks_like_ki67(im, "the frame as YCbCr taken for RGB"));
+    img_free(im);
+    microscope_free(m);
+}
+
 static void
 test_geometry_and_blank_glass(void **state)
 {
@@ -252,6 +420,8 @@ main(void)
         cmocka_unit_test(test_w6_unknown_compression),
         cmocka_unit_test(test_missing_and_unsized_files),
         cmocka_unit_test(test_openslide_slide_renders_its_pixels),
+        cmocka_unit_test(test_ome_tiffs_place_with_their_pixel_size),
+        cmocka_unit_test(test_ki67_ome_frame_shows_brown_dab_and_blue_nuclei),
         cmocka_unit_test(test_geometry_and_blank_glass),
         cmocka_unit_test(test_overview_shows_the_slide_with_geometry),
     };

@@ -27,11 +27,14 @@ usage(FILE *f)
         "usage: slidescan analyse FILE [--out DIR] [--stain HE|KI67|CK]\n"
         "                         [--model FILE|classical] [--mpp UM]\n"
         "                         [--threads N] [--explain X,Y,W,H]\n"
+        "                         [--ki67-scope tumor|tissue]\n"
         "\n"
         "Segments tumour and stroma, measures areas, tumour-stroma ratio,\n"
         "KI67 index or CK area, and writes the overlay, heat maps,\n"
         "uncertainty map, GeoJSON and results.json.  --explain adds a\n"
-        "Grad-CAM map of the box (level-0 pixels) as explain.png.\n");
+        "Grad-CAM map of the box (level-0 pixels) as explain.png.\n"
+        "--ki67-scope tissue counts every nucleus on tissue for the KI67\n"
+        "index instead of only those on tumour.\n");
 }
 
 static void
@@ -96,6 +99,7 @@ parse(int argc, char **argv, struct an_job *j)
         { "mpp", required_argument, NULL, 'p' },
         { "threads", required_argument, NULL, 't' },
         { "explain", required_argument, NULL, 'e' },
+        { "ki67-scope", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -112,6 +116,17 @@ parse(int argc, char **argv, struct an_job *j)
             if (an_stain_parse(optarg, &j->stain) < 0) {
                 fprintf(stderr, "slidescan analyse: unknown stain '%s'\n",
                         optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'K':
+            if (strcmp(optarg, "tumor") == 0)
+                j->ki67_scope = AN_KI67_TUMOR;
+            else if (strcmp(optarg, "tissue") == 0)
+                j->ki67_scope = AN_KI67_TISSUE;
+            else {
+                fprintf(stderr, "slidescan analyse: --ki67-scope is tumor or tissue, "
+                        "got '%s'\n", optarg);
                 return -EINVAL;
             }
             break;

@@ -20,16 +20,30 @@ static void
 print_devices(json_t *r)
 {
     json_t *f = json_object_get(r, "faults"), *hw, *p;
+    json_t *c = json_object_get(r, "configured");
+    bool open = json_is_true(json_object_get(r, "open"));
     size_t i;
 
     printf("driver:    %s (%s)\n", client__str(r, "driver"),
-           json_is_true(json_object_get(r, "open")) ? "open" : "not open "
-           "yet");
-    printf("camera:    %s, %sx%s px, %s µm/px, objective %s\n",
-           client__str(r, "camera"), client__str(r, "frame_w"),
-           client__str(r, "frame_h"), client__str(r, "pixel_um"),
-           client__str(r, "objective"));
-    printf("stage:     %s\n", client__str(r, "stage"));
+           open ? "open" : "not open yet");
+    if (open) {
+        printf("camera:    %s, %sx%s px, %s µm/px, objective %s\n",
+               client__str(r, "camera"), client__str(r, "frame_w"),
+               client__str(r, "frame_h"), client__str(r, "pixel_um"),
+               client__str(r, "objective"));
+        printf("stage:     %s\n", client__str(r, "stage"));
+    } else {
+        printf("camera:    not opened yet (the first scan or calibration "
+               "opens it); configured: %s, ", client__str(c, "camera"));
+        if (json_integer_value(json_object_get(c, "frame_w")) > 0)
+            printf("%sx%s px, ", client__str(c, "frame_w"),
+                   client__str(c, "frame_h"));
+        if (json_number_value(json_object_get(c, "pixel_um")) > 0)
+            printf("%s µm/px, ", client__str(c, "pixel_um"));
+        printf("objective %s\n", client__str(c, "objective"));
+        printf("stage:     not opened yet; configured: %s\n",
+               client__str(c, "stage"));
+    }
     if (strcmp(client__str(r, "slide"), "") != 0)
         printf("slide:     %s\n", client__str(r, "slide"));
     printf("faults:    %s busy retries, %s timeouts, %s resets, %s stuck\n",

@@ -7,19 +7,22 @@
 
 static const char usage[] =
     "usage: slidescan scan --slide ID --stain HE|KI67|CK [--image SPEC]\n"
-    "                      [--priority N] [--wait]\n"
+    "                      [--region X,Y,W,H] [--priority N] [--wait]\n"
     "Queues a scan of slide ID.  On the simulated microscope --image names\n"
     "the physical slide: an image file OpenSlide reads, FILE@MPP for a\n"
     "plain image, or phantom:HE|KI67|CK[:seed=N][:w_mm=W][:h_mm=H]; without\n"
-    "it a built-in phantom of the stain is scanned.  Higher --priority\n"
-    "(-100..100, default 0) runs first.  --wait follows the scan (and its\n"
-    "analysis) and exits 0 only when both are done.\n";
+    "it a built-in phantom of the stain is scanned.  --region limits the\n"
+    "scan to a rectangle of the stage in micrometres (x, y, width,\n"
+    "height); tissue found beyond it is reported as a warning by `show`.\n"
+    "Higher --priority (-100..100, default 0) runs first.  --wait follows\n"
+    "the scan (and its analysis) and exits 0 only when both are done.\n";
 
 static const struct option opts[] = {
     { "slide", required_argument, NULL, 's' },
     { "stain", required_argument, NULL, 't' },
     { "image", required_argument, NULL, 'i' },
     { "priority", required_argument, NULL, 'p' },
+    { "region", required_argument, NULL, 'r' },
     { "wait", no_argument, NULL, 'w' },
     CLIENT_COMMON_OPTIONS,
     { NULL, 0, NULL, 0 },
@@ -61,7 +64,7 @@ int
 cmd_scan(int argc, char **argv)
 {
     struct client__opts co = { NULL, false, false, "scan", usage };
-    const char *slide = NULL, *stain = NULL, *image = NULL;
+    const char *slide = NULL, *stain = NULL, *image = NULL, *region = NULL;
     bool wait = false;
     json_t *args, *res = NULL;
     long prio = 0;
@@ -74,6 +77,7 @@ cmd_scan(int argc, char **argv)
         case 's': slide = optarg; break;
         case 't': stain = optarg; break;
         case 'i': image = optarg; break;
+        case 'r': region = optarg; break;
         case 'w': wait = true; break;
         case 'p':
             prio = strtol(optarg, &end, 10);
@@ -88,12 +92,20 @@ cmd_scan(int argc, char **argv)
     }
     if (co.help)
         return client__usage(&co, EXIT_OK);
-    if (slide == NULL || stain == NULL || optind != argc)
-        return client__usage(&co, EXIT_USAGE);
+    if (optind != argc)
+        return client__fail(&co, EXIT_USAGE, "unexpected argument '%s' "
+                            "(see slidescan scan --help)", argv[optind]);
+    if (slide == NULL || stain == NULL)
+        return client__fail(&co, EXIT_USAGE, "%s%s%s missing (see slidescan "
+                            "scan --help)", slide == NULL ? "--slide ID" : "",
+                            slide == NULL && stain == NULL ? " and " : "",
+                            stain == NULL ? "--stain HE|KI67|CK" : "");
     args = json_pack("{s:s, s:s, s:I}", "slide", slide, "stain", stain,
                      "priority", (json_int_t)prio);
     if (image != NULL)
         json_object_set_new(args, "image", json_string(image));
+    if (region != NULL)
+        json_object_set_new(args, "region", json_string(region));
     if (wait)
         return queue_and_wait(&co, args);
     rc = client__request(&co, "scan", args, &res);

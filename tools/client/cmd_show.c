@@ -10,8 +10,9 @@ static const char usage[] =
     "usage: slidescan show SLIDE [--tiles]\n"
     "Shows one slide: its whole-slide image (path, size, µm per pixel,\n"
     "SHA-256), every scan with its times, calibration, focus map,\n"
-    "stitching and the tiles flagged blurred, dark, saturated, retried or\n"
-    "failed, and the analysis with its numbers and files.\n"
+    "stitching, warnings, the device retries, the tiles flagged blurred,\n"
+    "dark, saturated, retried (busy retries, missed deadlines, resets,\n"
+    "attempts) or failed, and the analysis with its numbers and files.\n"
     "  --tiles         list every tile, not only the flagged ones\n";
 
 static const struct option opts[] = {
@@ -36,28 +37,75 @@ flag_text(json_int_t flags, char *buf, size_t len)
                                   n ? "," : "", names[i].name);
 }
 
-static void
-print_tiles(json_t *tiles)
+static json_int_t
+num(json_t *o, const char *key)
 {
-    char flags[96];
+    return json_integer_value(json_object_get(o, key));
+}
+
+/* "2 attempts: 1 timeout, 1 reset", "-" for a tile taken at once. */
+static void
+retry_text(json_t *t, char *buf, size_t len)
+{
+    static const char *const keys[3] = { "busy_retries", "timeouts",
+                                         "resets" };
+    static const char *const one[3] = { "busy retry", "timeout", "reset" };
+    static const char *const many[3] = { "busy retries", "timeouts",
+                                         "resets" };
+    char parts[96] = "";
+    json_int_t a = num(t, "attempts"), v;
+    size_t n = 0;
+    int k;
+
+    for (k = 0; k < 3; k++) {
+        v = num(t, keys[k]);
+        if (v > 0 && n < sizeof(parts))
+            n += (size_t)snprintf(parts + n, sizeof(parts) - n, "%s%lld %s",
+                                  n > 0 ? ", " : "", (long long)v,
+                                  v == 1 ? one[k] : many[k]);
+    }
+    if (a > 1)
+        snprintf(buf, len, "%lld attempts%s%s", (long long)a,
+                 n > 0 ? ": " : "", parts);
+    else
+        snprintf(buf, len, "%s", n > 0 ? parts : "-");
+}
+
+static void
+print_tiles(json_t *tiles, bool all)
+{
+    char flags[96], retries[96];
     json_t *t;
     size_t i;
 
     if (json_array_size(tiles) == 0) {
-        printf("  flagged tiles: none\n");
+        printf("  %s tiles: none\n", all ? "planned" : "flagged");
         return;
     }
-    printf("  %5s %4s %4s %-9s %9s %7s %7s  %s\n", "TILE", "ROW", "COL",
+    printf("  %5s %4s %4s %-9s %9s %7s  %-32s %s\n", "TILE", "ROW", "COL",
            "STATE", "SHARPNESS", "RETAKES", "RETRIES", "FLAGS");
     json_array_foreach(tiles, i, t) {
-        flag_text(json_integer_value(json_object_get(t, "flags")), flags,
-                  sizeof(flags));
-        printf("  %5s %4s %4s %-9s %9s %7s %7s  %s\n", client__str(t, "idx"),
-               client__str(t, "row"), client__str(t, "col"),
-               client__str(t, "state"), client__str(t, "sharpness"),
-               client__str(t, "retakes"), client__str(t, "busy_retries"),
-               flags);
+        flag_text(num(t, "flags"), flags, sizeof(flags));
+        retry_text(t, retries, sizeof(retries));
+        printf("  %5s %4s %4s %-9s %9s %7s  %-32s %s\n",
+               client__str(t, "idx"), client__str(t, "row"),
+               client__str(t, "col"), client__str(t, "state"),
+               client__str(t, "sharpness"), client__str(t, "retakes"),
+               retries, flags);
     }
+}
+
+/* One line on the device faults the scan's tiles met, when they did. */
+static void
+print_retries(json_t *r)
+{
+    if (num(r, "tiles") == 0)
+        return;
+    printf("  device retries: %lld tile%s retried (%lld busy retries, %lld "
+           "timeouts, %lld resets, %lld extra attempts)\n",
+           (long long)num(r, "tiles"), num(r, "tiles") == 1 ? "" : "s",
+           (long long)num(r, "busy_retries"), (long long)num(r, "timeouts"),
+           (long long)num(r, "resets"), (long long)num(r, "extra_attempts"));
 }
 
 static void
@@ -98,28 +146,46 @@ print_scan(json_t *s, const char *dir)
     json_int_t model = json_integer_value(json_object_get(s, "focus_model"));
     json_t *k = json_object_get(s, "calibration");
 
+    json_int_t resumes = num(s, "resumes");
+    const char *warn = client__str(s, "warnings");
+
     printf("scan %s: %s%s%s\n", client__str(s, "id"),
            client__str(s, "state"), strcmp(client__str(s, "reason"), "")
            ? ": " : "", client__str(s, "reason"));
-    printf("  tiles %s/%s, requested by uid %s, created %s, started %s, "
-           "finished %s\n", client__str(s, "tiles_done"),
-           client__str(s, "tiles_total"), client__str(s, "requested_by"),
-           client__str(s, "created"), client__str(s, "started"),
-           client__str(s, "finished"));
-    printf("  device time %.1f s, wall time %.1f s, resumed %s times\n",
+    if (strcmp(warn, "") != 0 && strcmp(warn, "-") != 0)
+        printf("  warning: %s\n", warn);
+    printf("  tiles %s/%s, requested by uid %s, created %s",
+           client__str(s, "tiles_done"), client__str(s, "tiles_total"),
+           client__str(s, "requested_by"), client__str(s, "created"));
+    if (json_is_string(json_object_get(s, "started")))
+        printf(", started %s", client__str(s, "started"));
+    if (json_is_string(json_object_get(s, "finished")))
+        printf(", finished %s", client__str(s, "finished"));
+    printf("\n  device time %.1f s, wall time %.1f s",
            json_number_value(json_object_get(s, "virtual_ms")) / 1000,
-           json_number_value(json_object_get(s, "wall_ms")) / 1000,
-           client__str(s, "resumes"));
+           json_number_value(json_object_get(s, "wall_ms")) / 1000);
+    if (resumes == 1)
+        printf(", resumed once");
+    else if (resumes > 1)
+        printf(", resumed %lld times", (long long)resumes);
+    printf("\n");
+    if (strcmp(client__str(s, "region"), "") != 0 &&
+        strcmp(client__str(s, "region"), "-") != 0)
+        printf("  region %s µm (x, y, width, height on the stage)\n",
+               client__str(s, "region"));
     if (json_is_object(k))
         printf("  calibration %s: %s %s %s ms, taken %s\n",
                client__str(k, "id"), client__str(k, "stain"),
                client__str(k, "objective"), client__str(k, "exposure_ms"),
                client__str(k, "taken"));
-    printf("  plan %sx%s cells, focus model %s over %zu points, rms %s µm\n",
-           client__str(s, "rows"), client__str(s, "cols"),
-           model >= 0 && model < 4 ? models[model] : "-",
-           json_array_size(json_object_get(s, "focus_points")),
-           client__str(s, "focus_rms_um"));
+    if (json_is_integer(json_object_get(s, "rows")))
+        printf("  plan %sx%s cells, %s tiles\n", client__str(s, "rows"),
+               client__str(s, "cols"), client__str(s, "tiles_total"));
+    if (json_is_integer(json_object_get(s, "focus_model")))
+        printf("  focus model %s over %zu points, rms %s µm\n",
+               model >= 0 && model < 4 ? models[model] : "-",
+               json_array_size(json_object_get(s, "focus_points")),
+               client__str(s, "focus_rms_um"));
     if (strcmp(client__str(s, "wsi_path"), "-") != 0)
         printf("  image %s/%s\n  %sx%s px, %s µm/px, %s bytes, sha256 %s\n"
                "  stitching: %s of %s overlaps used, residual %s px\n", dir,
@@ -128,9 +194,11 @@ print_scan(json_t *s, const char *dir)
                client__str(s, "wsi_bytes"), client__str(s, "checksum"),
                client__str(s, "pairs_used"), client__str(s, "pairs_total"),
                client__str(s, "stitch_rms_px"));
-    print_tiles(json_object_get(s, "tiles_flagged") != NULL
-                ? json_object_get(s, "tiles_flagged")
-                : json_object_get(s, "tiles"));
+    print_retries(json_object_get(s, "retries"));
+    if (json_object_get(s, "tiles_flagged") != NULL)
+        print_tiles(json_object_get(s, "tiles_flagged"), false);
+    else
+        print_tiles(json_object_get(s, "tiles"), true);
     print_analysis(json_object_get(s, "analysis"), dir);
 }
 

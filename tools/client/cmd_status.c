@@ -49,6 +49,10 @@ print_status(json_t *st)
                client__str(s, "slide"), client__str(s, "stain"),
                client__str(s, "state"), done, total, el, eta,
                json_number_value(json_object_get(s, "virtual_s")));
+        if (strcmp(client__str(s, "reason"), "") != 0 &&
+            strcmp(client__str(s, "reason"), "-") != 0 &&
+            strcmp(client__str(s, "reason"), client__str(st, "waiting")))
+            printf("  %s\n", client__str(s, "reason"));
     }
     if (!json_is_null(json_object_get(st, "assembling")))
         printf("assembling: scan %s\n", client__str(st, "assembling"));

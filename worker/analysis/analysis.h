@@ -196,6 +196,12 @@ struct an_region {
 #define AN_REGION_CLOSE_UM 100.0
 #define AN_REGION_MIN_MM2 0.01
 
+/* Which nuclei a KI67 index counts.  TUMOR, the lab's definition, counts
+ * the nuclei the segmentation puts on tumour; TISSUE counts every nucleus
+ * on tissue, as a positive-cell count over a hand-drawn tumour region
+ * does (QuPath's positive cell detection on an annotation, say). */
+enum an_ki67_scope { AN_KI67_TUMOR, AN_KI67_TISSUE };
+
 struct an_results {
     double slide_mpp, analysis_mpp;
     double tissue_area_mm2, tumor_area_mm2, stroma_area_mm2;
@@ -206,6 +212,7 @@ struct an_results {
     /* KI67: counts of tumour nuclei; index = positive / total (NAN when
      * not a KI67 slide or no tumour nuclei were found). */
     int ki67_nuclei, ki67_positive;
+    enum an_ki67_scope ki67_scope;
     double ki67_index;
     /* CK: DAB-positive area (NAN when not a CK slide). */
     double ck_positive_area_mm2;
@@ -229,6 +236,7 @@ struct an_job {
     const char *model;              /* NULL: default (see an_model_load) */
     double mpp_override;            /* > 0: replaces the file's pixel size */
     int threads;
+    enum an_ki67_scope ki67_scope;  /* default AN_KI67_TUMOR */
     bool explain;                   /* write a Grad-CAM map for the box */
     int64_t explain_box[4];         /* x, y, w, h in level-0 pixels */
     an_progress_fn progress;

@@ -213,6 +213,8 @@ ref_load(const char *path, double *tsr, double *ki67)
     }
     if (t + s > 0)
         *tsr = t / (t + s);
+    if (json_is_number(v = json_object_get(r, "tumor_fraction")))
+        *tsr = json_number_value(v);
     if ((v = json_object_get(r, "ki67_index")) != NULL ||
         (v = json_object_get(r, "ki67_fraction")) != NULL)
         *ki67 = json_is_number(v) ? json_number_value(v) : NAN;

@@ -29,9 +29,11 @@
  * fraction of tumour + stroma), or tumour and stroma areas from which
  * that fraction is computed ("areas_mm2": {"tumor", "stroma"} as the
  * phantom truth files have, "tumor_area_mm2" and "stroma_area_mm2", or
- * "area_um2": [glass, tumor, stroma]), and "ki67_fraction".  Areas win
- * over a "tumor_stroma_ratio" in the same file: the phantom's truth.json
- * uses that key for tumour / stroma.
+ * "area_um2": [glass, tumor, stroma]), and "ki67_fraction".  A
+ * "tumor_fraction" (the phantom's truth.json, version 2) wins over both.
+ * Areas win over a "tumor_stroma_ratio" in the same file: version 1
+ * phantom truth files used that key for tumour / stroma (version 2 calls
+ * it "tumor_to_stroma_area_ratio", which is never read as the ratio).
  */
 #ifndef SS_WORKER_ANALYSIS_EVAL_H
 #define SS_WORKER_ANALYSIS_EVAL_H

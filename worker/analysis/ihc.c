@@ -8,7 +8,15 @@
  * vectors gives both stains; nuclei are the local maxima of the smoothed
  * nuclear stain (H + DAB) above KI_NUC_OD, at least KI_SEP_UM apart; a
  * nucleus is positive when the mean DAB in a disc of KI_DISC_UM around it
- * exceeds KI_DAB_OD.  Only nuclei lying on tumour count.
+ * exceeds KI_DAB_OD, the lower of the two DAB thresholds QuPath's positive
+ * cell detection is commonly run with.  Only nuclei lying on tumour count
+ * (AN_KI67_TUMOR), or every nucleus on tissue (AN_KI67_TISSUE).
+ *
+ * LIMIT: the tumour scope is only as good as the segmentation.  On the
+ * Olympus scan of the OS-2 Ki67 crop (grey glass, different colour) the
+ * default model puts a third of the nuclei on tumour and mostly the
+ * DAB-positive ones, so the tumour-scope index reads about 50 % where the
+ * tissue scope reads 23-25 % on both scanners of the pair.
  *
  * CK: the positive area is where smoothed DAB exceeds CK_DAB_OD on
  * tissue.  The CK-guided tumour mask is that area closed over CK_CLOSE_UM
@@ -29,7 +37,7 @@
 #define KI_NUC_OD 0.20              /* nuclear stain peak threshold */
 #define KI_SEP_UM 4.0               /* closest two nucleus centres */
 #define KI_DISC_UM 2.0              /* DAB is averaged over this radius */
-#define KI_DAB_OD 0.15              /* positive nucleus threshold */
+#define KI_DAB_OD 0.20              /* positive nucleus threshold */
 #define KI_SIGMA_UM 1.0             /* smoothing before peak finding */
 #define CK_DAB_OD 0.15
 #define CK_CLOSE_UM 6.0
@@ -103,7 +111,8 @@ disc_mean(const float *a, int w, int h, int x, int y, int r)
 /* Counts nuclei in the core of one tile (margin m on every side). */
 static void
 ki_count(const struct ki_tile *t, int m, double mpp,
-         const struct an_seg *sg, double x0_l0, double y0_l0,
+         const struct an_seg *sg, enum an_ki67_scope scope,
+         double x0_l0, double y0_l0,
          double l0_per_px, int *nuclei, int *positive)
 {
     int sep = (int)lround(KI_SEP_UM / mpp), disc = (int)lround(KI_DISC_UM /
@@ -118,7 +127,10 @@ ki_count(const struct ki_tile *t, int m, double mpp,
                 continue;
             lx = (int)((x0_l0 + (x + 0.5) * l0_per_px) / sg->scale);
             ly = (int)((y0_l0 + (y + 0.5) * l0_per_px) / sg->scale);
-            if (lx < 0 || ly < 0 || lx >= sg->w || ly >= sg->h ||
+            if (lx < 0 || ly < 0 || lx >= sg->w || ly >= sg->h)
+                continue;
+            if (scope == AN_KI67_TISSUE ?
+                *img_u8(sg->label, lx, ly) == AN_GLASS :
                 *img_u8(sg->label, lx, ly) != AN_TUMOR)
                 continue;
             (*nuclei)++;
@@ -127,8 +139,11 @@ ki_count(const struct ki_tile *t, int m, double mpp,
         }
 }
 
+/* Whether any raster pixel in [x0, x1) × [y0, y1) is tumour (or, with
+ * the tissue scope, anything but glass). */
 static int
-raster_has_tumor(const struct an_seg *sg, int x0, int y0, int x1, int y1)
+raster_has(const struct an_seg *sg, enum an_ki67_scope scope, int x0,
+           int y0, int x1, int y1)
 {
     int x, y;
 
@@ -138,14 +153,17 @@ raster_has_tumor(const struct an_seg *sg, int x0, int y0, int x1, int y1)
     y1 = y1 > sg->h ? sg->h : y1;
     for (y = y0; y < y1; y++)
         for (x = x0; x < x1; x++)
-            if (*img_u8(sg->label, x, y) == AN_TUMOR)
+            if (scope == AN_KI67_TISSUE ?
+                *img_u8(sg->label, x, y) != AN_GLASS :
+                *img_u8(sg->label, x, y) == AN_TUMOR)
                 return 1;
     return 0;
 }
 
 /* One tile: read, deconvolve, smooth, count. */
 static int
-ki_tile_run(struct an_slide *s, const struct an_seg *sg, double mpp,
+ki_tile_run(struct an_slide *s, const struct an_seg *sg,
+            enum an_ki67_scope scope, double mpp,
             int64_t x0, int64_t y0, int m, struct an_results *r,
             struct ss_err *err)
 {
@@ -164,7 +182,7 @@ ki_tile_run(struct an_slide *s, const struct an_seg *sg, double mpp,
     if (rc == 0)
         rc = an__gauss_blur(t.nuc, n, n, KI_SIGMA_UM / mpp);
     if (rc == 0)
-        ki_count(&t, m, mpp, sg, x0 - m * l0, y0 - m * l0, l0,
+        ki_count(&t, m, mpp, sg, scope, x0 - m * l0, y0 - m * l0, l0,
                  &r->ki67_nuclei, &r->ki67_positive);
     free(t.nuc);
     free(t.dab);
@@ -172,8 +190,8 @@ ki_tile_run(struct an_slide *s, const struct an_seg *sg, double mpp,
 }
 
 int
-an__ki67(struct an_slide *s, const struct an_seg *sg, struct an_results *r,
-         struct ss_err *err)
+an__ki67(struct an_slide *s, const struct an_seg *sg,
+         enum an_ki67_scope scope, struct an_results *r, struct ss_err *err)
 {
     double mpp = fmax(AN_KI67_MPP, sg->slide_mpp), l0 = mpp / sg->slide_mpp;
     int64_t W0, H0, x0, y0, step = (int64_t)llround(KI_TILE * l0);
@@ -181,22 +199,24 @@ an__ki67(struct an_slide *s, const struct an_seg *sg, struct an_results *r,
 
     an_slide_size(s, &W0, &H0);
     r->ki67_nuclei = r->ki67_positive = 0;
+    r->ki67_scope = scope;
     for (y0 = 0; y0 < H0; y0 += step)
         for (x0 = 0; x0 < W0; x0 += step) {
             int rc;
-            if (!raster_has_tumor(sg, (int)(x0 / sg->scale),
+            if (!raster_has(sg, scope, (int)(x0 / sg->scale),
                                   (int)(y0 / sg->scale),
                                   (int)ceil((x0 + step) / sg->scale),
                                   (int)ceil((y0 + step) / sg->scale)))
                 continue;
-            rc = ki_tile_run(s, sg, mpp, x0, y0, m, r, err);
+            rc = ki_tile_run(s, sg, scope, mpp, x0, y0, m, r, err);
             if (rc < 0)
                 return rc;
         }
     r->ki67_index = r->ki67_nuclei > 0 ?
                     (double)r->ki67_positive / r->ki67_nuclei : NAN;
-    log_info("analysis", "ki67 nuclei=%d positive=%d mpp=%.2f",
-             r->ki67_nuclei, r->ki67_positive, mpp);
+    log_info("analysis", "ki67 scope=%s nuclei=%d positive=%d mpp=%.2f",
+             scope == AN_KI67_TISSUE ? "tissue" : "tumor", r->ki67_nuclei,
+             r->ki67_positive, mpp);
     return 0;
 }
 

@@ -108,9 +108,11 @@ int an__model_cnn_load(const char *path, struct an_model **out,
 /* Resolution the KI67 nuclei are counted at (or the slide's, if coarser). */
 #define AN_KI67_MPP 1.0
 
-/* Counts tumour nuclei and DAB-positive ones; sets ki67_* in r. */
+/* Counts the nuclei of the scope (tumour or all tissue) and the
+ * DAB-positive ones among them; sets ki67_* in r. */
 int an__ki67(struct an_slide *s, const struct an_seg *sg,
-             struct an_results *r, struct ss_err *err);
+             enum an_ki67_scope scope, struct an_results *r,
+             struct ss_err *err);
 
 /* CK-positive area into r and the CK-guided tumour mask (U8 0/1, the
  * caller's) into *tumor_mask. */

@@ -91,7 +91,7 @@ stain_readouts(const struct an_job *j, struct an_slide *s, struct an_seg *sg,
     r->ki67_index = NAN;
     r->ck_positive_area_mm2 = NAN;
     if (j->stain == AN_STAIN_KI67)
-        return an__ki67(s, sg, r, err);
+        return an__ki67(s, sg, j->ki67_scope, r, err);
     if (j->stain != AN_STAIN_CK)
         return 0;
     rc = an__ck(sg, r, &mask, err);

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What slidescand needs of the machine before it starts, checked without
+ * changing anything, so that `slidescand --check` refuses what the start
+ * would refuse: the socket's group exists, the socket path fits a unix
+ * socket address and is not some other kind of file, and the directories
+ * the daemon writes (the socket's, data_dir, the catalogue's) exist or can
+ * be created, and can be written.  Writability is probed by making a
+ * directory and removing it at once: permission bits say nothing for
+ * root, and a file system such as /proc refuses whatever its bits say.
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* The deepest existing ancestor of path (path itself when it exists). */
+static void
+existing_ancestor(const char *path, char *out, size_t len)
+{
+    struct stat st;
+    char *slash;
+
+    snprintf(out, len, "%s", path);
+    while (stat(out, &st) != 0 && errno == ENOENT) {
+        slash = strrchr(out, '/');
+        if (slash == NULL || slash == out) {
+            snprintf(out, len, "/");
+            return;
+        }
+        *slash = '\0';
+    }
+}
+
+/* 0 when dir exists as a directory (or can be made) and takes new
+ * entries; else an errno and a cause in why. */
+static int
+dir_usable(const char *dir, char *why, size_t len)
+{
+    char anc[PATH_MAX], probe[PATH_MAX + 64];
+    struct stat st;
+
+    existing_ancestor(dir, anc, sizeof(anc));
+    if (stat(anc, &st) != 0) {
+        snprintf(why, len, "%s: %s", anc, strerror(errno));
+        return -errno;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, len, "%s is not a directory", anc);
+        return -ENOTDIR;
+    }
+    snprintf(probe, sizeof(probe), "%s%s.slidescand-check-%d", anc,
+             strcmp(anc, "/") == 0 ? "" : "/", (int)getpid());
+    /* A full disk is no reason to refuse: the daemon waits for space. */
+    if (mkdir(probe, 0700) != 0 && errno != ENOSPC && errno != EDQUOT) {
+        int e = errno;
+        snprintf(why, len, "cannot create %s in %s: %s",
+                 strcmp(anc, dir) == 0 ? "files" : "it", anc, strerror(e));
+        return -e;
+    }
+    rmdir(probe);
+    return 0;
+}
+
+static int
+check_dir(const struct dconf *c, const char *key, const char *dir,
+          struct ss_err *err)
+{
+    char why[PATH_MAX + 128];
+
+    if (dir_usable(dir, why, sizeof(why)) < 0)
+        return daemon__conf_err(c, err, "daemon", key, "%s: %s", dir, why);
+    return 0;
+}
+
+static int
+check_socket(const struct dconf *c, struct ss_err *err)
+{
+    const char *path = c->socket_path;
+    char dir[PATH_MAX];
+    struct stat st;
+
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return daemon__conf_err(c, err, "daemon", "socket", "'%s' is %zu "
+                                "bytes, longer than a unix socket path may "
+                                "be (107 bytes)", path, strlen(path));
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+        return daemon__conf_err(c, err, "daemon", "socket", "%s exists and "
+                                "is not a socket", path);
+    snprintf(dir, sizeof(dir), "%s", path);
+    return check_dir(c, "socket", dirname(dir), err);
+}
+
+static int
+check_group(const struct dconf *c, struct ss_err *err)
+{
+    struct group gr, *res = NULL;
+    char buf[16384];
+
+    if (c->group[0] == '\0')
+        return 0;
+    if (getgrnam_r(c->group, &gr, buf, sizeof(buf), &res) != 0 ||
+        res == NULL)
+        return daemon__conf_err(c, err, "daemon", "group", "no group named "
+                                "'%s' (create it, e.g. with systemd-sysusers, "
+                                "or set group = to admit root and the "
+                                "daemon's user only)", c->group);
+    return 0;
+}
+
+static int
+check_catalogue(const struct dconf *c, struct ss_err *err)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+
+    if (c->catalogue[0] == '\0')
+        return 0;
+    if (stat(c->catalogue, &st) == 0) {
+        if (!S_ISREG(st.st_mode))
+            return daemon__conf_err(c, err, "daemon", "catalogue", "%s is "
+                                    "not a file", c->catalogue);
+        if (access(c->catalogue, R_OK | W_OK) != 0)
+            return daemon__conf_err(c, err, "daemon", "catalogue", "%s: %s",
+                                    c->catalogue, strerror(errno));
+    }
+    snprintf(dir, sizeof(dir), "%s", c->catalogue);
+    return check_dir(c, "catalogue", dirname(dir), err);
+}
+
+int
+daemon__conf_check_host(const struct dconf *c, struct ss_err *err)
+{
+    int rc;
+
+    rc = check_group(c, err);
+    if (rc == 0)
+        rc = check_socket(c, err);
+    if (rc == 0)
+        rc = check_dir(c, "data_dir", c->data_dir, err);
+    if (rc == 0)
+        rc = check_catalogue(c, err);
+    return rc;
+}
