@@ -118,7 +118,9 @@ run_tiles(struct microscope *m, const struct acq_profile *p,
 
     rc = acq_session_open(m, p, cal, fm, o, &ss, e);
     for (i = 0; i < n && rc == 0; i++) {
-        rc = acq_tile_capture(ss, plan, &plan->tiles[idx[i]], &r, e);
+        rc = acq_tile_capture_next(ss, plan, &plan->tiles[idx[i]],
+                                   i + 1 < n ? &plan->tiles[idx[i + 1]]
+                                             : NULL, &r, e);
         if (rc != 0)
             break;
         sim_truth_last(s, &t);

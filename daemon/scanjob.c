@@ -850,11 +850,14 @@ add_counts(struct guard_counts *sum, const struct guard_counts *c)
 }
 
 /* Takes one tile, retrying or failing it as the fault policy says;
- * *flags receives its ACQ_TILE_* flags. */
+ * *flags receives its ACQ_TILE_* flags.  next is the tile planned after
+ * it (or -1), which the stage approaches during the readout. */
 static int
-capture_one(struct job *j, struct acq_session *ses, int i, int *flags)
+capture_one(struct job *j, struct acq_session *ses, int i, int next,
+            int *flags)
 {
     const struct acq_tile *t = &j->plan->tiles[i];
+    const struct acq_tile *nt = next >= 0 ? &j->plan->tiles[next] : NULL;
     struct guard_counts gc, sum = { 0, 0, 0, 0 };
     struct acq_tile_result r;
     struct guard_fault f;
@@ -863,7 +866,7 @@ capture_one(struct job *j, struct acq_session *ses, int i, int *flags)
     for (;;) {
         memset(&r, 0, sizeof(r));
         guard_counts_take(j->sc->m, &gc);
-        rc = acq_tile_capture(ses, j->plan, t, &r, &j->err);
+        rc = acq_tile_capture_next(ses, j->plan, t, nt, &r, &j->err);
         guard_counts_take(j->sc->m, &gc);
         add_counts(&sum, &gc);
         if (rc == 0) {
@@ -897,6 +900,16 @@ capture_one(struct job *j, struct acq_session *ses, int i, int *flags)
     }
 }
 
+/* The first tile after i still to be captured, or -1. */
+static int
+next_planned(const struct job *j, const uint8_t *states, int i)
+{
+    for (i++; i < j->plan->ntiles; i++)
+        if (states[i] == CAT_T_PLANNED)
+            return i;
+    return -1;
+}
+
 static int
 capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
 {
@@ -912,7 +925,8 @@ capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
             rc = wait_for_space(j, left);
         flags = 0;
         if (rc == 0)
-            rc = capture_one(j, ses, i, &flags);
+            rc = capture_one(j, ses, i, next_planned(j, states, i),
+                             &flags);
         if (rc < 0 && write_full(j, left, rc)) {
             j->action = 0;
             rc = wait_for_space(j, left);

@@ -26,6 +26,8 @@
 #include "common/util.h"
 
 #define OP_DESTROY GUARD_NOPS       /* internal: free the device */
+#define OP_BEGIN (GUARD_NOPS + 1)   /* internal: the halves of a split */
+#define OP_END (GUARD_NOPS + 2)     /* capture, under the capture deadline */
 
 struct gjob {
     int op;
@@ -106,6 +108,16 @@ guard_op_name(enum guard_op op)
     if ((int)op < 0 || op >= GUARD_NOPS)
         return "?";
     return op_names[op];
+}
+
+/* The word for a job in messages: both halves of a split capture are
+ * "capture", so a hung readout reads like a hung capture. */
+static const char *
+job_name(int op)
+{
+    if (op == OP_BEGIN || op == OP_END)
+        return op_names[GUARD_CAM_CAPTURE];
+    return op < GUARD_NOPS ? op_names[op] : "destroy";
 }
 
 void
@@ -220,6 +232,12 @@ exec_cam(struct camera *cam, struct gjob *j)
     case GUARD_CAM_PREVIEW:
         j->rc = cam->ops->preview(cam, &j->frame, &j->err);
         break;
+    case OP_BEGIN:
+        j->rc = cam->ops->capture_begin(cam, &j->err);
+        break;
+    case OP_END:
+        j->rc = cam->ops->capture_end(cam, &j->frame, &j->err);
+        break;
     case GUARD_CAM_LAMP:
         j->rc = cam->ops->set_lamp(cam, j->lamp_on, &j->err);
         break;
@@ -275,8 +293,8 @@ worker_came_back(struct gworker *w)
     if (w->orphan)
         return;
     log_notice("guard", "%s abandoned call came back op=%s after_ms=%.0f "
-               "rc=%d", kind, op < GUARD_NOPS ? op_names[op] : "destroy",
-               util_now_ms() - w->posted_ms, w->job.rc);
+               "rc=%d", kind, job_name(op), util_now_ms() - w->posted_ms,
+               w->job.rc);
 }
 
 static void *
@@ -433,6 +451,8 @@ deadline_of(struct guard *g, int op)
 
     if (op == OP_DESTROY)
         op = GUARD_CAM_CLOSE;
+    if (op == OP_BEGIN || op == OP_END)
+        op = GUARD_CAM_CAPTURE;
     pthread_mutex_lock(&g->mu);
     ms = g->pol.deadline_ms[op];
     pthread_mutex_unlock(&g->mu);
@@ -533,7 +553,7 @@ lose_device(struct guard *g, struct gdev *d, int op, double ms)
 {
     log_error("guard", "%s call missed its deadline op=%s deadline_ms=%.0f; "
               "device quarantined, rebuilt at the next call", d->kind,
-              op < GUARD_NOPS ? op_names[op] : "destroy", ms);
+              job_name(op), ms);
     quarantine_add(g, d, d->w);
     d->w = NULL;
     d->dev = NULL;
@@ -552,8 +572,7 @@ dev_run(struct guard *g, struct gdev *d, struct gjob *j, struct ss_err *err)
     if (!worker_run(d->w, j, ms)) {
         lose_device(g, d, j->op, ms);
         return err_set(err, SS_ETIMEOUT, "%s: %s did not return within "
-                       "%.0f ms", d->kind, j->op < GUARD_NOPS ?
-                       op_names[j->op] : "destroy", ms);
+                       "%.0f ms", d->kind, job_name(j->op), ms);
     }
     if (j->rc < 0 && err != NULL)
         *err = j->err;
@@ -749,7 +768,7 @@ call_with_retries(struct guard *g, struct gdev *d, struct gjob *j,
         if (!is_busy_code(rc) || tries >= pol.busy_retries)
             return rc;
         log_warn("guard", "%s busy op=%s try=%d backoff_ms=%.0f", d->kind,
-                 op_names[j->op], tries + 1, pause);
+                 job_name(j->op), tries + 1, pause);
         count(g, 1, 0, 0);
         backoff(g, pause);
         pause = pause * 2 > pol.busy_backoff_max_ms ?
@@ -781,7 +800,7 @@ guarded_call(struct guard *g, struct gdev *d, struct gjob *j,
     }
     if (is_busy_code(rc))
         rc = err_set(err, SS_EBUSY, "%s busy: %s refused %d times%s",
-                     d->kind, op_names[j->op], asked,
+                     d->kind, job_name(j->op), asked,
                      resets > 0 ? ", also after a reset" : "");
     if (opening)
         d->is_open = rc == 0;
@@ -865,6 +884,28 @@ gcam_preview(struct camera *cam, struct img **frame, struct ss_err *err)
 }
 
 static int
+gcam_capture_begin(struct camera *cam, struct ss_err *err)
+{
+    struct guard *g = guard_of_cam(cam);
+    struct gjob j = { .op = OP_BEGIN };
+
+    return guarded_call(g, &g->cam, &j, err);
+}
+
+static int
+gcam_capture_end(struct camera *cam, struct img **frame, struct ss_err *err)
+{
+    struct guard *g = guard_of_cam(cam);
+    struct gjob j = { .op = OP_END };
+    int rc = guarded_call(g, &g->cam, &j, err);
+
+    *frame = rc == 0 ? j.frame : NULL;
+    if (rc < 0)
+        img_free(j.frame);
+    return rc;
+}
+
+static int
 gcam_set_lamp(struct camera *cam, bool on, struct ss_err *err)
 {
     struct guard *g = guard_of_cam(cam);
@@ -919,6 +960,8 @@ static const struct cam_ops gcam_ops = {
     .preview = gcam_preview,
     .set_lamp = gcam_set_lamp,
     .destroy = gcam_destroy,
+    .capture_begin = gcam_capture_begin,
+    .capture_end = gcam_capture_end,
 };
 
 /* --- the guarded stage ------------------------------------------------ */
@@ -1066,6 +1109,10 @@ wrap_camera(struct guard *g, struct microscope *m, struct ss_err *err)
         g->cam_ops.preview = NULL;
     if (inner->ops->set_lamp == NULL)
         g->cam_ops.set_lamp = NULL;
+    if (!camera_overlaps_readout(inner)) {
+        g->cam_ops.capture_begin = NULL;
+        g->cam_ops.capture_end = NULL;
+    }
     g->cam.dev = inner;
     g->cam.want_open = true;        /* assumed open, or opened later */
     g->cam.is_open = true;

@@ -3,7 +3,9 @@
  * Deadlines for device calls.  guard_microscope_wrap() replaces a
  * microscope's camera and stage with guarded ones: every call runs on a
  * thread of its own per device while the caller waits with a deadline per
- * operation (capture, move, ...).  A call that misses its deadline returns
+ * operation (capture, move, ...; each half of a split capture, see
+ * drivers/camera.h, has the capture deadline and its name in messages).
+ * A call that misses its deadline returns
  * SS_ETIMEOUT ("camera: capture did not return within 20000 ms"); its
  * thread is abandoned, never joined, and the device object it is stuck in
  * is quarantined: nothing touches it again until the call comes back.  The

@@ -283,6 +283,20 @@ int acq_tile_capture(struct acq_session *s, const struct acq_plan *plan,
                      const struct acq_tile *t, struct acq_tile_result *r,
                      struct ss_err *err);
 
+/* As acq_tile_capture(), where next is the tile the caller captures after
+ * t (NULL: none, or not known).  When the camera overlaps its readout
+ * (camera_overlaps_readout()) and tiles are taken at the focus map's z,
+ * the stage approaches next as soon as t's exposure has ended, while the
+ * sensor reads out; the call for next then starts with its exposure, and
+ * a failed approach is that call's error.  A re-take of t approaches t
+ * again.  Frames are the same as without the overlap; only the time
+ * differs.  Between the two calls nothing else may move the stage (as
+ * for any call on a session). */
+int acq_tile_capture_next(struct acq_session *s, const struct acq_plan *plan,
+                          const struct acq_tile *t,
+                          const struct acq_tile *next,
+                          struct acq_tile_result *r, struct ss_err *err);
+
 /* Frees r->frame and clears r. */
 void acq_tile_result_clear(struct acq_tile_result *r);
 

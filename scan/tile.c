@@ -14,6 +14,16 @@
  * like a tile.  Pixel noise raises R, so glass-only frames never look
  * blurred.  A tile with q < sharp_rel_min is refocused over
  * ± refocus_range_um around the map's z and taken again.
+ *
+ * Readout overlap: with a camera that has the split capture
+ * (drivers/camera.h) and tiles at the map's z, the approach to the next
+ * tile runs as soon as a frame's exposure has ended, while the sensor
+ * reads out; the next tile's call then finds the stage there, settled,
+ * and starts with its exposure.  The approach is the same one-sided move
+ * the next tile would make itself, so its frame does not change.  A
+ * tile whose frame then needs a re-take is approached again; a failed
+ * approach is the next tile's error, as it would have been without the
+ * overlap.
  */
 #include <errno.h>
 #include <math.h>
@@ -38,6 +48,13 @@ struct acq_session {
     enum cam_mode mode;
     double q_ref;                   /* R of the focus points, 0: none */
     struct exp_limits lim;
+    /* The approach made during the last readout (see the top). */
+    bool ahead;                     /* one is on record */
+    double ahead_pos[3];            /* its target */
+    double ahead_at[3];             /* the settled reading */
+    long ahead_moves;               /* s->mo.moves right after it */
+    int ahead_rc;                   /* its result */
+    struct ss_err ahead_err;
 };
 
 double
@@ -192,13 +209,50 @@ exposure_flags(struct acq_session *s, const struct img *raw,
     return flags;
 }
 
+/* Approaches pos, unless the approach made during the last readout went
+ * there and the stage has not moved since: then its reading (or its
+ * error) is taken over. */
+static int
+approach(struct acq_session *s, const double pos[3], double at[3],
+         struct ss_err *err)
+{
+    bool there = s->ahead && s->mo.moves == s->ahead_moves &&
+                 memcmp(pos, s->ahead_pos, sizeof(s->ahead_pos)) == 0;
+
+    s->ahead = false;
+    if (!there)
+        return motion_approach(&s->mo, pos, at, err);
+    if (s->ahead_rc != 0) {
+        if (err != NULL)
+            *err = s->ahead_err;
+        return s->ahead_rc;
+    }
+    memcpy(at, s->ahead_at, sizeof(s->ahead_at));
+    return 0;
+}
+
+/* The approach to the next tile while the sensor reads out. */
+static void
+approach_ahead(struct acq_session *s, const double next[3])
+{
+    s->ahead_rc = motion_approach(&s->mo, next, s->ahead_at, &s->ahead_err);
+    if (s->ahead_rc != 0)
+        log_debug("scan", "approach ahead failed: %s", s->ahead_err.msg);
+    memcpy(s->ahead_pos, next, sizeof(s->ahead_pos));
+    s->ahead_moves = s->mo.moves;
+    s->ahead = true;
+}
+
 /* One exposure at pos into r (frame, position, exposure flags); *q is
- * the frame's focus quality R.
- * LIMIT: capture() returns after the readout, so the move to the next
- * tile cannot overlap it (80 ms a tile on the simulated camera). */
+ * the frame's focus quality R.  With next (and a camera that overlaps its
+ * readout) the stage approaches next during the readout.
+ * LIMIT: a camera without the split capture (the libgphoto2 driver)
+ * returns only after the readout, so there the move to the next tile
+ * cannot overlap it. */
 static int
 take(struct acq_session *s, const struct acq_tile *t, const double pos[3],
-     struct acq_tile_result *r, double *q, struct ss_err *err)
+     const double *next, struct acq_tile_result *r, double *q,
+     struct ss_err *err)
 {
     struct camera *cam = s->m->cam;
     struct img *raw = NULL, *frame = NULL;
@@ -207,8 +261,12 @@ take(struct acq_session *s, const struct acq_tile *t, const double pos[3],
 
     rc = use_mode(s, CAM_TILE, err);
     if (rc == 0)
-        rc = motion_approach(&s->mo, pos, at, err);
-    if (rc == 0 && (rc = cam->ops->capture(cam, &raw, err)) != 0)
+        rc = approach(s, pos, at, err);
+    if (rc == 0 && (rc = camera_capture_begin(cam, err)) != 0)
+        err_prefix(err, "camera %s", cam->model);
+    if (rc == 0 && next != NULL && camera_overlaps_readout(cam))
+        approach_ahead(s, next);
+    if (rc == 0 && (rc = camera_capture_end(cam, &raw, err)) != 0)
         err_prefix(err, "camera %s", cam->model);
     if (rc == 0 && s->gain != NULL)
         rc = ff_apply(raw, s->calib->dark, s->gain, &frame, err);
@@ -275,7 +333,8 @@ predicted_z(const struct acq_session *s, const struct acq_plan *plan,
 /* Refocuses and re-takes while the tile looks blurred, within budget. */
 static int
 retake_blurred(struct acq_session *s, const struct acq_tile *t,
-               struct acq_tile_result *r, double q, struct ss_err *err)
+               const double *next, struct acq_tile_result *r, double q,
+               struct ss_err *err)
 {
     double pos[3] = { t->x_um, t->y_um, r->z_pred_um }, z;
     struct ss_err e;
@@ -297,7 +356,7 @@ retake_blurred(struct acq_session *s, const struct acq_tile *t,
         }
         pos[2] = z;
         r->retakes++;
-        rc = take(s, t, pos, r, &q, err);
+        rc = take(s, t, pos, next, r, &q, err);
         if (rc != 0)
             return rc;
         r->quality = q / s->q_ref;
@@ -347,9 +406,23 @@ acq_tile_capture(struct acq_session *s, const struct acq_plan *plan,
                  const struct acq_tile *t, struct acq_tile_result *r,
                  struct ss_err *err)
 {
-    double pos[3] = { t->x_um, t->y_um, 0 }, q = 0;
+    return acq_tile_capture_next(s, plan, t, NULL, r, err);
+}
+
+int
+acq_tile_capture_next(struct acq_session *s, const struct acq_plan *plan,
+                      const struct acq_tile *t, const struct acq_tile *next,
+                      struct acq_tile_result *r, struct ss_err *err)
+{
+    double pos[3] = { t->x_um, t->y_um, 0 }, q = 0, ahead[3], *nx = NULL;
     int rc = 0;
 
+    if (next != NULL && s->o.focus_mode == ACQ_FOCUS_MAP) {
+        ahead[0] = next->x_um;
+        ahead[1] = next->y_um;
+        ahead[2] = predicted_z(s, plan, next);
+        nx = ahead;
+    }
     memset(r, 0, sizeof(*r));
     r->z_pred_um = pos[2] = predicted_z(s, plan, t);
     if (s->fm == NULL || (s->fm->surf.nused == 0 && s->fm->npoints == 0))
@@ -359,10 +432,10 @@ acq_tile_capture(struct acq_session *s, const struct acq_plan *plan,
         rc = tile_focus(s, t, r, &pos[2], err);
     }
     if (rc == 0)
-        rc = take(s, t, pos, r, &q, err);
+        rc = take(s, t, pos, nx, r, &q, err);
     r->quality = s->q_ref > 0 ? q / s->q_ref : 1.0;
     if (rc == 0 && s->q_ref > 0)
-        rc = retake_blurred(s, t, r, q, err);
+        rc = retake_blurred(s, t, nx, r, q, err);
     if (rc != 0) {
         acq_tile_result_clear(r);
         err_prefix(err, "tile %d (row %d, col %d)", t->index, t->row,

@@ -728,14 +728,18 @@ cam_destroy(struct camera *cam)
     free(cam);
 }
 
+/* No split capture: libgphoto2 hands a capture over only once the file
+ * is on the host.
+ * LIMIT: so the next tile's move cannot overlap this camera's readout and
+ * transfer; each tile waits for them. */
 static const struct cam_ops ops_live = {
     "gphoto2", cam_open, cam_close, cam_configure, cam_capture,
-    cam_preview, NULL, cam_destroy,
+    cam_preview, NULL, cam_destroy, NULL, NULL,
 };
 
 static const struct cam_ops ops_still = {
     "gphoto2", cam_open, cam_close, cam_configure, cam_capture, NULL, NULL,
-    cam_destroy,
+    cam_destroy, NULL, NULL,
 };
 
 int

@@ -6,6 +6,13 @@
  * the virtual clock by exposure and readout, and hands the rest to the
  * frame pipeline (frame.c) outside the instrument lock.  Faults injected
  * with sim_fault_set() are taken here.
+ *
+ * The sensor buffers one frame, so the camera offers the split capture
+ * of drivers/camera.h: capture_begin() advances the clock by the exposure
+ * only and the readout runs on until cam_ready_ms while the stage may
+ * move; capture_end() advances the clock to cam_ready_ms and renders the
+ * frame planned at the exposure, so what happens after the exposure never
+ * shows in it.  Any exposure first waits for the sensor to be read out.
  */
 #include "drivers/sim/sim_internal.h"
 
@@ -23,6 +30,12 @@
 struct sim_cam {
     struct sim *s;
     bool open;
+    /* The split capture waiting for capture_end(). */
+    bool pending;
+    bool fault_due;                 /* its frame never comes: fault */
+    struct sim__fault fault;
+    struct sim__shot sh;
+    struct sim_truth t;
 };
 
 /* ---- exposure planning ------------------------------------------------ */
@@ -72,10 +85,31 @@ dbl_bits(double v)
     return u;
 }
 
-/* Fills the shot and the truth for an exposure starting now; s->mu held.
- * Advances the clock by exposure and readout. */
+/* Waits for the readout of the frame before; s->mu held.  Returns the
+ * real time to sleep. */
 static double
-plan_shot(struct sim *s, bool preview, struct sim__shot *sh,
+sensor_wait(struct sim *s)
+{
+    double sl;
+
+    if (s->cam_ready_ms <= s->now_ms)
+        return 0;
+    sl = sim__advance(s, s->cam_ready_ms - s->now_ms);
+    s->now_ms = s->cam_ready_ms;
+    return sl;
+}
+
+static double
+readout_ms(const struct sim *s, bool preview)
+{
+    return preview ? s->cfg.preview_readout_ms : s->cfg.readout_ms;
+}
+
+/* Fills the shot and the truth for an exposure starting now; s->mu held.
+ * Advances the clock by the exposure and, unless split, the readout; a
+ * split exposure leaves the sensor reading out until s->cam_ready_ms. */
+static double
+plan_shot(struct sim *s, bool preview, bool split, struct sim__shot *sh,
           struct sim_truth *t)
 {
     const struct sim_config *c = &s->cfg;
@@ -159,8 +193,14 @@ plan_shot(struct sim *s, bool preview, struct sim__shot *sh,
     t->h = sh->h;
     t->index = s->counters[preview ? SIM_C_PREVIEW : SIM_C_CAPTURE];
     t->t_end_ms = s->now_ms + e;
-    return sim__advance(s, e + (preview ? c->preview_readout_ms
-                                        : c->readout_ms));
+    if (!split) {
+        double sl = sim__advance(s, e + readout_ms(s, preview));
+
+        s->cam_ready_ms = s->now_ms;
+        return sl;
+    }
+    s->cam_ready_ms = s->now_ms + e + readout_ms(s, preview);
+    return sim__advance(s, e);
 }
 
 /* ---- faults ------------------------------------------------------------ */
@@ -222,6 +262,39 @@ cam_fault(struct sim *s, struct sim_cam *p, const struct sim__fault *f,
 
 /* ---- camera operations ------------------------------------------------ */
 
+/* Renders a planned shot into *frame outside the instrument lock, then
+ * sleeps sl real ms and records the truth. */
+static int
+develop(struct sim *s, const struct sim__shot *sh, struct sim_truth *t,
+        double sl, bool preview, struct img **frame, struct ss_err *err)
+{
+    int rc;
+
+    pthread_rwlock_rdlock(&s->srclock);
+    rc = sim__shoot(s, s->src, sh, frame, &t->saturated_frac, err);
+    pthread_rwlock_unlock(&s->srclock);
+    sim__sleep_real(sl);
+    if (rc < 0)
+        return err_prefix(err, "camera");
+    pthread_mutex_lock(&s->mu);
+    s->truth = *t;
+    pthread_mutex_unlock(&s->mu);
+    log_debug("sim", "%s x_um=%.2f y_um=%.2f dz_um=%.2f blur_px=%.2f "
+              "exposure_ms=%.0f", preview ? "preview" : "capture", t->x_um,
+              t->y_um, t->dz_um, t->blur_px, t->exposure_ms);
+    return 0;
+}
+
+/* Drops a split exposure nobody collected; s->mu held. */
+static void
+drop_pending(struct sim_cam *p)
+{
+    if (p->pending)
+        log_debug("sim", "uncollected frame dropped");
+    p->pending = false;
+    p->fault_due = false;
+}
+
 static int
 cam_take(struct camera *cam, bool preview, struct img **frame,
          struct ss_err *err)
@@ -237,28 +310,100 @@ cam_take(struct camera *cam, bool preview, struct img **frame,
 
     *frame = NULL;
     pthread_mutex_lock(&s->mu);
+    drop_pending(p);
     s->counters[ctr]++;
     rc = cam_present(s, p, true, err);
     if (rc == 0 && sim__fault_take(s, ctr, &f) != 0)
         rc = cam_fault(s, p, &f, err);
-    if (rc == 0)
-        sl = plan_shot(s, preview, &sh, &t);
+    if (rc == 0) {
+        sl = sensor_wait(s);
+        sl += plan_shot(s, preview, false, &sh, &t);
+    }
     pthread_mutex_unlock(&s->mu);
     if (rc < 0)
         return rc;
-    pthread_rwlock_rdlock(&s->srclock);
-    rc = sim__shoot(s, s->src, &sh, frame, &t.saturated_frac, err);
-    pthread_rwlock_unlock(&s->srclock);
-    sim__sleep_real(sl);
-    if (rc < 0)
-        return err_prefix(err, "camera");
+    return develop(s, &sh, &t, sl, preview, frame, err);
+}
+
+/* The exposure of a split capture.  A missed-frame fault (timeout, hang)
+ * strikes at capture_end(), where a real camera would not deliver; the
+ * others strike here. */
+static int
+cam_capture_begin(struct camera *cam, struct ss_err *err)
+{
+    struct sim_cam *p = cam->priv;
+    struct sim *s = p->s;
+    struct sim__fault f;
+    double sl = 0;
+    int rc;
+
     pthread_mutex_lock(&s->mu);
-    s->truth = t;
+    drop_pending(p);
+    s->counters[SIM_C_CAPTURE]++;
+    rc = cam_present(s, p, true, err);
+    if (rc == 0 && sim__fault_take(s, SIM_C_CAPTURE, &f) != 0) {
+        if (f.type == SIM_F_TIMEOUT || f.type == SIM_F_HANG) {
+            p->fault_due = true;
+            p->fault = f;
+        } else {
+            rc = cam_fault(s, p, &f, err);
+        }
+    }
+    if (rc == 0) {
+        sl = sensor_wait(s);
+        if (p->fault_due) {
+            s->cam_ready_ms = s->now_ms + s->cam.exposure_ms +
+                              s->cfg.readout_ms;
+            sl += sim__advance(s, s->cam.exposure_ms);
+        } else {
+            sl += plan_shot(s, false, true, &p->sh, &p->t);
+        }
+        p->pending = true;
+    }
     pthread_mutex_unlock(&s->mu);
-    log_debug("sim", "%s x_um=%.2f y_um=%.2f dz_um=%.2f blur_px=%.2f "
-              "exposure_ms=%.0f", preview ? "preview" : "capture", t.x_um,
-              t.y_um, t.dz_um, t.blur_px, t.exposure_ms);
-    return 0;
+    sim__sleep_real(sl);
+    return rc;
+}
+
+static int
+cam_capture_end(struct camera *cam, struct img **frame, struct ss_err *err)
+{
+    struct sim_cam *p = cam->priv;
+    struct sim *s = p->s;
+    struct sim__fault f;
+    struct sim__shot sh;
+    struct sim_truth t;
+    double sl = 0;
+    bool missed;
+    int rc = 0;
+
+    *frame = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (!p->pending) {
+        pthread_mutex_unlock(&s->mu);
+        return err_set(err, -EINVAL, "camera: no capture begun");
+    }
+    f = p->fault;
+    missed = p->fault_due;
+    sh = p->sh;
+    t = p->t;
+    p->pending = false;
+    p->fault_due = false;
+    if (missed && f.type == SIM_F_TIMEOUT) {
+        /* The exposure and readout are spent already. */
+        sim__advance(s, s->cam_ready_ms + 5000 - s->now_ms);
+        rc = err_set(err, SS_ETIMEOUT, "camera: capture timed out after "
+                     "%.0f ms", s->cam.exposure_ms + s->cfg.readout_ms +
+                     5000);
+    } else if (missed) {
+        rc = cam_fault(s, p, &f, err);      /* p may be gone after it */
+    } else {
+        sl = sensor_wait(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0)
+        return rc;
+    return develop(s, &sh, &t, sl, false, frame, err);
 }
 
 static int
@@ -307,6 +452,7 @@ cam_close(struct camera *cam)
 
     pthread_mutex_lock(&s->mu);
     p->open = false;
+    drop_pending(p);
     s->hang_gen++;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -379,6 +525,8 @@ static const struct cam_ops sim_cam_ops = {
     .preview = cam_preview,
     .set_lamp = cam_set_lamp,
     .destroy = cam_destroy,
+    .capture_begin = cam_capture_begin,
+    .capture_end = cam_capture_end,
 };
 
 struct camera *

@@ -214,6 +214,7 @@ struct sim {
 
     /* Camera. */
     struct cam_settings cam;
+    double cam_ready_ms;            /* the sensor's readout ends */
     bool lamp;
     bool unplugged;
     double unplug_until_ms;

@@ -204,7 +204,7 @@ fc_destroy(struct camera *cam)
 
 static const struct cam_ops fake_cam_ops = {
     "fake", fc_open, fc_close, fc_configure, fc_capture, NULL, NULL,
-    fc_destroy,
+    fc_destroy, NULL, NULL,
 };
 
 static struct fake *
