@@ -409,6 +409,8 @@ acq_tile_capture(struct acq_session *s, const struct acq_plan *plan,
     return acq_tile_capture_next(s, plan, t, NULL, r, err);
 }
 
+/* LIMIT: with per-tile autofocus or the z sweep the stage does not go
+ * ahead: the next tile's focus frames start after the readout. */
 int
 acq_tile_capture_next(struct acq_session *s, const struct acq_plan *plan,
                       const struct acq_tile *t, const struct acq_tile *next,
