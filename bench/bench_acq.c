@@ -225,7 +225,7 @@ timed(const char *stain, const struct acq_calib *cal,
       const struct acq_plan *plan, const struct acq_focus_map *fm,
       const struct acq_options *o, struct result *res, struct ss_err *e)
 {
-    struct microscope *m;
+    struct microscope *m = NULL;
     struct acq_profile p;
     struct acq_options sweep = *o;
     struct cam_ops blocking;
@@ -235,14 +235,9 @@ timed(const char *stain, const struct acq_calib *cal,
     for (i = 0; i < plan->ntiles; i++)
         idx[i] = i;
     acq_profile_default(&p, stain, NULL);
+    /* The focus-map pass on a camera without the split capture, from the
+     * same start as the pass with it. */
     rc = open_sim(stain, 0, &m, e);
-    if (rc == 0)
-        rc = run_tiles(m, &p, cal, fm, o, plan, idx, plan->ntiles, NULL,
-                       &res->t_tiles_map, e);
-    sweep.focus_mode = ACQ_FOCUS_SWEEP;
-    if (rc == 0)
-        rc = run_tiles(m, &p, cal, NULL, &sweep, plan, idx, plan->ntiles,
-                       NULL, &res->t_sweep, e);
     if (rc == 0) {
         split = m->cam->ops;
         blocking = *split;
@@ -253,6 +248,17 @@ timed(const char *stain, const struct acq_calib *cal,
                        &res->t_blocking, e);
         m->cam->ops = split;
     }
+    microscope_free(m);
+    m = NULL;
+    if (rc == 0)
+        rc = open_sim(stain, 0, &m, e);
+    if (rc == 0)
+        rc = run_tiles(m, &p, cal, fm, o, plan, idx, plan->ntiles, NULL,
+                       &res->t_tiles_map, e);
+    sweep.focus_mode = ACQ_FOCUS_SWEEP;
+    if (rc == 0)
+        rc = run_tiles(m, &p, cal, NULL, &sweep, plan, idx, plan->ntiles,
+                       NULL, &res->t_sweep, e);
     res->t_pure = pure_ms(plan, fm, o, p.exposure_ms);
     free(idx);
     microscope_free(m);
