@@ -179,7 +179,8 @@ use_mode(struct acq_session *s, enum cam_mode mode, struct ss_err *err)
 
 /* Below this fraction of tissue in a frame, pixel noise dominates the
  * focus quality, so the frame is not judged on it.
- * LIMIT: such tiles are never re-taken or flagged blurred. */
+ * LIMIT: tiles with less tissue than this are never re-taken or flagged
+ * blurred. */
 #define QC_MIN_TISSUE 0.05
 
 /* Exposure flags of a raw frame, logged when set. */

@@ -730,7 +730,7 @@ cam_destroy(struct camera *cam)
 
 /* No split capture: libgphoto2 hands a capture over only once the file
  * is on the host.
- * LIMIT: so the next tile's move cannot overlap this camera's readout and
+ * LIMIT: the next tile's move cannot overlap this camera's readout and
  * transfer; each tile waits for them. */
 static const struct cam_ops ops_live = {
     "gphoto2", cam_open, cam_close, cam_configure, cam_capture,
