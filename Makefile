@@ -165,7 +165,7 @@ tests: $(PF_SO) $(PF_TOOL)
 
 .PRECIOUS: $(BUILD)/obj/%.o
 
-.PHONY: all programs tests benches deps demo test bench sanitize fuzz \
+.PHONY: all programs tests benches deps demo test bench sanitize san-tests fuzz \
         install clean
 
 all: programs tests benches
@@ -181,10 +181,20 @@ demo: deps
 	@$(MAKE) --no-print-directory programs
 	@BUILD=$(BUILD) tools/demo
 
+# The whole suite twice: the plain build (warnings as errors), then the
+# same tests under AddressSanitizer and UBSan (as `make sanitize`), with
+# one summary line over both at the end.
+TOTALS = $(abspath $(BUILD))/test-totals
 test: DEPS_FLAGS = --test
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@BUILD=$(BUILD) tests/run
+	@$(MAKE) --no-print-directory san-tests
+	@rm -f $(TOTALS); rc=0; \
+	BUILD=$(BUILD) tests/run --part "plain build" --totals $(TOTALS) || rc=1; \
+	echo "# the same suite under AddressSanitizer and UBSan ($(SANBUILD))"; \
+	BUILD=$(SANBUILD) $(SAN_ENV) tests/run --totals $(TOTALS) $(SAN_TESTS) \
+		|| rc=1; \
+	exit $$rc
 
 bench: DEPS_FLAGS = --test
 bench: deps
@@ -218,11 +228,15 @@ SAN_ENV := SLIDESCAN_SANITIZE=1 ASAN_OPTIONS=$(SAN_ASAN) \
 
 sanitize: DEPS_FLAGS = --test
 sanitize: deps
+	@$(MAKE) --no-print-directory san-tests
+	@BUILD=$(SANBUILD) $(SAN_ENV) tests/run $(SAN_TESTS)
+
+# The sanitized build of the tests and programs, and its suppressions.
+san-tests:
 	@$(MAKE) --no-print-directory BUILD=$(SANBUILD) SAN=address,undefined \
 		OPT=-O1 WERROR=0 tests
 	@printf '%s\n' leak:tu_tmp leak:tu_data 'leak:gp_port_usb_find_device*' \
 		leak:gp_port_info_list_load >$(SAN_SUPP)
-	@BUILD=$(SANBUILD) $(SAN_ENV) tests/run $(SAN_TESTS)
 
 fuzz: DEPS_FLAGS = --test
 fuzz: deps
