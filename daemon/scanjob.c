@@ -1185,6 +1185,10 @@ run_calibration(struct scanner *sc, int stain, uint64_t client,
     m->client = client;
     m->req_id = req;
     rc = ensure_microscope(&j);
+    /* The simulator's light follows the stain imaged: calibrate under the
+     * illumination of this stain, not of the slide it holds. */
+    if (rc == 0 && sc->jc.simulator && sim_of(sc->m) != NULL)
+        rc = sim_illumination_set(sim_of(sc->m), p.stain, &j.err);
     if (rc == 0)
         rc = blank_position(sc, &o, &j.err);
     if (rc == 0)

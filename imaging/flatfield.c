@@ -159,7 +159,7 @@ ff_check(const struct img *dark, const struct img *flat, struct ff_check *out,
                        "light path blocked or flat taken on tissue)",
                        out->weak_px, n, FF_MIN_SIGNAL);
     if ((double)out->clipped_px > 0.01 * (double)n)
-        return err_set(err, SS_EFORMAT, "flat-field: %ld of %zu samples "
+        return err_set(err, SS_ECONFIG, "flat-field: %ld of %zu samples "
                        "of the blank field are clipped (exposure too long "
                        "for this lamp)", out->clipped_px, n);
     return 0;

@@ -159,7 +159,7 @@ plan_shot(struct sim *s, bool preview, bool split, struct sim__shot *sh,
     sh->blur_px = sqrt(c->psf_px * c->psf_px + def2) / bin;
     sh->x_um = mean[0];
     sh->y_um = mean[1];
-    light = c->light_dn_per_ms[s->src->stain];
+    light = c->light_dn_per_ms[s->light_stain];
     dark_cur = c->dark_current_dn_s * e / 1000;
     for (a = 0; a < 3; a++) {
         sh->gain_rgb[a] = s->cam.gain * s->cam.wb[a];

@@ -62,32 +62,68 @@ static const struct sim__source_ops file_ops = {
     .destroy = file_destroy,
 };
 
-/* Mean colour of the brightest 2 % of pixels: the slide's blank glass. */
+/*
+ * The slide's own blank glass: the commonest bright colour.  Glass is a
+ * peak of the histogram of R + G + B near its bright end; the brightest
+ * pixels are the upper tail of that peak (sensor noise, JPEG ringing), so
+ * their mean would be brighter than most of the glass, and the rest of
+ * the glass would then render darker than the glass around the image,
+ * i.e. as faint tissue.  The peak is searched from 30 below the sum the
+ * brightest 2 % of pixels reach upwards, over a window of ±GLASS_WIN, and
+ * the glass colour is the mean of the pixels in its window.  No glass is
+ * seen when the histogram only falls towards the bright end (the largest
+ * window is the lowest searched, as in a detail image that is all
+ * tissue), when the peak holds under 2 % of the pixels, or when it is
+ * darker than 60 % transmittance: the file's white (255) is then taken
+ * as its glass, so its pixels keep the values they have.
+ */
+#define GLASS_WIN 3
+
+/* The sum R + G + B at the glass peak of hist, or -1 without one. */
+static int
+glass_peak(const size_t hist[766], size_t n)
+{
+    size_t want = n / 50 + 1, got = 0, best = 0, in;
+    int thr = 765, peak = -1, lo, s, k;
+
+    while (thr > 0 && got + hist[thr] < want)
+        got += hist[thr--];
+    lo = thr - 30 > 0 ? thr - 30 : 0;
+    for (s = lo; s <= 765; s++) {
+        in = 0;
+        for (k = s - GLASS_WIN; k <= s + GLASS_WIN; k++)
+            in += k >= 0 && k <= 765 ? hist[k] : 0;
+        if (in > best) {
+            best = in;
+            peak = s;
+        }
+    }
+    return best >= want && peak > lo ? peak : -1;
+}
+
 static void
 estimate_glass(const uint8_t *rgb, size_t n, double glass[3])
 {
-    size_t hist[766] = { 0 }, want = n / 50 + 1, got = 0, i;
+    size_t hist[766] = { 0 }, got = 0, i;
     double sum[3] = { 0, 0, 0 };
-    int thr = 765, c;
+    int peak, c;
 
     for (i = 0; i < n; i++)
         hist[rgb[i * 3] + rgb[i * 3 + 1] + rgb[i * 3 + 2]]++;
-    while (thr > 0 && got + hist[thr] < want)
-        got += hist[thr--];
-    got = 0;
-    for (i = 0; i < n; i++) {
+    peak = glass_peak(hist, n);
+    for (i = 0; peak >= 0 && i < n; i++) {
         const uint8_t *p = rgb + i * 3;
 
-        if (p[0] + p[1] + p[2] < thr)
+        if (abs(p[0] + p[1] + p[2] - peak) > GLASS_WIN)
             continue;
         for (c = 0; c < 3; c++)
             sum[c] += p[c];
         got++;
     }
     for (c = 0; c < 3; c++)
-        glass[c] = got > 0 ? sum[c] / got / 255 : 0.94;
+        glass[c] = got > 0 ? sum[c] / got / 255 : 1.0;
     if (glass[0] + glass[1] + glass[2] < 3 * 0.6)
-        glass[0] = glass[1] = glass[2] = 0.94;
+        glass[0] = glass[1] = glass[2] = 1.0;
 }
 
 /* Reads the smallest level (its central 4096 × 4096 pixels at most) over

@@ -278,6 +278,7 @@ sim_load_slide(struct sim *s, const char *spec, struct ss_err *err)
     old = s->src;
     s->src = src;
     s->geo = g;
+    s->light_stain = src->stain;
     pthread_mutex_unlock(&s->mu);
     pthread_rwlock_unlock(&s->srclock);
     sim__source_free(old);
@@ -497,5 +498,19 @@ sim_stage_new(struct sim *s, struct stage **out, struct ss_err *err)
     *out = sim__stage_make(s);
     if (*out == NULL)
         return err_set(err, -ENOMEM, "simulator: out of memory");
+    return 0;
+}
+
+int
+sim_illumination_set(struct sim *s, const char *stain, struct ss_err *err)
+{
+    int k = sim__stain_parse(stain);
+
+    if (k < 0)
+        return err_set(err, -EINVAL, "illumination: stain '%s' is not HE, "
+                       "KI67 or CK", stain);
+    pthread_mutex_lock(&s->mu);
+    s->light_stain = k;
+    pthread_mutex_unlock(&s->mu);
     return 0;
 }

@@ -336,6 +336,17 @@ int sim_render_truth_white(struct sim *s, double x_um, double y_um, int w,
                            int h, double pixel_um, double white_dn,
                            struct img **out, struct ss_err *err);
 
+/*
+ * Selects the illumination of stain (HE, KI67, CK): the lamp's light level
+ * (light_he, light_ki67, light_ck) for the exposures that follow, as a
+ * lamp and filter setting of the acquisition, whatever slide is on the
+ * stage.  Loading a slide selects its own stain's.  slidescand calls it
+ * before calibrating a stain on whatever slide the microscope holds.
+ * -EINVAL for another stain name.
+ */
+int sim_illumination_set(struct sim *s, const char *stain,
+                         struct ss_err *err);
+
 /* Transmittance (0..1) of blank glass per channel. */
 void sim_glass_rgb(struct sim *s, double t[3]);
 

@@ -216,6 +216,7 @@ struct sim {
     struct cam_settings cam;
     double cam_ready_ms;            /* the sensor's readout ends */
     bool lamp;
+    int light_stain;                /* SIM_STAIN_* of the illumination */
     bool unplugged;
     double unplug_until_ms;
     long unplug_calls;              /* failing calls left (for= mode) */

@@ -13,7 +13,10 @@
 #     (tests/helpers/daemon_psnr.c), and at most 1.5 dB below the PSNR of
 #     the stored tiles themselves;
 #   - the catalogue row is complete (sqlite3 CLI) and its SHA-256 matches;
-#   - the overlay exists, OpenSlide opens it, and the areas are recorded.
+#   - the overlay exists, OpenSlide opens it, and the areas are recorded;
+#   - for CMU-1, the scan's tissue area is within 10 % of what `slidescan
+#     analyse` measures on the original file: the file's own glass must
+#     image as glass, not as faint tissue.
 # The slide is ../shared/data/wsi/CMU-1-Small-Region.svs; without the
 # shared data a phantom H&E slide is scanned instead (and a SKIP line says
 # the CMU part did not run).
@@ -122,6 +125,19 @@ areas=$(q "SELECT tumor_area_mm2 + stroma_area_mm2 > 0, tissue_area_mm2 > \
     0, tissue_area_mm2 < 3 FROM analyses WHERE scan = 1")
 check "tumour, stroma and tissue areas recorded and plausible ($areas)" \
     test "$areas" = "1|1|1"
+if [ "$SLIDE" = CMU-1 ]; then
+    slidescan analyse "$CMU" --out "$T/orig" >/dev/null 2>&1
+    orig=$(python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["tissue_area_mm2"])' \
+        "$T/orig/results.json" 2>/dev/null)
+    scanned=$(q "SELECT tissue_area_mm2 FROM analyses WHERE scan = 1")
+    echo "# tissue: scan ${scanned:-?} mm², original file ${orig:-?} mm²"
+    check "scan's tissue area ${scanned:-?} mm² within 10 % of the \
+original's ${orig:-?} mm²" awk -v s="${scanned:-0}" -v o="${orig:-0}" \
+        'BEGIN { exit !(o > 0 && s >= 0.9 * o && s <= 1.1 * o) }'
+else
+    skip "shared data absent: tissue area against the original not compared"
+fi
 out=$(slidescan show "$SLIDE")
 check "show names the image, its checksum and the analysis" \
     grep -q "sha256 $(q "SELECT checksum FROM slides")" <<<"$out"

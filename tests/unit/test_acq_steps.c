@@ -381,8 +381,10 @@ test_refusals_name_the_cause(void **state)
     assert_non_null(strstr(e.msg, "does not fit profile KI67"));
     acq_calib_free(cal);
     r.p.exposure_ms = 2000;
-    assert_int_equal(acq_calibrate(r.m, &r.p, &r.o, &cal, &e), SS_EFORMAT);
-    assert_non_null(strstr(e.msg, "clipped"));
+    /* The profile's exposure is wrong for the lamp: a configuration
+     * error ("config" to a client), not an internal one. */
+    assert_int_equal(acq_calibrate(r.m, &r.p, &r.o, &cal, &e), SS_ECONFIG);
+    assert_non_null(strstr(e.msg, "clipped (exposure too long"));
     assert_null(cal);
     ov = r.m->ov;
     r.m->ov = NULL;

@@ -17,6 +17,15 @@
  * deliberate change of appearance shows exactly what it touches.  With
  * SIM_GOLDEN_RECORD=1 in the environment the cases print as lines of the
  * table below and nothing fails: the way to re-record after such a change.
+ *
+ * Re-recorded once on purpose: cmu1/edge, preview, moving, overview and
+ * cmu1_10x/scan show glass around CMU-1's image, whose colour is the
+ * file's own glass.  That colour was the mean of the file's brightest 2 %
+ * (247.5, 247.2, 246.9), brighter than the glass inside the image, which
+ * the analysis then took for faint tissue; it is now the glass peak of
+ * the file's histogram (245.0, 243.3, 243.2, see drivers/sim/file.c).
+ * The frames inside the image (cmu1/scan, worst, truth, dark) and every
+ * phantom case kept their hashes.
  */
 #include "tests/support/testutil.h"
 
@@ -106,21 +115,21 @@ static const struct golden want[] = {
     { "cmu1/worst",
       "077e550a22e365818a7bd9c7fe0939916793d9d64571ccba791d6952e15ebd6a" },
     { "cmu1/edge",
-      "dcdbb2f43ec81c5296379e248dc0a6e925d583bfb192f9dfa29deb2df90af96a" },
+      "ff40c3fa3508cc30b9f8b9af549a11f465366a4c6b0603c5d1914ecf86a68e67" },
     { "cmu1/truth",
       "66badce293c278cfe28a617ed66f30e36a1610bc1f68db505f8ee4ef629788fd" },
     { "cmu1/preview",
-      "5da8560eb995715b2bc8407c077a751a56a7f83cbc2d206139c222200d0ab589" },
+      "f915a9e89110c4534b5cd6d544d54edf099f952d421c9f4191cf294a9b130ad9" },
     { "cmu1/moving",
-      "29c021290b860dcf730c2aa9d32b5069db635948cdf259b7865e9d34f0749525" },
+      "ee81f72a20dbff34efdda091f5c546282773f2d8cf4a60f75024231b796181bd" },
     { "cmu1/dark",
       "f4cf8b54e3b98a8ed435afdfb4391e9f7247fe08aa20101eab99bdd9dc7e6b90" },
     { "cmu1/overview",
-      "08e8747114e165d030fb5ff39b99abc8b32164f6d3568d614ae29043b63e1c5a" },
+      "768e9e783fcdf3af7a9f34fc38746487a4855268d7f3c300ddd1f3cab7c22b46" },
     { "cmu1/overview_geometry",
       "ac1c1cc9f6b2d890b68a294c5736696c7f32dc6dba06aec0cf1214b260c0f102" },
     { "cmu1_10x/scan",
-      "5001daddcf754c5b445857ddfa59d1715eb5c4153ee718a30f3bc68f1a25a7e3" },
+      "039394cbbc64491935d7935a7257994557f1b5b0bae8ef137e03f94b307a7c93" },
     { "parts/truth",
       "0fcc5b397c99dbb7f19904b27374ce3d032d1d36fe31d8f520049a0d7a0f77fb" },
     { NULL, NULL },

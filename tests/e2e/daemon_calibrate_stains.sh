@@ -1,0 +1,47 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 120
+#
+# `slidescan calibrate --stain KI67|CK` on the simulated microscope images
+# the blank field under that stain's illumination, whatever slide the
+# microscope holds: on a fresh daemon (the configured H&E phantom) and
+# after an H&E scan, both stains calibrate (exit 0, the client names the
+# calibration) and each calibration is recorded in the catalogue with its
+# stain and exposure.  Under the H&E slide's light a 600 ms exposure clips
+# the whole blank field.
+. "$(dirname "$0")/../support/daemon_env.sh"
+
+dtest_conf
+dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
+q() { sqlite3 "$DB" "$1"; }
+
+calibrate() {   # calibrate STAIN WHEN
+    local out rc
+    out=$(slidescan calibrate --stain "$1" 2>&1)
+    rc=$?
+    echo "# $out"
+    check "$2: calibrate --stain $1 exits 0 (exit $rc)" test $rc = 0
+    check "$2: the client names the $1 calibration at 600 ms" \
+        grep -q "^calibration [0-9]*: $1 20x at 600 ms" <<<"$out"
+}
+
+calibrate KI67 "fresh daemon"
+calibrate CK "fresh daemon"
+check "two calibrations recorded: KI67 and CK at 600 ms" \
+    test "$(q "SELECT group_concat(stain || ' ' || exposure_ms, ',') FROM \
+    (SELECT stain, exposure_ms FROM calibrations ORDER BY id)")" = \
+    "KI67 600.0,CK 600.0"
+
+slidescan scan --slide H --stain HE --image phantom:HE:w_mm=0.6:h_mm=0.5 \
+    --wait >"$T/scan.out" 2>&1
+check "an H&E scan completes" test $? = 0
+calibrate KI67 "after an H&E scan"
+calibrate CK "after an H&E scan"
+check "the H&E scan's calibration and two more recorded (5 in all)" \
+    test "$(q "SELECT COUNT(*) FROM calibrations WHERE stain IN \
+    ('KI67', 'CK') AND exposure_ms = 600")-$(q "SELECT COUNT(*) FROM \
+    calibrations WHERE stain = 'HE'")" = "4-1"
+
+dtest_stop
+check "the daemon stops cleanly" test $? = 0
+dtest_end
