@@ -100,6 +100,31 @@ expect_fail "$edge/unreadable.svs" "Bogus marker length"
 expect_fail "$edge/unopenable.tiff" "Unsupported TIFF compression"
 expect_fail "$tmp/nonexistent.svs" "No such file"
 
+# Tiles damaged after writing: 300 KB of noise (fixed seed) over the tile
+# data of a copy.  The first band that reaches them fails, naming the
+# file, the level, the region and the decoder's reason; no numbers come
+# out, from the worker or from the client.
+python3 -c 'import random, shutil, sys
+shutil.copyfile(sys.argv[1], sys.argv[2])
+r = random.Random(1)
+with open(sys.argv[2], "r+b") as f:
+    f.seek(500000)
+    f.write(bytes(r.getrandbits(8) for _ in range(300 * 1024)))' \
+    "$slide" "$tmp/corrupt.svs"
+cause="level 0 \\(a 2220x[0-9]+ region\\): Not a JPEG file: starts with"
+expect_fail "$tmp/corrupt.svs" "level 0 (a "
+check "corrupt.svs: the worker names region and cause" \
+    grep -Eq "corrupt.svs: reading pixels at \(0, [0-9]+\) $cause" \
+    "$tmp/err"
+slidescan analyse "$tmp/corrupt.svs" --stain HE --out "$tmp/corrupt.out" \
+    >"$tmp/stdout" 2>"$tmp/err"
+rc=$?
+check "slidescan analyse on corrupt.svs exits 1 ($rc)" [ $rc = 1 ]
+check "slidescan analyse prints no numbers" [ ! -s "$tmp/stdout" ]
+check "slidescan analyse names region and cause" \
+    grep -Eq "^slidescan analyse: .*corrupt.svs: reading pixels .*$cause" \
+    "$tmp/err"
+
 slidescan-worker analyse --stain HE >/dev/null 2>&1
 check "missing --wsi is a usage error (exit 2)" [ $? = 2 ]
 slidescan-worker analyse --wsi "$slide" --stain PAS --out "$tmp/x" \
