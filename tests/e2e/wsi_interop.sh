@@ -121,4 +121,22 @@ slidescan verify "$dir/missing.svs" >/dev/null 2>&1
 rc=$?
 check "slidescan verify on a missing file exits 5" "[ $rc = 5 ]"
 
+# convert never writes over its own input: same name, IN@MPP, a symbolic
+# link or a hard link to IN as OUT are refused and IN keeps its bytes.
+sum=$(md5sum <"$out")
+ln -s "$out" "$dir/sym.svs"
+ln "$out" "$dir/hard.svs"
+same="is the same file as IN"
+for pair in "$out|$out" "$out@0.499|$out" "$out|$dir/sym.svs" \
+            "$dir/hard.svs|$out" "$dir/sym.svs|$dir/hard.svs"; do
+    a=${pair%%|*} b=${pair#*|}
+    slidescan convert "$a" "$b" >/dev/null 2>"$dir/c.err"
+    rc=$?
+    check "convert $(basename "$a") $(basename "$b") is refused (exit $rc)" \
+        "[ $rc = 2 ] && grep -qF \"OUT '$b' $same\" '$dir/c.err' &&
+         grep -qF 'lossy re-encode of itself' '$dir/c.err'"
+done
+check "the refused conversions left IN untouched" \
+    "[ \"\$(md5sum <'$out')\" = '$sum' ]"
+
 echo "1..$n"
