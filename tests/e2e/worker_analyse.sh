@@ -131,13 +131,60 @@ slidescan-worker analyse --wsi "$slide" --stain PAS --out "$tmp/x" \
     >/dev/null 2>&1
 check "unknown stain is a usage error (exit 2)" [ $? = 2 ]
 
-# The client does the same in-process, and eval scores it.
+# --mpp: a finite number in 0.05..100 µm/px, and not one that contradicts
+# the 0.499 µm/px the slide states (beyond 1 %) without --force-mpp.
+for v in 0 -1 nan inf 1e308 0.01 101 0.5x ""; do
+    slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/x" \
+        --mpp "$v" >/dev/null 2>"$tmp/err"
+    rc=$?
+    check "worker --mpp '$v': exit 2 ($rc) naming the range" \
+        bash -c '[ $1 = 2 ] && grep -qF -- "--mpp wants a pixel size in 0.05..100 µm/px, not '"'\$2'"'" "$3"' \
+        _ $rc "$v" "$tmp/err"
+    slidescan analyse "$slide" --out "$tmp/x" --mpp "$v" >/dev/null \
+        2>"$tmp/err"
+    rc=$?
+    check "analyse --mpp '$v': exit 2 ($rc)" [ $rc = 2 ]
+done
+contra="CMU-1-Small-Region.svs states 0.499 µm/px (openslide); the 100 µm/px"
+contra="$contra given contradicts it; add --force-mpp to analyse at 100 anyway"
+slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/x" \
+    --mpp 100 >/dev/null 2>"$tmp/err"
+rc=$?
+check "worker --mpp 100 on a 0.499 µm/px slide: exit 2 ($rc)" [ $rc = 2 ]
+check "worker --mpp 100: says the slide states 0.499" \
+    grep -qF "$contra" "$tmp/err"
+slidescan analyse "$slide" --out "$tmp/x" --mpp 100 >"$tmp/stdout" \
+    2>"$tmp/err"
+rc=$?
+check "analyse --mpp 100: exit 2 ($rc)" [ $rc = 2 ]
+check "analyse --mpp 100: prints no numbers" [ ! -s "$tmp/stdout" ]
+check "analyse --mpp 100: says the slide states 0.499" \
+    grep -qF "$contra" "$tmp/err"
+slidescan analyse "$slide" --out "$tmp/near" --mpp 0.503 --model classical \
+    >/dev/null 2>&1
+check "analyse --mpp 0.503 (0.8 % off) is taken" \
+    jtrue "$tmp/near/results.json" 'abs(d["mpp"] - 0.503) < 1e-9'
+slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/forced" \
+    --model classical --mpp 0.6 --force-mpp >/dev/null 2>"$tmp/err"
+rc=$?
+check "worker --mpp 0.6 --force-mpp: exit 0 ($rc), analysed at 0.6" \
+    jtrue "$tmp/forced/results.json" 'abs(d["mpp"] - 0.6) < 1e-9'
+check "worker --force-mpp warns with both sizes" \
+    grep -qF "analysing at 0.6 µm/px over the 0.499 µm/px that" "$tmp/err"
+
+# The client does the same in-process, by default into NAME.analysis in
+# the current directory, never beside the slide; and eval scores it.
 cp "$slide" "$tmp/slide.svs"
-slidescan analyse "$tmp/slide.svs" >"$tmp/client.txt" 2>&1
-check "slidescan analyse writes beside the slide" \
-    test -s "$tmp/slide.analysis/results.json"
-slidescan eval --pred "$tmp/slide.analysis" \
-    --truth "$tmp/slide.analysis/predictions.geojson" \
+mkdir -p "$tmp/cwd"
+(cd "$tmp/cwd" && slidescan analyse "$tmp/slide.svs" >"$tmp/client.txt" 2>&1)
+check "slidescan analyse writes ./slide.analysis in the current directory" \
+    test -s "$tmp/cwd/slide.analysis/results.json"
+check "slidescan analyse writes nothing beside the slide" \
+    [ ! -e "$tmp/slide.analysis" ]
+check "slidescan analyse names the output folder" \
+    grep -q "^outputs  *slide.analysis$" "$tmp/client.txt"
+slidescan eval --pred "$tmp/cwd/slide.analysis" \
+    --truth "$tmp/cwd/slide.analysis/predictions.geojson" \
     --json "$tmp/eval.json" --png "$tmp/eval.png" >/dev/null
 check "eval of the exported GeoJSON against its own labels: Dice 1" \
     jtrue "$tmp/eval.json" 'round(d["classes"]["tumor"]["dice"], 6) == 1'
