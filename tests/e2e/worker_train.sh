@@ -75,6 +75,28 @@ check "tumour Dice between annotators is 2/3" \
     jtrue "$ag" 'abs(d["pairs"][0]["dice_tumor"] - 2 / 3) < 0.01'
 check "stroma Dice between annotators is 1" \
     jtrue "$ag" 'abs(d["pairs"][0]["dice_stroma"] - 1) < 1e-9'
+check "the agreement line prints both Dice values ($(grep vs "$tmp/ann.txt"))" \
+    grep -q "^alice vs bob: Dice tumour 0\.6[0-9]*, stroma 1\.0000, kappa" \
+    "$tmp/ann.txt"
+
+# Neither annotator drew stroma: its Dice is undefined, null in the JSON
+# and n/a on the terminal, never nan.
+cat >"$tmp/carol.geojson" <<JSON
+[$(feature '"Tumor"' "$(rect 800 1200 400 600)" carol)]
+JSON
+cat >"$tmp/dave.geojson" <<JSON
+[$(feature '"Tumor"' "$(rect 800 1200 200 600)" dave)]
+JSON
+slidescan annotations "$tmp/carol.geojson" "$tmp/dave.geojson" \
+    --slide "$slide" --out "$tmp/ann2" >"$tmp/ann2.txt" 2>&1
+check "annotations without stroma exit 0" [ $? = 0 ]
+check "stroma Dice is null in agreement.json" \
+    jtrue "$tmp/ann2/agreement.json" 'd["pairs"][0]["dice_stroma"] is None'
+check "stroma Dice prints n/a ($(grep vs "$tmp/ann2.txt"))" \
+    grep -q "^carol vs dave: Dice tumour [0-9.]*, stroma n/a, kappa" \
+    "$tmp/ann2.txt"
+check "no nan printed by annotations" \
+    bash -c '! grep -qi nan "$1"' _ "$tmp/ann2.txt"
 
 slidescan train --out "$tmp/model" --slide "$slide" \
     --labels "$tmp/alice.geojson" --epochs 2 --steps 4 --batch 4 \
