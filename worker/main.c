@@ -125,8 +125,8 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
             else if (strcmp(optarg, "tissue") == 0)
                 j->ki67_scope = AN_KI67_TISSUE;
             else {
-                fprintf(stderr, "slidescan-worker: --ki67-scope is tumor or tissue, "
-                        "got '%s'\n", optarg);
+                fprintf(stderr, "slidescan-worker: --ki67-scope is tumor "
+                        "or tissue, got '%s'\n", optarg);
                 return -EINVAL;
             }
             break;

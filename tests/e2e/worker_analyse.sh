@@ -137,9 +137,10 @@ for v in 0 -1 nan inf 1e308 0.01 101 0.5x ""; do
     slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/x" \
         --mpp "$v" >/dev/null 2>"$tmp/err"
     rc=$?
+    want="--mpp wants a pixel size in 0.05..100 µm/px, not '$v'"
     check "worker --mpp '$v': exit 2 ($rc) naming the range" \
-        bash -c '[ $1 = 2 ] && grep -qF -- "--mpp wants a pixel size in 0.05..100 µm/px, not '"'\$2'"'" "$3"' \
-        _ $rc "$v" "$tmp/err"
+        bash -c '[ $1 = 2 ] && grep -qF -- "$2" "$3"' _ $rc "$want" \
+        "$tmp/err"
     slidescan analyse "$slide" --out "$tmp/x" --mpp "$v" >/dev/null \
         2>"$tmp/err"
     rc=$?

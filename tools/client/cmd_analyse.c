@@ -147,8 +147,8 @@ parse(int argc, char **argv, struct an_job *j)
             else if (strcmp(optarg, "tissue") == 0)
                 j->ki67_scope = AN_KI67_TISSUE;
             else {
-                fprintf(stderr, "slidescan analyse: --ki67-scope is tumor or tissue, "
-                        "got '%s'\n", optarg);
+                fprintf(stderr, "slidescan analyse: --ki67-scope is tumor "
+                        "or tissue, got '%s'\n", optarg);
                 return -EINVAL;
             }
             break;
