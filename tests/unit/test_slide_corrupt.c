@@ -7,7 +7,8 @@
  * warns ("Corrupt JPEG data").  Reading the whole slide must fail, through
  * OpenSlide and through libtiff, with an error naming the file, the level,
  * the tile or region, and the cause; grey guesses must never come back as
- * pixels.  The copies live in the test's temporary directory.  Skips,
+ * pixels.  A plain JPEG with damaged data is refused at open.  The
+ * copies live in the test's temporary directory.  The slide tests skip,
  * saying so, when ../shared/data is absent.
  */
 #include "tests/support/testutil.h"
@@ -230,6 +231,46 @@ test_scrambled_tile_middles_fail_through_libtiff(void **state)
     assert_has(e.msg, "midtile.svs: tile 40 of level 0: corrupt JPEG: ");
 }
 
+/* A plain JPEG whose entropy-coded data is scrambled halfway through:
+ * libjpeg only warns, and the open must fail instead of returning a
+ * half-grey image.  The intact file opens. */
+static void
+test_plain_jpeg_with_damaged_data_is_refused(void **state)
+{
+    struct img *im = img_new(512, 512, 3, IMG_U8);
+    const char *good = tu_tmp("plain.jpg"), *bad = tu_tmp("plain-bad.jpg");
+    struct slide_opts o;
+    struct slide *s = NULL;
+    struct ss_err e;
+    unsigned char *b;
+    size_t len, i;
+
+    assert_non_null(im);
+    for (i = 0; i < img_bytes(im); i++)
+        ((uint8_t *)im->data)[i] = (uint8_t)(i * 7 / 3 + (i >> 11));
+    err_clear(&e);
+    assert_int_equal(img_jpeg_write(im, good, 90, &e), 0);
+    img_free(im);
+    b = slurp(good, &len);
+    /* Without 0xff bytes there are no markers: only Huffman garbage,
+     * which libjpeg reports as warnings. */
+    scramble(b + len / 2, len / 8, 99);
+    for (i = len / 2; i < len / 2 + len / 8; i++)
+        b[i] = b[i] == 0xff ? 0x00 : b[i];
+    spill(bad, b, len);
+    free(b);
+    slide_opts_default(&o);
+    o.need_mpp = false;
+    assert_int_equal(slide_open(good, &o, &s, &e), 0);
+    slide_close(s);
+    s = NULL;
+    err_clear(&e);
+    assert_int_equal(slide_open(bad, &o, &s, &e), SS_EFORMAT);
+    print_message("# %s\n", e.msg);
+    assert_null(s);
+    assert_has(e.msg, "plain-bad.jpg: corrupt JPEG: Corrupt JPEG data");
+}
+
 int
 main(void)
 {
@@ -239,6 +280,7 @@ main(void)
         cmocka_unit_test(test_noise_over_tiles_fails_through_libtiff),
         cmocka_unit_test(test_scrambled_tile_middles_fail_through_openslide),
         cmocka_unit_test(test_scrambled_tile_middles_fail_through_libtiff),
+        cmocka_unit_test(test_plain_jpeg_with_damaged_data_is_refused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
