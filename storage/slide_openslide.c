@@ -6,6 +6,9 @@
  * so transparent areas (outside a scanned region, beyond the edge) take
  * that colour.  OpenSlide's errors are sticky: after one failed read the
  * handle stays failed, and every later read reports the same cause.
+ * OpenSlide 3.4.1 turns libjpeg's warnings ("Corrupt JPEG data: ...")
+ * into errors, so a damaged tile fails the read instead of coming back
+ * grey; the error is checked after every read_region.
  */
 #include "storage/slide_internal.h"
 
@@ -50,8 +53,8 @@ os_read(struct slide *s, int level, int64_t x0, int64_t y0, int64_t lx,
     if (e != NULL) {
         free(argb);
         return err_set(err, SS_EFORMAT, "%s: reading pixels at (%lld, %lld) "
-                       "level %d: %s", s->path, (long long)x0, (long long)y0,
-                       level, e);
+                       "level %d (a %dx%d region): %s", s->path,
+                       (long long)x0, (long long)y0, level, w, h, e);
     }
     argb_over(argb, (size_t)w * h, s->bg, rgb);
     free(argb);

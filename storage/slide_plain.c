@@ -5,8 +5,11 @@
  * held in memory (a transparent PNG with its alpha, composited over the
  * background when read).  JPEG colour comes from the stream (TurboJPEG).
  *
+ * A JPEG that decodes only with libjpeg warnings (corrupt data, filled
+ * with grey) is refused, as damaged tiles are in the other back ends.
+ *
  * LIMIT: a plain PNG or JPEG is held whole in memory (3 bytes a pixel, 4
- * with alpha); PNGs over 2^28 pixels (16384²) are refused with that
+ * with alpha); images over 2^28 pixels (16384²) are refused with that
  * reason.
  */
 #include "storage/slide_internal.h"
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <turbojpeg.h>
 
 #define PLAIN_MAX_PX ((uint64_t)1 << 28)
 
@@ -126,6 +130,50 @@ png_load(struct slide *s, struct plain *pl, struct ss_err *err)
     return 0;
 }
 
+/* The whole JPEG through TurboJPEG.  Unlike img_jpeg_read(), a libjpeg
+ * warning ("Corrupt JPEG data: ...") fails the open: libjpeg has then
+ * filled part of the image with grey, which must not pass as pixels. */
+static int
+jpeg_load(struct slide *s, struct plain *p, struct ss_err *err)
+{
+    FILE *f = fopen(s->path, "rb");
+    uint8_t *buf = NULL;
+    tjhandle tj = NULL;
+    long n = -1;
+    int w, h, ss, cs, rc = 0;
+
+    if (f == NULL)
+        return err_set(err, -errno, "%s: %s", s->path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    if (n > 0 && fseek(f, 0, SEEK_SET) == 0)
+        buf = malloc((size_t)n);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        rc = err_set(err, n > 0 ? -EIO : SS_EFORMAT, "%s: cannot read "
+                     "it", s->path);
+    fclose(f);
+    if (rc == 0 && (tj = tjInitDecompress()) == NULL)
+        rc = err_set(err, -ENOMEM, "%s: TurboJPEG: %s", s->path,
+                     tjGetErrorStr2(NULL));
+    if (rc == 0 && tjDecompressHeader3(tj, buf, (unsigned long)n, &w, &h,
+                                       &ss, &cs) != 0)
+        rc = err_set(err, SS_EFORMAT, "%s: not a JPEG stream: %s", s->path,
+                     tjGetErrorStr2(tj));
+    if (rc == 0 && (uint64_t)w * h > PLAIN_MAX_PX)
+        rc = err_set(err, -EFBIG, "%s: %dx%d pixels is too large for a "
+                     "plain image", s->path, w, h);
+    if (rc == 0 && (p->rgb = img_new(w, h, 3, IMG_U8)) == NULL)
+        rc = err_set(err, -ENOMEM, "%s: out of memory", s->path);
+    if (rc == 0 && tjDecompress2(tj, buf, (unsigned long)n, p->rgb->data,
+                                 w, 0, h, TJPF_RGB, TJFLAG_ACCURATEDCT) != 0)
+        rc = err_set(err, SS_EFORMAT, "%s: corrupt JPEG: %s", s->path,
+                     tjGetErrorStr2(tj));
+    if (tj != NULL)
+        tjDestroy(tj);
+    free(buf);
+    return rc;
+}
+
 int
 slide__plain_open(struct slide *s, int is_png, struct ss_err *err)
 {
@@ -136,7 +184,7 @@ slide__plain_open(struct slide *s, int is_png, struct ss_err *err)
         return err_set(err, -ENOMEM, "%s: out of memory", s->path);
     s->ops = &plain_ops;
     s->priv = p;
-    rc = is_png ? png_load(s, p, err) : img_jpeg_read(s->path, &p->rgb, err);
+    rc = is_png ? png_load(s, p, err) : jpeg_load(s, p, err);
     if (rc < 0)
         return rc;
     snprintf(s->format, sizeof(s->format), "%s", is_png ? "png" : "jpeg");

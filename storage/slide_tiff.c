@@ -66,6 +66,8 @@ struct tslide {
     struct tlev lev[SLIDE_MAX_LEVELS];
     int nlev;
     char msg[1024];                 /* libtiff's last error */
+    char jpeg_warn[256];            /* libjpeg's last warning inside
+                                       libtiff's JPEG codecs */
     struct block cache[CACHE_SLOTS];
     size_t cache_bytes;
     size_t cache_limit;             /* CACHE_BYTES; tests lower it */
@@ -84,9 +86,18 @@ on_error(TIFF *t, void *ud, const char *mod, const char *fmt, va_list ap)
     return 1;
 }
 
+/* libtiff's JPEG codecs pass libjpeg's warnings on as TIFF warnings
+ * (module "JPEGLib", "LibJpeg" for old-style JPEG): "Corrupt JPEG data",
+ * "Premature end of JPEG file".  libjpeg then fills the damaged part with
+ * grey and carries on, so such a warning means wrong pixels and the
+ * block's decode is failed.  Other warnings (odd tags) are harmless. */
 static int
 on_warning(TIFF *t, void *ud, const char *mod, const char *fmt, va_list ap)
 {
+    struct tslide *ts = ud;
+
+    if (mod != NULL && strcasestr(mod, "jpeg") != NULL)
+        vsnprintf(ts->jpeg_warn, sizeof(ts->jpeg_warn), fmt, ap);
     return 1;
 }
 
@@ -350,7 +361,9 @@ decode_jpeg(struct slide *s, struct tslide *ts, const struct tlev *l,
     rc = tjDecompress2(ts->tj, jpg, len, tmp != NULL ? tmp : b->rgb, jw, 0,
                        jh, TJPF_RGB, TJFLAG_ACCURATEDCT);
     free(jpg);
-    if (rc != 0 && tjGetErrorCode(ts->tj) == TJERR_FATAL) {
+    /* Warnings too ("Corrupt JPEG data: premature end of data segment"):
+     * libjpeg has then guessed part of the tile. */
+    if (rc != 0) {
         *why = tjGetErrorStr2(ts->tj);
         free(tmp);
         return SS_EFORMAT;
@@ -373,11 +386,12 @@ decode_raw8(struct tslide *ts, const struct tlev *l, uint32_t idx,
     if (grow(ts, need) < 0)
         return -ENOMEM;
     ts->msg[0] = '\0';
+    ts->jpeg_warn[0] = '\0';
     got = l->tiled ? TIFFReadEncodedTile(ts->t, idx, ts->buf, (tmsize_t)need)
                    : TIFFReadEncodedStrip(ts->t, idx, ts->buf,
                                           (tmsize_t)need);
-    if (got < 0) {
-        *why = last_msg(ts);
+    if (got < 0 || ts->jpeg_warn[0] != '\0') {
+        *why = got < 0 ? last_msg(ts) : ts->jpeg_warn;
         return SS_EFORMAT;
     }
     n = (size_t)got / row;
@@ -409,6 +423,7 @@ decode_rgba(struct slide *s, struct tslide *ts, const struct tlev *l,
     if (r == NULL)
         return -ENOMEM;
     ts->msg[0] = '\0';
+    ts->jpeg_warn[0] = '\0';
     ok = TIFFRGBAImageBegin(&img, ts->t, 0, ts->msg);
     if (ok) {
         img.req_orientation = ORIENTATION_TOPLEFT;
@@ -417,9 +432,9 @@ decode_rgba(struct slide *s, struct tslide *ts, const struct tlev *l,
         ok = TIFFRGBAImageGet(&img, r, rw, rh);
         TIFFRGBAImageEnd(&img);
     }
-    if (!ok) {
+    if (!ok || ts->jpeg_warn[0] != '\0') {
         free(r);
-        *why = last_msg(ts);
+        *why = ok ? ts->jpeg_warn : last_msg(ts);
         return SS_EFORMAT;
     }
     for (y = 0; y < rh; y++)

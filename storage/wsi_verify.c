@@ -9,7 +9,10 @@
  *              images and halve the level above; label and macro are
  *              stripped and named with "\n" descriptions
  *   pixel size MPP in the Aperio description, ResolutionUnit centimetre
- *              and X/YResolution = 10000 / mpp per level
+ *              and X/YResolution = 10000 / mpp per level; files other
+ *              programs wrote (their description does not start with
+ *              "Aperio Image Library slidescan") need only the MPP, as
+ *              OpenSlide does, and the report says they are not ours
  *   tiles      every tile has bytes and decodes through libtiff
  *   tables     libtiff's decode equals a direct decode of the tile's own
  *              stream (max difference 0); shared JPEGTables agree with
@@ -255,6 +258,31 @@ check_layout(struct verifier *v)
             v->dirs[0].w, v->dirs[0].h);
 }
 
+/* A slidescan WSI says so on the first line of its descriptions. */
+static int
+is_ours(const struct verifier *v)
+{
+    return strncmp(v->dirs[0].desc, WSI__DESC_HEAD,
+                   strlen(WSI__DESC_HEAD)) == 0;
+}
+
+/* Another program's Aperio file (CMU-1 from a ScanScope) states its pixel
+ * size only in the description, which is where OpenSlide reads it; our
+ * own files must carry the resolution tags too, for libtiff readers. */
+static void
+foreign_pixel_size(struct verifier *v)
+{
+    const char *d = v->dirs[0].desc;
+    int n = (int)strcspn(d, "\r\n|");
+
+    while (n > 0 && d[n - 1] == ' ')
+        n--;
+
+    say(&v->rep, 0, "pixel size: %.6g µm/px from the description's MPP; "
+        "not a slidescan WSI (ImageDescription from \"%.*s\"), so "
+        "resolution tags are not required", v->mpp, n > 48 ? 48 : n, d);
+}
+
 static void
 check_pixel_size(struct verifier *v, double expect_mpp)
 {
@@ -271,6 +299,11 @@ check_pixel_size(struct verifier *v, double expect_mpp)
     if (expect_mpp > 0 && fabs(v->mpp - expect_mpp) > 1e-9 * expect_mpp)
         say(&v->rep, 1, "pixel size is %.6g µm/px, expected %.6g",
             v->mpp, expect_mpp);
+    if (!is_ours(v)) {
+        if (v->rep.defects == before)
+            foreign_pixel_size(v);
+        return;
+    }
     for (k = 0; k < v->nlevels; k++) {
         const struct dir *d = &v->dirs[v->level_dir[k]];
         double want = 10000.0 / (v->mpp * (double)(1u << k));

@@ -4,14 +4,17 @@
  * finished slide.
  *
  *   slidescan-worker analyse --wsi PATH --stain HE|KI67|CK --out DIR
- *                            [--model FILE|classical] [--mpp UM]
+ *                            [--model FILE|classical]
+ *                            [--mpp UM [--force-mpp]]
  *                            [--threads N] [--explain X,Y,W,H]
  *                            [--ki67-scope tumor|tissue] [-v]
  *
  * stdout carries only "progress DONE TOTAL" lines; stderr carries warnings
  * and, on failure, one last line naming the file and the cause.  Exit 0
  * on success (DIR/results.json exists), 1 on failure, 2 on a bad command
- * line.
+ * line, including a --mpp outside 0.05..100 µm/px and one that
+ * contradicts the pixel size the file states (beyond 1 %) without
+ * --force-mpp.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,14 +32,18 @@ usage(FILE *f)
     fprintf(f,
         "usage: slidescan-worker analyse --wsi PATH --stain HE|KI67|CK "
         "--out DIR\n"
-        "                                [--model FILE|classical] "
-        "[--mpp UM] [--threads N]\n"
-        "                                [--explain X,Y,W,H] "
-        "[--ki67-scope tumor|tissue] [-v]\n"
+        "                                [--model FILE|classical]\n"
+        "                                [--mpp UM [--force-mpp]] "
+        "[--threads N]\n"
+        "                                [--explain X,Y,W,H]\n"
+        "                                [--ki67-scope tumor|tissue] "
+        "[-v]\n"
         "\n"
         "Segments a slide into tumour and stroma and writes the overlay,\n"
-        "heat maps and results.json into DIR.  --mpp overrides the pixel\n"
-        "size the file states; --explain writes a Grad-CAM map of the box\n"
+        "heat maps and results.json into DIR.  --mpp (0.05..100 µm) gives\n"
+        "the pixel size of a file that states none; one that contradicts\n"
+        "the file's own by more than 1%% is refused (exit 2) unless\n"
+        "--force-mpp is given.  --explain writes a Grad-CAM map of the box\n"
         "(level-0 pixels).  --ki67-scope tissue counts every nucleus on\n"
         "tissue for the KI67 index, not only those on tumour (the default).\n"
         "Progress goes to stdout as 'progress DONE "
@@ -79,6 +86,7 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
         { "out", required_argument, NULL, 'o' },
         { "model", required_argument, NULL, 'm' },
         { "mpp", required_argument, NULL, 'p' },
+        { "force-mpp", no_argument, NULL, 'F' },
         { "threads", required_argument, NULL, 't' },
         { "explain", required_argument, NULL, 'e' },
         { "ki67-scope", required_argument, NULL, 'K' },
@@ -86,6 +94,7 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    struct ss_err err;
     int c;
 
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
@@ -93,7 +102,14 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
         case 'w': j->wsi = optarg; break;
         case 'o': j->out_dir = optarg; break;
         case 'm': j->model = optarg; break;
-        case 'p': j->mpp_override = atof(optarg); break;
+        case 'p':
+            err_clear(&err);
+            if (an_mpp_parse(optarg, &j->mpp_override, &err) < 0) {
+                fprintf(stderr, "slidescan-worker: %s\n", err.msg);
+                return -EINVAL;
+            }
+            break;
+        case 'F': j->force_mpp = true; break;
         case 't': j->threads = atoi(optarg); break;
         case 'v': *verbose = 1; break;
         case 's':
@@ -109,8 +125,8 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
             else if (strcmp(optarg, "tissue") == 0)
                 j->ki67_scope = AN_KI67_TISSUE;
             else {
-                fprintf(stderr, "slidescan-worker: --ki67-scope is tumor or tissue, "
-                        "got '%s'\n", optarg);
+                fprintf(stderr, "slidescan-worker: --ki67-scope is tumor "
+                        "or tissue, got '%s'\n", optarg);
                 return -EINVAL;
             }
             break;
@@ -149,7 +165,7 @@ cmd_analyse(int argc, char **argv)
     err_clear(&err);
     if (an_analyse(&j, NULL, &err) < 0) {
         fprintf(stderr, "slidescan-worker: analyse: %s\n", err.msg);
-        return 1;
+        return err.code == -EDOM ? 2 : 1;
     }
     return 0;
 }

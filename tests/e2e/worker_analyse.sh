@@ -100,19 +100,92 @@ expect_fail "$edge/unreadable.svs" "Bogus marker length"
 expect_fail "$edge/unopenable.tiff" "Unsupported TIFF compression"
 expect_fail "$tmp/nonexistent.svs" "No such file"
 
+# Tiles damaged after writing: 300 KB of noise (fixed seed) over the tile
+# data of a copy.  The first band that reaches them fails, naming the
+# file, the level, the region and the decoder's reason; no numbers come
+# out, from the worker or from the client.
+python3 -c 'import random, shutil, sys
+shutil.copyfile(sys.argv[1], sys.argv[2])
+r = random.Random(1)
+with open(sys.argv[2], "r+b") as f:
+    f.seek(500000)
+    f.write(bytes(r.getrandbits(8) for _ in range(300 * 1024)))' \
+    "$slide" "$tmp/corrupt.svs"
+cause="level 0 \\(a 2220x[0-9]+ region\\): Not a JPEG file: starts with"
+expect_fail "$tmp/corrupt.svs" "level 0 (a "
+check "corrupt.svs: the worker names region and cause" \
+    grep -Eq "corrupt.svs: reading pixels at \(0, [0-9]+\) $cause" \
+    "$tmp/err"
+slidescan analyse "$tmp/corrupt.svs" --stain HE --out "$tmp/corrupt.out" \
+    >"$tmp/stdout" 2>"$tmp/err"
+rc=$?
+check "slidescan analyse on corrupt.svs exits 1 ($rc)" [ $rc = 1 ]
+check "slidescan analyse prints no numbers" [ ! -s "$tmp/stdout" ]
+check "slidescan analyse names region and cause" \
+    grep -Eq "^slidescan analyse: .*corrupt.svs: reading pixels .*$cause" \
+    "$tmp/err"
+
 slidescan-worker analyse --stain HE >/dev/null 2>&1
 check "missing --wsi is a usage error (exit 2)" [ $? = 2 ]
 slidescan-worker analyse --wsi "$slide" --stain PAS --out "$tmp/x" \
     >/dev/null 2>&1
 check "unknown stain is a usage error (exit 2)" [ $? = 2 ]
 
-# The client does the same in-process, and eval scores it.
+# --mpp: a finite number in 0.05..100 µm/px, and not one that contradicts
+# the 0.499 µm/px the slide states (beyond 1 %) without --force-mpp.
+for v in 0 -1 nan inf 1e308 0.01 101 0.5x ""; do
+    slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/x" \
+        --mpp "$v" >/dev/null 2>"$tmp/err"
+    rc=$?
+    want="--mpp wants a pixel size in 0.05..100 µm/px, not '$v'"
+    check "worker --mpp '$v': exit 2 ($rc) naming the range" \
+        bash -c '[ $1 = 2 ] && grep -qF -- "$2" "$3"' _ $rc "$want" \
+        "$tmp/err"
+    slidescan analyse "$slide" --out "$tmp/x" --mpp "$v" >/dev/null \
+        2>"$tmp/err"
+    rc=$?
+    check "analyse --mpp '$v': exit 2 ($rc)" [ $rc = 2 ]
+done
+contra="CMU-1-Small-Region.svs states 0.499 µm/px (openslide); the 100 µm/px"
+contra="$contra given contradicts it; add --force-mpp to analyse at 100 anyway"
+slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/x" \
+    --mpp 100 >/dev/null 2>"$tmp/err"
+rc=$?
+check "worker --mpp 100 on a 0.499 µm/px slide: exit 2 ($rc)" [ $rc = 2 ]
+check "worker --mpp 100: says the slide states 0.499" \
+    grep -qF "$contra" "$tmp/err"
+slidescan analyse "$slide" --out "$tmp/x" --mpp 100 >"$tmp/stdout" \
+    2>"$tmp/err"
+rc=$?
+check "analyse --mpp 100: exit 2 ($rc)" [ $rc = 2 ]
+check "analyse --mpp 100: prints no numbers" [ ! -s "$tmp/stdout" ]
+check "analyse --mpp 100: says the slide states 0.499" \
+    grep -qF "$contra" "$tmp/err"
+slidescan analyse "$slide" --out "$tmp/near" --mpp 0.503 --model classical \
+    >/dev/null 2>&1
+check "analyse --mpp 0.503 (0.8 % off) is taken" \
+    jtrue "$tmp/near/results.json" 'abs(d["mpp"] - 0.503) < 1e-9'
+slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/forced" \
+    --model classical --mpp 0.6 --force-mpp >/dev/null 2>"$tmp/err"
+rc=$?
+check "worker --mpp 0.6 --force-mpp: exit 0 ($rc), analysed at 0.6" \
+    jtrue "$tmp/forced/results.json" 'abs(d["mpp"] - 0.6) < 1e-9'
+check "worker --force-mpp warns with both sizes" \
+    grep -qF "analysing at 0.6 µm/px over the 0.499 µm/px that" "$tmp/err"
+
+# The client does the same in-process, by default into NAME.analysis in
+# the current directory, never beside the slide; and eval scores it.
 cp "$slide" "$tmp/slide.svs"
-slidescan analyse "$tmp/slide.svs" >"$tmp/client.txt" 2>&1
-check "slidescan analyse writes beside the slide" \
-    test -s "$tmp/slide.analysis/results.json"
-slidescan eval --pred "$tmp/slide.analysis" \
-    --truth "$tmp/slide.analysis/predictions.geojson" \
+mkdir -p "$tmp/cwd"
+(cd "$tmp/cwd" && slidescan analyse "$tmp/slide.svs" >"$tmp/client.txt" 2>&1)
+check "slidescan analyse writes ./slide.analysis in the current directory" \
+    test -s "$tmp/cwd/slide.analysis/results.json"
+check "slidescan analyse writes nothing beside the slide" \
+    [ ! -e "$tmp/slide.analysis" ]
+check "slidescan analyse names the output folder" \
+    grep -q "^outputs  *slide.analysis$" "$tmp/client.txt"
+slidescan eval --pred "$tmp/cwd/slide.analysis" \
+    --truth "$tmp/cwd/slide.analysis/predictions.geojson" \
     --json "$tmp/eval.json" --png "$tmp/eval.png" >/dev/null
 check "eval of the exported GeoJSON against its own labels: Dice 1" \
     jtrue "$tmp/eval.json" 'round(d["classes"]["tumor"]["dice"], 6) == 1'

@@ -75,6 +75,28 @@ check "tumour Dice between annotators is 2/3" \
     jtrue "$ag" 'abs(d["pairs"][0]["dice_tumor"] - 2 / 3) < 0.01'
 check "stroma Dice between annotators is 1" \
     jtrue "$ag" 'abs(d["pairs"][0]["dice_stroma"] - 1) < 1e-9'
+check "the agreement line prints both Dice values ($(grep vs "$tmp/ann.txt"))" \
+    grep -q "^alice vs bob: Dice tumour 0\.6[0-9]*, stroma 1\.0000, kappa" \
+    "$tmp/ann.txt"
+
+# Neither annotator drew stroma: its Dice is undefined, null in the JSON
+# and n/a on the terminal, never nan.
+cat >"$tmp/carol.geojson" <<JSON
+[$(feature '"Tumor"' "$(rect 800 1200 400 600)" carol)]
+JSON
+cat >"$tmp/dave.geojson" <<JSON
+[$(feature '"Tumor"' "$(rect 800 1200 200 600)" dave)]
+JSON
+slidescan annotations "$tmp/carol.geojson" "$tmp/dave.geojson" \
+    --slide "$slide" --out "$tmp/ann2" >"$tmp/ann2.txt" 2>&1
+check "annotations without stroma exit 0" [ $? = 0 ]
+check "stroma Dice is null in agreement.json" \
+    jtrue "$tmp/ann2/agreement.json" 'd["pairs"][0]["dice_stroma"] is None'
+check "stroma Dice prints n/a ($(grep vs "$tmp/ann2.txt"))" \
+    grep -q "^carol vs dave: Dice tumour [0-9.]*, stroma n/a, kappa" \
+    "$tmp/ann2.txt"
+check "no nan printed by annotations" \
+    bash -c '! grep -qi nan "$1"' _ "$tmp/ann2.txt"
 
 slidescan train --out "$tmp/model" --slide "$slide" \
     --labels "$tmp/alice.geojson" --epochs 2 --steps 4 --batch 4 \
@@ -88,6 +110,50 @@ slidescan train --out "$tmp/model" --slide "$slide" \
     --crop 64 --val-fraction 0 --resume >"$tmp/resume.txt" 2>&1
 check "resume from the checkpoint with consensus labels runs epoch 3 only" \
     [ "$(wc -l <"$tmp/model/metrics.jsonl")" = 3 ]
+
+# Patches: the validation split is stratified by class.  Kather 2016 has
+# 2 tumour, 4 stroma (2 stroma, 2 complex) and 3 background patches, the
+# background from one source image: one patch of each class is held out,
+# the shared source image is named as a warning, and scores that need
+# validation slides read n/a, never nan.
+patches=${SLIDESCAN_DATA:-/nonexistent}/patches/kather2016
+if [ -f "$patches/labels.csv" ]; then
+    slidescan train --patches "$patches" --out "$tmp/pmodel" --epochs 1 \
+        --steps 3 >"$tmp/ptrain.txt" 2>"$tmp/ptrain.err"
+    check "train on patches exits 0" [ $? = 0 ]
+    check "3 validation patches" grep -q "^sources 9, validation 3$" \
+        "$tmp/ptrain.txt"
+    for c in glass tumor stroma; do
+        check "one $c patch in validation" \
+            awk -v c=$c 'f && $1 == c { n = $2 + $3 + $4 }
+                         /^validation patches/ { f = 1 }
+                         END { exit n != 1 }' "$tmp/ptrain.txt"
+    done
+    check "no nan printed" bash -c '! grep -qi nan "$1"' _ "$tmp/ptrain.txt"
+    check "pixel Dice without validation slides reads n/a" \
+        grep -q "dice tumour n/a stroma n/a" "$tmp/ptrain.txt"
+    want="warning: the patches of class background all come from one"
+    want="$want source image; one is held out for validation"
+    check "the shared background source image is a warning" \
+        grep -qF "$want" "$tmp/ptrain.err"
+    # One stroma patch only: it trains, and validation cannot score it.
+    mkdir -p "$tmp/few"
+    head -1 "$patches/labels.csv" >"$tmp/few/labels.csv"
+    grep -E ",(1|8)," "$patches/labels.csv" >>"$tmp/few/labels.csv"
+    grep -m1 ",2," "$patches/labels.csv" >>"$tmp/few/labels.csv"
+    for d in 01_TUMOR 02_STROMA 08_EMPTY; do
+        ln -s "$patches/$d" "$tmp/few/$d"
+    done
+    slidescan train --patches "$tmp/few" --out "$tmp/fmodel" --epochs 1 \
+        --steps 2 >"$tmp/ftrain.txt" 2>"$tmp/ftrain.err"
+    check "train with a single stroma patch exits 0" [ $? = 0 ]
+    want="warning: no validation example of class stroma (1 for training,"
+    want="$want too few to hold one out): its scores are n/a"
+    check "a class without a validation example is a warning" \
+        grep -qF "$want" "$tmp/ftrain.err"
+else
+    skip "shared data absent: no labelled patches"
+fi
 
 slidescan analyse "$slide" --model "$tmp/model/model.safetensors" \
     --out "$tmp/pred" >/dev/null 2>&1

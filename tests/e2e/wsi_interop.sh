@@ -121,4 +121,39 @@ slidescan verify "$dir/missing.svs" >/dev/null 2>&1
 rc=$?
 check "slidescan verify on a missing file exits 5" "[ $rc = 5 ]"
 
+# Another scanner's Aperio file states its pixel size only as MPP in the
+# description: verify accepts that and says the file is not ours; our own
+# files still need correct resolution tags.
+slidescan verify "$src" >"$dir/v.out" 2>&1
+rc=$?
+want="ok   pixel size: 0.499 µm/px from the description's MPP; not a"
+want="$want slidescan WSI (ImageDescription from \"Aperio Image Library"
+want="$want v11.2.1\"), so resolution tags are not required"
+check "slidescan verify passes CMU-1-Small-Region as a foreign file ($rc)" \
+    "[ $rc = 0 ] && grep -qF \"\$want\" '$dir/v.out'"
+cp "$out" "$dir/inch.svs"
+tiffset -d 0 -s 296 2 "$dir/inch.svs" >/dev/null 2>&1
+slidescan verify "$dir/inch.svs" >"$dir/v.out" 2>&1
+rc=$?
+check "slidescan verify still wants our own files' resolution in cm ($rc)" \
+    "[ $rc = 1 ] && grep -q 'FAIL level 0: resolution .* per inch' '$dir/v.out'"
+
+# convert never writes over its own input: same name, IN@MPP, a symbolic
+# link or a hard link to IN as OUT are refused and IN keeps its bytes.
+sum=$(md5sum <"$out")
+ln -s "$out" "$dir/sym.svs"
+ln "$out" "$dir/hard.svs"
+same="is the same file as IN"
+for pair in "$out|$out" "$out@0.499|$out" "$out|$dir/sym.svs" \
+            "$dir/hard.svs|$out" "$dir/sym.svs|$dir/hard.svs"; do
+    a=${pair%%|*} b=${pair#*|}
+    slidescan convert "$a" "$b" >/dev/null 2>"$dir/c.err"
+    rc=$?
+    check "convert $(basename "$a") $(basename "$b") is refused (exit $rc)" \
+        "[ $rc = 2 ] && grep -qF \"OUT '$b' $same\" '$dir/c.err' &&
+         grep -qF 'lossy re-encode of itself' '$dir/c.err'"
+done
+check "the refused conversions left IN untouched" \
+    "[ \"\$(md5sum <'$out')\" = '$sum' ]"
+
 echo "1..$n"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Training: a few iterations on a small phantom slide lower the loss;
- * validation takes whole source groups; the patch folders load with the
+ * validation is stratified by class and takes whole source groups where
+ * a class has several; the patch folders load with the
  * documented class mapping; leave-one-source-image-out scores every
  * patch exactly once.
  */
@@ -75,7 +76,7 @@ test_patches_split_by_source_and_loso(void **state)
     struct an_train_cfg c;
     struct an_confusion conf;
     struct ss_err e;
-    int i, j, nval, total = 0;
+    int i, j, nval, total = 0, seed, ntrain[3], nv[3];
 
     if (k == NULL)
         tu_skip("shared data absent: no labelled patches");
@@ -83,12 +84,31 @@ test_patches_split_by_source_and_loso(void **state)
     assert_int_equal(an_train_add_patches(&d, k, 0.495, &e), 0);
     /* 2 tumour, 2 stroma, 2 complex stroma, 3 background */
     assert_int_equal(d.n, 9);
-    nval = an_train_split(&d, NULL, 0.3, 4);
-    assert_true(nval >= 3);
-    for (i = 0; i < d.n; i++)
-        for (j = 0; j < d.n; j++)
-            if (strcmp(d.s[i].group, d.s[j].group) == 0)
-                assert_int_equal(d.s[i].val, d.s[j].val);
+    /* Stratified by class: each class in both sets; tumour and stroma
+     * by whole source images; the 3 background patches come from one
+     * image, so one of them alone is held out, and that is flagged. */
+    for (seed = 1; seed <= 8; seed++) {
+        nval = an_train_split(&d, NULL, 0.2, seed);
+        an_train_split_counts(&d, ntrain, nv);
+        print_message("# seed %d: validation %d (glass %d, tumour %d, "
+                      "stroma %d)\n", seed, nval, nv[0], nv[1], nv[2]);
+        for (i = 0; i < 3; i++) {
+            assert_true(nv[i] >= 1);
+            assert_true(ntrain[i] >= 1);
+        }
+        assert_int_equal(nv[AN_GLASS], 1);
+        assert_int_equal(nval, nv[0] + nv[1] + nv[2]);
+        assert_true(d.val_shares_source[AN_GLASS]);
+        assert_false(d.val_shares_source[AN_TUMOR]);
+        assert_false(d.val_shares_source[AN_STROMA]);
+        for (i = 0; i < d.n; i++)
+            for (j = 0; j < d.n; j++)
+                if (d.s[i].patch_class != AN_GLASS &&
+                    strcmp(d.s[i].group, d.s[j].group) == 0)
+                    assert_int_equal(d.s[i].val, d.s[j].val);
+    }
+    /* Without a fraction, nothing is held out. */
+    assert_int_equal(an_train_split(&d, NULL, 0, 4), 0);
     an_train_cfg_default(&c);
     c.out_dir = tu_tmp("loso");
     c.epochs = 1;

@@ -103,6 +103,7 @@ struct broken {
     int no_mpp, no_res;
     int tiled_label, crlf_label;
     int generic;                    /* no Aperio description */
+    int foreign;                    /* another program's Aperio text */
 };
 
 static void
@@ -137,7 +138,8 @@ write_level(TIFF *t, const struct img *im, int lvl, const struct broken *b)
         TIFFSetField(t, TIFFTAG_SUBFILETYPE, FILETYPE_REDUCEDIMAGE);
     snprintf(desc, sizeof(desc), "%s\n%dx%d (256x256) JPEG/YCC Q=90"
              "|AppMag = 20%s", b->generic ? "Test slide" :
-             "Aperio Image Library test", im->w, im->h,
+             b->foreign ? "Aperio Image Library v11.2.1 " :
+             "Aperio Image Library slidescan", im->w, im->h,
              b->no_mpp ? "" : "|MPP = 0.25");
     TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, desc);
     if (!b->no_res) {
@@ -184,8 +186,8 @@ write_label(TIFF *t, const struct broken *b)
     TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
     TIFFSetField(t, TIFFTAG_SUBFILETYPE, FILETYPE_REDUCEDIMAGE);
     TIFFSetField(t, TIFFTAG_IMAGEDESCRIPTION, b->crlf_label
-                 ? "Aperio Image Library test\r\nlabel 256x256"
-                 : "Aperio Image Library test\nlabel 256x256");
+                 ? "Aperio Image Library slidescan\r\nlabel 256x256"
+                 : "Aperio Image Library slidescan\nlabel 256x256");
     if (b->tiled_label)
         assert_true(TIFFWriteEncodedTile(t, 0, im->data,
                                          (tmsize_t)img_bytes(im)) > 0);
@@ -347,6 +349,33 @@ test_w2_missing_or_wrong_pixel_size_is_refused(void **state)
            "tags");
 }
 
+/* An Aperio scanner's file states its pixel size only in the description
+ * (OpenSlide reads it there): it passes, and the report says it is not a
+ * slidescan WSI.  A wrong MPP there is still a defect. */
+static void
+test_foreign_aperio_pixel_size_from_description(void **state)
+{
+    struct broken b = clean();
+    char rep[16384];
+    struct ss_err e;
+
+    b.foreign = 1;
+    b.no_res = 1;
+    err_clear(&e);
+    assert_int_equal(wsi_verify(build("foreign.svs", &b), 0.25, rep,
+                                sizeof(rep), &e), 0);
+    print_message("%s", rep);
+    assert_non_null(strstr(rep, "ok   pixel size: 0.25 µm/px from the "
+                            "description's MPP; not a slidescan WSI "
+                            "(ImageDescription from \"Aperio Image Library "
+                            "v11.2.1\"), so resolution tags are not "
+                            "required\n"));
+    expect(tu_tmp("foreign.svs"), 0.5, "pixel size is 0.25 µm/px, "
+           "expected 0.5");
+    b.no_mpp = 1;
+    expect(build("foreign-no-mpp.svs", &b), 0, "no usable pixel size");
+}
+
 static void
 test_w3_unwritten_or_corrupt_tile_is_refused(void **state)
 {
@@ -499,6 +528,7 @@ main(void)
         cmocka_unit_test(test_w1_unflagged_levels_are_refused),
         cmocka_unit_test(test_w1_label_must_not_look_like_a_level),
         cmocka_unit_test(test_w2_missing_or_wrong_pixel_size_is_refused),
+        cmocka_unit_test(test_foreign_aperio_pixel_size_from_description),
         cmocka_unit_test(test_w3_unwritten_or_corrupt_tile_is_refused),
         cmocka_unit_test(test_w4_writer_tiles_decode_identically),
         cmocka_unit_test(test_w4_foreign_tables_are_refused),

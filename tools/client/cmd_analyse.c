@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * slidescan analyse FILE [--out DIR] [--stain HE|KI67|CK] [--model M]
- *                        [--mpp UM] [--threads N] [--explain X,Y,W,H]
+ *                        [--mpp UM [--force-mpp]] [--threads N]
+ *                        [--explain X,Y,W,H]
  *
  * Analyses any slide OpenSlide reads (or a plain image with --mpp) in
  * this process, like the worker does for scanned slides, and prints the
- * measurements.  Outputs go beside the slide, into FILE's name with
- * ".analysis" in place of its extension, unless --out says otherwise.
+ * measurements.  Outputs go into the current directory, into FILE's base
+ * name with ".analysis" in place of its extension, unless --out says
+ * otherwise: slides often sit in read-only or shared folders, which an
+ * analysis must not write into.  --mpp takes 0.05..100 µm/px and is
+ * refused when the file states a pixel size more than 1 % away, unless
+ * --force-mpp is given (as in slidescan convert).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "storage/slide.h"
 #include "tools/client/client.h"
 #include "worker/analysis/analysis.h"
 
@@ -25,13 +31,19 @@ usage(FILE *f)
 {
     fprintf(f,
         "usage: slidescan analyse FILE [--out DIR] [--stain HE|KI67|CK]\n"
-        "                         [--model FILE|classical] [--mpp UM]\n"
-        "                         [--threads N] [--explain X,Y,W,H]\n"
+        "                         [--model FILE|classical]\n"
+        "                         [--mpp UM [--force-mpp]] [--threads N]\n"
+        "                         [--explain X,Y,W,H]\n"
         "                         [--ki67-scope tumor|tissue]\n"
         "\n"
         "Segments tumour and stroma, measures areas, tumour-stroma ratio,\n"
         "KI67 index or CK area, and writes the overlay, heat maps,\n"
-        "uncertainty map, GeoJSON and results.json.  --explain adds a\n"
+        "uncertainty map, GeoJSON and results.json into DIR, by default\n"
+        "./NAME.analysis in the current directory (NAME: FILE's base name\n"
+        "without its extension).\n"
+        "--mpp gives the pixel size in µm (0.05..100) for files that state\n"
+        "none; one that contradicts the file's own by more than 1%% is\n"
+        "refused unless --force-mpp is given.  --explain adds a\n"
         "Grad-CAM map of the box (level-0 pixels) as explain.png.\n"
         "--ki67-scope tissue counts every nucleus on tissue for the KI67\n"
         "index instead of only those on tumour.\n");
@@ -78,15 +90,16 @@ print_results(const struct an_results *r, const char *out)
     printf("outputs                %s\n", out);
 }
 
-/* "dir/name.svs" → "dir/name.analysis" */
+/* "dir/name.svs" → "name.analysis", in the current directory. */
 static void
 default_out(const char *wsi, char *buf, size_t len)
 {
-    const char *slash = strrchr(wsi, '/'), *dot = strrchr(wsi, '.');
-    size_t n = dot != NULL && (slash == NULL || dot > slash) ?
-               (size_t)(dot - wsi) : strlen(wsi);
+    const char *slash = strrchr(wsi, '/'), *base = slash ? slash + 1 : wsi;
+    const char *dot = strrchr(base, '.');
+    size_t n = dot != NULL && dot > base ? (size_t)(dot - base)
+                                         : strlen(base);
 
-    snprintf(buf, len, "%.*s.analysis", (int)n, wsi);
+    snprintf(buf, len, "%.*s.analysis", (int)n, base);
 }
 
 static int
@@ -97,12 +110,14 @@ parse(int argc, char **argv, struct an_job *j)
         { "stain", required_argument, NULL, 's' },
         { "model", required_argument, NULL, 'm' },
         { "mpp", required_argument, NULL, 'p' },
+        { "force-mpp", no_argument, NULL, 'F' },
         { "threads", required_argument, NULL, 't' },
         { "explain", required_argument, NULL, 'e' },
         { "ki67-scope", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    struct ss_err err;
     long long b[4];
     int c, n;
 
@@ -110,7 +125,14 @@ parse(int argc, char **argv, struct an_job *j)
         switch (c) {
         case 'o': j->out_dir = optarg; break;
         case 'm': j->model = optarg; break;
-        case 'p': j->mpp_override = atof(optarg); break;
+        case 'p':
+            err_clear(&err);
+            if (an_mpp_parse(optarg, &j->mpp_override, &err) < 0) {
+                fprintf(stderr, "slidescan analyse: %s\n", err.msg);
+                return -EINVAL;
+            }
+            break;
+        case 'F': j->force_mpp = true; break;
         case 't': j->threads = atoi(optarg); break;
         case 's':
             if (an_stain_parse(optarg, &j->stain) < 0) {
@@ -125,8 +147,8 @@ parse(int argc, char **argv, struct an_job *j)
             else if (strcmp(optarg, "tissue") == 0)
                 j->ki67_scope = AN_KI67_TISSUE;
             else {
-                fprintf(stderr, "slidescan analyse: --ki67-scope is tumor or tissue, "
-                        "got '%s'\n", optarg);
+                fprintf(stderr, "slidescan analyse: --ki67-scope is tumor "
+                        "or tissue, got '%s'\n", optarg);
                 return -EINVAL;
             }
             break;
@@ -169,7 +191,16 @@ cmd_analyse(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     if (j.out_dir == NULL) {
-        default_out(j.wsi, out, sizeof(out));
+        char path[4096];
+        double spec_mpp;
+
+        err_clear(&err);
+        if (slide_spec_parse(j.wsi, path, sizeof(path), &spec_mpp,
+                             &err) < 0) {
+            fprintf(stderr, "slidescan analyse: %s\n", err.msg);
+            return EXIT_USAGE;
+        }
+        default_out(path, out, sizeof(out));
         j.out_dir = out;
     }
     log_set_level(LOG_LVL_WARN);
@@ -178,7 +209,8 @@ cmd_analyse(int argc, char **argv)
     err_clear(&err);
     if (an_analyse(&j, &r, &err) < 0) {
         fprintf(stderr, "slidescan analyse: %s\n", err.msg);
-        return err.code == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+        return err.code == -ENOENT ? EXIT_NOTFOUND
+             : err.code == -EDOM ? EXIT_USAGE : EXIT_FAIL;
     }
     print_results(&r, j.out_dir);
     an_results_free(&r);

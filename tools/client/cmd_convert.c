@@ -18,7 +18,10 @@
  *     wsi_quality (below 50 JPEG artefacts reach nucleus scale);
  *   - --mpp (or IN@MPP) is refused when the slide states a different pixel
  *     size (beyond 0.5 %), unless --force-mpp is given; then a warning
- *     names both values.
+ *     names both values;
+ *   - OUT may not be IN itself, under the same name, through a symbolic
+ *     link or as another hard link (same device and inode): that would
+ *     replace the slide by a lossy re-encode of itself.
  *
  * LIMIT: a plain PNG or JPEG input is decoded whole into memory (the
  * formats cannot be read by region); TIFF inputs are not.
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "common/img.h"
 #include "storage/slide.h"
@@ -63,8 +67,8 @@ usage(FILE *f)
             "which must end in .svs, .tif or .tiff.  The pixel size is the\n"
             "one IN states; --mpp (or IN@MPP) gives it when IN states none.\n"
             "A --mpp that contradicts the slide is refused unless\n"
-            "--force-mpp is given.  Defaults: quality 90, 4:4:4, BigTIFF\n"
-            "when needed.\n");
+            "--force-mpp is given.  OUT may not be IN itself (nor a link\n"
+            "to it).  Defaults: quality 90, 4:4:4, BigTIFF when needed.\n");
 }
 
 /* The pixel size to write: the slide's own, or the one given when the
@@ -263,6 +267,17 @@ parse(int argc, char **argv, struct convert_args *a)
     return 0;
 }
 
+/* OUT names the file IN names (symbolic links followed, hard links
+ * compared by inode).  An OUT that does not exist yet cannot be IN. */
+static bool
+same_file(const char *in, const char *out)
+{
+    struct stat si, so;
+
+    return stat(in, &si) == 0 && stat(out, &so) == 0 &&
+           si.st_dev == so.st_dev && si.st_ino == so.st_ino;
+}
+
 int
 cmd_convert(int argc, char **argv)
 {
@@ -286,6 +301,12 @@ cmd_convert(int argc, char **argv)
         return EXIT_USAGE;
     }
     a.in = path;
+    if (same_file(a.in, a.out)) {
+        fprintf(stderr, "slidescan convert: OUT '%s' is the same file as "
+                "IN '%s': converting would replace the slide with a lossy "
+                "re-encode of itself; choose another OUT\n", a.out, a.in);
+        return EXIT_USAGE;
+    }
     if (!(a.mpp > 0))
         a.mpp = spec_mpp;
     if (convert(&a, &err) < 0) {

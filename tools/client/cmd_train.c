@@ -10,6 +10,7 @@
  * pooled patch confusion matrix.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,40 @@ print_confusion(const char *title, const struct an_confusion *c)
     printf("\n");
 }
 
+/* "%.4f", or "n/a" when validation could not score. */
+static const char *
+score_text(double v, char buf[16])
+{
+    if (!isfinite(v) || v < 0)
+        return "n/a";
+    snprintf(buf, 16, "%.4f", v);
+    return buf;
+}
+
+/* Classes the validation split cannot score, or scores on a patch from a
+ * source image training also sees. */
+static void
+warn_split(const struct an_train_data *d)
+{
+    static const char *const name[3] = { "background", "tumour",
+                                         "stroma" };
+    int train[3], val[3], k;
+
+    an_train_split_counts(d, train, val);
+    for (k = 0; k < 3; k++) {
+        if (val[k] == 0 && train[k] > 0)
+            fprintf(stderr, "slidescan train: warning: no validation "
+                    "example of class %s (%d for training%s): its scores "
+                    "are n/a\n", name[k], train[k],
+                    train[k] < 2 ? ", too few to hold one out" : "");
+        if (d->val_shares_source[k])
+            fprintf(stderr, "slidescan train: warning: the patches of "
+                    "class %s all come from one source image; one is held "
+                    "out for validation, so validation shares that image "
+                    "with training\n", name[k]);
+    }
+}
+
 int
 cmd_train(int argc, char **argv)
 {
@@ -172,6 +207,7 @@ cmd_train(int argc, char **argv)
     struct an_train_report rep;
     struct an_confusion cv;
     struct ss_err err;
+    char sc[16];
     int rc, nval;
 
     an_train_cfg_default(&cfg);
@@ -191,10 +227,13 @@ cmd_train(int argc, char **argv)
     } else if (rc == 0) {
         nval = an_train_split(&d, in.val_groups, in.val_fraction, cfg.seed);
         printf("sources %d, validation %d\n", d.n, nval);
+        if (nval > 0)
+            warn_split(&d);
         rc = an_train_run(&cfg, &d, &rep, &err);
         if (rc == 0) {
-            printf("epochs %d, best %d (score %.4f)%s, loss %.4f -> %.4f\n",
-                   rep.epochs_run, rep.best_epoch, rep.best_score,
+            printf("epochs %d, best %d (score %s)%s, loss %.4f -> %.4f\n",
+                   rep.epochs_run, rep.best_epoch,
+                   score_text(rep.best_score, sc),
                    rep.stopped_early ? ", stopped early" : "",
                    rep.first_loss, rep.last_loss);
             print_confusion("validation pixels", &rep.val_pixels);

@@ -2,6 +2,8 @@
 /*
  * slidescan verify FILE [--mpp X]: checks a whole-slide image written by
  * slidescan (storage/wsi.h wsi_verify) and prints one line per check.
+ * Aperio files from other scanners pass with their pixel size taken from
+ * the description alone, and the report says they are not ours.
  * Runs offline, without the daemon.
  */
 #include <errno.h>
@@ -22,6 +24,12 @@ usage(FILE *f)
             "every tile present and decodable, JPEG tables consistent with\n"
             "the tiles, pixel size present (and equal to X µm/px when\n"
             "--mpp is given), and that OpenSlide opens and reads it.\n"
+            "The checks are those of slidescan's own files.  An Aperio\n"
+            "file from another scanner (its ImageDescription does not\n"
+            "start with \"Aperio Image Library slidescan\") states its\n"
+            "pixel size only as MPP in the description, as OpenSlide reads\n"
+            "it; that is accepted and the report says the file is not a\n"
+            "slidescan WSI; its pyramid must still halve level by level.\n"
             "Exit status 0 when it passes, 1 when it has defects, 5 when\n"
             "the file does not exist.\n");
 }

@@ -55,6 +55,28 @@ struct an_slide;
  * compression, no pixel size. */
 int an_slide_open(const char *path, double mpp_override,
                   struct an_slide **out, struct ss_err *err);
+
+/* Pixel sizes a user may give (µm per level-0 pixel), the range the slide
+ * reader believes in a file's metadata. */
+#define AN_MPP_MIN 0.05
+#define AN_MPP_MAX 100.0
+
+/* A pixel size given beyond this fraction of the one the file states
+ * contradicts it. */
+#define AN_MPP_SAME 0.01
+
+/* Parses a --mpp argument: a finite number in AN_MPP_MIN..AN_MPP_MAX.
+ * -EINVAL with the reason (naming the text) otherwise. */
+int an_mpp_parse(const char *text, double *mpp, struct ss_err *err);
+
+/* Like an_slide_open(), for a pixel size the user gave (0: none); path
+ * may end in "@MPP" (storage/slide.h), which counts as given when mpp is
+ * 0.  A given size outside AN_MPP_MIN..AN_MPP_MAX is -EINVAL.  When the
+ * file states a pixel size that differs by more than AN_MPP_SAME, the
+ * open fails with -EDOM naming both values, unless force_mpp: then the
+ * given size wins and a warning is logged. */
+int an_slide_open_mpp(const char *path, double mpp, bool force_mpp,
+                      struct an_slide **out, struct ss_err *err);
 void an_slide_close(struct an_slide *s);
 
 /* Level-0 size in pixels and µm per level-0 pixel. */
@@ -235,6 +257,8 @@ struct an_job {
     enum an_stain stain;
     const char *model;              /* NULL: default (see an_model_load) */
     double mpp_override;            /* > 0: replaces the file's pixel size */
+    bool force_mpp;                 /* even when it contradicts the file's
+                                       (else an_analyse fails with -EDOM) */
     int threads;
     enum an_ki67_scope ki67_scope;  /* default AN_KI67_TUMOR */
     bool explain;                   /* write a Grad-CAM map for the box */

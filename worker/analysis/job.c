@@ -226,7 +226,8 @@ an_analyse(const struct an_job *j, struct an_results *res,
         rc = err_set(err, -errno, "%s: %s", out_path(j, "results.json"),
                      strerror(errno));
     if (rc == 0)
-        rc = an_slide_open(j->wsi, j->mpp_override, &s, err);
+        rc = an_slide_open_mpp(j->wsi, j->mpp_override, j->force_mpp, &s,
+                               err);
     if (rc == 0)
         rc = an_model_load(j->model, &m, err);
     if (rc == 0)

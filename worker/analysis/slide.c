@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/log.h"
 #include "storage/slide.h"
 
 struct an_slide {
@@ -46,29 +47,83 @@ an_stain_name(enum an_stain s)
 }
 
 int
-an_slide_open(const char *path, double mpp_override, struct an_slide **out,
-              struct ss_err *err)
+an_mpp_parse(const char *text, double *mpp, struct ss_err *err)
+{
+    char *end;
+    double v = strtod(text, &end);
+
+    if (end == text || *end != '\0' || !isfinite(v) || v < AN_MPP_MIN ||
+        v > AN_MPP_MAX)
+        return err_set(err, -EINVAL, "--mpp wants a pixel size in %g..%g "
+                       "µm/px, not '%s'", AN_MPP_MIN, AN_MPP_MAX, text);
+    *mpp = v;
+    return 0;
+}
+
+/* The given pixel size against the one the file states. */
+static int
+check_given_mpp(const struct slide *sl, double mpp, bool force,
+                struct ss_err *err)
+{
+    double own = slide_mpp(sl);
+    const char *from = slide_mpp_source_name(slide_mpp_source(sl));
+
+    if (!(own > 0) || fabs(mpp - own) <= AN_MPP_SAME * own)
+        return 0;
+    if (!force)
+        return err_set(err, -EDOM, "%s states %.4g µm/px (%s); the %.4g "
+                       "µm/px given contradicts it; add --force-mpp to "
+                       "analyse at %.4g anyway", slide_path(sl), own, from,
+                       mpp, mpp);
+    log_warn("analysis", "analysing at %.4g µm/px over the %.4g µm/px "
+             "that %s states (%s)", mpp, own, slide_path(sl), from);
+    return 0;
+}
+
+int
+an_slide_open_mpp(const char *spec, double mpp, bool force_mpp,
+                  struct an_slide **out, struct ss_err *err)
 {
     struct slide_opts o;
     struct an_slide *s;
+    char path[4096];
+    double spec_mpp;
     int rc;
 
     *out = NULL;
+    rc = slide_spec_parse(spec, path, sizeof(path), &spec_mpp, err);
+    if (rc < 0)
+        return rc;
+    mpp = mpp > 0 ? mpp : spec_mpp;
+    if (mpp != 0 && !(mpp >= AN_MPP_MIN && mpp <= AN_MPP_MAX))
+        return err_set(err, -EINVAL, "%s: a pixel size of %g µm/px is not "
+                       "in %g..%g", path, mpp, AN_MPP_MIN, AN_MPP_MAX);
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return err_set(err, -ENOMEM, "%s: out of memory", path);
     slide_opts_default(&o);
-    o.mpp = mpp_override > 0 ? mpp_override : 0;
+    o.need_mpp = !(mpp > 0);
     o.mpp_hint = "give it with --mpp";
-    rc = slide_open_spec(path, &o, &s->sl, err);
+    rc = slide_open(path, &o, &s->sl, err);
+    if (rc == 0 && mpp > 0)
+        rc = check_given_mpp(s->sl, mpp, force_mpp, err);
     if (rc < 0) {
-        free(s);
+        an_slide_close(s);
         return rc;
     }
     slide_level_size(s->sl, 0, &s->w, &s->h);
-    s->mpp = slide_mpp(s->sl);
+    s->mpp = mpp > 0 ? mpp : slide_mpp(s->sl);
     *out = s;
     return 0;
+}
+
+/* Training data and older callers: a given pixel size always wins. */
+int
+an_slide_open(const char *path, double mpp_override, struct an_slide **out,
+              struct ss_err *err)
+{
+    return an_slide_open_mpp(path, mpp_override > 0 ? mpp_override : 0,
+                             true, out, err);
 }
 
 void

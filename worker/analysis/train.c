@@ -412,10 +412,22 @@ state_load(struct trainer *t, struct ss_err *err)
     return 0;
 }
 
+/* "%.4f", or "n/a" for a score validation could not compute. */
+static const char *
+score_text(double v, char buf[16])
+{
+    if (!isfinite(v))
+        return "n/a";
+    snprintf(buf, 16, "%.4f", v);
+    return buf;
+}
+
 static void
 log_epoch(struct trainer *t, double loss, double score, double dt,
           double dp, double acc, double secs)
 {
+    char b[4][16];
+
     char line[512];
 
     snprintf(line, sizeof(line), "{\"epoch\":%d,\"train_loss\":%.6f,"
@@ -425,9 +437,10 @@ log_epoch(struct trainer *t, double loss, double score, double dt,
              isfinite(score) ? score : -1, isfinite(dt) ? dt : -1,
              isfinite(dp) ? dp : -1, isfinite(acc) ? acc : -1, secs);
     if (!t->cfg->quiet) {
-        printf("epoch %3d  loss %.4f  val %.4f  dice tumour %.4f stroma "
-               "%.4f  patch acc %.4f  %.1f s\n", t->st.epoch, loss, score,
-               dt, dp, acc, secs);
+        printf("epoch %3d  loss %.4f  val %s  dice tumour %s stroma "
+               "%s  patch acc %s  %.1f s\n", t->st.epoch, loss,
+               score_text(score, b[0]), score_text(dt, b[1]),
+               score_text(dp, b[2]), score_text(acc, b[3]), secs);
         fflush(stdout);
     }
     {

@@ -53,6 +53,9 @@ struct an_train_data {
     int n, cap;
     struct an_train_source *s;
     double mpp;                     /* the model's resolution */
+    bool val_shares_source[3];      /* by class: a validation patch of it
+                                       shares its source image with
+                                       training patches (an_train_split) */
 };
 
 void an_train_data_init(struct an_train_data *d, double mpp);
@@ -68,12 +71,23 @@ int an_train_add_slide(struct an_train_data *d, const char *wsi,
 int an_train_add_patches(struct an_train_data *d, const char *dir,
                          double patch_mpp, struct ss_err *err);
 
-/* Marks validation groups: those named in `groups` (comma-separated), or
- * when NULL whole groups picked by a seeded hash until about `fraction`
- * of the sources are held out.  Returns the number of validation
- * sources. */
+/* Marks validation sources: the groups named in `groups`
+ * (comma-separated), or, when NULL and fraction > 0, a split stratified
+ * by class: slides by whole groups, picked by a seeded hash, until about
+ * `fraction` of the slides; then, for each class with at least 2
+ * patches, whole source groups until about `fraction` of that class's
+ * patches (at least 1), never taking a class's last training patch (nor
+ * another class's).  A class whose patches all come from one source
+ * image has one patch held out alone, and d->val_shares_source says so.
+ * Returns the number of validation sources. */
 int an_train_split(struct an_train_data *d, const char *groups,
                    double fraction, uint64_t seed);
+
+/* Examples of each class (AN_GLASS, AN_TUMOR, AN_STROMA) in training and
+ * in validation: patches of the class, and slides with labelled pixels
+ * of it.  For warning about a class validation cannot score. */
+void an_train_split_counts(const struct an_train_data *d, int train[3],
+                           int val[3]);
 
 struct an_train_cfg {
     const char *out_dir;            /* checkpoints, metrics, model */

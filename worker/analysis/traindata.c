@@ -282,14 +282,153 @@ str_hash(const char *s)
     return h;
 }
 
+static void
+mark_group(struct an_train_data *d, const char *group, bool val)
+{
+    int i;
+
+    for (i = 0; i < d->n; i++)
+        if (strcmp(d->s[i].group, group) == 0)
+            d->s[i].val = val;
+}
+
+/* Examples of each class in training and validation: patches of the
+ * class and, unless patches_only, slides with labelled pixels of it. */
+static void
+tally(const struct an_train_data *d, bool patches_only, int train[3],
+      int val[3])
+{
+    int i, k;
+
+    for (k = 0; k < 3; k++)
+        train[k] = val[k] = 0;
+    for (i = 0; i < d->n; i++) {
+        const struct an_train_source *s = &d->s[i];
+
+        for (k = 0; k < 3; k++)
+            if (s->patch_class == k ||
+                (!patches_only && s->patch_class < 0 && s->npix[k] > 0))
+                (s->val ? val : train)[k]++;
+    }
+}
+
+/* Moving group g to validation leaves every class that had a training
+ * patch with at least one. */
+static bool
+group_can_go(struct an_train_data *d, const char *g)
+{
+    int before[3], after[3], v[3], i, k;
+    bool ok = true;
+
+    tally(d, false, before, v);
+    for (i = 0; i < d->n; i++)
+        if (strcmp(d->s[i].group, g) == 0 && d->s[i].val)
+            return false;
+    mark_group(d, g, true);
+    tally(d, false, after, v);
+    for (k = 0; k < 3; k++)
+        ok = ok && !(before[k] > 0 && after[k] == 0);
+    mark_group(d, g, false);
+    return ok;
+}
+
+/* Slides: whole groups in hash order until about `fraction` of them. */
+static void
+split_slides(struct an_train_data *d, double fraction, uint64_t seed)
+{
+    int i, nslides = 0, nval = 0;
+
+    for (i = 0; i < d->n; i++)
+        nslides += d->s[i].patch_class < 0;
+    while (nval < fraction * nslides) {
+        uint64_t best = UINT64_MAX, h;
+        int pick = -1;
+
+        for (i = 0; i < d->n; i++) {
+            h = rng_key(seed, str_hash(d->s[i].group), 0, 0);
+            if (d->s[i].patch_class < 0 && !d->s[i].val && h < best) {
+                best = h;
+                pick = i;
+            }
+        }
+        if (pick < 0)
+            break;
+        mark_group(d, d->s[pick].group, true);
+        for (nval = 0, i = 0; i < d->n; i++)
+            nval += d->s[i].patch_class < 0 && d->s[i].val;
+    }
+}
+
+/* The class-k patch whose group comes first in hash order among those
+ * groups still allowed to go (or any not yet in validation when
+ * any_group); -1 when none. */
+static int
+next_patch_of(struct an_train_data *d, int k, uint64_t seed, bool any_group)
+{
+    uint64_t best = UINT64_MAX;
+    int i, pick = -1;
+
+    for (i = 0; i < d->n; i++) {
+        const struct an_train_source *s = &d->s[i];
+        uint64_t h = rng_key(seed, str_hash(s->group),
+                             any_group ? str_hash(s->name) : 0, 0);
+
+        if (s->patch_class != k || s->val || h >= best)
+            continue;
+        if (!any_group && !group_can_go(d, s->group))
+            continue;
+        best = h;
+        pick = i;
+    }
+    return pick;
+}
+
+/* Patches: per class, whole source groups until about `fraction` of the
+ * class's patches, at least one, always leaving one for training.  A
+ * class whose patches all come from one source image gets one patch
+ * held out alone (flagged in d->val_shares_source). */
+static void
+split_patches(struct an_train_data *d, double fraction, uint64_t seed)
+{
+    int train[3], val[3], n[3], k, pick;
+
+    tally(d, true, train, val);
+    for (k = 0; k < 3; k++)
+        n[k] = train[k] + val[k];
+    for (k = 0; k < 3; k++) {
+        int want = (int)lround(fraction * n[k]);
+
+        want = want < 1 ? 1 : want > n[k] - 1 ? n[k] - 1 : want;
+        for (;;) {
+            tally(d, true, train, val);
+            if (n[k] < 2 || val[k] >= want)
+                break;
+            pick = next_patch_of(d, k, seed, false);
+            if (pick < 0)
+                break;
+            mark_group(d, d->s[pick].group, true);
+        }
+        tally(d, true, train, val);
+        if (n[k] >= 2 && val[k] == 0 && train[k] >= 2) {
+            pick = next_patch_of(d, k, seed, true);
+            if (pick >= 0) {
+                d->s[pick].val = true;
+                d->val_shares_source[k] = true;
+            }
+        }
+    }
+}
+
 int
 an_train_split(struct an_train_data *d, const char *groups,
                double fraction, uint64_t seed)
 {
-    int i, j, nval = 0;
+    int i, k, nval = 0;
 
     for (i = 0; i < d->n; i++)
         d->s[i].val = false;
+    for (k = 0; k < 3; k++)
+        d->val_shares_source[k] = false;
     if (groups != NULL) {
         for (i = 0; i < d->n; i++) {
             const char *g = d->s[i].group, *p = groups;
@@ -305,26 +444,20 @@ an_train_split(struct an_train_data *d, const char *groups,
         }
         return nval;
     }
-    /* Groups in hash order until the fraction is reached. */
-    while (nval < fraction * d->n) {
-        uint64_t best = UINT64_MAX;
-        int pick = -1;
-        for (i = 0; i < d->n; i++) {
-            uint64_t h = rng_key(seed, str_hash(d->s[i].group), 0, 0);
-            if (!d->s[i].val && h < best) {
-                best = h;
-                pick = i;
-            }
-        }
-        if (pick < 0)
-            break;
-        for (j = 0; j < d->n; j++)
-            if (strcmp(d->s[j].group, d->s[pick].group) == 0) {
-                d->s[j].val = true;
-                nval++;
-            }
-    }
+    if (!(fraction > 0))
+        return 0;
+    split_slides(d, fraction, seed);
+    split_patches(d, fraction, seed);
+    for (i = 0; i < d->n; i++)
+        nval += d->s[i].val;
     return nval;
+}
+
+void
+an_train_split_counts(const struct an_train_data *d, int train[3],
+                      int val[3])
+{
+    tally(d, false, train, val);
 }
 
 /* ---- drawing examples ---------------------------------------------------- */
