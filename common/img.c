@@ -223,9 +223,11 @@ img_jpeg_decode(const unsigned char *buf, size_t len, struct img **out,
         tjDestroy(tj);
         return err_set(err, -ENOMEM, "JPEG decode: out of memory");
     }
+    /* A warning ("Corrupt JPEG data", "Premature end of JPEG file") means
+     * pixels were made up: a damaged file or a cut-short camera transfer
+     * is an error, not a grey patch. */
     if (tjDecompress2(tj, buf, len, im->data, w, 0, h, TJPF_RGB,
-                      TJFLAG_ACCURATEDCT) != 0 &&
-        tjGetErrorCode(tj) == TJERR_FATAL) {
+                      TJFLAG_ACCURATEDCT) != 0) {
         err_set(err, SS_EFORMAT, "corrupt JPEG: %s", tjGetErrorStr2(tj));
         img_free(im);
         tjDestroy(tj);

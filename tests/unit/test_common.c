@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <turbojpeg.h>
 
 #include "common/err.h"
 #include "common/img.h"
@@ -59,6 +60,31 @@ test_png_round_trip_is_exact(void **state)
     assert_true(isinf(img_psnr(a, b, 0, 0, 67, 45)));
     img_free(a);
     img_free(b);
+}
+
+/* A JPEG cut short (a camera transfer that stopped, a damaged file)
+ * decodes only with a libjpeg warning: that is an error naming the cause,
+ * never an image with made-up grey rows. */
+static void
+test_jpeg_cut_short_is_an_error(void **state)
+{
+    struct img *a = gradient(256, 128), *b = NULL;
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    struct ss_err e;
+
+    assert_int_equal(img_jpeg_encode(a, 95, 444, &buf, &len, &e), 0);
+    assert_int_equal(img_jpeg_decode(buf, len, &b, &e), 0);
+    img_free(b);
+    b = NULL;
+    err_clear(&e);
+    assert_int_equal(img_jpeg_decode(buf, len / 2, &b, &e), SS_EFORMAT);
+    assert_null(b);
+    print_message("# %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "corrupt JPEG: "));
+    assert_non_null(strstr(e.msg, "Premature end of JPEG"));
+    tjFree(buf);
+    img_free(a);
 }
 
 static void
@@ -154,6 +180,7 @@ main(void)
         cmocka_unit_test(test_err_prefix_composes_a_path),
         cmocka_unit_test(test_png_round_trip_is_exact),
         cmocka_unit_test(test_jpeg_q95_round_trip_is_close),
+        cmocka_unit_test(test_jpeg_cut_short_is_an_error),
         cmocka_unit_test(test_read_any_names_the_file_and_cause),
         cmocka_unit_test(test_crop_pads_outside_with_zero),
         cmocka_unit_test(test_durable_write_and_sha256),
