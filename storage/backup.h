@@ -60,7 +60,9 @@ struct backup_report {
  * dest, creating it.  0 when every named file is in the backup and
  * verified; SS_EFORMAT when some could not be (the report and err say
  * which; the backup holds everything else); -ENOENT, before dest is
- * touched, when there is no file at catalogue. */
+ * touched, when there is no file at catalogue; -EINVAL, before anything
+ * is touched, when dest is data_dir, lies inside it or contains it, or is
+ * the catalogue's directory (compared with symbolic links resolved). */
 int backup_create(const char *catalogue, const char *data_dir,
                   const char *dest, struct backup_report *r,
                   struct ss_err *err);
@@ -72,7 +74,9 @@ int backup_verify(const char *src, struct backup_report *r,
                   struct ss_err *err);
 
 /* Restores the backup in src to the catalogue path and data_dir.  Before
- * writing anything it fails with -ENOENT when src holds no backup,
+ * writing anything it refuses (-EINVAL) a src that overlaps data_dir or
+ * is the catalogue's directory as backup_create() does, fails with
+ * -ENOENT when src holds no backup,
  * SS_EFORMAT when the backup does not verify ("not restoring: ..."), and
  * refuses (-EBUSY) when a process has the catalogue open, and (-EEXIST)
  * when a catalogue exists there and force is false.  Later failures (a

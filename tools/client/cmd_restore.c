@@ -34,8 +34,9 @@ usage(FILE *f)
             "catalogue in use is never replaced, an existing one only with\n"
             "--force.  Exit status 0 when the restored data verifies (the\n"
             "result on stdout, as JSON with --json), 1 when the backup is\n"
-            "damaged or the restore failed, 4 when refused, 5 when SRC holds\n"
-            "no backup; on failure one line on stderr says why.\n");
+            "damaged or the restore failed, 4 when refused (also when SRC\n"
+            "overlaps the data directory), 5 when SRC holds no backup; on\n"
+            "failure one line on stderr says why.\n");
 }
 
 struct args {
@@ -125,7 +126,7 @@ cmd_restore(int argc, char **argv)
         return EXIT_OK;
     }
     fprintf(stderr, "slidescan restore: %s\n", err.msg);
-    if (rc == -EBUSY || rc == -EEXIST)
+    if (rc == -EBUSY || rc == -EEXIST || rc == -EINVAL)
         return EXIT_REFUSED;
     return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }
