@@ -1018,6 +1018,7 @@ backup_restore(const char *src, const char *catalogue, const char *data_dir,
                                      "%d files", src, r->copied), err);
     copied = r->copied;
     rc = backup_check(catalogue, data_dir, &check, err);
+    r->files = check.files;
     r->verified = check.verified;
     r->problems = check.problems;
     snprintf(r->problem, sizeof(r->problem), "%s", check.problem);

@@ -82,7 +82,11 @@ int backup_verify(const char *src, struct backup_report *r,
  * when a catalogue exists there and force is false.  Later failures (a
  * copy, or the restored data not verifying: "restored N files from src,
  * but the result does not verify: ...") are other negative codes, never
- * -ENOENT.  r->copied counts the files written. */
+ * -ENOENT.  r->copied counts the files written (each checked against the
+ * manifest's SHA-256); r->files, r->verified and r->problems are then
+ * backup_check()'s: the catalogue's entries (a slide image, a tile, or an
+ * analysis or calibration directory holding many files) and how many of
+ * them verify. */
 int backup_restore(const char *src, const char *catalogue,
                    const char *data_dir, bool force, struct backup_report *r,
                    struct ss_err *err);

@@ -66,8 +66,11 @@ out=$(slidescan restore "$BK" --config "$RCONF" 2>&1)
 rc=$?
 echo "# $out"
 check "restore into an empty data directory succeeds (exit 0)" test $rc = 0
-check "restore verified the checksums (0 problems)" \
-    grep -q "checksums verified, 0 problems" <<<"$out"
+check "restore verified every catalogue entry (0 problems)" \
+    grep -Eq "^restored $BK into $R/catalogue.db: [0-9]+ files copied, \
+each matching the backup's checksum; ([0-9]+) of \1 catalogue entries \
+verified \(slide images and tiles by checksum, analysis and calibration \
+directories present\), 0 problems$" <<<"$out"
 RDB=$R/catalogue.db
 check "the restored catalogue passes integrity_check" \
     test "$(sqlite3 "$RDB" "PRAGMA integrity_check")" = ok

@@ -87,20 +87,24 @@ print_result(const char *src, const char *catalogue,
              const struct backup_report *r, bool json)
 {
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:s}",
+        json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:s}",
                               "restored", src, "catalogue", catalogue,
                               "files", r->copied, "bytes",
-                              (json_int_t)r->bytes, "verified", r->verified,
-                              "problems", r->problems, "problem",
-                              r->problem);
+                              (json_int_t)r->bytes, "entries", r->files,
+                              "verified", r->verified, "problems",
+                              r->problems, "problem", r->problem);
         json_dumpf(o, stdout, JSON_SORT_KEYS);
         putchar('\n');
         json_decref(o);
         return;
     }
-    printf("restored %s into %s: %d files copied, %d checksums verified, "
-           "%d problems\n", src, catalogue, r->copied, r->verified,
-           r->problems);
+    /* Files and catalogue entries differ in number: an analysis or a
+     * calibration is one entry and a directory of several files. */
+    printf("restored %s into %s: %d files copied, each matching the "
+           "backup's checksum; %d of %d catalogue entries verified (slide "
+           "images and tiles by checksum, analysis and calibration "
+           "directories present), %d problems\n", src, catalogue,
+           r->copied, r->verified, r->files, r->problems);
 }
 
 int
