@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -913,11 +914,42 @@ backup_catalogue_in_use(const char *catalogue, pid_t *pid)
            lock_holder(catalogue, PENDING_BYTE_OFFSET, 512 + 2, pid);
 }
 
-static int
-restore_refuse(const char *catalogue, bool force, struct ss_err *err)
+/* The pid in data_dir's daemon lock file when a process holds its lock
+ * (slidescand keeps DATA_DIR/slidescand.lock locked with flock for its
+ * whole life, daemon/lock.c), 0 when free; -1 when held without a pid. */
+static long
+data_dir_holder(const char *data_dir)
 {
+    char path[PATH_MAX + 32], buf[32];
+    long pid = 0;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/slidescand.lock", data_dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        pid = strtol(buf, NULL, 10);
+        pid = pid > 0 ? pid : -1;
+    }
+    close(fd);
+    return pid;
+}
+
+static int
+restore_refuse(const char *catalogue, const char *data_dir, bool force,
+               struct ss_err *err)
+{
+    long holder = data_dir_holder(data_dir);
     pid_t pid = 0;
 
+    if (holder != 0)
+        return err_set(err, -EBUSY, "data directory %s is in use by "
+                       "slidescand pid %ld; stop it before restoring",
+                       data_dir, holder);
     if (backup_catalogue_in_use(catalogue, &pid))
         return err_set(err, -EBUSY, "%s is in use by process %d (a running "
                        "slidescand?); stop it before restoring", catalogue,
@@ -1002,7 +1034,7 @@ backup_restore(const char *src, const char *catalogue, const char *data_dir,
     rc = backup_verify(src, r, err);
     if (rc < 0)
         return err_prefix(err, "not restoring");
-    rc = restore_refuse(catalogue, force, err);
+    rc = restore_refuse(catalogue, data_dir, force, err);
     if (rc < 0)
         return err_prefix(err, "not restoring from %s", src);
     m = manifest_load(src);

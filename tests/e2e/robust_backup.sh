@@ -102,8 +102,9 @@ check "a daemon on the restored data finishes scan B" wait_until 120 \
 out=$(SLIDESCAN_SOCKET=$RSOCK slidescan restore "$BK" --config "$RCONF" \
       --force 2>&1)
 rc=$?
-check "restore refuses a catalogue in use, even with --force (exit 4)" \
-    test $rc = 4 -a -n "$(grep "in use by process $RPID" <<<"$out")"
+check "restore refuses a data directory in use, even with --force (exit 4)" \
+    test $rc = 4 -a "$out" = "slidescan restore: not restoring from $BK: \
+data directory $R is in use by slidescand pid $RPID; stop it before restoring"
 kill -TERM "$RPID"
 wait "$RPID"
 out=$(slidescan restore "$BK" --config "$RCONF" 2>&1)
@@ -112,8 +113,9 @@ check "restore refuses to replace a catalogue without --force (exit 4)" \
     test $rc = 4 -a -n "$(grep -- "--force" <<<"$out")"
 check "restore --force replaces it" \
     slidescan restore "$BK" --config "$RCONF" --force
+mkdir -p "$T/nothing"
 check "slidescan restore of a directory without a backup exits 5" \
-    test "$(slidescan restore "$T" --config "$RCONF" >/dev/null 2>&1;
+    test "$(slidescan restore "$T/nothing" --config "$RCONF" >/dev/null 2>&1;
             echo $?)" = 5
 
 # --- one message per failure, and no result line after it ---------------

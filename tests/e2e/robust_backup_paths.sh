@@ -14,8 +14,11 @@
 CATDIR=$T/cat
 mkdir -p "$CATDIR" "$DATA"
 DB=$CATDIR/catalogue.db
+# No analysis: the data directory stays as it is while the refusals run.
 dtest_conf "[daemon]
-catalogue = $DB"
+catalogue = $DB
+[analysis]
+auto = no"
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 slidescan scan --slide P1 --stain HE --image phantom:HE:seed=5 >/dev/null
 wait_until 60 '[ "$(scan_state 1)" = done ]'
