@@ -37,8 +37,9 @@ check "show: the scan line gives the reason" \
     grep -q "^scan 1: queued: $WHY" <<<"$show"
 check "status: waiting with the reason" \
     grep -q "^waiting: $WHY" <<<"$(slidescan status --once)"
+row2=$(slidescan queue | awk '$1 == 2 { print $4, NF }')
 check "queue: scan 2 waits behind it with no reason of its own" \
-    eval '[[ "$(slidescan queue | awk '"'"'$1 == 2 { print $4, NF }'"'"')" == "queued 7" ]]'
+    test "$row2" = "queued 7"
 check "both scans finish once the camera is free" \
     wait_until 60 '[ "$(scan_state 1)" = done ] && [ "$(scan_state 2)" = done ]'
 check "slidescand stops on SIGTERM" dtest_stop
