@@ -80,6 +80,9 @@ daemon__lock_data_dir(const char *data_dir, int *fd_out, struct ss_err *err)
     return 0;
 }
 
+/* LIMIT: the probe takes a shared lock for an instant, so a slidescand
+ * starting in that same instant on the same data directory is refused
+ * ("in use by another slidescand") and must be started again. */
 int
 daemon__data_dir_in_use(const char *data_dir, struct ss_err *err)
 {
