@@ -76,8 +76,9 @@ cmd_scan(struct daemon *d, const struct caller *who,
         return err_set(err, SS_EPROTO, "args.image: only the simulated "
                        "microscope takes a slide image; this one is "
                        "hardware");
-    /* A malformed slide spec is refused now, not when the scan starts. */
-    if (r.image != NULL && sim_slide_spec_check(r.image, &bad) < 0)
+    /* A malformed slide spec, or a file that is missing or no slide, is
+     * refused now, not when the scan starts. */
+    if (r.image != NULL && sim_slide_spec_open_check(r.image, &bad) < 0)
         return err_set(err, SS_EPROTO, "args.image: %s", bad.msg);
     rc = cat_scan_add(d->cat, &r, &id, err);
     if (rc == 0 && region != NULL)

@@ -411,6 +411,10 @@ forward(struct parse *p, const char *section, const char *name,
      * cause. */
     if (rc < 0 && e.msg[0] == '[')
         return fail_named(p, e.msg);
+    /* guard_policy_set() names its key; fail() names it already. */
+    if (rc < 0 && strncmp(e.msg, name, strlen(name)) == 0 &&
+        strncmp(e.msg + strlen(name), ": ", 2) == 0)
+        return fail(p, section, name, "%s", e.msg + strlen(name) + 2);
     if (rc < 0)
         return fail(p, section, name, "%s", e.msg);
     return 1;

@@ -124,6 +124,19 @@ int daemon__conf_err(const struct dconf *c, struct ss_err *err,
  * start both run it. */
 int daemon__conf_check_host(const struct dconf *c, struct ss_err *err);
 
+/* The file in the data directory that slidescand keeps locked (flock) for
+ * its whole life, holding its pid (daemon/lock.c). */
+#define DAEMON_LOCK_FILE "slidescand.lock"
+
+/* Takes the data directory's lock for this process; *fd keeps it (close
+ * it last).  -EBUSY "data directory DIR is in use by slidescand pid N"
+ * when another process holds it. */
+int daemon__lock_data_dir(const char *data_dir, int *fd, struct ss_err *err);
+
+/* -EBUSY with the same message when a daemon holds data_dir's lock, 0
+ * otherwise; creates nothing (for --check). */
+int daemon__data_dir_in_use(const char *data_dir, struct ss_err *err);
+
 /* Index of stain ("HE", "KI67", "CK") or -1. */
 int daemon__stain_index(const char *stain);
 
@@ -198,6 +211,7 @@ struct daemon {
     char db_path[PATH_MAX + 32];
     gid_t group_gid;
     bool have_group;
+    int lock_fd;                    /* DAEMON_LOCK_FILE, -1 before */
 
     uv_pipe_t server;
     bool server_open;

@@ -154,8 +154,8 @@ parse_number(const char *key, const char *value, double lo, double hi,
         return err_set(err, SS_ECONFIG, "%s: '%s' is not a number", key,
                        value);
     if (v < lo || v > hi)
-        return err_set(err, SS_ECONFIG, "%s: %g is outside %g..%g", key, v,
-                       lo, hi);
+        return err_set(err, SS_ECONFIG, "%s: %s is outside %.0f..%.0f", key,
+                       value, lo, hi);
     *out = v;
     return 0;
 }

@@ -51,7 +51,9 @@ enum guard_op {
 };
 
 struct guard_policy {
-    double deadline_ms[GUARD_NOPS];     /* real (wall) milliseconds */
+    double deadline_ms[GUARD_NOPS];     /* real (wall) milliseconds; 0:
+                                           no deadline, the call may
+                                           block for ever */
     int busy_retries;                   /* asks after the first "busy" */
     double busy_backoff_ms;             /* first pause, doubled per retry */
     double busy_backoff_max_ms;         /* longest pause */
@@ -69,7 +71,9 @@ void guard_policy_default(struct guard_policy *p);
  * camera_close_ms, configure_ms, capture_ms, preview_ms, lamp_ms,
  * stage_open_ms, stage_close_ms, home_ms, move_ms, position_ms, busy_ms,
  * stop_ms), busy_retries, busy_backoff_ms, busy_backoff_max_ms,
- * busy_resets.  Errors name the key and the cause. */
+ * busy_resets.  A deadline of 0 turns that operation's deadline off (a
+ * hung device then hangs the scan).  Errors name the key, the value as
+ * given and the cause ("capture_ms: -1 is outside 0..86400000"). */
 int guard_policy_set(struct guard_policy *p, const char *key,
                      const char *value, struct ss_err *err);
 

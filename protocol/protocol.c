@@ -156,6 +156,12 @@ check_string(const struct field *f, json_t *v, struct ss_err *err)
     char list[128];
     const char *const *c;
 
+    /* A field with a form says what it wants, not only how long. */
+    if ((n < f->min || n > f->max) && f->check_msg != NULL)
+        return err_set(err, SS_EPROTO, "args.%s: must be %s ('%.40s' has "
+                       "%lld characters, %lld..%lld expected)", f->name,
+                       f->check_msg, s, (long long)n, (long long)f->min,
+                       (long long)f->max);
     if (n < f->min || n > f->max)
         return err_set(err, SS_EPROTO, "args.%s: length %lld is outside "
                        "%lld..%lld", f->name, (long long)n,

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -355,6 +356,37 @@ tissue_fractions(struct acq_plan *p, const struct img *mask,
     return 0;
 }
 
+static bool
+plan_has_tissue(const struct acq_plan *p)
+{
+    int i;
+
+    for (i = 0; i < p->ntiles; i++)
+        if (p->tiles[i].tissue_frac > 0)
+            return true;
+    return false;
+}
+
+/* An explicit region over glass only: no frame would find a focus, so
+ * the scan fails here, saying so, rather than at the focus map. */
+static int
+region_empty(const struct acq_options *o, double tissue_mm2,
+             struct ss_err *err)
+{
+    char where[96];
+
+    if (tissue_mm2 > 0)
+        snprintf(where, sizeof(where), "the overview shows %.2f mm2 of "
+                 "tissue elsewhere on the slide", tissue_mm2);
+    else
+        snprintf(where, sizeof(where), "the overview shows no tissue on "
+                 "the slide at all");
+    return err_set(err, -ENODATA, "plan: the region %.0f,%.0f,%.0f,%.0f "
+                   "(x,y,w,h in um) holds no tissue the overview could "
+                   "find; %s", o->region_x_um, o->region_y_um,
+                   o->region_w_um, o->region_h_um, where);
+}
+
 /* Tissue mask of the overview, then the plan over it; with an explicit
  * region, every cell of the region, each with its tissue fraction. */
 static int
@@ -377,6 +409,9 @@ plan_tissue(const struct img *slide, const struct ov_geometry *geo,
                            ACQ_PLAN_OV_PX * geo->um_per_px, plan, err);
     if (rc == 0 && has_region(o) && tissue_fractions(*plan, mask, geo) != 0)
         rc = err_set(err, -ENOMEM, "plan: no memory");
+    if (rc == 0 && has_region(o) && !plan_has_tissue(*plan))
+        rc = region_empty(o, ts.tissue_px * geo->um_per_px * geo->um_per_px *
+                          1e-6, err);
     if (rc == 0 && has_region(o))
         (*plan)->tissue_outside_mm2 = uncovered_mm2(*plan, mask, geo);
     if (rc == 0 && (*plan)->tissue_outside_mm2 > 0)

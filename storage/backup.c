@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -600,6 +601,130 @@ one_round(struct round *rd, const char *catalogue, const char *snap,
     return rc;
 }
 
+/* --- where a backup may be -------------------------------------------- */
+
+/* Appends the path component comp (of length n) to the absolute path out,
+ * "." and ".." taken lexically: out's components past the existing
+ * prefix are directories still to be created, never symbolic links. */
+static int
+append_component(char *out, const char *comp, size_t n)
+{
+    size_t len = strlen(out);
+
+    if (n == 0 || (n == 1 && comp[0] == '.'))
+        return 0;
+    if (n == 2 && comp[0] == '.' && comp[1] == '.') {
+        char *slash = strrchr(out, '/');
+
+        if (slash != NULL)
+            slash[slash == out ? 1 : 0] = '\0';
+        return 0;
+    }
+    if (len + n + 2 > PATH_MAX)
+        return -ENAMETOOLONG;
+    if (len > 1)
+        out[len++] = '/';
+    memcpy(out + len, comp, n);
+    out[len + n] = '\0';
+    return 0;
+}
+
+/* path made absolute with every symbolic link resolved, also when its
+ * last components do not exist yet (a backup directory to be made): the
+ * longest existing prefix goes through realpath(), the rest is appended
+ * to it.  out holds PATH_MAX bytes. */
+static int
+resolve_path(const char *path, char *out, struct ss_err *err)
+{
+    char head[PATH_MAX];
+    size_t cut;
+    int rc = 0;
+
+    if (snprintf(head, sizeof(head), "%s", path) >= (int)sizeof(head))
+        return err_set(err, -ENAMETOOLONG, "%s: path too long", path);
+    cut = strlen(head);
+    for (;;) {
+        if (realpath(cut > 0 ? head : ".", out) != NULL)
+            break;
+        if ((errno != ENOENT && errno != ENOTDIR) || cut == 0)
+            return err_set(err, -errno, "%s: %s", path, strerror(errno));
+        while (cut > 0 && head[cut - 1] == '/')
+            head[--cut] = '\0';
+        while (cut > 0 && head[cut - 1] != '/')
+            cut--;
+        head[cut] = '\0';
+    }
+    while (rc == 0 && path[cut] != '\0') {
+        size_t n = strcspn(path + cut, "/");
+
+        rc = append_component(out, path + cut, n);
+        cut += n + (path[cut + n] == '/');
+    }
+    if (rc < 0)
+        return err_set(err, rc, "%s: path too long", path);
+    return 0;
+}
+
+/* True when the resolved path a is b or lies under it. */
+static bool
+path_within(const char *a, const char *b)
+{
+    size_t n = strlen(b);
+
+    if (strcmp(b, "/") == 0)
+        return true;
+    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+/* Three format arguments: " (= RESOLVED)" when a path given resolves to
+ * another one, nothing when it is the same. */
+#define AKA(given, resolved) \
+    strcmp(given, resolved) != 0 ? " (= " : "", \
+    strcmp(given, resolved) != 0 ? resolved : "", \
+    strcmp(given, resolved) != 0 ? ")" : ""
+
+/* Refuses (-EINVAL) a backup directory dir that overlaps the live data:
+ * that is the data directory, lies inside it or contains it, or is the
+ * directory of the catalogue.  Writing a backup there replaces the
+ * catalogue a running daemon has open and mixes copies with originals;
+ * restoring from there copies files onto themselves.  Paths are compared
+ * after resolving symbolic links.  what: "back up into", "restore from". */
+static int
+refuse_overlap(const char *what, const char *dir, const char *data_dir,
+               const char *catalogue, struct ss_err *err)
+{
+    char d[PATH_MAX], data[PATH_MAX], cat[PATH_MAX];
+    const char *how = NULL;
+    int rc;
+
+    rc = resolve_path(dir, d, err);
+    if (rc == 0)
+        rc = resolve_path(data_dir, data, err);
+    if (rc == 0)
+        rc = resolve_path(catalogue, cat, err);
+    if (rc < 0)
+        return err_prefix(err, "cannot %s %s", what, dir);
+    *strrchr(cat, '/') = '\0';
+    if (strcmp(d, data) == 0)
+        how = "is the data directory";
+    else if (path_within(d, data))
+        how = "lies inside the data directory";
+    else if (path_within(data, d))
+        how = "contains the data directory";
+    if (how != NULL)
+        return err_set(err, -EINVAL, "refusing to %s %s%s%s%s: it %s %s%s%s%s "
+                       "that holds the scanner's live files; use a "
+                       "directory outside it", what, dir, AKA(dir, d), how,
+                       data_dir, AKA(data_dir, data));
+    if (strcmp(d, cat[0] != '\0' ? cat : "/") == 0)
+        return err_set(err, -EINVAL, "refusing to %s %s%s%s%s: it is the "
+                       "directory of the live catalogue %s; use a directory "
+                       "outside it", what, dir, AKA(dir, d), catalogue);
+    return 0;
+}
+
+#undef AKA
+
 static void
 report_reset(struct backup_report *r)
 {
@@ -646,6 +771,9 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
     int rc, round;
 
     memset(r, 0, sizeof(*r));
+    rc = refuse_overlap("back up into", dest, data_dir, catalogue, err);
+    if (rc < 0)
+        return rc;
     /* Read-only SQLite cannot say "no such file"; and DEST is left
      * alone when there is nothing to back up. */
     if (access(catalogue, F_OK) != 0)
@@ -786,11 +914,42 @@ backup_catalogue_in_use(const char *catalogue, pid_t *pid)
            lock_holder(catalogue, PENDING_BYTE_OFFSET, 512 + 2, pid);
 }
 
-static int
-restore_refuse(const char *catalogue, bool force, struct ss_err *err)
+/* The pid in data_dir's daemon lock file when a process holds its lock
+ * (slidescand keeps DATA_DIR/slidescand.lock locked with flock for its
+ * whole life, daemon/lock.c), 0 when free; -1 when held without a pid. */
+static long
+data_dir_holder(const char *data_dir)
 {
+    char path[PATH_MAX + 32], buf[32];
+    long pid = 0;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/slidescand.lock", data_dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        pid = strtol(buf, NULL, 10);
+        pid = pid > 0 ? pid : -1;
+    }
+    close(fd);
+    return pid;
+}
+
+static int
+restore_refuse(const char *catalogue, const char *data_dir, bool force,
+               struct ss_err *err)
+{
+    long holder = data_dir_holder(data_dir);
     pid_t pid = 0;
 
+    if (holder != 0)
+        return err_set(err, -EBUSY, "data directory %s is in use by "
+                       "slidescand pid %ld; stop it before restoring",
+                       data_dir, holder);
     if (backup_catalogue_in_use(catalogue, &pid))
         return err_set(err, -EBUSY, "%s is in use by process %d (a running "
                        "slidescand?); stop it before restoring", catalogue,
@@ -868,10 +1027,14 @@ backup_restore(const char *src, const char *catalogue, const char *data_dir,
     json_t *m;
     int rc, copied;
 
+    memset(r, 0, sizeof(*r));
+    rc = refuse_overlap("restore from", src, data_dir, catalogue, err);
+    if (rc < 0)
+        return rc;
     rc = backup_verify(src, r, err);
     if (rc < 0)
         return err_prefix(err, "not restoring");
-    rc = restore_refuse(catalogue, force, err);
+    rc = restore_refuse(catalogue, data_dir, force, err);
     if (rc < 0)
         return err_prefix(err, "not restoring from %s", src);
     m = manifest_load(src);
@@ -887,6 +1050,7 @@ backup_restore(const char *src, const char *catalogue, const char *data_dir,
                                      "%d files", src, r->copied), err);
     copied = r->copied;
     rc = backup_check(catalogue, data_dir, &check, err);
+    r->files = check.files;
     r->verified = check.verified;
     r->problems = check.problems;
     snprintf(r->problem, sizeof(r->problem), "%s", check.problem);

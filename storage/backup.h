@@ -60,7 +60,9 @@ struct backup_report {
  * dest, creating it.  0 when every named file is in the backup and
  * verified; SS_EFORMAT when some could not be (the report and err say
  * which; the backup holds everything else); -ENOENT, before dest is
- * touched, when there is no file at catalogue. */
+ * touched, when there is no file at catalogue; -EINVAL, before anything
+ * is touched, when dest is data_dir, lies inside it or contains it, or is
+ * the catalogue's directory (compared with symbolic links resolved). */
 int backup_create(const char *catalogue, const char *data_dir,
                   const char *dest, struct backup_report *r,
                   struct ss_err *err);
@@ -72,13 +74,19 @@ int backup_verify(const char *src, struct backup_report *r,
                   struct ss_err *err);
 
 /* Restores the backup in src to the catalogue path and data_dir.  Before
- * writing anything it fails with -ENOENT when src holds no backup,
+ * writing anything it refuses (-EINVAL) a src that overlaps data_dir or
+ * is the catalogue's directory as backup_create() does, fails with
+ * -ENOENT when src holds no backup,
  * SS_EFORMAT when the backup does not verify ("not restoring: ..."), and
  * refuses (-EBUSY) when a process has the catalogue open, and (-EEXIST)
  * when a catalogue exists there and force is false.  Later failures (a
  * copy, or the restored data not verifying: "restored N files from src,
  * but the result does not verify: ...") are other negative codes, never
- * -ENOENT.  r->copied counts the files written. */
+ * -ENOENT.  r->copied counts the files written (each checked against the
+ * manifest's SHA-256); r->files, r->verified and r->problems are then
+ * backup_check()'s: the catalogue's entries (a slide image, a tile, or an
+ * analysis or calibration directory holding many files) and how many of
+ * them verify. */
 int backup_restore(const char *src, const char *catalogue,
                    const char *data_dir, bool force, struct backup_report *r,
                    struct ss_err *err);

@@ -196,6 +196,20 @@ int sim_stage_new(struct sim *s, struct stage **out, struct ss_err *err);
  * sim_load_slide() refuses the same specs with the same message. */
 int sim_slide_spec_check(const char *spec, struct ss_err *err);
 
+/* sim_slide_spec_check(), and for a file spec also what only the file can
+ * say, as the scan would find it: its path is absolute (a daemon's working
+ * directory is not its client's), it exists, is a regular file and opens
+ * as a slide with a pixel size (storage/slide.h; no pixel is decoded).
+ * SS_ECONFIG naming the spec, the file and the cause, e.g.
+ *   '/data/x.svs': /data/x.svs: no such file */
+int sim_slide_spec_open_check(const char *spec, struct ss_err *err);
+
+/* The length of the FILE part of a file spec (its beginning, before any
+ * "@MPP", ":stain=" or ":id="), so that a client can make it absolute and
+ * keep the rest as written; 0 for a phantom or a spec that does not
+ * parse. */
+size_t sim_slide_spec_file_len(const char *spec);
+
 /*
  * Places a physical slide, replacing the previous one:
  *   "FILE"            any slide the slide reader (storage/slide.h)

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "storage/slide.h"
 
 #define PH_FORM "a phantom is phantom:HE|KI67|CK[:seed=N][:w_mm=MM]" \
                 "[:h_mm=MM][:id=TEXT]"
@@ -178,4 +181,67 @@ sim_slide_spec_check(const char *spec, struct ss_err *err)
     struct sim__spec p;
 
     return sim__spec_parse(spec, &p, err);
+}
+
+size_t
+sim_slide_spec_file_len(const char *spec)
+{
+    struct sim__spec p;
+    struct ss_err e;
+
+    if (sim__spec_parse(spec, &p, &e) < 0 || p.phantom)
+        return 0;
+    return strlen(p.path);
+}
+
+/* The file of a file spec: an absolute path to a regular file. */
+static int
+file_usable(const char *spec, const char *path, struct ss_err *err)
+{
+    struct stat st;
+
+    if (path[0] != '/')
+        return refuse(spec, FILE_FORM, err, "%s is a relative path, and "
+                      "the daemon's working directory is not the caller's; "
+                      "give the file's absolute path", path);
+    if (stat(path, &st) != 0)
+        return err_set(err, SS_ECONFIG, "'%s': %s: %s", spec, path,
+                       errno == ENOENT ? "no such file" : strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return err_set(err, SS_ECONFIG, "'%s': %s is a directory, not a "
+                       "slide image", spec, path);
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, SS_ECONFIG, "'%s': %s is not a regular file",
+                       spec, path);
+    return 0;
+}
+
+int
+sim_slide_spec_open_check(const char *spec, struct ss_err *err)
+{
+    struct sim__spec p;
+    struct slide_opts o;
+    struct slide *sl = NULL;
+    struct ss_err why;
+    char hint[SIM_SPEC_MAX + 32];
+    int rc;
+
+    rc = sim__spec_parse(spec, &p, err);
+    if (rc < 0 || p.phantom)
+        return rc;
+    rc = file_usable(spec, p.path, err);
+    if (rc < 0)
+        return rc;
+    /* The options the simulator opens the file with (drivers/sim/file.c),
+     * so that what is refused here is what the scan would refuse. */
+    slide_opts_default(&o);
+    o.mpp = p.mpp;
+    snprintf(hint, sizeof(hint), "give it as %s@MPP", p.path);
+    o.mpp_hint = hint;
+    rc = slide_open(p.path, &o, &sl, &why);
+    slide_close(sl);
+    if (rc < 0)
+        return err_set(err, SS_ECONFIG, "'%s': cannot be read as a slide: "
+                       "%s", spec, why.msg);
+    return 0;
 }

@@ -77,7 +77,17 @@ check "a [simulator] key is checked by the simulator, with file and line" \
 out=$(printf '[deadlines]\ncapture_ms = -5\n' >"$T/dl.conf"
       slidescand --check -c "$T/dl.conf" 2>&1)
 check "a [deadlines] key is checked by the guard, with file and line" \
-    grep -q "^slidescand: $T/dl.conf:2: \[deadlines\] capture_ms: " <<<"$out"
+    test "$out" = "slidescand: $T/dl.conf:2: [deadlines] capture_ms: -5 is \
+outside 0..86400000"
+out=$(printf '[deadlines]\nmove_ms = 4000000000\n' >"$T/dl2.conf"
+      slidescand --check -c "$T/dl2.conf" 2>&1)
+check "... naming the value as written, the key once" \
+    test "$out" = "slidescand: $T/dl2.conf:2: [deadlines] move_ms: \
+4000000000 is outside 0..86400000"
+out=$(printf '[deadlines]\nbusy_ms = soon\n' >"$T/dl3.conf"
+      slidescand --check -c "$T/dl3.conf" 2>&1)
+check "... and a word as a word" test "$out" = \
+    "slidescand: $T/dl3.conf:2: [deadlines] busy_ms: 'soon' is not a number"
 out=$(slidescand --check -c "$T/missing.conf" 2>&1)
 check "a missing file given with -c is an error naming it" \
     grep -q "^slidescand: $T/missing.conf: cannot read: No such file" \

@@ -97,8 +97,11 @@ check "READY=1 comes with STATUS=idle; 0 queued" \
 check "the control socket answers once READY=1 was sent" test $ping_rc = 0
 
 # A second daemon on the same socket must fail its start: exit 1, and no
-# READY=1 (systemd would otherwise count a dead service as started).
-NOTIFY_SOCKET=$NSOCK slidescand -c "$CONF" >"$T/second.log" 2>&1 &
+# READY=1 (systemd would otherwise count a dead service as started).  Its
+# own data directory, so that the socket is what stops it (the data
+# directory's lock has daemon_datadir_lock.sh).
+sed "s|^data_dir = .*|data_dir = $T/data2|" "$CONF" >"$T/second.conf"
+NOTIFY_SOCKET=$NSOCK slidescand -c "$T/second.conf" >"$T/second.log" 2>&1 &
 second=$!
 wait $second
 rc=$?

@@ -66,8 +66,11 @@ out=$(slidescan restore "$BK" --config "$RCONF" 2>&1)
 rc=$?
 echo "# $out"
 check "restore into an empty data directory succeeds (exit 0)" test $rc = 0
-check "restore verified the checksums (0 problems)" \
-    grep -q "checksums verified, 0 problems" <<<"$out"
+check "restore verified every catalogue entry (0 problems)" \
+    grep -Eq "^restored $BK into $R/catalogue.db: [0-9]+ files copied, \
+each matching the backup's checksum; ([0-9]+) of \1 catalogue entries \
+verified \(slide images and tiles by checksum, analysis and calibration \
+directories present\), 0 problems$" <<<"$out"
 RDB=$R/catalogue.db
 check "the restored catalogue passes integrity_check" \
     test "$(sqlite3 "$RDB" "PRAGMA integrity_check")" = ok
@@ -99,8 +102,9 @@ check "a daemon on the restored data finishes scan B" wait_until 120 \
 out=$(SLIDESCAN_SOCKET=$RSOCK slidescan restore "$BK" --config "$RCONF" \
       --force 2>&1)
 rc=$?
-check "restore refuses a catalogue in use, even with --force (exit 4)" \
-    test $rc = 4 -a -n "$(grep "in use by process $RPID" <<<"$out")"
+check "restore refuses a data directory in use, even with --force (exit 4)" \
+    test $rc = 4 -a "$out" = "slidescan restore: not restoring from $BK: \
+data directory $R is in use by slidescand pid $RPID; stop it before restoring"
 kill -TERM "$RPID"
 wait "$RPID"
 out=$(slidescan restore "$BK" --config "$RCONF" 2>&1)
@@ -109,8 +113,9 @@ check "restore refuses to replace a catalogue without --force (exit 4)" \
     test $rc = 4 -a -n "$(grep -- "--force" <<<"$out")"
 check "restore --force replaces it" \
     slidescan restore "$BK" --config "$RCONF" --force
+mkdir -p "$T/nothing"
 check "slidescan restore of a directory without a backup exits 5" \
-    test "$(slidescan restore "$T" --config "$RCONF" >/dev/null 2>&1;
+    test "$(slidescan restore "$T/nothing" --config "$RCONF" >/dev/null 2>&1;
             echo $?)" = 5
 
 # --- one message per failure, and no result line after it ---------------

@@ -170,7 +170,9 @@ draw(struct follow *f)
     if (rate > 0 && f->total > f->done)
         client__duration((f->total - f->done) / rate, eta, sizeof(eta));
     else
-        snprintf(eta, sizeof(eta), "%s", f->done >= f->total ? "0:00" : "-");
+        /* Before planning the total is 0: nothing is known yet. */
+        snprintf(eta, sizeof(eta), "%s", f->total > 0 &&
+                 f->done >= f->total ? "0:00" : "--:--");
     for (i = 0; i < 40; i++)
         bar[i] = i < n ? '#' : '-';
     bar[40] = '\0';

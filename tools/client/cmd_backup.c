@@ -36,8 +36,10 @@ usage(FILE *f)
             "/var/lib/slidescan/catalogue.db.  --verify checks DEST instead\n"
             "of writing to it.  Exit status 0 when everything is backed up\n"
             "(or verifies; the report on stdout), 1 when some files could\n"
-            "not be, 5 when the catalogue or the backup in DEST is not\n"
-            "there (one line on stderr says which).\n");
+            "not be, 4 when DEST is refused because it is, lies inside or\n"
+            "contains the data directory or is the catalogue's directory,\n"
+            "5 when the catalogue or the backup in DEST is not there (one\n"
+            "line on stderr says which).\n");
 }
 
 static void
@@ -154,5 +156,7 @@ cmd_backup(int argc, char **argv)
         return EXIT_OK;
     }
     fprintf(stderr, "slidescan backup: %s\n", err.msg);
+    if (rc == -EINVAL)
+        return EXIT_REFUSED;
     return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }

@@ -31,8 +31,14 @@ cmd_calibrate(int argc, char **argv)
         else if (!client__common(o, &co))
             return client__usage(&co, EXIT_USAGE);
     }
-    if (co.help || stain == NULL || optind != argc)
-        return client__usage(&co, co.help ? EXIT_OK : EXIT_USAGE);
+    if (co.help)
+        return client__usage(&co, EXIT_OK);
+    if (optind != argc)
+        return client__fail(&co, EXIT_USAGE, "unexpected argument '%s' (see "
+                            "slidescan calibrate --help)", argv[optind]);
+    if (stain == NULL)
+        return client__fail(&co, EXIT_USAGE, "--stain HE|KI67|CK missing "
+                            "(see slidescan calibrate --help)");
     rc = client__request(&co, "calibrate", json_pack("{s:s}", "stain",
                                                      stain), &res);
     if (rc == EXIT_OK && co.json)

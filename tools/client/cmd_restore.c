@@ -34,8 +34,9 @@ usage(FILE *f)
             "catalogue in use is never replaced, an existing one only with\n"
             "--force.  Exit status 0 when the restored data verifies (the\n"
             "result on stdout, as JSON with --json), 1 when the backup is\n"
-            "damaged or the restore failed, 4 when refused, 5 when SRC holds\n"
-            "no backup; on failure one line on stderr says why.\n");
+            "damaged or the restore failed, 4 when refused (also when SRC\n"
+            "overlaps the data directory), 5 when SRC holds no backup; on\n"
+            "failure one line on stderr says why.\n");
 }
 
 struct args {
@@ -86,20 +87,24 @@ print_result(const char *src, const char *catalogue,
              const struct backup_report *r, bool json)
 {
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:s}",
+        json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:i, s:i, s:i, s:s}",
                               "restored", src, "catalogue", catalogue,
                               "files", r->copied, "bytes",
-                              (json_int_t)r->bytes, "verified", r->verified,
-                              "problems", r->problems, "problem",
-                              r->problem);
+                              (json_int_t)r->bytes, "entries", r->files,
+                              "verified", r->verified, "problems",
+                              r->problems, "problem", r->problem);
         json_dumpf(o, stdout, JSON_SORT_KEYS);
         putchar('\n');
         json_decref(o);
         return;
     }
-    printf("restored %s into %s: %d files copied, %d checksums verified, "
-           "%d problems\n", src, catalogue, r->copied, r->verified,
-           r->problems);
+    /* Files and catalogue entries differ in number: an analysis or a
+     * calibration is one entry and a directory of several files. */
+    printf("restored %s into %s: %d files copied, each matching the "
+           "backup's checksum; %d of %d catalogue entries verified (slide "
+           "images and tiles by checksum, analysis and calibration "
+           "directories present), %d problems\n", src, catalogue,
+           r->copied, r->verified, r->files, r->problems);
 }
 
 int
@@ -125,7 +130,7 @@ cmd_restore(int argc, char **argv)
         return EXIT_OK;
     }
     fprintf(stderr, "slidescan restore: %s\n", err.msg);
-    if (rc == -EBUSY || rc == -EEXIST)
+    if (rc == -EBUSY || rc == -EEXIST || rc == -EINVAL)
         return EXIT_REFUSED;
     return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* slidescan scan: queue a slide for scanning, optionally wait for it. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "drivers/sim/sim.h"
 #include "tools/client/cli.h"
 
 static const char usage[] =
@@ -11,7 +15,9 @@ static const char usage[] =
     "Queues a scan of slide ID.  On the simulated microscope --image names\n"
     "the physical slide: an image file OpenSlide reads, FILE@MPP for a\n"
     "plain image, or phantom:HE|KI67|CK[:seed=N][:w_mm=W][:h_mm=H]; without\n"
-    "it a built-in phantom of the stain is scanned.  --region limits the\n"
+    "it a built-in phantom of the stain is scanned.  A relative FILE is\n"
+    "taken from the current directory; the daemon refuses a file that is\n"
+    "missing or not a slide when the scan is queued.  --region limits the\n"
     "scan to a rectangle of the stage in micrometres (x, y, width,\n"
     "height); tissue found beyond it is reported as a warning by `show`.\n"
     "Higher --priority (-100..100, default 0) runs first.  --wait follows\n"
@@ -60,6 +66,32 @@ queue_and_wait(struct client__opts *co, json_t *args)
     return rc;
 }
 
+/* The image spec with its file made absolute (symbolic links resolved
+ * when the file exists), "@MPP", ":stain=" and ":id=" kept: the daemon
+ * opens the file from its own working directory.  A phantom, or an
+ * absolute path, is sent as written.  NULL when out of memory. */
+static char *
+absolute_image(const char *image)
+{
+    size_t n = sim_slide_spec_file_len(image);
+    char file[PATH_MAX], real[PATH_MAX], cwd[PATH_MAX], *out = NULL;
+
+    if (n == 0 || image[0] == '/' || n >= sizeof(file))
+        return strdup(image);
+    memcpy(file, image, n);
+    file[n] = '\0';
+    if (realpath(file, real) != NULL) {
+        if (asprintf(&out, "%s%s", real, image + n) < 0)
+            out = NULL;
+    } else if (getcwd(cwd, sizeof(cwd)) != NULL) {
+        if (asprintf(&out, "%s/%s", cwd, image) < 0)
+            out = NULL;
+    } else {
+        out = strdup(image);
+    }
+    return out;
+}
+
 int
 cmd_scan(int argc, char **argv)
 {
@@ -102,8 +134,16 @@ cmd_scan(int argc, char **argv)
                             stain == NULL ? "--stain HE|KI67|CK" : "");
     args = json_pack("{s:s, s:s, s:I}", "slide", slide, "stain", stain,
                      "priority", (json_int_t)prio);
-    if (image != NULL)
-        json_object_set_new(args, "image", json_string(image));
+    if (image != NULL) {
+        char *abs = absolute_image(image);
+
+        if (abs == NULL) {
+            json_decref(args);
+            return client__fail(&co, EXIT_FAIL, "out of memory");
+        }
+        json_object_set_new(args, "image", json_string(abs));
+        free(abs);
+    }
     if (region != NULL)
         json_object_set_new(args, "region", json_string(region));
     if (wait)

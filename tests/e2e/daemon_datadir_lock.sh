@@ -1,0 +1,80 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 90
+#
+# One slidescand per data directory.  With a daemon running, a second one
+# on the same data directory but its own socket exits 1 with "data
+# directory DIR is in use by slidescand pid N", sends no READY=1, makes no
+# socket, and the first keeps scanning.  `slidescand --check` notes the
+# lock without failing.  Once the first stops, the second starts (READY=1,
+# its pid in the lock file); after a SIGKILL the stale lock file does not
+# block the next start.
+. "$(dirname "$0")/../support/daemon_env.sh"
+
+NSOCK=$T/notify.sock
+NLOG=$T/notify.log
+RPID=
+cat >"$T/receiver.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+out = open(sys.argv[2], "a", buffering=1)
+out.write("# listening\n")
+while True:
+    out.write(s.recv(4096).decode("utf-8", "replace").replace("\n", "|")
+              + "\n")
+PY
+python3 "$T/receiver.py" "$NSOCK" "$NLOG" &
+RPID=$!
+trap 'kill -TERM "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null;
+      [ -n "${BPID:-}" ] && kill -KILL "$BPID" 2>/dev/null; dtest_cleanup' EXIT
+wait_until 10 "grep -q '^# listening' '$NLOG'"
+
+dtest_conf
+dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
+A=$DPID
+check "the lock file holds the first daemon's pid" \
+    test "$(cat "$DATA/slidescand.lock")" = "$A"
+SOCK_B=$T/b.sock
+sed "s|^socket = .*|socket = $SOCK_B|" "$CONF" >"$T/b.conf"
+
+NOTIFY_SOCKET=$NSOCK timeout 20 slidescand -c "$T/b.conf" >"$T/b.out" 2>&1
+rc=$?
+echo "# $(cat "$T/b.out")"
+check "a second slidescand on the same data directory exits 1 ($rc)" \
+    test "$rc" = 1
+check "... saying the data directory is in use by the first's pid" \
+    grep -qF "data directory $DATA is in use by slidescand pid $A" \
+    "$T/b.out"
+check "... without READY=1" eval '! grep -q READY=1 "$NLOG"'
+check "... and without making its socket" test ! -e "$SOCK_B"
+check "the lock file still holds the first daemon's pid" \
+    test "$(cat "$DATA/slidescand.lock")" = "$A"
+
+out=$(slidescand --check -c "$T/b.conf" 2>&1)
+rc=$?
+echo "# $out"
+want="note: data directory $DATA is in use by slidescand pid $A ("
+check "--check passes (exit $rc) and notes the running daemon" \
+    eval '[ $rc = 0 ] && [[ $out == *"$want"* ]]'
+
+slidescan scan --slide L1 --stain HE --image phantom:HE:seed=4 >/dev/null
+check "the first daemon finishes a scan" \
+    wait_until 60 '[ "$(scan_state 1)" = done ]'
+check "the first daemon stops on SIGTERM" dtest_stop
+
+NOTIFY_SOCKET=$NSOCK slidescand -c "$T/b.conf" >>"$LOG" 2>&1 &
+BPID=$!
+check "once it is stopped, the second starts and sends READY=1" \
+    wait_until 20 'grep -q READY=1 "$NLOG"'
+check "the lock file holds the second daemon's pid" \
+    test "$(cat "$DATA/slidescand.lock")" = "$BPID"
+kill -KILL "$BPID"
+wait "$BPID" 2>/dev/null
+BPID=
+check "after a SIGKILL the stale lock file does not block a start" \
+    dtest_start
+check "the lock file holds the new daemon's pid" \
+    test "$(cat "$DATA/slidescand.lock")" = "$DPID"
+check "slidescand stops on SIGTERM" dtest_stop
+dtest_end

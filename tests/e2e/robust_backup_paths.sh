@@ -1,0 +1,79 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# timeout: 60
+#
+# `slidescan backup DEST` and `slidescan restore SRC` refuse a directory
+# that overlaps the live data of a running slidescand: the data directory
+# itself, a directory inside it, one that contains it, the catalogue's
+# directory (kept outside the data directory here), and each of these
+# reached through a symbolic link.  Every refusal exits 4 with one line
+# naming both paths, and leaves the live catalogue and the data directory
+# as they were: the daemon keeps answering and scanning.
+. "$(dirname "$0")/../support/daemon_env.sh"
+
+CATDIR=$T/cat
+mkdir -p "$CATDIR" "$DATA"
+DB=$CATDIR/catalogue.db
+# No analysis: the data directory stays as it is while the refusals run.
+dtest_conf "[daemon]
+catalogue = $DB
+[analysis]
+auto = no"
+dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
+slidescan scan --slide P1 --stain HE --image phantom:HE:seed=5 >/dev/null
+wait_until 60 '[ "$(scan_state 1)" = done ]'
+check "the first scan is done" test "$(scan_state 1)" = done
+ino=$(stat -c %i "$DB")
+before=$(cd "$DATA" && find . | sort | md5sum)
+ln -s "$DATA" "$T/link-to-data"
+ln -s "$CATDIR" "$T/link-to-cat"
+
+# refused WHAT DIR REASON: backup into DIR is refused with exit 4 and a
+# message naming DIR and the data directory (or the catalogue).
+refused() {
+    local what=$1 dir=$2 why=$3 out rc
+    out=$(slidescan "$what" "$dir" --config "$CONF" 2>&1 >/dev/null)
+    rc=$?
+    echo "# $out"
+    local verb="back up into"
+    [ "$what" = restore ] && verb="restore from"
+    case $out in
+    "slidescan $what: refusing to $verb $dir"*": it $why "*) ;;
+    *) nok "$what $dir: message '$out'"; return ;;
+    esac
+    check "$what $dir is refused (exit $rc, it $why)" test "$rc" = 4
+}
+refused backup "$DATA" "is the data directory"
+refused backup "$DATA/backup" "lies inside the data directory"
+refused backup "$DATA/tiles/../new/deeper" "lies inside the data directory"
+refused backup "$T" "contains the data directory"
+refused backup "$T/link-to-data" "is the data directory"
+refused backup "$T/link-to-data/x" "lies inside the data directory"
+refused backup "$CATDIR" "is the directory of the live catalogue"
+refused backup "$T/link-to-cat" "is the directory of the live catalogue"
+refused restore "$DATA" "is the data directory"
+refused restore "$DATA/backup" "lies inside the data directory"
+refused restore "$CATDIR" "is the directory of the live catalogue"
+out=$(slidescan backup "$DATA" --config "$CONF" 2>&1)
+check "the message names the data directory" \
+    eval '[[ $out == *"it is the data directory $DATA that holds"* ]]'
+
+check "the live catalogue is the same file (inode $ino)" \
+    test "$(stat -c %i "$DB")" = "$ino"
+check "no manifest or catalogue copy was written into the data directory" \
+    test ! -e "$DATA/MANIFEST.json" -a ! -e "$DATA/catalogue.db" \
+    -a ! -e "$DATA/files" -a ! -e "$DATA/backup" -a ! -e "$DATA/new"
+check "the data directory holds the same files" \
+    test "$(cd "$DATA" && find . | sort | md5sum)" = "$before"
+check "the daemon has no deleted catalogue open" \
+    eval '! ls -l /proc/$DPID/fd 2>/dev/null | grep -q "(deleted)"'
+
+# A backup outside the data directory still works, and the daemon scans.
+out=$(slidescan backup "$T/bk" --config "$CONF" 2>&1)
+check "a backup outside the data directory succeeds" \
+    test $? = 0 -a -f "$T/bk/MANIFEST.json"
+slidescan scan --slide P2 --stain HE --image phantom:HE:seed=6 >/dev/null
+check "the daemon finishes the next scan" \
+    wait_until 60 '[ "$(scan_state 2)" = done ]'
+check "slidescand stops on SIGTERM" dtest_stop
+dtest_end
