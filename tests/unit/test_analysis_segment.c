@@ -250,6 +250,22 @@ test_stain_names(void **state)
     assert_string_equal(an_stain_name(AN_STAIN_CK), "CK");
 }
 
+static void
+test_ki67_scope_names_and_score_text(void **state)
+{
+    enum an_ki67_scope k = AN_KI67_TUMOR;
+    char b[16];
+
+    assert_int_equal(an_ki67_scope_parse("tissue", &k), 0);
+    assert_int_equal(k, AN_KI67_TISSUE);
+    assert_int_equal(an_ki67_scope_parse("tumor", &k), 0);
+    assert_int_equal(k, AN_KI67_TUMOR);
+    assert_int_equal(an_ki67_scope_parse("stroma", &k), -22);
+    assert_int_equal(k, AN_KI67_TUMOR);
+    assert_string_equal(an_score_text(0.5, b), "0.5000");
+    assert_string_equal(an_score_text(NAN, b), "n/a");
+}
+
 int
 main(void)
 {
@@ -258,6 +274,7 @@ main(void)
         cmocka_unit_test(test_measure_areas_and_regions),
         cmocka_unit_test(test_ki67_counts_positive_nuclei),
         cmocka_unit_test(test_stain_names),
+        cmocka_unit_test(test_ki67_scope_names_and_score_text),
     };
 
     return cmocka_run_group_tests_name("analysis segment", tests, NULL,

@@ -142,11 +142,7 @@ parse(int argc, char **argv, struct an_job *j)
             }
             break;
         case 'K':
-            if (strcmp(optarg, "tumor") == 0)
-                j->ki67_scope = AN_KI67_TUMOR;
-            else if (strcmp(optarg, "tissue") == 0)
-                j->ki67_scope = AN_KI67_TISSUE;
-            else {
+            if (an_ki67_scope_parse(optarg, &j->ki67_scope) < 0) {
                 fprintf(stderr, "slidescan analyse: --ki67-scope is tumor "
                         "or tissue, got '%s'\n", optarg);
                 return -EINVAL;

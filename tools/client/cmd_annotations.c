@@ -75,16 +75,6 @@ load_all(int n, char **files, struct an_annotations **all,
     return rc;
 }
 
-/* "%.4f", or "n/a" when neither annotator drew the class (Dice 0/0). */
-static const char *
-score_text(double v, char buf[16])
-{
-    if (!isfinite(v))
-        return "n/a";
-    snprintf(buf, 16, "%.4f", v);
-    return buf;
-}
-
 static json_t *
 agreement_json(struct img **r, const char **names, int k)
 {
@@ -98,9 +88,9 @@ agreement_json(struct img **r, const char **names, int k)
             an_agreement(r[i], r[j], &ag);
             printf("%s vs %s: Dice tumour %s, stroma %s, kappa %s "
                    "over %lld px\n", names[i], names[j],
-                   score_text(ag.dice_tumor, b[0]),
-                   score_text(ag.dice_stroma, b[1]),
-                   score_text(ag.kappa, b[2]), (long long)ag.pixels);
+                   an_score_text(ag.dice_tumor, b[0]),
+                   an_score_text(ag.dice_stroma, b[1]),
+                   an_score_text(ag.kappa, b[2]), (long long)ag.pixels);
             json_array_append_new(arr, json_pack(
                 "{s:s, s:s, s:o, s:o, s:o, s:I}", "a", names[i], "b",
                 names[j], "dice_tumor", isfinite(ag.dice_tumor) ?

@@ -224,6 +224,13 @@ struct an_region {
  * does (QuPath's positive cell detection on an annotation, say). */
 enum an_ki67_scope { AN_KI67_TUMOR, AN_KI67_TISSUE };
 
+/* "tumor" or "tissue" → 0, or -EINVAL. */
+int an_ki67_scope_parse(const char *s, enum an_ki67_scope *out);
+
+/* A score printed "%.4f" into buf, or "n/a" when it could not be
+ * computed (NaN: a class nobody drew, no validation example). */
+const char *an_score_text(double v, char buf[16]);
+
 struct an_results {
     double slide_mpp, analysis_mpp;
     double tissue_area_mm2, tumor_area_mm2, stroma_area_mm2;

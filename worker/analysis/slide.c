@@ -40,6 +40,27 @@ an_stain_parse(const char *s, enum an_stain *out)
     return 0;
 }
 
+int
+an_ki67_scope_parse(const char *s, enum an_ki67_scope *out)
+{
+    if (strcmp(s, "tumor") == 0)
+        *out = AN_KI67_TUMOR;
+    else if (strcmp(s, "tissue") == 0)
+        *out = AN_KI67_TISSUE;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *
+an_score_text(double v, char buf[16])
+{
+    if (!isfinite(v))
+        return "n/a";
+    snprintf(buf, 16, "%.4f", v);
+    return buf;
+}
+
 const char *
 an_stain_name(enum an_stain s)
 {

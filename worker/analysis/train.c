@@ -412,16 +412,6 @@ state_load(struct trainer *t, struct ss_err *err)
     return 0;
 }
 
-/* "%.4f", or "n/a" for a score validation could not compute. */
-static const char *
-score_text(double v, char buf[16])
-{
-    if (!isfinite(v))
-        return "n/a";
-    snprintf(buf, 16, "%.4f", v);
-    return buf;
-}
-
 static void
 log_epoch(struct trainer *t, double loss, double score, double dt,
           double dp, double acc, double secs)
@@ -439,8 +429,8 @@ log_epoch(struct trainer *t, double loss, double score, double dt,
     if (!t->cfg->quiet) {
         printf("epoch %3d  loss %.4f  val %s  dice tumour %s stroma "
                "%s  patch acc %s  %.1f s\n", t->st.epoch, loss,
-               score_text(score, b[0]), score_text(dt, b[1]),
-               score_text(dp, b[2]), score_text(acc, b[3]), secs);
+               an_score_text(score, b[0]), an_score_text(dt, b[1]),
+               an_score_text(dp, b[2]), an_score_text(acc, b[3]), secs);
         fflush(stdout);
     }
     {
