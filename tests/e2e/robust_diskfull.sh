@@ -60,9 +60,15 @@ dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 slidescan scan --slide A --stain HE \
     --image phantom:HE:seed=11:w_mm=1.2:h_mm=0.9 >/dev/null
 wait_until 60 '[ "$(q "SELECT tiles_done FROM scans WHERE id = 1")" -ge 3 ]'
+# Held between two tiles while the disk fills, so that the fill lands in
+# the capture however fast the machine runs the remaining tiles.
+slidescan pause 1 >/dev/null
+wait_until 30 '[ "$(state 1)" = paused ]'
 fill 64 a
+slidescan resume 1 >/dev/null
 check "capture: the scan pauses when the disk fills" \
-    wait_until 30 '[ "$(state 1)" = paused ]'
+    wait_until 30 '[ "$(state 1)" = paused ] &&
+                   grep -q "disk full" <<<"$(reason 1)"'
 r=$(reason 1)
 echo "# reason: $r"
 check "capture: the reason says the disk is full" grep -q "disk full" <<<"$r"
