@@ -171,7 +171,8 @@ start(struct daemon *d, struct ss_err *err)
     rc = tilestore_mkdir_durable(d->conf.data_dir, err);
     if (rc < 0)
         return err_prefix(err, "[daemon] data_dir");
-    rc = daemon__lock_data_dir(d->conf.data_dir, &d->lock_fd, err);
+    rc = daemon__lock_data_dir(d->conf.data_dir, d->conf.catalogue,
+                               d->lock_fd, err);
     if (rc < 0)
         return rc;
     if (d->conf.catalogue[0] != '\0')
@@ -230,8 +231,10 @@ teardown(struct daemon *d)
         free(d->loop);
     /* An assembly thread still stitching writes into the data
      * directory: the lock goes with the process then. */
-    if (d->lock_fd >= 0 && asm_idle)
-        close(d->lock_fd);
+    if (d->lock_fd[1] >= 0 && asm_idle)
+        close(d->lock_fd[1]);
+    if (d->lock_fd[0] >= 0 && asm_idle)
+        close(d->lock_fd[0]);
     return asm_idle;
 }
 
@@ -309,7 +312,7 @@ daemon_main(int argc, char **argv)
     d = calloc(1, sizeof(*d));
     if (d == NULL)
         return 1;
-    d->lock_fd = -1;
+    d->lock_fd[0] = d->lock_fd[1] = -1;
     err_clear(&err);
     rc = load_config(d, config != NULL ? config : DEFAULT_CONFIG, explicit,
                      &err);
@@ -322,7 +325,8 @@ daemon_main(int argc, char **argv)
             printf("%s: ok\n", d->conf.file[0] ? d->conf.file : "defaults");
         /* Not a failure: checking a changed file while the daemon runs,
          * before a reload, is what --check is for. */
-        if (rc == 0 && daemon__data_dir_in_use(d->conf.data_dir, &err) < 0)
+        if (rc == 0 && daemon__data_dir_in_use(d->conf.data_dir,
+                                                d->conf.catalogue, &err) < 0)
             printf("note: %s; a second start on it would be refused\n",
                    err.msg);
         free(d);

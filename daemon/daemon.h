@@ -128,14 +128,17 @@ int daemon__conf_check_host(const struct dconf *c, struct ss_err *err);
  * its whole life, holding its pid (daemon/lock.c). */
 #define DAEMON_LOCK_FILE "slidescand.lock"
 
-/* Takes the data directory's lock for this process; *fd keeps it (close
- * it last).  -EBUSY "data directory DIR is in use by slidescand pid N"
- * when another process holds it. */
-int daemon__lock_data_dir(const char *data_dir, int *fd, struct ss_err *err);
+/* Takes the data directory's lock and the catalogue's (beside it) for
+ * this process; fd[0] and fd[1] keep them (close them last).  -EBUSY "data directory DIR (or
+ * catalogue FILE) is in use by slidescand pid N" when another process
+ * holds one. */
+int daemon__lock_data_dir(const char *data_dir, const char *catalogue,
+                          int fd[2], struct ss_err *err);
 
-/* -EBUSY with the same message when a daemon holds data_dir's lock, 0
+/* -EBUSY with the same message when a daemon holds either lock, 0
  * otherwise; creates nothing (for --check). */
-int daemon__data_dir_in_use(const char *data_dir, struct ss_err *err);
+int daemon__data_dir_in_use(const char *data_dir, const char *catalogue,
+                            struct ss_err *err);
 
 /* Index of stain ("HE", "KI67", "CK") or -1. */
 int daemon__stain_index(const char *stain);
@@ -211,7 +214,8 @@ struct daemon {
     char db_path[PATH_MAX + 32];
     gid_t group_gid;
     bool have_group;
-    int lock_fd;                    /* DAEMON_LOCK_FILE, -1 before */
+    int lock_fd[2];                 /* data directory's and catalogue's
+                                       locks, -1 for none */
 
     uv_pipe_t server;
     bool server_open;

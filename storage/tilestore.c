@@ -35,10 +35,16 @@ tilestore_mkdir_durable(const char *path, struct ss_err *err)
         char c = *p;
         *p = '\0';
         if (mkdir(tmp, 0750) == 0) {
+            /* The new directory's entry lives in its parent: ".", "/" or
+             * the path up to the last slash. */
             char *slash = strrchr(tmp, '/');
-            *slash = '\0';
-            rc = util_fsync_dir(slash == tmp ? "/" : tmp, err);
-            *slash = '/';
+            if (slash == NULL) {
+                rc = util_fsync_dir(".", err);
+            } else {
+                *slash = '\0';
+                rc = util_fsync_dir(slash == tmp ? "/" : tmp, err);
+                *slash = '/';
+            }
             if (rc < 0)
                 return rc;
         } else if (errno != EEXIST) {

@@ -8,7 +8,8 @@
 # socket, and the first keeps scanning.  `slidescand --check` notes the
 # lock without failing.  Once the first stops, the second starts (READY=1,
 # its pid in the lock file); after a SIGKILL the stale lock file does not
-# block the next start.
+# block the next start.  A daemon on another data directory that shares
+# the first's catalogue is refused the same way.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 NSOCK=$T/notify.sock
@@ -57,6 +58,26 @@ echo "# $out"
 want="note: data directory $DATA is in use by slidescand pid $A ("
 check "--check passes (exit $rc) and notes the running daemon" \
     eval '[ $rc = 0 ] && [[ $out == *"$want"* ]]'
+
+# A daemon with a data directory of its own but the first's catalogue
+# ([daemon] catalogue) would share its scans just as well: refused,
+# naming the catalogue; --check notes it.
+mkdir -p "$T/c-data"
+sed -e "s|^socket = .*|socket = $T/c.sock|" \
+    -e "s|^data_dir = .*|data_dir = $T/c-data\ncatalogue = $DATA/catalogue.db|" \
+    "$CONF" >"$T/c.conf"
+timeout 20 slidescand -c "$T/c.conf" >"$T/c.out" 2>&1
+rc=$?
+echo "# $(cat "$T/c.out")"
+check "a second slidescand sharing the catalogue exits 1 ($rc)" \
+    test "$rc" = 1
+check "... saying the catalogue is in use by the first's pid" \
+    grep -qF "catalogue $DATA/catalogue.db is in use by slidescand pid $A" \
+    "$T/c.out"
+check "... without making its socket" test ! -e "$T/c.sock"
+out=$(slidescand --check -c "$T/c.conf" 2>&1)
+check "--check notes the catalogue in use" \
+    grep -qF "note: catalogue $DATA/catalogue.db is in use" <<<"$out"
 
 slidescan scan --slide L1 --stain HE --image phantom:HE:seed=4 >/dev/null
 check "the first daemon finishes a scan" \

@@ -72,6 +72,12 @@ check "the daemon has no deleted catalogue open" \
 out=$(slidescan backup "$T/bk" --config "$CONF" 2>&1)
 check "a backup outside the data directory succeeds" \
     test $? = 0 -a -f "$T/bk/MANIFEST.json"
+# A relative destination that does not exist yet, one name deep (its
+# parent is the working directory).
+out=$(cd "$T" && slidescan backup bk-rel --config "$CONF" 2>&1)
+rc=$?
+check "a backup to a relative new directory succeeds (exit $rc)" \
+    test $rc = 0 -a -f "$T/bk-rel/MANIFEST.json"
 slidescan scan --slide P2 --stain HE --image phantom:HE:seed=6 >/dev/null
 check "the daemon finishes the next scan" \
     wait_until 60 '[ "$(scan_state 2)" = done ]'
