@@ -24,6 +24,15 @@ slidescan scan --slide P1 --stain HE --image phantom:HE:seed=5 >/dev/null
 wait_until 60 '[ "$(scan_state 1)" = done ]'
 check "the first scan is done" test "$(scan_state 1)" = done
 ino=$(stat -c %i "$DB")
+# The listing once it holds still (the scan's tiles are removed just
+# after it is recorded done).
+listing() { find "$DATA" | sort; }
+listing >"$T/before.list"
+for _ in $(seq 50); do
+    sleep 0.3
+    listing | cmp -s - "$T/before.list" && break
+    listing >"$T/before.list"
+done
 before=$(cd "$DATA" && find . | sort | md5sum)
 ln -s "$DATA" "$T/link-to-data"
 ln -s "$CATDIR" "$T/link-to-cat"
@@ -63,6 +72,7 @@ check "the live catalogue is the same file (inode $ino)" \
 check "no manifest or catalogue copy was written into the data directory" \
     test ! -e "$DATA/MANIFEST.json" -a ! -e "$DATA/catalogue.db" \
     -a ! -e "$DATA/files" -a ! -e "$DATA/backup" -a ! -e "$DATA/new"
+find "$DATA" | sort | diff "$T/before.list" - | sed 's/^/# /'
 check "the data directory holds the same files" \
     test "$(cd "$DATA" && find . | sort | md5sum)" = "$before"
 check "the daemon has no deleted catalogue open" \
