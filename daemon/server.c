@@ -456,6 +456,47 @@ bind_socket(struct daemon *d, const char *path, struct ss_err *err)
     return 0;
 }
 
+/* Creates the missing directories of the socket's path.  Those it makes
+ * are traversable by whoever the socket admits (socket_mode's group and
+ * other bits) and belong to the socket's group, so that a group member
+ * reaches the socket through them; existing directories are left as they
+ * are. */
+static int
+make_socket_dir(struct daemon *d, const char *dir, struct ss_err *err)
+{
+    mode_t mode = 0700;
+    char tmp[PATH_MAX];
+    char *p;
+
+    if (d->conf.socket_mode & 0060)
+        mode |= 0050;
+    if (d->conf.socket_mode & 0006)
+        mode |= 0005;
+    if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
+        return err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
+    for (p = tmp + 1; ; p++) {
+        char c;
+
+        if (*p != '/' && *p != '\0')
+            continue;
+        c = *p;
+        *p = '\0';
+        if (mkdir(tmp, mode) == 0) {
+            /* mkdir applies the umask: set the mode itself. */
+            if (chmod(tmp, mode) != 0 ||
+                (d->have_group && chown(tmp, (uid_t)-1, d->group_gid) != 0))
+                return err_set(err, -errno, "%s: %s", tmp, strerror(errno));
+        } else if (errno != EEXIST) {
+            return err_set(err, -errno, "%s: cannot create: %s", tmp,
+                           strerror(errno));
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    return 0;
+}
+
 int
 daemon__server_start(struct daemon *d, struct ss_err *err)
 {
@@ -474,7 +515,7 @@ daemon__server_start(struct daemon *d, struct ss_err *err)
     slash = strrchr(dir, '/');
     if (slash != NULL && slash != dir) {
         *slash = '\0';
-        rc = util_mkdir_p(dir, err);
+        rc = make_socket_dir(d, dir, err);
         if (rc < 0)
             return err_prefix(err, "socket directory");
     }

@@ -66,8 +66,6 @@ dtest_public_socket() {
     export SLIDESCAN_SOCKET=$SOCK
 }
 
-# The fast simulated microscope: no real-time sleeping, a 1024 × 768
-# sensor (a quarter of the default) so frames render quickly.
 # conf_merge FILE 'INI TEXT': FILE with INI TEXT after it, less the lines
 # of FILE that set a key INI TEXT sets again (the daemon refuses a key set
 # twice).
@@ -95,7 +93,9 @@ conf_merge() {
 }
 
 # dtest_conf [INI TEXT]: the test configuration, the defaults below with
-# INI TEXT merged in (conf_merge).
+# INI TEXT merged in (conf_merge).  The defaults are the fast simulated
+# microscope: no real-time sleeping, a 1024 × 768 sensor (a quarter of
+# the default) so frames render quickly.
 dtest_conf() {
     conf_merge - "${1:-}" >"$CONF" <<CONF
 [daemon]
