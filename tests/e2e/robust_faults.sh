@@ -86,6 +86,10 @@ check "C1 busy once: the scan completes" \
 check "C1 busy once: one tile records one busy retry, no reset" test \
     "$(q "SELECT COUNT(*), SUM(busy_retries), SUM(resets) FROM tiles
           WHERE busy_retries > 0")" = "1|1|0"
+out=$(slidescan show A)
+check "C1 busy once: show lists the tile as flagged, with its reason" \
+    eval 'grep -q "^  flagged tiles (1): " <<<"$out" &&
+          grep -qE "1 busy retry +device retry$" <<<"$out"'
 
 # --- C1: busy always --------------------------------------------------------
 with_fault "camera_busy@always"

@@ -82,11 +82,21 @@ print_tiles(json_t *tiles, bool all)
         printf("  %s tiles: none\n", all ? "planned" : "flagged");
         return;
     }
+    if (!all)
+        printf("  flagged tiles (%zu): saturated, dark, blurred or "
+               "focus-guessed, re-taken, retried or failed\n",
+               json_array_size(tiles));
     printf("  %5s %4s %4s %-9s %9s %7s  %-32s %s\n", "TILE", "ROW", "COL",
            "STATE", "SHARPNESS", "RETAKES", "RETRIES", "FLAGS");
     json_array_foreach(tiles, i, t) {
         flag_text(num(t, "flags"), flags, sizeof(flags));
         retry_text(t, retries, sizeof(retries));
+        /* A tile re-taken sharp, or retried after a device fault, keeps
+         * no flag of its final frame: say why it is listed. */
+        if (flags[0] == '\0')
+            snprintf(flags, sizeof(flags), "%s",
+                     num(t, "retakes") > 0 ? "re-taken sharp" :
+                     strcmp(retries, "-") != 0 ? "device retry" : "-");
         printf("  %5s %4s %4s %-9s %9s %7s  %-32s %s\n",
                client__str(t, "idx"), client__str(t, "row"),
                client__str(t, "col"), client__str(t, "state"),
