@@ -145,6 +145,8 @@ for v in 0 -1 nan inf 1e308 0.01 101 0.5x ""; do
         2>"$tmp/err"
     rc=$?
     check "analyse --mpp '$v': exit 2 ($rc)" [ $rc = 2 ]
+    check "analyse --mpp '$v': leaves no empty output folder" \
+        [ ! -e "$tmp/x" ]
 done
 contra="CMU-1-Small-Region.svs states 0.499 µm/px (openslide); the 100 µm/px"
 contra="$contra given contradicts it; add --force-mpp to analyse at 100 anyway"
@@ -184,6 +186,13 @@ check "slidescan analyse writes nothing beside the slide" \
     [ ! -e "$tmp/slide.analysis" ]
 check "slidescan analyse names the output folder" \
     grep -q "^outputs  *slide.analysis$" "$tmp/client.txt"
+# An OME-TIFF's double extension goes as a whole: name.ome.tif →
+# name.analysis.
+(cd "$tmp/cwd" && cp "$tmp/slide.svs" twin.ome.tif &&
+ slidescan analyse twin.ome.tif --model classical >/dev/null 2>&1)
+check "an OME-TIFF's default folder is NAME.analysis, not NAME.ome.analysis" \
+    test -s "$tmp/cwd/twin.analysis/results.json" -a \
+    ! -e "$tmp/cwd/twin.ome.analysis"
 slidescan eval --pred "$tmp/cwd/slide.analysis" \
     --truth "$tmp/cwd/slide.analysis/predictions.geojson" \
     --json "$tmp/eval.json" --png "$tmp/eval.png" >/dev/null

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -90,7 +91,8 @@ print_results(const struct an_results *r, const char *out)
     printf("outputs                %s\n", out);
 }
 
-/* "dir/name.svs" → "name.analysis", in the current directory. */
+/* "dir/name.svs" → "name.analysis", in the current directory
+ * ("name.ome.tif" → "name.analysis" too). */
 static void
 default_out(const char *wsi, char *buf, size_t len)
 {
@@ -99,6 +101,8 @@ default_out(const char *wsi, char *buf, size_t len)
     size_t n = dot != NULL && dot > base ? (size_t)(dot - base)
                                          : strlen(base);
 
+    if (n > 4 && strncasecmp(base + n - 4, ".ome", 4) == 0)
+        n -= 4;
     snprintf(buf, len, "%.*s.analysis", (int)n, base);
 }
 
@@ -181,6 +185,7 @@ cmd_analyse(int argc, char **argv)
     struct an_results r;
     struct ss_err err;
     int rc, last = -1;
+    bool existed;
 
     an_job_default(&j);
     rc = parse(argc, argv, &j);
@@ -203,8 +208,12 @@ cmd_analyse(int argc, char **argv)
     j.progress = show_progress;
     j.progress_ctx = &last;
     err_clear(&err);
+    existed = access(j.out_dir, F_OK) == 0;
     if (an_analyse(&j, &r, &err) < 0) {
         fprintf(stderr, "slidescan analyse: %s\n", err.msg);
+        /* A directory this run made and left empty goes again. */
+        if (!existed)
+            rmdir(j.out_dir);
         return err.code == -ENOENT ? EXIT_NOTFOUND
              : err.code == -EDOM ? EXIT_USAGE : EXIT_FAIL;
     }
