@@ -53,6 +53,32 @@ scan_result(struct daemon *d, int64_t id, json_t **result,
     return 0;
 }
 
+/* A region that leaves the stage's x-y travel is refused when queued:
+ * the stage could never reach it. */
+static int
+region_in_travel(struct daemon *d, const char *region, struct ss_err *err)
+{
+    double r[4], lo[2], hi[2];
+    struct ss_err e;
+    int a;
+
+    if (cat_region_parse(region, r, &e) < 0)
+        return err_set(err, SS_EPROTO, "args.region: %s", e.msg);
+    for (a = 0; a < 2; a++) {
+        lo[a] = d->conf.simulator ? 0 : d->conf.hw.stage.min_um[a];
+        hi[a] = d->conf.simulator ? (a == 0 ? d->conf.sim.travel_x_um :
+                                              d->conf.sim.travel_y_um)
+                                  : d->conf.hw.stage.max_um[a];
+    }
+    if (r[0] < lo[0] || r[1] < lo[1] || r[0] + r[2] > hi[0] ||
+        r[1] + r[3] > hi[1])
+        return err_set(err, SS_EPROTO, "args.region: %.0f,%.0f,%.0f,%.0f "
+                       "(x,y,w,h in um) leaves the stage travel "
+                       "x %.0f..%.0f, y %.0f..%.0f um", r[0], r[1], r[2],
+                       r[3], lo[0], hi[0], lo[1], hi[1]);
+    return 0;
+}
+
 static int
 cmd_scan(struct daemon *d, const struct caller *who,
          const struct proto_req *req, json_t **result, struct ss_err *err)
@@ -80,6 +106,8 @@ cmd_scan(struct daemon *d, const struct caller *who,
      * refused now, not when the scan starts. */
     if (r.image != NULL && sim_slide_spec_open_check(r.image, &bad) < 0)
         return err_set(err, SS_EPROTO, "args.image: %s", bad.msg);
+    if (region != NULL && (rc = region_in_travel(d, region, err)) < 0)
+        return rc;
     rc = cat_scan_add(d->cat, &r, &id, err);
     if (rc == 0 && region != NULL)
         rc = cat_scan_set_region(d->cat, id, region, err);

@@ -5,7 +5,8 @@
 # A scan whose --region lies on glass fails while planning, saying that
 # the region (named as given) holds no tissue the overview could find and
 # how much the overview saw elsewhere, instead of failing later at the
-# focus map; a region over the tissue still scans.
+# focus map; a region over the tissue still scans; a region beyond the
+# stage travel is refused when queued.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 dtest_conf "[analysis]
@@ -27,5 +28,17 @@ check "... before any focus point was taken" \
 slidescan scan --slide T --stain HE --region 900,1000,600,500 >/dev/null
 check "a region over the tissue scans" \
     wait_until 60 '[ "$(scan_state 2)" = done ]'
+# A region the stage cannot reach (the simulated stage travels 120 x 80
+# mm) is refused when queued, naming the travel; nothing is queued.
+out=$(slidescan scan --slide F --stain HE --region 119000,20000,5000,1000 2>&1)
+rc=$?
+echo "# $out"
+check "a region beyond the stage travel is refused when queued (exit $rc)" \
+    test $rc = 2
+check "... naming the region and the travel" grep -qF \
+    "119000,20000,5000,1000 (x,y,w,h in um) leaves the stage travel x 0..120000, y 0..80000 um" \
+    <<<"$out"
+check "... and nothing was queued" \
+    test "$(sqlite3 "$DB" "SELECT COUNT(*) FROM scans")" = 2
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end
