@@ -215,6 +215,20 @@ back_to_queue(struct daemon *d, const struct caller *who,
     rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
     if (rc < 0)
         return rc;
+    if (s.id == d->st.scan && strcmp(action, "resume") == 0 &&
+        daemon__scanner_withdraw(d->scanner, s.id, SCAN_REQ_PAUSE)) {
+        changed(d, who, "resume", &s, cat_state_name(s.state));
+        *result = json_pack("{s:I, s:s, s:s}", "scan", (json_int_t)s.id,
+                            "state", cat_state_name(s.state), "note",
+                            "the pause asked for was withdrawn; the scan "
+                            "goes on");
+        return 0;
+    }
+    if (s.id == d->st.scan && strcmp(action, "resume") == 0)
+        return err_set(err, -EBUSY, "scan %lld is on the microscope (%s); "
+                       "only a paused scan can be resumed (a pause asked "
+                       "for is under way: resume it once it is paused)",
+                       (long long)s.id, cat_state_name(s.state));
     if (s.id == d->st.scan)
         return err_set(err, -EBUSY, "scan %lld is on the microscope "
                        "(%s%s%s); it goes on by itself", (long long)s.id,

@@ -339,6 +339,12 @@ enum scan_request { SCAN_REQ_PAUSE = 1, SCAN_REQ_CANCEL, SCAN_REQ_STOP };
 bool daemon__scanner_request(struct scanner *sc, int64_t scan,
                              enum scan_request r);
 
+/* Takes back request r for the scan on the microscope while the scan
+ * has not acted on it yet (a resume right after a pause); false when it
+ * already has, or another request replaced it. */
+bool daemon__scanner_withdraw(struct scanner *sc, int64_t scan,
+                              enum scan_request r);
+
 /* Describes the microscope for `devices` (runs on the loop: reads only
  * what the scan thread published). */
 json_t *daemon__scanner_devices(struct scanner *sc);

@@ -1353,6 +1353,17 @@ daemon__scanner_request(struct scanner *sc, int64_t scan,
     return true;
 }
 
+bool
+daemon__scanner_withdraw(struct scanner *sc, int64_t scan,
+                         enum scan_request r)
+{
+    int want = (int)r;
+
+    if (!sc->busy || sc->busy_scan != scan)
+        return false;
+    return atomic_compare_exchange_strong(&sc->req, &want, 0);
+}
+
 void
 daemon__scanner_reconfigure(struct scanner *sc, const struct dconf *c)
 {

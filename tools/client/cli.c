@@ -347,6 +347,9 @@ client__scan_op(int argc, char **argv, const char *cmd, bool scan_required,
     rc = client__request(&co, cmd, args, &res);
     if (rc == EXIT_OK && co.json)
         client__print_json(res);
+    else if (rc == EXIT_OK && json_object_get(res, "note") != NULL)
+        printf("scan %s: %s (%s)\n", client__str(res, "scan"),
+               client__str(res, "state"), client__str(res, "note"));
     else if (rc == EXIT_OK)
         printf("scan %s: %s\n", client__str(res, json_object_get(res, "id")
                                              != NULL ? "id" : "scan"),
