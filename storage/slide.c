@@ -217,7 +217,9 @@ slide_open(const char *path, const struct slide_opts *o, struct slide **out,
     snprintf(s->path, sizeof(s->path), "%s", path);
     memcpy(s->bg, o->background, 3);
     pthread_mutex_init(&s->lock, NULL);
-    rc = open_backend(s, k, o->backend, err);
+    rc = k == K_TIFF ? slide__tiff_intact(path, err) : 0;
+    if (rc == 0)
+        rc = open_backend(s, k, o->backend, err);
     if (rc == 0)
         rc = settle_mpp(s, o, k, err);
     if (rc < 0) {

@@ -66,6 +66,13 @@ void slide__tiff_mpp(struct slide *s, struct tiff *t);
  * tags), for slides OpenSlide opened without openslide.mpp-x. */
 void slide__tiff_file_mpp(struct slide *s);
 
+/* Whether the TIFF at path is whole: every image directory of its chain
+ * can be read, and every tile or strip lies inside the file.  A file cut
+ * short (a copy or transfer that stopped) fails with SS_EFORMAT, naming
+ * the directory and the file's size; other readers would silently drop
+ * the levels or tiles that are missing. */
+int slide__tiff_intact(const char *path, struct ss_err *err);
+
 /* Composites premultiplied ARGB (OpenSlide) or RGBA over the background:
  * out = c + (255 - a) · bg / 255. */
 static inline uint8_t

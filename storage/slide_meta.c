@@ -9,10 +9,12 @@
  */
 #include "storage/slide_internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <tiffio.h>
 
 #include "common/log.h"
@@ -181,6 +183,78 @@ static int
 quiet(TIFF *t, void *ud, const char *mod, const char *fmt, va_list ap)
 {
     return 1;
+}
+
+/* Keeps libtiff's first error message. */
+static int
+first_error(TIFF *t, void *ud, const char *mod, const char *fmt, va_list ap)
+{
+    char *msg = ud;
+
+    if (msg[0] == '\0')
+        vsnprintf(msg, 256, fmt, ap);
+    return 1;
+}
+
+/* The end of the furthest tile or strip of the current directory. */
+static uint64_t
+blocks_end(TIFF *t)
+{
+    uint64_t *off = NULL, *len = NULL, end = 0;
+    uint32_t i, n;
+    int tiled = TIFFIsTiled(t);
+
+    if (!TIFFGetField(t, tiled ? TIFFTAG_TILEOFFSETS : TIFFTAG_STRIPOFFSETS,
+                      &off) ||
+        !TIFFGetField(t, tiled ? TIFFTAG_TILEBYTECOUNTS :
+                      TIFFTAG_STRIPBYTECOUNTS, &len) || off == NULL ||
+        len == NULL)
+        return 0;
+    n = tiled ? TIFFNumberOfTiles(t) : TIFFNumberOfStrips(t);
+    for (i = 0; i < n; i++)
+        if (len[i] > 0 && off[i] + len[i] > end)
+            end = off[i] + len[i];
+    return end;
+}
+
+int
+slide__tiff_intact(const char *path, struct ss_err *err)
+{
+    TIFFOpenOptions *o = TIFFOpenOptionsAlloc();
+    char msg[256] = "";
+    struct stat st;
+    uint64_t end;
+    TIFF *t;
+    int d = 0, rc = 0;
+
+    if (o == NULL)
+        return err_set(err, -ENOMEM, "%s: out of memory", path);
+    if (stat(path, &st) != 0) {
+        TIFFOpenOptionsFree(o);
+        return err_set(err, -errno, "%s: %s", path, strerror(errno));
+    }
+    TIFFOpenOptionsSetErrorHandlerExtR(o, first_error, msg);
+    TIFFOpenOptionsSetWarningHandlerExtR(o, quiet, NULL);
+    t = TIFFOpenExt(path, "r", o);
+    TIFFOpenOptionsFree(o);
+    if (t == NULL)
+        return 0;                   /* the backends say why */
+    do {
+        end = blocks_end(t);
+        if (end > (uint64_t)st.st_size) {
+            rc = err_set(err, SS_EFORMAT, "%s: the file is cut short: image "
+                         "%d needs %llu bytes, the file has %lld", path, d,
+                         (unsigned long long)end, (long long)st.st_size);
+            break;
+        }
+        d++;
+    } while (TIFFReadDirectory(t));
+    if (rc == 0 && msg[0] != '\0')
+        rc = err_set(err, SS_EFORMAT, "%s: the file is cut short or damaged "
+                     "after image %d of its chain (%lld bytes): %s", path,
+                     d - 1, (long long)st.st_size, msg);
+    TIFFClose(t);
+    return rc;
 }
 
 void

@@ -271,6 +271,48 @@ test_plain_jpeg_with_damaged_data_is_refused(void **state)
     assert_has(e.msg, "plain-bad.jpg: corrupt JPEG: Corrupt JPEG data");
 }
 
+/* A copy cut short: the last 100 kB gone (the end of a transfer), then
+ * half the file.  Opening fails through either backend, naming the cut:
+ * otherwise the levels and tiles past the cut would silently go
+ * missing. */
+static void
+test_cut_short_copy_is_refused_at_open(void **state)
+{
+    static const enum slide_backend backends[2] = { SLIDE_BACKEND_ANY,
+                                                    SLIDE_BACKEND_LIBTIFF };
+    const char *src = tu_data(SRC), *p = tu_tmp("cut.svs");
+    struct slide_opts o;
+    struct slide *s = NULL;
+    struct ss_err e;
+    unsigned char *b;
+    size_t len, keep[2];
+    int i, k;
+
+    if (src == NULL) {
+        tu_skip("shared data absent: no %s", SRC);
+        return;
+    }
+    b = slurp(src, &len);
+    keep[0] = len - 100000;
+    keep[1] = len / 2;
+    for (k = 0; k < 2; k++) {
+        spill(p, b, keep[k]);
+        for (i = 0; i < 2; i++) {
+            slide_opts_default(&o);
+            o.backend = backends[i];
+            o.need_mpp = false;
+            err_clear(&e);
+            assert_int_equal(slide_open(p, &o, &s, &e), SS_EFORMAT);
+            assert_null(s);
+            print_message("# %zu of %zu bytes: %s\n", keep[k], len, e.msg);
+            assert_has(e.msg, "cut.svs: ");
+            assert_true(strstr(e.msg, "cut short") != NULL ||
+                        strstr(e.msg, "not a readable TIFF") != NULL);
+        }
+    }
+    free(b);
+}
+
 int
 main(void)
 {
@@ -281,6 +323,7 @@ main(void)
         cmocka_unit_test(test_scrambled_tile_middles_fail_through_openslide),
         cmocka_unit_test(test_scrambled_tile_middles_fail_through_libtiff),
         cmocka_unit_test(test_plain_jpeg_with_damaged_data_is_refused),
+        cmocka_unit_test(test_cut_short_copy_is_refused_at_open),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
