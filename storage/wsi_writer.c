@@ -33,6 +33,9 @@
 #include <tiffio.h>
 #include <turbojpeg.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "common/log.h"
 #include "common/util.h"
@@ -44,6 +47,8 @@ struct wsi_writer;
 static int start_band_thread(struct wsi_writer *w, struct ss_err *err);
 
 #define THUMB_MAX_PX 1024
+#define MAX_TILE_PX 2048            /* largest tile_size accepted */
+#define SHRINK_SLACK 64             /* bytes past each band for SIMD */
 
 struct level {
     int w, h;                       /* pixels */
@@ -198,7 +203,7 @@ check_meta(const struct wsi_meta *m, int w, int h, struct ss_err *err)
     if (m->subsamp != 420 && m->subsamp != 444)
         return err_set(err, -EINVAL, "chroma subsampling %d is neither 420 "
                        "nor 444", m->subsamp);
-    if (m->tile_size < 64 || m->tile_size > 2048 || m->tile_size % 16)
+    if (m->tile_size < 64 || m->tile_size > MAX_TILE_PX || m->tile_size % 16)
         return err_set(err, -EINVAL, "tile size %d is not a multiple of 16 "
                        "in 64..2048", m->tile_size);
     if (m->min_level_px < 16 || m->min_level_px > THUMB_MAX_PX)
@@ -374,10 +379,10 @@ alloc_levels(struct wsi_writer *w, struct ss_err *err)
         l->ntx = (l->w + w->ts - 1) / w->ts;
         l->nty = (l->h + w->ts - 1) / w->ts;
         l->stride = (size_t)l->ntx * w->ts * 3;
-        l->band = malloc(l->stride * w->ts);
+        l->band = malloc(l->stride * w->ts + SHRINK_SLACK);
         if (i == 0) {
             w->fill[0] = l->band;
-            w->fill[1] = malloc(l->stride * w->ts);
+            w->fill[1] = malloc(l->stride * w->ts + SHRINK_SLACK);
             if (w->fill[1] == NULL)
                 return err_set(err, -ENOMEM, "%s: out of memory for "
                                "level 0 (%dx%d)", w->path, l->w, l->h);
@@ -636,6 +641,53 @@ encode_tile(struct wsi_writer *w, const uint8_t *px, size_t stride, int i,
     e->shared = 0;
 }
 
+/* One output row of the 2×2 box shrink: half pixels from the source rows
+ * a and b, each the rounded mean of a 2×2 block.  With SSE2 (every x86-64)
+ * 16 byte positions at a time: t[k] = (a[k] + a[k+3] + b[k] + b[k+3] + 2)
+ * >> 2 is the pixel pair's mean wherever k is the first byte of a pair
+ * (k mod 6 < 3), and those bytes are then gathered.  The loads reach up to
+ * 3 bytes past the column, inside the band or its SHRINK_SLACK. */
+
+void
+wsi__shrink_row(const uint8_t *a, const uint8_t *b, uint8_t *o, int half)
+{
+#ifdef __SSE2__
+    uint8_t t[MAX_TILE_PX * 3 + 16];
+    const __m128i z = _mm_setzero_si128(), two = _mm_set1_epi16(2);
+    int n = half * 6, k, x;
+
+    for (k = 0; k < n; k += 16) {
+        __m128i a0 = _mm_loadu_si128((const __m128i *)(const void *)(a + k));
+        __m128i a3 = _mm_loadu_si128((const __m128i *)(const void *)(a + k + 3));
+        __m128i b0 = _mm_loadu_si128((const __m128i *)(const void *)(b + k));
+        __m128i b3 = _mm_loadu_si128((const __m128i *)(const void *)(b + k + 3));
+        __m128i lo = _mm_add_epi16(
+            _mm_add_epi16(_mm_unpacklo_epi8(a0, z), _mm_unpacklo_epi8(a3, z)),
+            _mm_add_epi16(_mm_unpacklo_epi8(b0, z), _mm_unpacklo_epi8(b3, z)));
+        __m128i hi = _mm_add_epi16(
+            _mm_add_epi16(_mm_unpackhi_epi8(a0, z), _mm_unpackhi_epi8(a3, z)),
+            _mm_add_epi16(_mm_unpackhi_epi8(b0, z), _mm_unpackhi_epi8(b3, z)));
+
+        lo = _mm_srli_epi16(_mm_add_epi16(lo, two), 2);
+        hi = _mm_srli_epi16(_mm_add_epi16(hi, two), 2);
+        _mm_storeu_si128((__m128i *)(void *)(t + k), _mm_packus_epi16(lo, hi));
+    }
+    /* 4-byte copies, each overwritten by the next but the last: the
+     * byte after the row belongs to the next column's job. */
+    for (x = 0; x + 1 < half; x++)
+        memcpy(o + 3 * x, t + 6 * x, 4);
+    memcpy(o + 3 * x, t + 6 * x, 3);
+#else
+    int x;
+
+    for (x = 0; x < half; x++, a += 6, b += 6, o += 3) {
+        o[0] = (uint8_t)((a[0] + a[3] + b[0] + b[3] + 2) >> 2);
+        o[1] = (uint8_t)((a[1] + a[4] + b[1] + b[4] + 2) >> 2);
+        o[2] = (uint8_t)((a[2] + a[5] + b[2] + b[5] + 2) >> 2);
+    }
+#endif
+}
+
 /* Shrinks tile column i of level lvl's band 2×2 into the band of the next
  * level, below the rows it already holds. */
 static void
@@ -643,20 +695,14 @@ shrink_column(struct wsi_writer *w, int lvl, int i)
 {
     const struct level *s = &w->lv[lvl];
     struct level *d = &w->lv[lvl + 1];
-    int half = w->ts / 2, out_rows = (s->band_rows + 1) / 2, x, y;
+    int half = w->ts / 2, out_rows = (s->band_rows + 1) / 2, y;
 
     for (y = 0; y < out_rows; y++) {
         const uint8_t *a = s->band + (size_t)(2 * y) * s->stride +
                            (size_t)i * w->ts * 3;
-        const uint8_t *b = a + s->stride;
-        uint8_t *o = d->band + (size_t)(d->band_rows + y) * d->stride +
-                     (size_t)i * half * 3;
 
-        for (x = 0; x < half; x++, a += 6, b += 6, o += 3) {
-            o[0] = (uint8_t)((a[0] + a[3] + b[0] + b[3] + 2) >> 2);
-            o[1] = (uint8_t)((a[1] + a[4] + b[1] + b[4] + 2) >> 2);
-            o[2] = (uint8_t)((a[2] + a[5] + b[2] + b[5] + 2) >> 2);
-        }
+        wsi__shrink_row(a, a + s->stride, d->band + (size_t)(d->band_rows + y) *
+                   d->stride + (size_t)i * half * 3, half);
     }
 }
 
@@ -743,6 +789,12 @@ process_band(struct wsi_writer *w, int lvl, struct ss_err *err)
     rc = store_band(w, lvl, err);
     if (rc < 0)
         return rc;
+    /* Start writing level 0 back to disk while encoding goes on, so that
+     * the fsync in finish() has little left to wait for.  Advisory: a
+     * failure shows at that fsync. */
+    if (lvl == 0)
+        (void)sync_file_range(TIFFFileno(w->tif), 0, 0,
+                              SYNC_FILE_RANGE_WRITE);
     if (lvl == w->thumb_level) {
         int y;
 
@@ -851,6 +903,35 @@ hand_off(struct wsi_writer *w, struct ss_err *err)
     return 0;
 }
 
+/* Counts `rows` rows just placed in the fill band, handing the band over
+ * when it is full or the slide complete. */
+static int
+advance(struct wsi_writer *w, int rows, struct ss_err *err)
+{
+    int rc;
+
+    w->fill_rows += rows;
+    w->rows_in += rows;
+    if (w->fill_rows == w->ts || w->rows_in == w->h) {
+        rc = hand_off(w, err);
+        if (rc < 0) {
+            w->failed = 1;
+            w->failed_code = rc;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Rows that fit in the fill band before it is handed over. */
+static int
+band_room(const struct wsi_writer *w)
+{
+    int room = w->ts - w->fill_rows;
+
+    return room < w->h - w->rows_in ? room : w->h - w->rows_in;
+}
+
 /* Appends rows to level 0: copied from rgb, or background when NULL. */
 static int
 feed(struct wsi_writer *w, const uint8_t *rgb, int rows, struct ss_err *err)
@@ -868,17 +949,10 @@ feed(struct wsi_writer *w, const uint8_t *rgb, int rows, struct ss_err *err)
             for (x = 0; x < w->w; x++)
                 memcpy(dst + (size_t)x * 3, w->meta.background, 3);
         }
-        w->fill_rows++;
-        w->rows_in++;
         rows--;
-        if (w->fill_rows == w->ts || w->rows_in == w->h) {
-            rc = hand_off(w, err);
-            if (rc < 0) {
-                w->failed = 1;
-                w->failed_code = rc;
-                return rc;
-            }
-        }
+        rc = advance(w, 1, err);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -894,6 +968,34 @@ wsi_writer_rows(struct wsi_writer *w, const uint8_t *rgb, int rows,
         return err_set(err, -EINVAL, "%s: %d rows given, %d of %d left",
                        w->path, rows, w->h - w->rows_in, w->h);
     return feed(w, rgb, rows, err);
+}
+
+int
+wsi_writer_rows_buffer(struct wsi_writer *w, uint8_t **rows, size_t *stride,
+                       int *max_rows, struct ss_err *err)
+{
+    if (w->failed)
+        return err_set(err, w->failed_code, "%s: writer already failed",
+                       w->path);
+    if (w->rows_in == w->h)
+        return err_set(err, -EINVAL, "%s: all %d rows already given",
+                       w->path, w->h);
+    *stride = w->lv[0].stride;
+    *rows = w->fill[w->fill_idx] + (size_t)w->fill_rows * *stride;
+    *max_rows = band_room(w);
+    return 0;
+}
+
+int
+wsi_writer_rows_commit(struct wsi_writer *w, int rows, struct ss_err *err)
+{
+    if (w->failed)
+        return err_set(err, w->failed_code, "%s: writer already failed",
+                       w->path);
+    if (rows < 1 || rows > band_room(w))
+        return err_set(err, -EINVAL, "%s: %d rows committed, %d fit in the "
+                       "band", w->path, rows, band_room(w));
+    return advance(w, rows, err);
 }
 
 /* A stripped JPEG image (thumbnail, macro): one strip holding one
