@@ -82,6 +82,12 @@ int wsi__pool_new(int nthreads, struct wsi__pool **out, struct ss_err *err);
 int wsi__pool_size(const struct wsi__pool *p);
 void wsi__pool_run(struct wsi__pool *p, int n,
                    void (*fn)(void *ctx, int i, int slot), void *ctx);
+/* The same in two steps: start sets the pool threads going, join has
+ * the caller take part and returns when every index is done.  Between
+ * the two the caller may do other work; one job at a time. */
+void wsi__pool_start(struct wsi__pool *p, int n,
+                     void (*fn)(void *ctx, int i, int slot), void *ctx);
+void wsi__pool_join(struct wsi__pool *p);
 void wsi__pool_free(struct wsi__pool *p);
 
 /* Test hook: extends the partial file to offset bytes (a sparse hole)

@@ -93,6 +93,8 @@ struct wsi_writer {
     uint8_t **scratch;              /* one per pool slot, scratch_len */
     unsigned long scratch_len;
     struct enc_tile *enc;           /* the band being encoded */
+    struct enc_tile *enc0;          /* level-0 tiles not yet written */
+    int enc0_row, enc0_pending;     /* their tile row; enc0 holds them */
     int job_level;
     pthread_mutex_t job_mu;
     char job_err[256];              /* first encoder failure of a band */
@@ -399,7 +401,8 @@ alloc_levels(struct wsi_writer *w, struct ss_err *err)
     }
     w->thumb = malloc((size_t)ws[w->thumb_level] * hs[w->thumb_level] * 3);
     w->enc = calloc((size_t)w->lv[0].ntx, sizeof(*w->enc));
-    if (w->thumb == NULL || w->enc == NULL)
+    w->enc0 = calloc((size_t)w->lv[0].ntx, sizeof(*w->enc0));
+    if (w->thumb == NULL || w->enc == NULL || w->enc0 == NULL)
         return err_set(err, -ENOMEM, "%s: out of memory", w->path);
     return 0;
 }
@@ -498,6 +501,11 @@ writer_free(struct wsi_writer *w)
     free(w->tj);
     free(w->scratch);
     free(w->enc);
+    if (w->enc0 != NULL)
+        for (i = 0; i < w->lv[0].ntx; i++)
+            if (!w->enc0[i].shared)
+                free(w->enc0[i].buf);
+    free(w->enc0);
     free(w->thumb);
     free(w->bg_jpeg);
     pthread_mutex_destroy(&w->job_mu);
@@ -735,16 +743,18 @@ write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* Level 0 goes into the TIFF, smaller levels into the spool. */
+/* Level 0 goes into the TIFF, smaller levels into the spool; the tiles
+ * are freed either way. */
 static int
-store_band(struct wsi_writer *w, int lvl, struct ss_err *err)
+store_band(struct wsi_writer *w, int lvl, struct enc_tile *enc, int band_row,
+           struct ss_err *err)
 {
     struct level *l = &w->lv[lvl];
     int i, rc = 0;
 
     for (i = 0; i < l->ntx && rc == 0; i++) {
-        struct enc_tile *e = &w->enc[i];
-        uint32_t tile = (uint32_t)(l->band_row * l->ntx + i);
+        struct enc_tile *e = &enc[i];
+        uint32_t tile = (uint32_t)(band_row * l->ntx + i);
 
         if (lvl == 0) {
             if (TIFFWriteRawTile(w->tif, tile, e->buf, e->len) !=
@@ -763,10 +773,29 @@ store_band(struct wsi_writer *w, int lvl, struct ss_err *err)
         w->spool_end += e->len;
     }
     for (i = 0; i < l->ntx; i++) {
-        if (!w->enc[i].shared)
-            free(w->enc[i].buf);
-        w->enc[i].buf = NULL;
+        if (!enc[i].shared)
+            free(enc[i].buf);
+        enc[i].buf = NULL;
     }
+    return rc;
+}
+
+/* Writes the level-0 tile row left pending by the previous band, if any.
+ * Then starts writing it back to disk while encoding goes on, so that the
+ * fsync in finish() has little left to wait for (advisory: a failure
+ * shows at that fsync). */
+static int
+store_pending(struct wsi_writer *w, struct ss_err *err)
+{
+    int rc;
+
+    if (!w->enc0_pending)
+        return 0;
+    w->enc0_pending = 0;
+    rc = store_band(w, 0, w->enc0, w->enc0_row, err);
+    if (rc == 0)
+        (void)sync_file_range(TIFFFileno(w->tif), 0, 0,
+                              SYNC_FILE_RANGE_WRITE);
     return rc;
 }
 
@@ -774,27 +803,36 @@ static int
 process_band(struct wsi_writer *w, int lvl, struct ss_err *err)
 {
     struct level *l = &w->lv[lvl];
-    int rows = l->band_rows, rc;
+    struct enc_tile *t;
+    int rows = l->band_rows, rc = 0;
 
     pad_band(w, l, rows);
     w->job_level = lvl;
     w->job_err[0] = '\0';
     memset(w->enc, 0, sizeof(*w->enc) * (size_t)l->ntx);
-    wsi__pool_run(w->pool, l->ntx, band_job, w);
-    if (w->job_err[0] != '\0') {
-        store_band(w, lvl, NULL);
-        return fail(w, err, -EIO, "level %d tile row %d: %s", lvl,
-                    l->band_row, w->job_err);
-    }
-    rc = store_band(w, lvl, err);
-    if (rc < 0)
-        return rc;
-    /* Start writing level 0 back to disk while encoding goes on, so that
-     * the fsync in finish() has little left to wait for.  Advisory: a
-     * failure shows at that fsync. */
+    /* Level 0's previous tile row is written while this one encodes. */
+    wsi__pool_start(w->pool, l->ntx, band_job, w);
     if (lvl == 0)
-        (void)sync_file_range(TIFFFileno(w->tif), 0, 0,
-                              SYNC_FILE_RANGE_WRITE);
+        rc = store_pending(w, err);
+    wsi__pool_join(w->pool);
+    if (rc == 0 && w->job_err[0] != '\0')
+        rc = fail(w, err, -EIO, "level %d tile row %d: %s", lvl,
+                  l->band_row, w->job_err);
+    if (rc < 0) {
+        store_band(w, lvl, w->enc, l->band_row, NULL);
+        return rc;
+    }
+    if (lvl == 0) {
+        t = w->enc0;
+        w->enc0 = w->enc;
+        w->enc = t;
+        w->enc0_row = l->band_row;
+        w->enc0_pending = 1;
+    } else {
+        rc = store_band(w, lvl, w->enc, l->band_row, err);
+        if (rc < 0)
+            return rc;
+    }
     if (lvl == w->thumb_level) {
         int y;
 
@@ -1157,6 +1195,8 @@ wsi_writer_finish(struct wsi_writer *w, struct ss_err *err)
     if (rc == 0)
         rc = wait_idle(w, err);
     stop_band_thread(w);
+    if (rc == 0)
+        rc = store_pending(w, err);
     if (rc == 0)
         rc = write_rest(w, err);
     if (rc == 0)

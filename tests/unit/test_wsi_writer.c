@@ -12,6 +12,7 @@
 #include <math.h>
 #include <openslide.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,6 +473,43 @@ test_shrink_row_is_the_exact_box_mean(void **state)
     assert_int_equal(o[1], 1);
 }
 
+static void
+count_index(void *ctx, int i, int slot)
+{
+    atomic_int *hits = ctx;
+
+    atomic_fetch_add(&hits[i], 1);
+}
+
+/* The encoder pool in two steps: every index runs exactly once, whether
+ * the pool has threads or the caller does it all in join (one thread, or
+ * one index), and the caller's own work between start and join is free
+ * to run meanwhile. */
+static void
+test_pool_start_join_runs_every_index_once(void **state)
+{
+    static atomic_int hits[500];
+    int sizes[3] = { 1, 2, 4 }, ns[3] = { 0, 1, 500 }, s, k, i, bad = 0;
+    struct wsi__pool *p;
+    struct ss_err e;
+
+    for (s = 0; s < 3; s++) {
+        assert_int_equal(wsi__pool_new(sizes[s], &p, &e), 0);
+        assert_int_equal(wsi__pool_size(p), sizes[s]);
+        for (k = 0; k < 3; k++) {
+            for (i = 0; i < 500; i++)
+                atomic_store(&hits[i], 0);
+            wsi__pool_start(p, ns[k], count_index, hits);
+            usleep(1000);           /* the caller's own work */
+            wsi__pool_join(p);
+            for (i = 0; i < 500; i++)
+                bad += atomic_load(&hits[i]) != (i < ns[k]);
+        }
+        wsi__pool_free(p);
+    }
+    assert_int_equal(bad, 0);
+}
+
 /* Raw tile i of directory dir, as stored. */
 static tmsize_t
 raw_tile(TIFF *t, int dir, uint32_t i, uint8_t *buf, tmsize_t len)
@@ -625,6 +663,7 @@ main(void)
         cmocka_unit_test(test_w5_libtiff_size_error_fails_the_job),
         cmocka_unit_test(test_write_error_fails_and_leaves_nothing),
         cmocka_unit_test(test_shrink_row_is_the_exact_box_mean),
+        cmocka_unit_test(test_pool_start_join_runs_every_index_once),
         cmocka_unit_test(test_rows_in_place_equal_rows_copied),
         cmocka_unit_test(test_rows_commit_bounds_are_named),
         cmocka_unit_test(test_bad_arguments_are_named),
