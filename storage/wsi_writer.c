@@ -35,6 +35,7 @@
 #include <unistd.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
+#include <tmmintrin.h>
 #endif
 
 #include "common/log.h"
@@ -650,50 +651,83 @@ encode_tile(struct wsi_writer *w, const uint8_t *px, size_t stride, int i,
 }
 
 /* One output row of the 2×2 box shrink: half pixels from the source rows
- * a and b, each the rounded mean of a 2×2 block.  With SSE2 (every x86-64)
- * 16 byte positions at a time: t[k] = (a[k] + a[k+3] + b[k] + b[k+3] + 2)
- * >> 2 is the pixel pair's mean wherever k is the first byte of a pair
- * (k mod 6 < 3), and those bytes are then gathered.  The loads reach up to
- * 3 bytes past the column, inside the band or its SHRINK_SLACK. */
+ * a and b, each the rounded mean of a 2×2 block.  With SSE2
+ * and SSSE3 (checked at run time) 16 byte positions at a time:
+ * t[k] = (a[k] + a[k+3] + b[k] + b[k+3] + 2) >> 2 is the pixel pair's mean
+ * wherever k is the first byte of a pair (k mod 6 < 3), and byte shuffles
+ * gather those, 48 source bytes at a time; else one pixel at a time.  The
+ * loads reach 3 bytes past the row, inside the band or its SHRINK_SLACK. */
+#ifdef __SSE2__
+static inline __m128i
+pair_means(const uint8_t *a, const uint8_t *b)
+{
+    const __m128i z = _mm_setzero_si128(), two = _mm_set1_epi16(2);
+    __m128i a0 = _mm_loadu_si128((const __m128i *)(const void *)a);
+    __m128i a3 = _mm_loadu_si128((const __m128i *)(const void *)(a + 3));
+    __m128i b0 = _mm_loadu_si128((const __m128i *)(const void *)b);
+    __m128i b3 = _mm_loadu_si128((const __m128i *)(const void *)(b + 3));
+    __m128i lo = _mm_add_epi16(
+        _mm_add_epi16(_mm_unpacklo_epi8(a0, z), _mm_unpacklo_epi8(a3, z)),
+        _mm_add_epi16(_mm_unpacklo_epi8(b0, z), _mm_unpacklo_epi8(b3, z)));
+    __m128i hi = _mm_add_epi16(
+        _mm_add_epi16(_mm_unpackhi_epi8(a0, z), _mm_unpackhi_epi8(a3, z)),
+        _mm_add_epi16(_mm_unpackhi_epi8(b0, z), _mm_unpackhi_epi8(b3, z)));
+
+    lo = _mm_srli_epi16(_mm_add_epi16(lo, two), 2);
+    hi = _mm_srli_epi16(_mm_add_epi16(hi, two), 2);
+    return _mm_packus_epi16(lo, hi);
+}
+
+/* 48 source bytes (16 pixels) per step into 24 output bytes. */
+__attribute__((target("ssse3"))) static void
+shrink_row_ssse3(const uint8_t *a, const uint8_t *b, uint8_t *o, int half)
+{
+#define X (-128)
+    const __m128i m00 = _mm_setr_epi8(0, 1, 2, 6, 7, 8, 12, 13, 14,
+                                      X, X, X, X, X, X, X);
+    const __m128i m01 = _mm_setr_epi8(X, X, X, X, X, X, X, X, X,
+                                      2, 3, 4, 8, 9, 10, 14);
+    const __m128i m11 = _mm_setr_epi8(15, X, X, X, X, X, X, X,
+                                      X, X, X, X, X, X, X, X);
+    const __m128i m12 = _mm_setr_epi8(X, 0, 4, 5, 6, 10, 11, 12,
+                                      X, X, X, X, X, X, X, X);
+#undef X
+    int n = half * 6, k;
+
+    for (k = 0; k < n; k += 48, o += 24) {
+        __m128i r0 = pair_means(a + k, b + k);
+        __m128i r1 = pair_means(a + k + 16, b + k + 16);
+        __m128i r2 = pair_means(a + k + 32, b + k + 32);
+
+        _mm_storeu_si128((__m128i *)(void *)o,
+                         _mm_or_si128(_mm_shuffle_epi8(r0, m00),
+                                      _mm_shuffle_epi8(r1, m01)));
+        _mm_storel_epi64((__m128i *)(void *)(o + 16),
+                         _mm_or_si128(_mm_shuffle_epi8(r1, m11),
+                                      _mm_shuffle_epi8(r2, m12)));
+    }
+}
+#endif
 
 void
 wsi__shrink_row(const uint8_t *a, const uint8_t *b, uint8_t *o, int half)
 {
-#ifdef __SSE2__
-    uint8_t t[MAX_TILE_PX * 3 + 16];
-    const __m128i z = _mm_setzero_si128(), two = _mm_set1_epi16(2);
-    int n = half * 6, k, x;
-
-    for (k = 0; k < n; k += 16) {
-        __m128i a0 = _mm_loadu_si128((const __m128i *)(const void *)(a + k));
-        __m128i a3 = _mm_loadu_si128((const __m128i *)(const void *)(a + k + 3));
-        __m128i b0 = _mm_loadu_si128((const __m128i *)(const void *)(b + k));
-        __m128i b3 = _mm_loadu_si128((const __m128i *)(const void *)(b + k + 3));
-        __m128i lo = _mm_add_epi16(
-            _mm_add_epi16(_mm_unpacklo_epi8(a0, z), _mm_unpacklo_epi8(a3, z)),
-            _mm_add_epi16(_mm_unpacklo_epi8(b0, z), _mm_unpacklo_epi8(b3, z)));
-        __m128i hi = _mm_add_epi16(
-            _mm_add_epi16(_mm_unpackhi_epi8(a0, z), _mm_unpackhi_epi8(a3, z)),
-            _mm_add_epi16(_mm_unpackhi_epi8(b0, z), _mm_unpackhi_epi8(b3, z)));
-
-        lo = _mm_srli_epi16(_mm_add_epi16(lo, two), 2);
-        hi = _mm_srli_epi16(_mm_add_epi16(hi, two), 2);
-        _mm_storeu_si128((__m128i *)(void *)(t + k), _mm_packus_epi16(lo, hi));
-    }
-    /* 4-byte copies, each overwritten by the next but the last: the
-     * byte after the row belongs to the next column's job. */
-    for (x = 0; x + 1 < half; x++)
-        memcpy(o + 3 * x, t + 6 * x, 4);
-    memcpy(o + 3 * x, t + 6 * x, 3);
-#else
     int x;
+#ifdef __SSE2__
+    static int ssse3 = -1;
 
+    if (ssse3 < 0)
+        ssse3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+    if (ssse3 && half % 8 == 0) {
+        shrink_row_ssse3(a, b, o, half);
+        return;
+    }
+#endif
     for (x = 0; x < half; x++, a += 6, b += 6, o += 3) {
         o[0] = (uint8_t)((a[0] + a[3] + b[0] + b[3] + 2) >> 2);
         o[1] = (uint8_t)((a[1] + a[4] + b[1] + b[4] + 2) >> 2);
         o[2] = (uint8_t)((a[2] + a[5] + b[2] + b[5] + 2) >> 2);
     }
-#endif
 }
 
 /* Shrinks tile column i of level lvl's band 2×2 into the band of the next
