@@ -84,7 +84,7 @@ do_write(const char *in, const char *out, int quality, int subsamp)
     struct ss_err e;
     uint8_t *buf;
     double t0 = util_now_ms();
-    int y, rc;
+    int y, n = 0, rc;
 
     if (vfile_open(in, &v) < 0)
         return 1;
@@ -93,17 +93,26 @@ do_write(const char *in, const char *out, int quality, int subsamp)
     m.quality = quality;
     m.subsamp = subsamp;
     snprintf(m.slide_id, sizeof(m.slide_id), "bench");
-    buf = malloc((size_t)v.w * READ_ROWS * 3);
+    /* Rows are read straight into the writer's band, as a stitcher
+     * rendering into it would: no copy between the two. */
+    buf = malloc(1);
     rc = buf ? wsi_writer_open(out, v.w, v.h, &m, &w, &e) : -ENOMEM;
-    for (y = 0; rc == 0 && y < v.h; y += READ_ROWS) {
-        int n = v.h - y < READ_ROWS ? v.h - y : READ_ROWS;
+    for (y = 0; rc == 0 && y < v.h; y += n) {
+        uint8_t *dst;
+        size_t stride;
+        int k;
 
-        if (fread(buf, (size_t)v.w * 3, (size_t)n, v.f) != (size_t)n) {
-            fprintf(stderr, "bench_wsi: %s: short read\n", in);
-            wsi_writer_abort(w);
-            return 1;
-        }
-        rc = wsi_writer_rows(w, buf, n, &e);
+        rc = wsi_writer_rows_buffer(w, &dst, &stride, &n, &e);
+        if (rc < 0)
+            break;
+        n = n < READ_ROWS ? n : READ_ROWS;
+        for (k = 0; k < n; k++)
+            if (fread(dst + (size_t)k * stride, (size_t)v.w * 3, 1, v.f) != 1) {
+                fprintf(stderr, "bench_wsi: %s: short read\n", in);
+                wsi_writer_abort(w);
+                return 1;
+            }
+        rc = wsi_writer_rows_commit(w, n, &e);
     }
     if (rc == 0)
         rc = wsi_writer_finish(w, &e);

@@ -71,6 +71,18 @@ int wsi_writer_open(const char *path, int width, int height,
 int wsi_writer_rows(struct wsi_writer *w, const uint8_t *rgb, int rows,
                     struct ss_err *err);
 
+/* The same without a copy: *rows points at the next level-0 row inside
+ * the writer's band (row stride *stride bytes, at least width * 3), where
+ * up to *max_rows rows may be written, then wsi_writer_rows_commit()
+ * appends the first `rows` of them (1..*max_rows).  The pointer is valid
+ * until that call.  Errors as wsi_writer_rows(); -EINVAL when the slide
+ * is complete. */
+int wsi_writer_rows_buffer(struct wsi_writer *w, uint8_t **rows,
+                           size_t *stride, int *max_rows,
+                           struct ss_err *err);
+int wsi_writer_rows_commit(struct wsi_writer *w, int rows,
+                           struct ss_err *err);
+
 /* Writes the remaining levels and associated images, fsyncs, renames.
  * Rows never fed are filled with the background colour (a slide cut
  * short still has every tile).  Frees w in every case; on failure the

@@ -69,12 +69,25 @@ int wsi__jpeg_guess_quality(const struct wsi__jpeg_info *info);
  * caller taking part.  fn runs for every i in [0, n); slot names the
  * thread (0 = the caller, 1..nthreads-1 the pool) so callers can keep
  * per-thread scratch. */
+/* One output row of the writer's 2×2 box shrink (storage/wsi_writer.c):
+ * `half` RGB pixels into o, each (sum of its 2×2 block + 2) >> 2, from
+ * the 2 × half pixels of rows a and b.  half is a multiple of 8; a and b
+ * may be read up to 3 bytes past their 6 × half. */
+void wsi__shrink_row(const uint8_t *a, const uint8_t *b, uint8_t *o,
+                     int half);
+
 struct wsi__pool;
 
 int wsi__pool_new(int nthreads, struct wsi__pool **out, struct ss_err *err);
 int wsi__pool_size(const struct wsi__pool *p);
 void wsi__pool_run(struct wsi__pool *p, int n,
                    void (*fn)(void *ctx, int i, int slot), void *ctx);
+/* The same in two steps: start sets the pool threads going, join has
+ * the caller take part and returns when every index is done.  Between
+ * the two the caller may do other work; one job at a time. */
+void wsi__pool_start(struct wsi__pool *p, int n,
+                     void (*fn)(void *ctx, int i, int slot), void *ctx);
+void wsi__pool_join(struct wsi__pool *p);
 void wsi__pool_free(struct wsi__pool *p);
 
 /* Test hook: extends the partial file to offset bytes (a sparse hole)

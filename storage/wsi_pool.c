@@ -30,6 +30,7 @@ struct wsi__pool {
     void (*fn)(void *ctx, int i, int slot);
     void *ctx;
     int n;
+    int inline_job;                 /* the caller runs the job alone */
     atomic_int next;
 };
 
@@ -112,34 +113,40 @@ wsi__pool_size(const struct wsi__pool *p)
 }
 
 void
-wsi__pool_run(struct wsi__pool *p, int n,
-              void (*fn)(void *ctx, int i, int slot), void *ctx)
+wsi__pool_start(struct wsi__pool *p, int n,
+                void (*fn)(void *ctx, int i, int slot), void *ctx)
 {
-    if (n <= 0)
-        return;
-    if (p->nthreads == 1 || n == 1) {
-        int i;
-
-        for (i = 0; i < n; i++)
-            fn(ctx, i, 0);
-        return;
-    }
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->n = n;
+    p->n = n < 0 ? 0 : n;
     atomic_store(&p->next, 0);
-    p->busy = p->nthreads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->go);
+    /* One thread or one index: the caller does it all in join. */
+    p->inline_job = p->nthreads == 1 || n <= 1;
+    if (!p->inline_job) {
+        p->busy = p->nthreads - 1;
+        p->generation++;
+        pthread_cond_broadcast(&p->go);
+    }
     pthread_mutex_unlock(&p->mu);
+}
 
+void
+wsi__pool_join(struct wsi__pool *p)
+{
     drain(p, 0);
-
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0)
+    while (!p->inline_job && p->busy > 0)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+void
+wsi__pool_run(struct wsi__pool *p, int n,
+              void (*fn)(void *ctx, int i, int slot), void *ctx)
+{
+    wsi__pool_start(p, n, fn, ctx);
+    wsi__pool_join(p);
 }
 
 void

@@ -33,6 +33,10 @@
 #include <tiffio.h>
 #include <turbojpeg.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#include <tmmintrin.h>
+#endif
 
 #include "common/log.h"
 #include "common/util.h"
@@ -44,6 +48,8 @@ struct wsi_writer;
 static int start_band_thread(struct wsi_writer *w, struct ss_err *err);
 
 #define THUMB_MAX_PX 1024
+#define MAX_TILE_PX 2048            /* largest tile_size accepted */
+#define SHRINK_SLACK 64             /* bytes past each band for SIMD */
 
 struct level {
     int w, h;                       /* pixels */
@@ -88,6 +94,8 @@ struct wsi_writer {
     uint8_t **scratch;              /* one per pool slot, scratch_len */
     unsigned long scratch_len;
     struct enc_tile *enc;           /* the band being encoded */
+    struct enc_tile *enc0;          /* level-0 tiles not yet written */
+    int enc0_row, enc0_pending;     /* their tile row; enc0 holds them */
     int job_level;
     pthread_mutex_t job_mu;
     char job_err[256];              /* first encoder failure of a band */
@@ -198,7 +206,7 @@ check_meta(const struct wsi_meta *m, int w, int h, struct ss_err *err)
     if (m->subsamp != 420 && m->subsamp != 444)
         return err_set(err, -EINVAL, "chroma subsampling %d is neither 420 "
                        "nor 444", m->subsamp);
-    if (m->tile_size < 64 || m->tile_size > 2048 || m->tile_size % 16)
+    if (m->tile_size < 64 || m->tile_size > MAX_TILE_PX || m->tile_size % 16)
         return err_set(err, -EINVAL, "tile size %d is not a multiple of 16 "
                        "in 64..2048", m->tile_size);
     if (m->min_level_px < 16 || m->min_level_px > THUMB_MAX_PX)
@@ -374,10 +382,10 @@ alloc_levels(struct wsi_writer *w, struct ss_err *err)
         l->ntx = (l->w + w->ts - 1) / w->ts;
         l->nty = (l->h + w->ts - 1) / w->ts;
         l->stride = (size_t)l->ntx * w->ts * 3;
-        l->band = malloc(l->stride * w->ts);
+        l->band = malloc(l->stride * w->ts + SHRINK_SLACK);
         if (i == 0) {
             w->fill[0] = l->band;
-            w->fill[1] = malloc(l->stride * w->ts);
+            w->fill[1] = malloc(l->stride * w->ts + SHRINK_SLACK);
             if (w->fill[1] == NULL)
                 return err_set(err, -ENOMEM, "%s: out of memory for "
                                "level 0 (%dx%d)", w->path, l->w, l->h);
@@ -394,7 +402,8 @@ alloc_levels(struct wsi_writer *w, struct ss_err *err)
     }
     w->thumb = malloc((size_t)ws[w->thumb_level] * hs[w->thumb_level] * 3);
     w->enc = calloc((size_t)w->lv[0].ntx, sizeof(*w->enc));
-    if (w->thumb == NULL || w->enc == NULL)
+    w->enc0 = calloc((size_t)w->lv[0].ntx, sizeof(*w->enc0));
+    if (w->thumb == NULL || w->enc == NULL || w->enc0 == NULL)
         return err_set(err, -ENOMEM, "%s: out of memory", w->path);
     return 0;
 }
@@ -493,6 +502,11 @@ writer_free(struct wsi_writer *w)
     free(w->tj);
     free(w->scratch);
     free(w->enc);
+    if (w->enc0 != NULL)
+        for (i = 0; i < w->lv[0].ntx; i++)
+            if (!w->enc0[i].shared)
+                free(w->enc0[i].buf);
+    free(w->enc0);
     free(w->thumb);
     free(w->bg_jpeg);
     pthread_mutex_destroy(&w->job_mu);
@@ -636,6 +650,86 @@ encode_tile(struct wsi_writer *w, const uint8_t *px, size_t stride, int i,
     e->shared = 0;
 }
 
+/* One output row of the 2×2 box shrink: half pixels from the source rows
+ * a and b, each the rounded mean of a 2×2 block.  With SSE2
+ * and SSSE3 (checked at run time) 16 byte positions at a time:
+ * t[k] = (a[k] + a[k+3] + b[k] + b[k+3] + 2) >> 2 is the pixel pair's mean
+ * wherever k is the first byte of a pair (k mod 6 < 3), and byte shuffles
+ * gather those, 48 source bytes at a time; else one pixel at a time.  The
+ * loads reach 3 bytes past the row, inside the band or its SHRINK_SLACK. */
+#ifdef __SSE2__
+static inline __m128i
+pair_means(const uint8_t *a, const uint8_t *b)
+{
+    const __m128i z = _mm_setzero_si128(), two = _mm_set1_epi16(2);
+    __m128i a0 = _mm_loadu_si128((const __m128i *)(const void *)a);
+    __m128i a3 = _mm_loadu_si128((const __m128i *)(const void *)(a + 3));
+    __m128i b0 = _mm_loadu_si128((const __m128i *)(const void *)b);
+    __m128i b3 = _mm_loadu_si128((const __m128i *)(const void *)(b + 3));
+    __m128i lo = _mm_add_epi16(
+        _mm_add_epi16(_mm_unpacklo_epi8(a0, z), _mm_unpacklo_epi8(a3, z)),
+        _mm_add_epi16(_mm_unpacklo_epi8(b0, z), _mm_unpacklo_epi8(b3, z)));
+    __m128i hi = _mm_add_epi16(
+        _mm_add_epi16(_mm_unpackhi_epi8(a0, z), _mm_unpackhi_epi8(a3, z)),
+        _mm_add_epi16(_mm_unpackhi_epi8(b0, z), _mm_unpackhi_epi8(b3, z)));
+
+    lo = _mm_srli_epi16(_mm_add_epi16(lo, two), 2);
+    hi = _mm_srli_epi16(_mm_add_epi16(hi, two), 2);
+    return _mm_packus_epi16(lo, hi);
+}
+
+/* 48 source bytes (16 pixels) per step into 24 output bytes. */
+__attribute__((target("ssse3"))) static void
+shrink_row_ssse3(const uint8_t *a, const uint8_t *b, uint8_t *o, int half)
+{
+#define X (-128)
+    const __m128i m00 = _mm_setr_epi8(0, 1, 2, 6, 7, 8, 12, 13, 14,
+                                      X, X, X, X, X, X, X);
+    const __m128i m01 = _mm_setr_epi8(X, X, X, X, X, X, X, X, X,
+                                      2, 3, 4, 8, 9, 10, 14);
+    const __m128i m11 = _mm_setr_epi8(15, X, X, X, X, X, X, X,
+                                      X, X, X, X, X, X, X, X);
+    const __m128i m12 = _mm_setr_epi8(X, 0, 4, 5, 6, 10, 11, 12,
+                                      X, X, X, X, X, X, X, X);
+#undef X
+    int n = half * 6, k;
+
+    for (k = 0; k < n; k += 48, o += 24) {
+        __m128i r0 = pair_means(a + k, b + k);
+        __m128i r1 = pair_means(a + k + 16, b + k + 16);
+        __m128i r2 = pair_means(a + k + 32, b + k + 32);
+
+        _mm_storeu_si128((__m128i *)(void *)o,
+                         _mm_or_si128(_mm_shuffle_epi8(r0, m00),
+                                      _mm_shuffle_epi8(r1, m01)));
+        _mm_storel_epi64((__m128i *)(void *)(o + 16),
+                         _mm_or_si128(_mm_shuffle_epi8(r1, m11),
+                                      _mm_shuffle_epi8(r2, m12)));
+    }
+}
+#endif
+
+void
+wsi__shrink_row(const uint8_t *a, const uint8_t *b, uint8_t *o, int half)
+{
+    int x;
+#ifdef __SSE2__
+    static int ssse3 = -1;
+
+    if (ssse3 < 0)
+        ssse3 = __builtin_cpu_supports("ssse3") ? 1 : 0;
+    if (ssse3 && half % 8 == 0) {
+        shrink_row_ssse3(a, b, o, half);
+        return;
+    }
+#endif
+    for (x = 0; x < half; x++, a += 6, b += 6, o += 3) {
+        o[0] = (uint8_t)((a[0] + a[3] + b[0] + b[3] + 2) >> 2);
+        o[1] = (uint8_t)((a[1] + a[4] + b[1] + b[4] + 2) >> 2);
+        o[2] = (uint8_t)((a[2] + a[5] + b[2] + b[5] + 2) >> 2);
+    }
+}
+
 /* Shrinks tile column i of level lvl's band 2×2 into the band of the next
  * level, below the rows it already holds. */
 static void
@@ -643,20 +737,14 @@ shrink_column(struct wsi_writer *w, int lvl, int i)
 {
     const struct level *s = &w->lv[lvl];
     struct level *d = &w->lv[lvl + 1];
-    int half = w->ts / 2, out_rows = (s->band_rows + 1) / 2, x, y;
+    int half = w->ts / 2, out_rows = (s->band_rows + 1) / 2, y;
 
     for (y = 0; y < out_rows; y++) {
         const uint8_t *a = s->band + (size_t)(2 * y) * s->stride +
                            (size_t)i * w->ts * 3;
-        const uint8_t *b = a + s->stride;
-        uint8_t *o = d->band + (size_t)(d->band_rows + y) * d->stride +
-                     (size_t)i * half * 3;
 
-        for (x = 0; x < half; x++, a += 6, b += 6, o += 3) {
-            o[0] = (uint8_t)((a[0] + a[3] + b[0] + b[3] + 2) >> 2);
-            o[1] = (uint8_t)((a[1] + a[4] + b[1] + b[4] + 2) >> 2);
-            o[2] = (uint8_t)((a[2] + a[5] + b[2] + b[5] + 2) >> 2);
-        }
+        wsi__shrink_row(a, a + s->stride, d->band + (size_t)(d->band_rows + y) *
+                   d->stride + (size_t)i * half * 3, half);
     }
 }
 
@@ -689,16 +777,18 @@ write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* Level 0 goes into the TIFF, smaller levels into the spool. */
+/* Level 0 goes into the TIFF, smaller levels into the spool; the tiles
+ * are freed either way. */
 static int
-store_band(struct wsi_writer *w, int lvl, struct ss_err *err)
+store_band(struct wsi_writer *w, int lvl, struct enc_tile *enc, int band_row,
+           struct ss_err *err)
 {
     struct level *l = &w->lv[lvl];
     int i, rc = 0;
 
     for (i = 0; i < l->ntx && rc == 0; i++) {
-        struct enc_tile *e = &w->enc[i];
-        uint32_t tile = (uint32_t)(l->band_row * l->ntx + i);
+        struct enc_tile *e = &enc[i];
+        uint32_t tile = (uint32_t)(band_row * l->ntx + i);
 
         if (lvl == 0) {
             if (TIFFWriteRawTile(w->tif, tile, e->buf, e->len) !=
@@ -717,10 +807,29 @@ store_band(struct wsi_writer *w, int lvl, struct ss_err *err)
         w->spool_end += e->len;
     }
     for (i = 0; i < l->ntx; i++) {
-        if (!w->enc[i].shared)
-            free(w->enc[i].buf);
-        w->enc[i].buf = NULL;
+        if (!enc[i].shared)
+            free(enc[i].buf);
+        enc[i].buf = NULL;
     }
+    return rc;
+}
+
+/* Writes the level-0 tile row left pending by the previous band, if any.
+ * Then starts writing it back to disk while encoding goes on, so that the
+ * fsync in finish() has little left to wait for (advisory: a failure
+ * shows at that fsync). */
+static int
+store_pending(struct wsi_writer *w, struct ss_err *err)
+{
+    int rc;
+
+    if (!w->enc0_pending)
+        return 0;
+    w->enc0_pending = 0;
+    rc = store_band(w, 0, w->enc0, w->enc0_row, err);
+    if (rc == 0)
+        (void)sync_file_range(TIFFFileno(w->tif), 0, 0,
+                              SYNC_FILE_RANGE_WRITE);
     return rc;
 }
 
@@ -728,21 +837,36 @@ static int
 process_band(struct wsi_writer *w, int lvl, struct ss_err *err)
 {
     struct level *l = &w->lv[lvl];
-    int rows = l->band_rows, rc;
+    struct enc_tile *t;
+    int rows = l->band_rows, rc = 0;
 
     pad_band(w, l, rows);
     w->job_level = lvl;
     w->job_err[0] = '\0';
     memset(w->enc, 0, sizeof(*w->enc) * (size_t)l->ntx);
-    wsi__pool_run(w->pool, l->ntx, band_job, w);
-    if (w->job_err[0] != '\0') {
-        store_band(w, lvl, NULL);
-        return fail(w, err, -EIO, "level %d tile row %d: %s", lvl,
-                    l->band_row, w->job_err);
-    }
-    rc = store_band(w, lvl, err);
-    if (rc < 0)
+    /* Level 0's previous tile row is written while this one encodes. */
+    wsi__pool_start(w->pool, l->ntx, band_job, w);
+    if (lvl == 0)
+        rc = store_pending(w, err);
+    wsi__pool_join(w->pool);
+    if (rc == 0 && w->job_err[0] != '\0')
+        rc = fail(w, err, -EIO, "level %d tile row %d: %s", lvl,
+                  l->band_row, w->job_err);
+    if (rc < 0) {
+        store_band(w, lvl, w->enc, l->band_row, NULL);
         return rc;
+    }
+    if (lvl == 0) {
+        t = w->enc0;
+        w->enc0 = w->enc;
+        w->enc = t;
+        w->enc0_row = l->band_row;
+        w->enc0_pending = 1;
+    } else {
+        rc = store_band(w, lvl, w->enc, l->band_row, err);
+        if (rc < 0)
+            return rc;
+    }
     if (lvl == w->thumb_level) {
         int y;
 
@@ -851,6 +975,35 @@ hand_off(struct wsi_writer *w, struct ss_err *err)
     return 0;
 }
 
+/* Counts `rows` rows just placed in the fill band, handing the band over
+ * when it is full or the slide complete. */
+static int
+advance(struct wsi_writer *w, int rows, struct ss_err *err)
+{
+    int rc;
+
+    w->fill_rows += rows;
+    w->rows_in += rows;
+    if (w->fill_rows == w->ts || w->rows_in == w->h) {
+        rc = hand_off(w, err);
+        if (rc < 0) {
+            w->failed = 1;
+            w->failed_code = rc;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Rows that fit in the fill band before it is handed over. */
+static int
+band_room(const struct wsi_writer *w)
+{
+    int room = w->ts - w->fill_rows;
+
+    return room < w->h - w->rows_in ? room : w->h - w->rows_in;
+}
+
 /* Appends rows to level 0: copied from rgb, or background when NULL. */
 static int
 feed(struct wsi_writer *w, const uint8_t *rgb, int rows, struct ss_err *err)
@@ -868,17 +1021,10 @@ feed(struct wsi_writer *w, const uint8_t *rgb, int rows, struct ss_err *err)
             for (x = 0; x < w->w; x++)
                 memcpy(dst + (size_t)x * 3, w->meta.background, 3);
         }
-        w->fill_rows++;
-        w->rows_in++;
         rows--;
-        if (w->fill_rows == w->ts || w->rows_in == w->h) {
-            rc = hand_off(w, err);
-            if (rc < 0) {
-                w->failed = 1;
-                w->failed_code = rc;
-                return rc;
-            }
-        }
+        rc = advance(w, 1, err);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -894,6 +1040,34 @@ wsi_writer_rows(struct wsi_writer *w, const uint8_t *rgb, int rows,
         return err_set(err, -EINVAL, "%s: %d rows given, %d of %d left",
                        w->path, rows, w->h - w->rows_in, w->h);
     return feed(w, rgb, rows, err);
+}
+
+int
+wsi_writer_rows_buffer(struct wsi_writer *w, uint8_t **rows, size_t *stride,
+                       int *max_rows, struct ss_err *err)
+{
+    if (w->failed)
+        return err_set(err, w->failed_code, "%s: writer already failed",
+                       w->path);
+    if (w->rows_in == w->h)
+        return err_set(err, -EINVAL, "%s: all %d rows already given",
+                       w->path, w->h);
+    *stride = w->lv[0].stride;
+    *rows = w->fill[w->fill_idx] + (size_t)w->fill_rows * *stride;
+    *max_rows = band_room(w);
+    return 0;
+}
+
+int
+wsi_writer_rows_commit(struct wsi_writer *w, int rows, struct ss_err *err)
+{
+    if (w->failed)
+        return err_set(err, w->failed_code, "%s: writer already failed",
+                       w->path);
+    if (rows < 1 || rows > band_room(w))
+        return err_set(err, -EINVAL, "%s: %d rows committed, %d fit in the "
+                       "band", w->path, rows, band_room(w));
+    return advance(w, rows, err);
 }
 
 /* A stripped JPEG image (thumbnail, macro): one strip holding one
@@ -1055,6 +1229,8 @@ wsi_writer_finish(struct wsi_writer *w, struct ss_err *err)
     if (rc == 0)
         rc = wait_idle(w, err);
     stop_band_thread(w);
+    if (rc == 0)
+        rc = store_pending(w, err);
     if (rc == 0)
         rc = write_rest(w, err);
     if (rc == 0)

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <openslide.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +438,183 @@ test_write_error_fails_and_leaves_nothing(void **state)
     assert_int_equal(count_entries(dir), 0);
 }
 
+/* The vectorised shrink equals the 2×2 box formula on every byte, for
+ * every row width a tile size allows, and writes nothing past its row
+ * (the next tile column belongs to another thread). */
+static void
+test_shrink_row_is_the_exact_box_mean(void **state)
+{
+    uint8_t a[2048 * 3 + 16], b[2048 * 3 + 16], o[1024 * 3 + 8];
+    struct rng r;
+    int half, i, c, bad = 0;
+
+    rng_init(&r, 11);
+    for (half = 1; half <= 1024; half++) {
+        for (i = 0; i < (int)sizeof(a); i++) {
+            a[i] = (uint8_t)rng_next(&r);
+            b[i] = (uint8_t)rng_next(&r);
+        }
+        /* extremes: every sum 0, 1020, and rounding at .5 */
+        a[0] = a[3] = b[0] = b[3] = 255;
+        a[1] = a[4] = b[1] = 0;
+        b[4] = 2;
+        memset(o, 0xA5, sizeof(o));
+        wsi__shrink_row(a, b, o, half);
+        for (i = 0; i < half; i++)
+            for (c = 0; c < 3; c++)
+                bad += o[3 * i + c] != (uint8_t)((a[6 * i + c] +
+                    a[6 * i + 3 + c] + b[6 * i + c] + b[6 * i + 3 + c] + 2)
+                    >> 2);
+        for (i = half * 3; i < (int)sizeof(o); i++)
+            bad += o[i] != 0xA5;
+    }
+    assert_int_equal(bad, 0);
+    assert_int_equal(o[0], 255);
+    assert_int_equal(o[1], 1);
+}
+
+static void
+count_index(void *ctx, int i, int slot)
+{
+    atomic_int *hits = ctx;
+
+    atomic_fetch_add(&hits[i], 1);
+}
+
+/* The encoder pool in two steps: every index runs exactly once, whether
+ * the pool has threads or the caller does it all in join (one thread, or
+ * one index), and the caller's own work between start and join is free
+ * to run meanwhile. */
+static void
+test_pool_start_join_runs_every_index_once(void **state)
+{
+    static atomic_int hits[500];
+    int sizes[3] = { 1, 2, 4 }, ns[3] = { 0, 1, 500 }, s, k, i, bad = 0;
+    struct wsi__pool *p;
+    struct ss_err e;
+
+    for (s = 0; s < 3; s++) {
+        assert_int_equal(wsi__pool_new(sizes[s], &p, &e), 0);
+        assert_int_equal(wsi__pool_size(p), sizes[s]);
+        for (k = 0; k < 3; k++) {
+            for (i = 0; i < 500; i++)
+                atomic_store(&hits[i], 0);
+            wsi__pool_start(p, ns[k], count_index, hits);
+            usleep(1000);           /* the caller's own work */
+            wsi__pool_join(p);
+            for (i = 0; i < 500; i++)
+                bad += atomic_load(&hits[i]) != (i < ns[k]);
+        }
+        wsi__pool_free(p);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* Raw tile i of directory dir, as stored. */
+static tmsize_t
+raw_tile(TIFF *t, int dir, uint32_t i, uint8_t *buf, tmsize_t len)
+{
+    assert_int_equal(TIFFSetDirectory(t, (tdir_t)dir), 1);
+    return TIFFReadRawTile(t, i, buf, len);
+}
+
+/* Rows written in place through rows_buffer/rows_commit make the same
+ * tiles, byte for byte, as rows copied in by wsi_writer_rows(). */
+static void
+test_rows_in_place_equal_rows_copied(void **state)
+{
+    const char *p1 = tu_tmp("copied.svs"), *p2 = tu_tmp("inplace.svs");
+    struct img *im = texture(1001, 777, 8);
+    struct wsi_meta m;
+    struct wsi_writer *w;
+    struct ss_err e;
+    static uint8_t t1[1 << 20], t2[1 << 20];
+    uint8_t *dst;
+    size_t stride;
+    TIFF *a, *b;
+    int y = 0, n, k, dir, tiles = 0;
+
+    wsi_meta_default(&m);
+    m.min_level_px = 256;
+    assert_int_equal(write_slide(p1, im, im->h, &m, &e), 0);
+    assert_int_equal(wsi_writer_open(p2, im->w, im->h, &m, &w, &e), 0);
+    while (y < im->h) {
+        assert_int_equal(wsi_writer_rows_buffer(w, &dst, &stride, &n, &e),
+                         0);
+        assert_true(stride >= (size_t)im->w * 3);
+        /* a band is 256 rows: 97 fit, then the band's rest */
+        assert_int_equal(n, im->h - y < 256 - y % 256 ? im->h - y
+                                                      : 256 - y % 256);
+        n = n < 97 ? n : 97;
+        for (k = 0; k < n; k++)
+            memcpy(dst + (size_t)k * stride, img_u8(im, 0, y + k),
+                   (size_t)im->w * 3);
+        assert_int_equal(wsi_writer_rows_commit(w, n, &e), 0);
+        y += n;
+    }
+    assert_int_equal(wsi_writer_rows_buffer(w, &dst, &stride, &n, &e),
+                     -EINVAL);
+    assert_non_null(strstr(e.msg, "all 777 rows already given"));
+    assert_int_equal(wsi_writer_finish(w, &e), 0);
+
+    a = TIFFOpen(p1, "r");
+    b = TIFFOpen(p2, "r");
+    assert_non_null(a);
+    assert_non_null(b);
+    for (dir = 0; dir < 4; dir += dir == 0 ? 2 : 1) {
+        uint32_t i, nt;
+
+        assert_int_equal(TIFFSetDirectory(a, (tdir_t)dir), 1);
+        nt = TIFFNumberOfTiles(a);
+        for (i = 0; i < nt; i++, tiles++) {
+            tmsize_t l1 = raw_tile(a, dir, i, t1, sizeof(t1));
+            tmsize_t l2 = raw_tile(b, dir, i, t2, sizeof(t2));
+
+            assert_true(l1 > 0);
+            assert_int_equal(l1, l2);
+            assert_memory_equal(t1, t2, (size_t)l1);
+        }
+    }
+    /* levels 1001x777 (4x4 tiles), 501x389 (2x2), 251x195 (1) */
+    assert_int_equal(tiles, 16 + 4 + 1);
+    TIFFClose(a);
+    TIFFClose(b);
+    img_free(im);
+}
+
+/* Committing no rows, or more than the band holds, is refused by name. */
+static void
+test_rows_commit_bounds_are_named(void **state)
+{
+    struct img *im = texture(300, 300, 9);
+    struct wsi_meta m;
+    struct wsi_writer *w;
+    struct ss_err e;
+    uint8_t *dst;
+    size_t stride;
+    int n;
+
+    wsi_meta_default(&m);
+    assert_int_equal(wsi_writer_open(tu_tmp("bounds.svs"), 300, 300, &m, &w,
+                                     &e), 0);
+    assert_int_equal(wsi_writer_rows_buffer(w, &dst, &stride, &n, &e), 0);
+    assert_int_equal(n, 256);
+    assert_int_equal(stride, 2 * 256 * 3);
+    assert_int_equal(wsi_writer_rows_commit(w, 0, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "0 rows committed, 256 fit in the band"));
+    assert_int_equal(wsi_writer_rows_commit(w, 257, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "257 rows committed, 256 fit in the "
+                                  "band"));
+    assert_int_equal(wsi_writer_rows(w, im->data, 200, &e), 0);
+    assert_int_equal(wsi_writer_rows_buffer(w, &dst, &stride, &n, &e), 0);
+    assert_int_equal(n, 56);
+    assert_int_equal(wsi_writer_rows_commit(w, 56, &e), 0);
+    assert_int_equal(wsi_writer_rows_buffer(w, &dst, &stride, &n, &e), 0);
+    assert_int_equal(n, 44);
+    wsi_writer_abort(w);
+    img_free(im);
+}
+
 static void
 test_bad_arguments_are_named(void **state)
 {
@@ -484,6 +662,10 @@ main(void)
         cmocka_unit_test(test_w5_estimate_bounds_a_noise_slide),
         cmocka_unit_test(test_w5_libtiff_size_error_fails_the_job),
         cmocka_unit_test(test_write_error_fails_and_leaves_nothing),
+        cmocka_unit_test(test_shrink_row_is_the_exact_box_mean),
+        cmocka_unit_test(test_pool_start_join_runs_every_index_once),
+        cmocka_unit_test(test_rows_in_place_equal_rows_copied),
+        cmocka_unit_test(test_rows_commit_bounds_are_named),
         cmocka_unit_test(test_bad_arguments_are_named),
     };
 
