@@ -129,9 +129,9 @@ int daemon__conf_check_host(const struct dconf *c, struct ss_err *err);
 #define DAEMON_LOCK_FILE "slidescand.lock"
 
 /* Takes the data directory's lock and the catalogue's (beside it) for
- * this process; fd[0] and fd[1] keep them (close them last).  -EBUSY "data directory DIR (or
- * catalogue FILE) is in use by slidescand pid N" when another process
- * holds one. */
+ * this process; fd[0] and fd[1] keep them (close them last).  -EBUSY
+ * "data directory DIR (or catalogue FILE) is in use by slidescand pid N"
+ * when another process holds one. */
 int daemon__lock_data_dir(const char *data_dir, const char *catalogue,
                           int fd[2], struct ss_err *err);
 

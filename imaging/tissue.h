@@ -11,11 +11,12 @@
  * threshold is not used: an immunostain (KI67, CK) has three classes,
  * glass, pale counterstained stroma (OD about 0.09 on the simulator) and
  * stained tumour (0.6 to 1), and Otsu splits the tissue, not the glass
- * from it, losing the stroma at the tissue's edges.  A closing (radius close_um) joins the gaps of pale tissue, an
- * opening (radius open_um) removes single specks; then a connected piece
- * is kept as tissue when a quarter of its pixels are stained (their
- * optical density falls unequally on the channels, (max - min) / sum at
- * least stain_chroma_min) or its stained pixels cover stained_area_um2:
+ * from it, losing the stroma at the tissue's edges.  A closing (radius
+ * close_um) joins the gaps of pale tissue, an opening (radius open_um)
+ * removes single specks; then a connected piece is kept as tissue when
+ * a quarter of its pixels are stained (their optical density falls
+ * unequally on the channels, (max - min) / sum at least
+ * stain_chroma_min) or its stained pixels cover stained_area_um2:
  * dust, fibres, smudges and pen marks are grey and are dropped whatever
  * their size, while stained fragments of the section are kept down to
  * min_area_um2.  Holes smaller than hole_area_um2 are filled.

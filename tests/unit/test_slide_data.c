@@ -491,7 +491,7 @@ test_generic_pyramids_read_every_level(void **state)
     }
 }
 
-/* ---- plain and stripped files ---------------------------------------------- */
+/* ---- plain and stripped files -------------------------------------------- */
 
 static void
 compare_with_libtiff_rgba(const char *path)

@@ -646,7 +646,7 @@ test_palette_image(void **state)
     slide_close(s);
 }
 
-/* ---- pyramids ------------------------------------------------------------- */
+/* ---- pyramids ------------------------------------------------------------ */
 
 /* Level k of a pyramid: the source reduced by 2^k, by taking every
  * 2^k-th pixel (exact, so reads can be compared byte for byte). */
@@ -764,7 +764,7 @@ test_reduced_directory_pyramid(void **state)
     img_free(src);
 }
 
-/* ---- regions ---------------------------------------------------------------- */
+/* ---- regions ------------------------------------------------------------- */
 
 struct reader_job {
     struct slide *s;
@@ -836,7 +836,7 @@ test_random_regions_with_a_small_cache_and_threads(void **state)
     img_free(src);
 }
 
-/* ---- pixel size metadata ---------------------------------------------------- */
+/* ---- pixel size metadata ------------------------------------------------- */
 
 static void
 tiny_tiff(const char *path, double res, int unit, const char *desc)
