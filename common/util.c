@@ -34,7 +34,7 @@ util_utc_iso(char *buf, size_t len)
 }
 
 int
-util_mkdir_p(const char *path, struct ss_err *err)
+util_mkdir_as(const char *path, unsigned mode, long gid, struct ss_err *err)
 {
     char tmp[4096];
     char *p;
@@ -45,15 +45,28 @@ util_mkdir_p(const char *path, struct ss_err *err)
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+            if (mkdir(tmp, (mode_t)mode) == 0) {
+                /* mkdir applies the umask: set the mode itself. */
+                if (chmod(tmp, (mode_t)mode) != 0 ||
+                    (gid >= 0 && chown(tmp, (uid_t)-1, (gid_t)gid) != 0))
+                    return err_set(err, -errno, "%s: %s", tmp,
+                                   strerror(errno));
+            } else if (errno != EEXIST) {
                 return err_set(err, -errno, "%s: cannot create: %s", tmp,
                                strerror(errno));
+            }
             *p = c;
             if (c == '\0')
                 break;
         }
     }
     return 0;
+}
+
+int
+util_mkdir_p(const char *path, struct ss_err *err)
+{
+    return util_mkdir_as(path, 0750, -1, err);
 }
 
 int

@@ -24,6 +24,11 @@ void util_utc_iso(char *buf, size_t len);
 /* mkdir -p with mode 0750 for new directories. */
 int util_mkdir_p(const char *path, struct ss_err *err);
 
+/* mkdir -p giving each directory it creates exactly mode (whatever the
+ * umask) and, when gid >= 0, that group; existing ones are left alone. */
+int util_mkdir_as(const char *path, unsigned mode, long gid,
+                  struct ss_err *err);
+
 /* fsync() of a directory, so that renames and creations in it persist. */
 int util_fsync_dir(const char *dir, struct ss_err *err);
 

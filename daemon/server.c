@@ -464,37 +464,14 @@ bind_socket(struct daemon *d, const char *path, struct ss_err *err)
 static int
 make_socket_dir(struct daemon *d, const char *dir, struct ss_err *err)
 {
-    mode_t mode = 0700;
-    char tmp[PATH_MAX];
-    char *p;
+    unsigned mode = 0700;
 
     if (d->conf.socket_mode & 0060)
         mode |= 0050;
     if (d->conf.socket_mode & 0006)
         mode |= 0005;
-    if (snprintf(tmp, sizeof(tmp), "%s", dir) >= (int)sizeof(tmp))
-        return err_set(err, -ENAMETOOLONG, "%s: path too long", dir);
-    for (p = tmp + 1; ; p++) {
-        char c;
-
-        if (*p != '/' && *p != '\0')
-            continue;
-        c = *p;
-        *p = '\0';
-        if (mkdir(tmp, mode) == 0) {
-            /* mkdir applies the umask: set the mode itself. */
-            if (chmod(tmp, mode) != 0 ||
-                (d->have_group && chown(tmp, (uid_t)-1, d->group_gid) != 0))
-                return err_set(err, -errno, "%s: %s", tmp, strerror(errno));
-        } else if (errno != EEXIST) {
-            return err_set(err, -errno, "%s: cannot create: %s", tmp,
-                           strerror(errno));
-        }
-        *p = c;
-        if (c == '\0')
-            break;
-    }
-    return 0;
+    return util_mkdir_as(dir, mode, d->have_group ? (long)d->group_gid : -1,
+                         err);
 }
 
 int
