@@ -105,9 +105,8 @@ cmd_scan(struct daemon *d, const struct caller *who,
     /* A malformed slide spec, or a file that is missing or no slide, is
      * refused now, not when the scan starts.
      * LIMIT: the check opens the file on the event loop's thread (the
-     * reader walks its TIFF directories), so queueing a large slide on a
-     * slow disk holds every client for that long, tens of ms for a local
-     * whole-slide image. */
+     * reader walks its TIFF directories), so while a large slide on a
+     * slow disk is opened every other client waits. */
     if (r.image != NULL && sim_slide_spec_open_check(r.image, &bad) < 0)
         return err_set(err, SS_EPROTO, "args.image: %s", bad.msg);
     if (region != NULL && (rc = region_in_travel(d, region, err)) < 0)
