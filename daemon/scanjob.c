@@ -362,12 +362,15 @@ prepare(struct job *j, int64_t id)
     j->base_v_ms = j->s.virtual_ms;
     j->tiles_done = j->s.tiles_done;
     j->resumed = j->s.state != CAT_QUEUED || j->s.tiles_done > 0;
-    /* Taken off the queue at once, so that `queue` and `status` agree
-     * from the start (opening the devices may take a while). */
-    if (j->s.state == CAT_QUEUED && (rc = enter(j, CAT_CALIBRATING)) < 0)
-        return rc;
+    /* The scan stays queued in the catalogue until the devices answer:
+     * while a camera or stage is missing it waits on the queue with the
+     * reason, and no retry flips it through calibrating.  Meanwhile
+     * `queue` and `status` show it as the one on the microscope (see
+     * daemon__live_scan()). */
     rc = ensure_microscope(j);
     if (rc < 0)
+        return rc;
+    if (j->s.state == CAT_QUEUED && (rc = enter(j, CAT_CALIBRATING)) < 0)
         return rc;
     j->v0_ms = mic_now_ms(j->sc->m);
     j->ck_v_ms = j->v0_ms;

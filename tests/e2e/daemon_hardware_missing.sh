@@ -32,6 +32,8 @@ check "the scan waits with a reason naming the missing device" \
 check "the daemon retries (every device_retry_s = 1 s)" \
     wait_until 10 '[ "$(grep -c "retrying devices" "$LOG")" -ge 2 ]'
 check "the scan is still queued, not failed" test "$(scan_state 1)" = queued
+check "the retries never took it off the queue (no calibrating state)" \
+    test "$(grep -c 'state scan=1 .*state=calibrating' "$LOG")" = 0
 st=$(slidescan status --once)
 check "status says the queue is waiting and why" \
     grep -q "^waiting: waiting for the microscope: " <<<"$st"
