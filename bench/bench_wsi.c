@@ -83,7 +83,7 @@ do_write(const char *in, const char *out, int quality, int subsamp)
     struct wsi_writer *w;
     struct ss_err e;
     uint8_t *buf;
-    double t0 = util_now_ms();
+    double t0 = util_now_ms(), t1 = 0;
     int y, n = 0, rc;
 
     if (vfile_open(in, &v) < 0)
@@ -114,6 +114,7 @@ do_write(const char *in, const char *out, int quality, int subsamp)
             }
         rc = wsi_writer_rows_commit(w, n, &e);
     }
+    t1 = util_now_ms();
     if (rc == 0)
         rc = wsi_writer_finish(w, &e);
     else if (buf != NULL)
@@ -124,9 +125,9 @@ do_write(const char *in, const char *out, int quality, int subsamp)
         fprintf(stderr, "bench_wsi: %s\n", e.msg);
         return 1;
     }
-    printf("write: %dx%d q%d %d, %.2f s, bigtiff %d\n", v.w, v.h, quality,
-           subsamp, (util_now_ms() - t0) / 1000, wsi_needs_bigtiff(v.w, v.h,
-                                                                  &m));
+    printf("write: %dx%d q%d %d, %.2f s (finish %.2f s), bigtiff %d\n",
+           v.w, v.h, quality, subsamp, (util_now_ms() - t0) / 1000,
+           (util_now_ms() - t1) / 1000, wsi_needs_bigtiff(v.w, v.h, &m));
     return 0;
 }
 
