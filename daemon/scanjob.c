@@ -319,6 +319,12 @@ load_slide(struct job *j)
     rc = sim_load_slide(sim, spec, &j->err);
     if (rc < 0)
         return err_prefix(&j->err, "slide image");
+    /* The lamp and filter are settings of the acquisition: the profile's
+     * stain chooses them, as when its calibration was taken, whatever
+     * stain the slide itself carries. */
+    rc = sim_illumination_set(sim, j->p.stain, &j->err);
+    if (rc < 0)
+        return rc;
     publish_devices(j->sc, spec, NULL);
     log_info("scan", "slide loaded scan=%lld spec=%s", (long long)j->s.id,
              spec);

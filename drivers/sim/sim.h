@@ -355,7 +355,8 @@ int sim_render_truth_white(struct sim *s, double x_um, double y_um, int w,
  * (light_he, light_ki67, light_ck) for the exposures that follow, as a
  * lamp and filter setting of the acquisition, whatever slide is on the
  * stage.  Loading a slide selects its own stain's.  slidescand calls it
- * before calibrating a stain on whatever slide the microscope holds.
+ * before calibrating a stain on whatever slide the microscope holds, and
+ * after loading a scan's slide, with the stain of the scan's profile.
  * -EINVAL for another stain name.
  */
 int sim_illumination_set(struct sim *s, const char *stain,
