@@ -275,17 +275,21 @@ wait_space(struct asm_job *j)
 {
     const struct space_policy *sp = &j->a->conf.space;
     struct space_need need;
-    char reason[SS_ERR_MSG_MAX];
+    char reason[SS_ERR_MSG_MAX], now[SS_ERR_MSG_MAX];
     bool told = false;
 
     space_estimate(sp, j->plan, 0, true, &need);
+    reason[0] = '\0';
     while (space_check(sp, j->a->conf.data_dir, need.total_bytes, NULL,
                        &j->err) == -ENOSPC) {
-        if (!told) {
-            space_full_reason(j->a->conf.data_dir, &j->err, reason,
-                              sizeof(reason));
-            log_error("assemble", "waiting for space scan=%lld cause=\"%s\"",
-                      (long long)j->s.id, reason);
+        /* Renewed at each check: the reason shows the space free now. */
+        space_full_reason(sp, j->a->conf.data_dir, need.total_bytes, NULL,
+                          now, sizeof(now));
+        if (strcmp(now, reason) != 0) {
+            snprintf(reason, sizeof(reason), "%s", now);
+            if (!told)
+                log_error("assemble", "waiting for space scan=%lld "
+                          "cause=\"%s\"", (long long)j->s.id, reason);
             cat_scan_set_reason(j->a->cat, j->s.id, reason, NULL);
             post_state(j, "assembling", reason);
             told = true;

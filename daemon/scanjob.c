@@ -744,32 +744,59 @@ record_pause(struct job *j, const char *reason, int first)
     return rc;
 }
 
-/* Pauses the scan until the disk has room for the rest of it, checking
+/* The pause reason with the space free now and what the rest of the
+ * scan needs; cause is the write that failed, if one did. */
+static void
+space_reason(struct job *j, int tiles_left, const struct ss_err *cause,
+             char *buf, size_t len)
+{
+    struct space_need need;
+
+    space_need(j, tiles_left, &need);
+    space_full_reason(&j->c->space, j->c->data_dir, need.total_bytes, cause,
+                      buf, len);
+}
+
+/* Pauses the scan until the disk has room for the rest of it (failed:
+ * the error in j->err is a write that failed for space; else the check
+ * before a step found too little), checking
  * every recheck_s (at least once, so a write that failed although the
- * estimate said there was room is not retried at once).  On a disk so
+ * estimate said there was room is not retried at once).  The reason is
+ * renewed at each check, so it shows the space free now.  On a disk so
  * full that the catalogue itself cannot record the pause, the scan waits
  * all the same.  The pause is logged once per episode: until a tile is
  * stored again. */
 static int
-wait_for_space(struct job *j, int tiles_left)
+wait_for_space(struct job *j, int tiles_left, bool failed)
 {
     enum cat_state was = j->s.state;
-    char reason[SS_ERR_MSG_MAX];
-    struct ss_err e;
+    char reason[SS_ERR_MSG_MAX], now[SS_ERR_MSG_MAX];
+    struct ss_err e, cause = j->err;
     int rc, recorded;
 
-    space_full_reason(j->c->data_dir, &j->err, reason, sizeof(reason));
+    if (!failed)
+        cause.msg[0] = '\0';
+    space_reason(j, tiles_left, &cause, reason, sizeof(reason));
     if (!j->space_waiting)
         log_error("scan", "paused for space scan=%lld cause=\"%s\"",
                   (long long)j->s.id, reason);
     j->space_waiting = true;
     post_state(j, "paused", reason);
     recorded = record_pause(j, reason, 1);
-    do {
+    for (;;) {
         rc = nap(j, j->c->space.recheck_s);
+        if (rc != 0 || !short_of_space(j, tiles_left))
+            break;
+        space_reason(j, tiles_left, &cause, now, sizeof(now));
+        if (strcmp(now, reason) != 0) {
+            snprintf(reason, sizeof(reason), "%s", now);
+            post_state(j, "paused", reason);
+            if (recorded == 0)
+                cat_scan_set_reason(j->sc->cat, j->s.id, reason, NULL);
+        }
         if (recorded < 0 && recorded != -EALREADY)
             recorded = record_pause(j, reason, 0);
-    } while (rc == 0 && short_of_space(j, tiles_left));
+    }
     if (recorded == 0 &&
         cat_scan_transition(j->sc->cat, j->s.id, CAT_BIT(CAT_PAUSED), was,
                             "", &e) < 0)
@@ -931,14 +958,14 @@ capture_loop(struct job *j, struct acq_session *ses, uint8_t *states)
             continue;
         rc = requested(j);
         while (rc == 0 && short_of_space(j, left))
-            rc = wait_for_space(j, left);
+            rc = wait_for_space(j, left, false);
         flags = 0;
         if (rc == 0)
             rc = capture_one(j, ses, i, next_planned(j, states, i),
                              &flags);
         if (rc < 0 && write_full(j, left, rc)) {
             j->action = 0;
-            rc = wait_for_space(j, left);
+            rc = wait_for_space(j, left, true);
             if (rc == 0)
                 i--;
             if (rc == 0)
@@ -1032,7 +1059,8 @@ run_step(struct job *j, step_fn fn, const char *name)
                  "action=%s cause=\"%s\"", (long long)j->s.id, name,
                  attempt, guard_action_name(j->action), j->err.msg);
         if (j->action == GUARD_ACT_WAIT_SPACE)
-            rc = wait_for_space(j, j->plan != NULL ? j->plan->ntiles : 0);
+            rc = wait_for_space(j, j->plan != NULL ? j->plan->ntiles : 0,
+                                true);
         else if (j->action == GUARD_ACT_RETRY_TILE)
             rc = requested(j);
         else
@@ -1058,7 +1086,7 @@ run_steps(struct job *j)
     if (rc == 0)
         rc = requested(j);
     while (rc == 0 && short_of_space(j, j->plan->ntiles))
-        rc = wait_for_space(j, j->plan->ntiles);
+        rc = wait_for_space(j, j->plan->ntiles, false);
     if (rc == 0)
         rc = run_step(j, step_focus, "focus map");
     if (rc == 0)
@@ -1099,7 +1127,8 @@ finish_fault(struct job *j, int rc, char *text, size_t len)
     if (j->action == 0 && !j->device_wait)
         j->action = guard_fault_action(&f);
     if (j->action == GUARD_ACT_WAIT_SPACE || space_is_full(rc)) {
-        space_full_reason(j->c->data_dir, &j->err, text, len);
+        space_reason(j, j->plan != NULL ? j->plan->ntiles - j->tiles_done
+                     : 0, &j->err, text, len);
         log_error("scan", "waiting for space scan=%lld cause=\"%s\"",
                   (long long)j->s.id, text);
         cat_scan_set_reason(j->sc->cat, j->s.id, text, &e);

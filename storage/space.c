@@ -176,16 +176,20 @@ space_write_full(const struct space_policy *p, const char *dir,
 }
 
 void
-space_full_reason(const char *dir, const struct ss_err *cause, char *buf,
+space_full_reason(const struct space_policy *p, const char *dir,
+                  uint64_t need_bytes, const struct ss_err *cause, char *buf,
                   size_t len)
 {
-    char have[32] = "unknown";
+    char have[32] = "unknown", need[32], reserve[32];
     uint64_t avail;
+    bool why = cause != NULL && cause->msg[0] != '\0';
 
     if (util_free_bytes(dir, &avail, NULL) == 0)
         space_fmt(avail, have, sizeof(have));
-    snprintf(buf, len, "disk full on %s (%s free): %s; the scan resumes "
-             "when space is freed", dir, have,
-             cause != NULL && cause->msg[0] != '\0' ? cause->msg :
-             "no space left on device");
+    space_fmt(need_bytes, need, sizeof(need));
+    space_fmt(p->reserve_bytes, reserve, sizeof(reserve));
+    snprintf(buf, len, "disk full on %s (%s free; the rest of the scan "
+             "needs %s plus a %s reserve)%s%s; the scan resumes when space "
+             "is freed", dir, have, need, reserve, why ? ": " : "",
+             why ? cause->msg : "");
 }

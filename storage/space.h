@@ -87,9 +87,13 @@ bool space_is_full(int code);
 bool space_write_full(const struct space_policy *p, const char *dir,
                       uint64_t need_bytes, int code);
 
-/* The pause reason for a write that failed for space: "disk full on DIR
- * (N MiB free): <cause>; the scan resumes when space is freed". */
-void space_full_reason(const char *dir, const struct ss_err *cause,
+/* The reason a scan waits for space: "disk full on DIR (N MiB free; the
+ * rest of the scan needs M MiB plus a R MiB reserve): <cause>; the scan
+ * resumes when space is freed".  need_bytes is what the rest of the scan
+ * will write; cause (NULL or empty: none) the write that failed.  Waiters
+ * build it again at each recheck, so the free space shown is current. */
+void space_full_reason(const struct space_policy *p, const char *dir,
+                       uint64_t need_bytes, const struct ss_err *cause,
                        char *buf, size_t len);
 
 /* Bytes as text with a binary unit: "512 B", "12.3 MiB", "1.50 GiB". */

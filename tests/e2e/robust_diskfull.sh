@@ -64,7 +64,8 @@ wait_until 60 '[ "$(q "SELECT tiles_done FROM scans WHERE id = 1")" -ge 3 ]'
 # the capture however fast the machine runs the remaining tiles.
 slidescan pause 1 >/dev/null
 wait_until 30 '[ "$(state 1)" = paused ]'
-fill 64 a
+fill 512 a
+fill 64 a2
 slidescan resume 1 >/dev/null
 check "capture: the scan pauses when the disk fills" \
     wait_until 30 '[ "$(state 1)" = paused ] &&
@@ -74,6 +75,9 @@ echo "# reason: $r"
 check "capture: the reason says the disk is full" grep -q "disk full" <<<"$r"
 check "capture: the reason says it resumes by itself" \
     grep -q "resumes when space is freed" <<<"$r"
+check "capture: the reason says what the rest of the scan needs" \
+    grep -qE "\(0\.[01] MiB free; the rest of the scan needs [0-9.]+ \
+(MiB|GiB) plus a 1\.0 MiB reserve\)" <<<"$r"
 check "capture: the catalogue passes integrity_check" \
     test "$(q "PRAGMA integrity_check")" = ok
 check "capture: nothing half-written is left" test "$(temp_files)" = 0
@@ -86,6 +90,14 @@ done_before=$(q "SELECT tiles_done FROM scans WHERE id = 1")
 sleep 1.5
 check "capture: it stays paused while the disk is full" \
     test "$(state 1)" = paused -a \
+    "$(q "SELECT tiles_done FROM scans WHERE id = 1")" = "$done_before"
+# Half a MiB freed is still short of the 1 MiB reserve: the scan stays
+# paused, and its reason shows the space free now.
+rm -f "$FILLER.a2"
+check "capture: the reason follows the space freed (0.4-0.5 MiB free)" \
+    wait_until 10 'grep -qE "\(0\.[45] MiB free;" <<<"$(reason 1)"'
+echo "# reason: $(reason 1)"
+check "capture: still paused, no tile stored" test "$(state 1)" = paused -a \
     "$(q "SELECT tiles_done FROM scans WHERE id = 1")" = "$done_before"
 rm -f "$FILLER".*
 check "capture: with space freed the scan resumes and completes" \

@@ -206,6 +206,7 @@ static void
 test_tile_store_on_a_full_disk(void **state)
 {
     char hex[8][65], reason[1024];
+    struct space_policy pol;
     struct tilestore *ts;
     struct img *im;
     struct ss_err e;
@@ -233,8 +234,11 @@ test_tile_store_on_a_full_disk(void **state)
         assert_int_equal(tilestore_verify(ts, i, hex[i], &e), 0);
     assert_int_equal(access(on_disk("data/scans/1/tiles/7.jpg"), F_OK), -1);
 
-    space_full_reason(disk, &e, reason, sizeof(reason));
+    space_policy_default(&pol);
+    space_full_reason(&pol, disk, 3 << 20, &e, reason, sizeof(reason));
     assert_non_null(strstr(reason, "disk full on "));
+    assert_non_null(strstr(reason, " free; the rest of the scan needs "
+                           "3.0 MiB plus a "));
     assert_non_null(strstr(reason, "No space left on device; the scan "
                            "resumes when space is freed"));
 
