@@ -210,4 +210,34 @@ slidescan analyse "$tmp/slide.svs" --out "$tmp/noexplain" --model classical \
 check "--explain with the baseline fails naming the reason" \
     grep -q "Grad-CAM needs a CNN" "$tmp/err"
 
+# KI67 on the same tissue from two scanners (OS-2): the client prints the
+# other scope's index beside the chosen one, results.json holds both, and
+# a tumour index far from the tissue index (27 points on the Olympus scan,
+# where the model's tumour class is off) is called out; on the Hamamatsu
+# scan (1 point apart) it is not.
+for s in ndpi vsi; do
+    f=$data/ihc_ki67/OS-2-$s.ome.tif
+    [ -f "$f" ] || { skip "no $f"; continue; }
+    slidescan analyse "$f" --stain KI67 --out "$tmp/ki-$s" \
+        >"$tmp/ki-$s.txt" 2>/dev/null
+    sed 's/^/# /' "$tmp/ki-$s.txt" | grep -i "ki67\|tissue \|warning"
+    check "KI67 $s: the tissue-scope index is printed beside the tumour's" \
+        grep -q "^  on all tissue  *0\.[0-9]* (--ki67-scope tissue)$" \
+        "$tmp/ki-$s.txt"
+    check "KI67 $s: results.json holds both scopes' counts" \
+        jtrue "$tmp/ki-$s/results.json" 'd["ki67"]["tumor"]["nuclei"] <= \
+d["ki67"]["tissue"]["nuclei"] and d["ki67"]["tumor"]["index"] == \
+d["ki67_index"] and d["ki67"]["scope"] == "tumor"'
+    diff=$(json "$tmp/ki-$s/results.json" 'abs(d["ki67"]["tumor"]["index"] \
+- d["ki67"]["tissue"]["index"]) > 0.10')
+    if [ "$diff" = True ]; then
+        check "KI67 $s: scopes over 10 points apart: a warning says so" \
+            grep -q "^warning: the KI67 index on tumour and on all tissue" \
+            "$tmp/ki-$s.txt"
+    else
+        check "KI67 $s: scopes within 10 points: no warning" \
+            test "$(grep -c '^warning' "$tmp/ki-$s.txt")" = 0
+    fi
+done
+
 echo "1..$n"

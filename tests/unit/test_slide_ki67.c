@@ -19,7 +19,9 @@
  *   - the two scanners agree within KI67_PAIR (QuPath's own settings
  *     move its index by up to 10 points).
  * The tumour-scope index is printed, not checked: on the Olympus scan it
- * depends on the model's tumour class (see the LIMIT in ihc.c).
+ * depends on the model's tumour class (see the LIMIT in ihc.c); each run
+ * counts both scopes, and the tumour run's tissue counts must be the
+ * tissue run's.
  */
 #include "tests/support/testutil.h"
 
@@ -45,7 +47,7 @@ analyse_ki67(int which, const char *rel, const char *out, double mpp)
     struct an_results r;
     struct an_job j;
     struct ss_err e;
-    int rc;
+    int rc, other_n = -1, other_p = -1;
 
     index_of[which] = NAN;
     if (p == NULL) {
@@ -71,6 +73,21 @@ analyse_ki67(int which, const char *rel, const char *out, double mpp)
         assert_true(fabs(r.slide_mpp - mpp) < 5e-5);
         assert_int_equal(r.ki67_scope, sc);
         assert_true(isfinite(r.ki67_index));
+        /* One pass counts both scopes: the tumour run reports the tissue
+         * counts the tissue run then finds, tumour nuclei among them. */
+        assert_true(r.ki67_tumor_nuclei <= r.ki67_tissue_nuclei);
+        assert_true(r.ki67_tumor_positive <= r.ki67_tissue_positive);
+        if (sc == AN_KI67_TUMOR) {
+            assert_int_equal(r.ki67_nuclei, r.ki67_tumor_nuclei);
+            assert_true(fabs(r.ki67_tissue_index - (double)
+                             r.ki67_tissue_positive /
+                             r.ki67_tissue_nuclei) < 1e-12);
+            other_n = r.ki67_tissue_nuclei;
+            other_p = r.ki67_tissue_positive;
+        } else {
+            assert_int_equal(r.ki67_nuclei, other_n);
+            assert_int_equal(r.ki67_positive, other_p);
+        }
         if (sc == AN_KI67_TISSUE) {
             assert_in_range(r.ki67_nuclei, NUC_MIN, NUC_MAX);
             assert_true(r.ki67_index >= KI67_MIN - KI67_SLACK);

@@ -243,6 +243,11 @@ struct an_results {
     int ki67_nuclei, ki67_positive;
     enum an_ki67_scope ki67_scope;
     double ki67_index;
+    /* Both scopes, whichever was chosen: nuclei on tumour, and on any
+     * tissue; their indices (NAN when none). */
+    int ki67_tumor_nuclei, ki67_tumor_positive;
+    int ki67_tissue_nuclei, ki67_tissue_positive;
+    double ki67_tumor_index, ki67_tissue_index;
     /* CK: DAB-positive area (NAN when not a CK slide). */
     double ck_positive_area_mm2;
     char model[96];

@@ -16,7 +16,9 @@
  * Olympus scan of the OS-2 Ki67 crop (grey glass, different colour) the
  * default model puts a third of the nuclei on tumour and mostly the
  * DAB-positive ones, so the tumour-scope index reads about 50 % where the
- * tissue scope reads 23-25 % on both scanners of the pair.
+ * tissue scope reads 23-25 % on both scanners of the pair.  Both scopes
+ * are reported, and `slidescan analyse` warns when they are more than 10
+ * points apart.
  *
  * CK: the positive area is where smoothed DAB exceeds CK_DAB_OD on
  * tissue.  The CK-guided tumour mask is that area closed over CK_CLOSE_UM
@@ -108,16 +110,16 @@ disc_mean(const float *a, int w, int h, int x, int y, int r)
     return n > 0 ? (float)(s / n) : 0;
 }
 
-/* Counts nuclei in the core of one tile (margin m on every side). */
+/* Counts nuclei in the core of one tile (margin m on every side): those
+ * on tumour and those on any tissue. */
 static void
 ki_count(const struct ki_tile *t, int m, double mpp,
-         const struct an_seg *sg, enum an_ki67_scope scope,
-         double x0_l0, double y0_l0,
-         double l0_per_px, int *nuclei, int *positive)
+         const struct an_seg *sg, double x0_l0, double y0_l0,
+         double l0_per_px, struct an_results *r)
 {
     int sep = (int)lround(KI_SEP_UM / mpp), disc = (int)lround(KI_DISC_UM /
                                                                 mpp);
-    int x, y;
+    int x, y, pos, cls;
 
     for (y = m; y < t->h - m; y++)
         for (x = m; x < t->w - m; x++) {
@@ -129,21 +131,22 @@ ki_count(const struct ki_tile *t, int m, double mpp,
             ly = (int)((y0_l0 + (y + 0.5) * l0_per_px) / sg->scale);
             if (lx < 0 || ly < 0 || lx >= sg->w || ly >= sg->h)
                 continue;
-            if (scope == AN_KI67_TISSUE ?
-                *img_u8(sg->label, lx, ly) == AN_GLASS :
-                *img_u8(sg->label, lx, ly) != AN_TUMOR)
+            cls = *img_u8(sg->label, lx, ly);
+            if (cls == AN_GLASS)
                 continue;
-            (*nuclei)++;
-            if (disc_mean(t->dab, t->w, t->h, x, y, disc) > KI_DAB_OD)
-                (*positive)++;
+            pos = disc_mean(t->dab, t->w, t->h, x, y, disc) > KI_DAB_OD;
+            r->ki67_tissue_nuclei++;
+            r->ki67_tissue_positive += pos;
+            if (cls == AN_TUMOR) {
+                r->ki67_tumor_nuclei++;
+                r->ki67_tumor_positive += pos;
+            }
         }
 }
 
-/* Whether any raster pixel in [x0, x1) × [y0, y1) is tumour (or, with
- * the tissue scope, anything but glass). */
+/* Whether any raster pixel in [x0, x1) × [y0, y1) is tissue. */
 static int
-raster_has(const struct an_seg *sg, enum an_ki67_scope scope, int x0,
-           int y0, int x1, int y1)
+raster_has(const struct an_seg *sg, int x0, int y0, int x1, int y1)
 {
     int x, y;
 
@@ -153,17 +156,14 @@ raster_has(const struct an_seg *sg, enum an_ki67_scope scope, int x0,
     y1 = y1 > sg->h ? sg->h : y1;
     for (y = y0; y < y1; y++)
         for (x = x0; x < x1; x++)
-            if (scope == AN_KI67_TISSUE ?
-                *img_u8(sg->label, x, y) != AN_GLASS :
-                *img_u8(sg->label, x, y) == AN_TUMOR)
+            if (*img_u8(sg->label, x, y) != AN_GLASS)
                 return 1;
     return 0;
 }
 
 /* One tile: read, deconvolve, smooth, count. */
 static int
-ki_tile_run(struct an_slide *s, const struct an_seg *sg,
-            enum an_ki67_scope scope, double mpp,
+ki_tile_run(struct an_slide *s, const struct an_seg *sg, double mpp,
             int64_t x0, int64_t y0, int m, struct an_results *r,
             struct ss_err *err)
 {
@@ -182,8 +182,7 @@ ki_tile_run(struct an_slide *s, const struct an_seg *sg,
     if (rc == 0)
         rc = an__gauss_blur(t.nuc, n, n, KI_SIGMA_UM / mpp);
     if (rc == 0)
-        ki_count(&t, m, mpp, sg, scope, x0 - m * l0, y0 - m * l0, l0,
-                 &r->ki67_nuclei, &r->ki67_positive);
+        ki_count(&t, m, mpp, sg, x0 - m * l0, y0 - m * l0, l0, r);
     free(t.nuc);
     free(t.dab);
     return rc < 0 ? err_set(err, rc, "KI67: out of memory") : 0;
@@ -198,25 +197,40 @@ an__ki67(struct an_slide *s, const struct an_seg *sg,
     int m = (int)ceil((KI_SEP_UM + 3 * KI_SIGMA_UM) / mpp) + 1;
 
     an_slide_size(s, &W0, &H0);
-    r->ki67_nuclei = r->ki67_positive = 0;
+    r->ki67_tumor_nuclei = r->ki67_tumor_positive = 0;
+    r->ki67_tissue_nuclei = r->ki67_tissue_positive = 0;
     r->ki67_scope = scope;
+    /* Both scopes in one pass: the other one is reported beside the
+     * chosen index, so a tumour mask that is off on this slide shows. */
     for (y0 = 0; y0 < H0; y0 += step)
         for (x0 = 0; x0 < W0; x0 += step) {
             int rc;
-            if (!raster_has(sg, scope, (int)(x0 / sg->scale),
-                                  (int)(y0 / sg->scale),
-                                  (int)ceil((x0 + step) / sg->scale),
-                                  (int)ceil((y0 + step) / sg->scale)))
+            if (!raster_has(sg, (int)(x0 / sg->scale), (int)(y0 / sg->scale),
+                            (int)ceil((x0 + step) / sg->scale),
+                            (int)ceil((y0 + step) / sg->scale)))
                 continue;
-            rc = ki_tile_run(s, sg, scope, mpp, x0, y0, m, r, err);
+            rc = ki_tile_run(s, sg, mpp, x0, y0, m, r, err);
             if (rc < 0)
                 return rc;
         }
-    r->ki67_index = r->ki67_nuclei > 0 ?
-                    (double)r->ki67_positive / r->ki67_nuclei : NAN;
-    log_info("analysis", "ki67 scope=%s nuclei=%d positive=%d mpp=%.2f",
+    r->ki67_tumor_index = r->ki67_tumor_nuclei > 0 ?
+        (double)r->ki67_tumor_positive / r->ki67_tumor_nuclei : NAN;
+    r->ki67_tissue_index = r->ki67_tissue_nuclei > 0 ?
+        (double)r->ki67_tissue_positive / r->ki67_tissue_nuclei : NAN;
+    if (scope == AN_KI67_TISSUE) {
+        r->ki67_nuclei = r->ki67_tissue_nuclei;
+        r->ki67_positive = r->ki67_tissue_positive;
+        r->ki67_index = r->ki67_tissue_index;
+    } else {
+        r->ki67_nuclei = r->ki67_tumor_nuclei;
+        r->ki67_positive = r->ki67_tumor_positive;
+        r->ki67_index = r->ki67_tumor_index;
+    }
+    log_info("analysis", "ki67 scope=%s nuclei=%d positive=%d "
+             "tissue_nuclei=%d tissue_positive=%d mpp=%.2f",
              scope == AN_KI67_TISSUE ? "tissue" : "tumor", r->ki67_nuclei,
-             r->ki67_positive, mpp);
+             r->ki67_positive, r->ki67_tissue_nuclei,
+             r->ki67_tissue_positive, mpp);
     return 0;
 }
 

@@ -88,7 +88,7 @@ stain_readouts(const struct an_job *j, struct an_slide *s, struct an_seg *sg,
     struct img *mask = NULL;
     int rc;
 
-    r->ki67_index = NAN;
+    r->ki67_index = r->ki67_tumor_index = r->ki67_tissue_index = NAN;
     r->ck_positive_area_mm2 = NAN;
     if (j->stain == AN_STAIN_KI67)
         return an__ki67(s, sg, j->ki67_scope, r, err);

@@ -180,12 +180,19 @@ an__results_write(const char *path, const char *slide,
     json_object_set_new(o, "tsr_regions", regions_json(r));
     json_object_set_new(o, "ki67_index", num_or_null(r->ki67_index));
     if (isfinite(r->ki67_index) || r->ki67_nuclei > 0)
-        json_object_set_new(o, "ki67", json_pack("{s:s, s:i, s:i}",
+        json_object_set_new(o, "ki67", json_pack("{s:s, s:i, s:i, s:{s:o, "
+                            "s:i, s:i}, s:{s:o, s:i, s:i}}",
                             "scope", r->ki67_scope == AN_KI67_TISSUE ?
                             "tissue" : "tumor", r->ki67_scope ==
                             AN_KI67_TISSUE ? "nuclei" : "tumor_nuclei",
                             r->ki67_nuclei, "positive_nuclei",
-                            r->ki67_positive));
+                            r->ki67_positive, "tumor", "index",
+                            num_or_null(r->ki67_tumor_index), "nuclei",
+                            r->ki67_tumor_nuclei, "positive_nuclei",
+                            r->ki67_tumor_positive, "tissue", "index",
+                            num_or_null(r->ki67_tissue_index), "nuclei",
+                            r->ki67_tissue_nuclei, "positive_nuclei",
+                            r->ki67_tissue_positive));
     json_object_set_new(o, "ck_positive_area_mm2",
                         num_or_null(r->ck_positive_area_mm2));
     json_object_set_new(o, "files", json_incref(files));
