@@ -149,8 +149,9 @@ file_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
         mpp = strtod(at + 1, &end);
         if (end != at + 1 && *end == '\0') {
             if (!(mpp > 0.01 && mpp < 1000))
-                return refuse(spec, FILE_FORM, err, "pixel size %g um is "
-                              "outside 0.01..1000", mpp);
+                return refuse(spec, FILE_FORM, err, "pixel size '%s' um "
+                              "must be more than 0.01 and less than 1000",
+                              at + 1);
             p->mpp = mpp;
             *at = '\0';
         }

@@ -264,6 +264,20 @@ test_bad_specs_get_one_message(void **state)
                         "[:stain=HE|KI67|CK][:id=TEXT]");
     assert_int_equal(sim_slide_spec_check("plain.png@0", &e), SS_ECONFIG);
     print_message("# %s\n", e.msg);
+    /* The ends of the pixel size range are refused, and said so; the
+     * value is quoted as written. */
+    for (i = 0; i < 3; i++) {
+        static const char *const mpp[] = { "1000", "0.01", "1e400" };
+        char spec[64];
+
+        snprintf(want, sizeof(want), "'plain.png@%s': pixel size '%s' um "
+                 "must be more than 0.01 and less than 1000; a file slide "
+                 "is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]", mpp[i],
+                 mpp[i]);
+        snprintf(spec, sizeof(spec), "plain.png@%s", mpp[i]);
+        assert_int_equal(sim_slide_spec_check(spec, &e), SS_ECONFIG);
+        assert_string_equal(e.msg, want);
+    }
     microscope_free(m);
 }
 

@@ -102,7 +102,6 @@ cmd_scan(int argc, char **argv)
     bool wait = false;
     json_t *args, *res = NULL;
     long prio = 0;
-    char *end;
     int o, rc;
 
     optind = 1;
@@ -114,10 +113,10 @@ cmd_scan(int argc, char **argv)
         case 'r': region = optarg; break;
         case 'w': wait = true; break;
         case 'p':
-            prio = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0')
-                return client__fail(&co, EXIT_USAGE, "--priority: '%s' is "
-                                    "not a number", optarg);
+            rc = client__long_opt(&co, "--priority", optarg, -100, 100,
+                                  &prio);
+            if (rc != EXIT_OK)
+                return rc;
             break;
         default:
             if (!client__common(o, &co))
