@@ -84,6 +84,7 @@ cmd_scan(struct daemon *d, const struct caller *who,
          const struct proto_req *req, json_t **result, struct ss_err *err)
 {
     const char *region = proto_arg_str(req, "region", NULL);
+    const char *declared;
     struct cat_scan_req r;
     struct ss_err bad;
     char detail[256];
@@ -102,12 +103,22 @@ cmd_scan(struct daemon *d, const struct caller *who,
         return err_set(err, SS_EPROTO, "args.image: only the simulated "
                        "microscope takes a slide image; this one is "
                        "hardware");
-    /* A malformed slide spec, or a file that is missing or no slide, is
-     * refused now, not when the scan starts.
+    /* The stain a slide spec declares is the slide's; a scan under another
+     * stain's profile would be analysed as the wrong stain. */
+    declared = r.image != NULL ? sim_slide_spec_stain(r.image) : NULL;
+    if (declared != NULL && strcmp(declared, r.stain) != 0)
+        return err_set(err, SS_EPROTO, "args.stain: %s, but args.image "
+                       "'%.200s' declares stain %s; give the slide's stain, "
+                       "or an image that declares %s or no stain", r.stain,
+                       r.image, declared, r.stain);
+    /* A malformed slide spec, a file that is missing or no slide, or a
+     * slide larger than the stage reaches is refused now, not when the
+     * scan starts.
      * LIMIT: the check opens the file on the event loop's thread (the
      * reader walks its TIFF directories), so while a large slide on a
      * slow disk is opened every other client waits. */
-    if (r.image != NULL && sim_slide_spec_open_check(r.image, &bad) < 0)
+    if (r.image != NULL &&
+        sim_slide_spec_fit_check(&d->conf.sim, r.image, &bad) < 0)
         return err_set(err, SS_EPROTO, "args.image: %s", bad.msg);
     if (region != NULL && (rc = region_in_travel(d, region, err)) < 0)
         return rc;

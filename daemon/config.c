@@ -460,6 +460,7 @@ static int
 check(struct dconf *c, struct ss_err *err)
 {
     char section[32];
+    const char *key;
     struct ss_err e;
     int i;
 
@@ -485,6 +486,8 @@ check(struct dconf *c, struct ss_err *err)
         sim_config_set(&c->sim, "objective", c->objective, &e) < 0)
         return daemon__conf_err(c, err, "microscope", "objective", "%s",
                                 e.msg);
+    if (!c->simulator && hw_config_check(&c->hw, &key, &e) < 0)
+        return daemon__conf_err(c, err, "stage", key, "%s", e.msg);
     for (i = 0; i < NSTAINS; i++) {
         struct acq_profile *p = &c->profile[i];
         if (p->objective[0] == '\0')

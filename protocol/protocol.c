@@ -8,7 +8,9 @@
 #include "protocol/protocol.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +23,9 @@ struct field {
     json_int_t min, max;            /* integer range or string length */
     const char *const *choices;     /* allowed strings, NULL-terminated */
     bool (*check)(const char *s);   /* extra check for strings */
-    const char *check_msg;          /* what check() requires */
+    const char *check_msg;          /* what check() or why() requires */
+    /* Instead of check(): false with the cause in why when s is bad. */
+    bool (*why)(const char *s, char *why, size_t len);
 };
 
 struct cmd_spec {
@@ -59,39 +63,57 @@ proto_slide_id_ok(const char *s)
     return true;
 }
 
-/* A scan region: "X,Y,W,H" in stage micrometres, W and H positive. */
+/* A scan region: "X,Y,W,H" in stage micrometres, W and H above 0, each
+ * value under 1e6 in magnitude; else the first fault in why. */
 static bool
-region_ok(const char *s)
+region_why(const char *s, char *why, size_t len)
 {
-    double x, y, w, h;
-    int n = 0;
+    static const char *const name[] = { "X", "Y", "W", "H" };
+    double v[4];
+    int n = 0, i;
 
-    return sscanf(s, "%lf , %lf , %lf , %lf %n", &x, &y, &w, &h, &n) == 4 &&
-           s[n] == '\0' && w > 0 && h > 0 && w < 1e6 && h < 1e6 &&
-           x > -1e6 && x < 1e6 && y > -1e6 && y < 1e6;
+    if (sscanf(s, "%lf , %lf , %lf , %lf %n", &v[0], &v[1], &v[2], &v[3],
+               &n) != 4 || s[n] != '\0') {
+        snprintf(why, len, "'%.40s' is not four numbers", s);
+        return false;
+    }
+    for (i = 0; i < 4; i++) {
+        if (!isfinite(v[i]) || fabs(v[i]) >= 1e6) {
+            snprintf(why, len, "'%.40s': %s %g is not under 1e6 um in "
+                     "magnitude", s, name[i], v[i]);
+            return false;
+        }
+        if (i >= 2 && v[i] <= 0) {
+            snprintf(why, len, "'%.40s': %s %g is not above 0", s, name[i],
+                     v[i]);
+            return false;
+        }
+    }
+    return true;
 }
 
-#define END { NULL, F_STR, false, 0, 0, NULL, NULL, NULL }
-#define SCAN_ID(req) { "scan", F_INT, req, 1, ID_MAX, NULL, NULL, NULL }
+#define END { NULL, F_STR, false, 0, 0, NULL, NULL, NULL, NULL }
+#define SCAN_ID(req) { "scan", F_INT, req, 1, ID_MAX, NULL, NULL, NULL, NULL }
 #define SLIDE_ID \
     { "slide", F_STR, true, 1, PROTO_SLIDE_MAX, NULL, proto_slide_id_ok, \
-      "1 to 63 of A-Z a-z 0-9 . _ -, not starting with . or -" }
-#define STAIN { "stain", F_STR, true, 1, 8, stains, NULL, NULL }
-#define LIMIT_F { "limit", F_INT, false, 1, 100000, NULL, NULL, NULL }
+      "1 to 63 of A-Z a-z 0-9 . _ -, not starting with . or -", NULL }
+#define STAIN { "stain", F_STR, true, 1, 8, stains, NULL, NULL, NULL }
+#define LIMIT_F { "limit", F_INT, false, 1, 100000, NULL, NULL, NULL, NULL }
 
 static const struct field f_none[] = { END };
 static const struct field f_scan[] = {
     SLIDE_ID,
     STAIN,
     { "image", F_STR, false, 1, 4096, NULL, printable,
-      "printable characters" },
-    { "priority", F_INT, false, -100, 100, NULL, NULL, NULL },
-    { "region", F_STR, false, 7, 120, NULL, region_ok,
-      "X,Y,W,H in stage micrometres with W and H positive" },
+      "printable characters", NULL },
+    { "priority", F_INT, false, -100, 100, NULL, NULL, NULL, NULL },
+    { "region", F_STR, false, 1, 120, NULL, NULL,
+      "X,Y,W,H in stage micrometres, W and H above 0, each under 1e6 in "
+      "magnitude", region_why },
     END
 };
 static const struct field f_queue[] = {
-    { "all", F_BOOL, false, 0, 0, NULL, NULL, NULL },
+    { "all", F_BOOL, false, 0, 0, NULL, NULL, NULL, NULL },
     LIMIT_F,
     END
 };
@@ -99,13 +121,13 @@ static const struct field f_scan_opt[] = { SCAN_ID(false), END };
 static const struct field f_scan_req[] = { SCAN_ID(true), END };
 static const struct field f_move[] = {
     SCAN_ID(true),
-    { "position", F_INT, true, 1, 1000000, NULL, NULL, NULL },
+    { "position", F_INT, true, 1, 1000000, NULL, NULL, NULL, NULL },
     END
 };
 static const struct field f_slides[] = { LIMIT_F, END };
 static const struct field f_show[] = {
     SLIDE_ID,
-    { "tiles", F_BOOL, false, 0, 0, NULL, NULL, NULL },
+    { "tiles", F_BOOL, false, 0, 0, NULL, NULL, NULL, NULL },
     END
 };
 static const struct field f_calibrate[] = { STAIN, END };
@@ -153,25 +175,32 @@ check_string(const struct field *f, json_t *v, struct ss_err *err)
 {
     const char *s = json_string_value(v);
     json_int_t n = (json_int_t)json_string_length(v);
-    char list[128];
+    char list[128], why[160];
     const char *const *c;
-
     /* A field with a form says what it wants, not only how long. */
-    if ((n < f->min || n > f->max) && f->check_msg != NULL)
-        return err_set(err, SS_EPROTO, "args.%s: must be %s ('%.40s' has "
-                       "%lld characters, %lld..%lld expected)", f->name,
-                       f->check_msg, s, (long long)n, (long long)f->min,
-                       (long long)f->max);
-    if (n < f->min || n > f->max)
-        return err_set(err, SS_EPROTO, "args.%s: length %lld is outside "
-                       "%lld..%lld", f->name, (long long)n,
-                       (long long)f->min, (long long)f->max);
+    const char *sep = f->check_msg != NULL ? "; must be " : "";
+    const char *form = f->check_msg != NULL ? f->check_msg : "";
+
+    if (n > f->max)
+        return err_set(err, SS_EPROTO, "args.%s: too long: %lld characters, "
+                       "at most %lld ('%.40s...')%s%s", f->name,
+                       (long long)n, (long long)f->max, s, sep, form);
+    if (n == 0 && f->min > 0)
+        return err_set(err, SS_EPROTO, "args.%s: empty%s%s", f->name, sep,
+                       form);
+    if (n < f->min)
+        return err_set(err, SS_EPROTO, "args.%s: too short: '%s' has %lld "
+                       "characters, at least %lld%s%s", f->name, s,
+                       (long long)n, (long long)f->min, sep, form);
     if ((size_t)n != strlen(s))
         return err_set(err, SS_EPROTO, "args.%s: contains a NUL character",
                        f->name);
     if (f->check != NULL && !f->check(s))
         return err_set(err, SS_EPROTO, "args.%s: must be %s", f->name,
                        f->check_msg);
+    if (f->why != NULL && !f->why(s, why, sizeof(why)))
+        return err_set(err, SS_EPROTO, "args.%s: %s; must be %s", f->name,
+                       why, f->check_msg);
     if (f->choices == NULL)
         return 0;
     for (c = f->choices; *c != NULL; c++)

@@ -109,7 +109,8 @@ int wsi_level_count(int width, int height, const struct wsi_meta *meta);
  * expect_mpp > 0, equal to it), then opens it through OpenSlide.  The
  * report names each defect; returns 0 when the file passes, SS_EFORMAT
  * when it has defects (err names the first), -errno when it cannot be
- * read at all. */
+ * read at all (-EISDIR for a directory: "PATH: is a directory, not a
+ * slide file"; SS_EFORMAT for another file that is not a regular one). */
 int wsi_verify(const char *path, double expect_mpp, char *report,
                size_t report_len, struct ss_err *err);
 

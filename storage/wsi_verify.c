@@ -903,6 +903,16 @@ wsi_verify(const char *path, double expect_mpp, char *report,
         TIFFOpenOptionsFree(opts);
         return err_set(err, rc, "%s: %s", path, strerror(-rc));
     }
+    /* libtiff would report a directory as a bad header, and would block
+     * reading a FIFO. */
+    if (!S_ISREG(st.st_mode)) {
+        free(v);
+        TIFFOpenOptionsFree(opts);
+        return err_set(err, S_ISDIR(st.st_mode) ? -EISDIR : SS_EFORMAT,
+                       "%s: %s, not a slide file", path,
+                       S_ISDIR(st.st_mode) ? "is a directory"
+                                           : "is not a regular file");
+    }
     v->path = path;
     v->nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     v->nthreads = v->nthreads < 1 ? 1 : v->nthreads > 8 ? 8 : v->nthreads;

@@ -269,6 +269,22 @@ stage_set(struct hw_stage_config *c, const char *k, const char *v,
 }
 
 int
+hw_config_check(const struct hw_config *c, const char **key,
+                struct ss_err *err)
+{
+    const struct hw_stage_config *s = &c->stage;
+    const struct hw__dialect *d = hw__dialect_get(s->dialect);
+
+    if (d == NULL || ((s->vid != 0 || d->vid != 0) &&
+                      (s->pid != 0 || d->pid != 0)))
+        return 0;
+    *key = s->vid == 0 && d->vid == 0 ? "vid" : "pid";
+    return err_set(err, SS_ECONFIG, "driver %s has no known USB id: set "
+                   "vid and pid in [stage] to the controller's (4 hex "
+                   "digits each, as lsusb shows them)", d->name);
+}
+
+int
 hw_config_set(struct hw_config *c, const char *section, const char *key,
               const char *value, struct ss_err *err)
 {

@@ -136,11 +136,22 @@ check_stage(const struct hw_stage_config *sc, json_t *stages,
             json_t *expected, json_t *problems)
 {
     const struct hw__dialect *d = hw__dialect_get(sc->dialect);
+    struct hw_config only = { .stage = *sc };
     char id[16], where[16] = "any";
+    const char *key;
+    struct ss_err e;
     size_t i, hits = 0;
 
     if (d == NULL) {
         json_object_set_new(expected, "stage", json_null());
+        return;
+    }
+    /* With no USB id to look for, searching the bus would only report
+     * the placeholder id 0000 as missing. */
+    if (hw_config_check(&only, &key, &e) < 0) {
+        json_object_set_new(expected, "stage", json_pack(
+            "{s:s, s:n}", "driver", d->name, "usb_id"));
+        problem(problems, "stage: %s", e.msg);
         return;
     }
     snprintf(id, sizeof(id), "%04x:%04x", sc->vid ? sc->vid : d->vid,

@@ -91,6 +91,15 @@ void hw_config_default(struct hw_config *c);
 int hw_config_set(struct hw_config *c, const char *section, const char *key,
                   const char *value, struct ss_err *err);
 
+/* Checks what hw_config_set() cannot see key by key, once the whole
+ * configuration is read: a stage driver whose controller has no USB id
+ * known to slidescan (proscan) needs vid and pid.  0, or SS_ECONFIG with
+ * *key the [stage] key to set ("vid" or "pid") and err the cause, e.g.
+ *   driver proscan has no known USB id: set vid and pid in [stage] to the
+ *   controller's (4 hex digits each, as lsusb shows them) */
+int hw_config_check(const struct hw_config *c, const char **key,
+                    struct ss_err *err);
+
 /* Builds the hardware microscope from the configuration: opens the camera
  * and the stage that are configured.  A configured device that is missing
  * is an error naming it (never a silent simulator); SS_EHELD when another

@@ -202,6 +202,28 @@ geometry_check(const char *spec, const struct sim_geometry *g,
                    g->limits.max_um[1] / 1000);
 }
 
+static double
+config_pixel_um(const struct sim_config *c)
+{
+    return c->pixel_um > 0 ? c->pixel_um : objective_pixel_um(c->objective);
+}
+
+int
+sim_slide_spec_fit_check(const struct sim_config *c, const char *spec,
+                         struct ss_err *err)
+{
+    struct sim__source src;
+    struct sim_geometry g;
+    int rc;
+
+    memset(&src, 0, sizeof(src));
+    rc = sim__spec_extent(spec, &src.w_um, &src.h_um, err);
+    if (rc < 0)
+        return rc;
+    geometry_of(c, config_pixel_um(c), &src, &g);
+    return geometry_check(spec, &g, err);
+}
+
 void
 sim_geometry_get(struct sim *s, struct sim_geometry *g)
 {
@@ -412,8 +434,7 @@ sim_new(const struct sim_config *c, struct sim **out, struct ss_err *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_rwlock_init(&s->srclock, NULL);
-    s->pixel_um = c->pixel_um > 0 ? c->pixel_um
-                                  : objective_pixel_um(c->objective);
+    s->pixel_um = config_pixel_um(c);
     s->dof_um = c->dof_um > 0 ? c->dof_um : 2.0 * s->pixel_um;
     s->cam.exposure_ms = 250;
     s->cam.gain = 1;

@@ -204,6 +204,23 @@ int sim_slide_spec_check(const char *spec, struct ss_err *err);
  *   '/data/x.svs': /data/x.svs: no such file */
 int sim_slide_spec_open_check(const char *spec, struct ss_err *err);
 
+/* sim_slide_spec_open_check(), and whether the slide fits the stage of a
+ * simulator configured as c: its specimen area (image, margins, blank
+ * area) within travel_x_um x travel_y_um, as sim_load_slide() requires.
+ * A slide that does not fit is SS_ECONFIG with sim_load_slide()'s
+ * message, e.g.
+ *   '/data/lung.png@999': the slide needs 515.9 x 513.5 mm of stage
+ *   travel (image ...), the stage travels 120.0 x 80.0 mm (travel_x_um,
+ *   travel_y_um)
+ * so a daemon can refuse the slide when its scan is queued. */
+int sim_slide_spec_fit_check(const struct sim_config *c, const char *spec,
+                             struct ss_err *err);
+
+/* The stain a spec declares: a phantom's own stain ("phantom:KI67") or a
+ * file spec's ":stain="; "HE", "KI67" or "CK".  NULL when the spec
+ * declares none (a file without ":stain=") or does not parse. */
+const char *sim_slide_spec_stain(const char *spec);
+
 /* The length of the FILE part of a file spec (its beginning, before any
  * "@MPP", ":stain=" or ":id="), so that a client can make it absolute and
  * keep the rest as written; 0 for a phantom or a spec that does not

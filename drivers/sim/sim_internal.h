@@ -92,6 +92,12 @@ struct sim__spec {
 int sim__spec_parse(const char *spec, struct sim__spec *p,
                     struct ss_err *err);
 
+/* The image extent of a spec, in µm: a phantom's w_mm x h_mm, a file's
+ * level-0 size times its pixel size (the file is opened, no pixel is
+ * decoded).  Errors as sim_slide_spec_open_check(). */
+int sim__spec_extent(const char *spec, double *w_um, double *h_um,
+                     struct ss_err *err);
+
 int sim__source_open(const char *spec, const struct sim_config *c,
                      struct sim__source **out, struct ss_err *err);
 void sim__source_free(struct sim__source *src);

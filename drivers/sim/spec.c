@@ -149,8 +149,9 @@ file_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
         mpp = strtod(at + 1, &end);
         if (end != at + 1 && *end == '\0') {
             if (!(mpp > 0.01 && mpp < 1000))
-                return refuse(spec, FILE_FORM, err, "pixel size %g um is "
-                              "outside 0.01..1000", mpp);
+                return refuse(spec, FILE_FORM, err, "pixel size '%s' um "
+                              "must be more than 0.01 and less than 1000",
+                              at + 1);
             p->mpp = mpp;
             *at = '\0';
         }
@@ -217,18 +218,25 @@ file_usable(const char *spec, const char *path, struct ss_err *err)
 }
 
 int
-sim_slide_spec_open_check(const char *spec, struct ss_err *err)
+sim__spec_extent(const char *spec, double *w_um, double *h_um,
+                 struct ss_err *err)
 {
     struct sim__spec p;
     struct slide_opts o;
     struct slide *sl = NULL;
     struct ss_err why;
     char hint[SIM_SPEC_MAX + 32];
+    int64_t w = 0, h = 0;
     int rc;
 
     rc = sim__spec_parse(spec, &p, err);
-    if (rc < 0 || p.phantom)
+    if (rc < 0)
         return rc;
+    if (p.phantom) {
+        *w_um = p.w_mm * 1000;
+        *h_um = p.h_mm * 1000;
+        return 0;
+    }
     rc = file_usable(spec, p.path, err);
     if (rc < 0)
         return rc;
@@ -239,9 +247,33 @@ sim_slide_spec_open_check(const char *spec, struct ss_err *err)
     snprintf(hint, sizeof(hint), "give it as %s@MPP", p.path);
     o.mpp_hint = hint;
     rc = slide_open(p.path, &o, &sl, &why);
+    if (rc == 0) {
+        slide_level_size(sl, 0, &w, &h);
+        *w_um = (double)w * slide_mpp(sl);
+        *h_um = (double)h * slide_mpp(sl);
+    }
     slide_close(sl);
     if (rc < 0)
         return err_set(err, SS_ECONFIG, "'%s': cannot be read as a slide: "
                        "%s", spec, why.msg);
     return 0;
+}
+
+int
+sim_slide_spec_open_check(const char *spec, struct ss_err *err)
+{
+    double w_um, h_um;
+
+    return sim__spec_extent(spec, &w_um, &h_um, err);
+}
+
+const char *
+sim_slide_spec_stain(const char *spec)
+{
+    struct sim__spec p;
+    struct ss_err e;
+
+    if (sim__spec_parse(spec, &p, &e) < 0 || p.stain < 0)
+        return NULL;
+    return sim__stain_name(p.stain);
 }

@@ -18,8 +18,8 @@ check_rect(int w, int h, double pixel_um, struct ss_err *err)
         return err_set(err, -EINVAL, "simulator: render size %dx%d is "
                        "outside 1..4e8 pixels", w, h);
     if (!(pixel_um > 0.01 && pixel_um < 1000))
-        return err_set(err, -EINVAL, "simulator: pixel size %g um is "
-                       "outside 0.01..1000", pixel_um);
+        return err_set(err, -EINVAL, "simulator: pixel size %g um must be "
+                       "more than 0.01 and less than 1000", pixel_um);
     return 0;
 }
 

@@ -8,10 +8,10 @@
 # after an H&E scan, both stains calibrate (exit 0, the client names the
 # calibration) and each calibration is recorded in the catalogue with its
 # stain and exposure.  Under the H&E slide's light a 600 ms exposure clips
-# the whole blank field.  A scan's light follows its profile too: a KI67
-# slide scanned with the H&E profile reuses the H&E calibration and its
-# glass comes out white (244 of 255 measured; 103 when the slide's stain
-# chose the light).
+# the whole blank field.  A second H&E slide, a file that declares no
+# stain, scans with the H&E profile: it reuses the H&E calibration and its
+# glass comes out white.  A KI67 phantom with the H&E profile is refused
+# when queued (exit 2): the slide's stain and the scan's must agree.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 dtest_conf
@@ -45,12 +45,23 @@ check "the H&E scan's calibration and two more recorded (5 in all)" \
     ('KI67', 'CK') AND exposure_ms = 600")-$(q "SELECT COUNT(*) FROM \
     calibrations WHERE stain = 'HE'")" = "4-1"
 
-# A KI67 slide scanned with the H&E profile: the lamp and exposure are
-# the profile's, so the H&E calibration (taken under H&E light) still
-# maps glass to white; the slide's own stain does not dim the lamp.
-slidescan scan --slide K --stain HE --image phantom:KI67:w_mm=0.6:h_mm=0.5 \
+# A slide whose stain is not the profile's is refused when queued.
+out=$(slidescan scan --slide K --stain HE \
+      --image phantom:KI67:w_mm=0.6:h_mm=0.5 2>&1)
+rc=$?
+echo "# $out"
+check "a KI67 phantom with the H&E profile is refused (exit $rc)" \
+    test $rc = 2
+check "... naming both stains" grep -q "args.stain: HE, but args.image \
+'phantom:KI67:w_mm=0.6:h_mm=0.5' declares stain KI67" <<<"$out"
+
+# A file slide that declares no stain takes the profile's: the lamp and
+# exposure are the H&E profile's, so the H&E calibration still maps glass
+# to white.
+slidescan phantom --out "$T/k.png" --size-mm 0.6x0.5 --seed 5 >/dev/null
+slidescan scan --slide K --stain HE --image "$T/k.png@0.5" \
     --wait >"$T/scan2.out" 2>&1
-check "a KI67 slide scans with the H&E profile" test $? = 0
+check "a second H&E slide scans with the H&E profile" test $? = 0
 check "it reused the H&E calibration" test "$(q "SELECT calib FROM scans \
     WHERE slide = 'K'")" = "$(q "SELECT calib FROM scans WHERE slide = 'H'")"
 if command -v vips >/dev/null; then
@@ -59,7 +70,7 @@ if command -v vips >/dev/null; then
         vips extract_band "$T/k.v" "$T/k3.v" 0 --n 3 2>/dev/null
     # Glass is at least a tenth of the scan; its 95th percentile is glass.
     glass=$(vips percent "$T/k3.v" 95 2>/dev/null)
-    check "glass of the KI67 slide is white (95th percentile ${glass:-?} \
+    check "glass of the second slide is white (95th percentile ${glass:-?} \
 >= 200 of 255)" test "${glass:-0}" -ge 200
 else
     skip "vips is not installed"

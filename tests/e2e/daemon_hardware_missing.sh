@@ -7,16 +7,40 @@
 # failed) with the reason naming the missing device, the status says why
 # the queue waits, the daemon keeps retrying, `devices` reports what the
 # configuration expects and what is missing, and a simulator-only
-# argument (--image) is refused.
+# argument (--image) is refused.  A proscan stage needs its USB id
+# configured: without vid and pid, `slidescand --check` and the start
+# refuse the file at once (exit 1, naming file, section, key and cause)
+# instead of a daemon that waits for a device it cannot look for.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 export HOME=$T                  # libgphoto2 keeps its settings there
-dtest_conf "[microscope]
+hw="[microscope]
 driver = hardware
 [camera]
 driver = gphoto2
 [stage]
 driver = proscan"
+dtest_conf "$hw"
+why="driver proscan has no known USB id: set vid and pid in [stage] to \
+the controller's (4 hex digits each, as lsusb shows them)"
+out=$(slidescand --check -c "$CONF" 2>&1)
+rc=$?
+check "--check refuses proscan without vid and pid (exit $rc)" test $rc = 1
+check "... naming file, section, key and cause ($out)" \
+    test "$out" = "slidescand: $CONF: [stage] vid: $why"
+out=$(timeout 20 slidescand -c "$CONF" 2>&1)
+rc=$?
+check "the daemon refuses to start with it (exit $rc)" test $rc = 1
+check "... with the same message" grep -qF "[stage] vid: $why" <<<"$out"
+dtest_conf "$hw
+vid = 1209"
+out=$(slidescand --check -c "$CONF" 2>&1)
+check "vid without pid: pid is named ($out)" \
+    test "$out" = "slidescand: $CONF: [stage] pid: $why"
+
+dtest_conf "$hw
+vid = 1209
+pid = 0001"
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 
 out=$(slidescan scan --slide H-1 --stain HE --image phantom:HE 2>&1)
@@ -40,6 +64,8 @@ check "status says the queue is waiting and why" \
 dev=$(slidescan devices)
 check "devices reports the hardware problems" grep -qE \
     "^problem: +(camera|stage): " <<<"$dev"
+check "devices names the configured stage id as missing" grep -qE \
+    "^problem: +stage: no USB device 1209:0001 attached" <<<"$dev"
 check "no simulator was started" test "$(grep -c 'sim:' "$LOG")" = 0
 dtest_stop
 check "the daemon stops cleanly" test $? = 0

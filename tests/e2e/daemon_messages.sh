@@ -4,8 +4,12 @@
 #
 # The client's wording, exact: `reanalyse` says what it queued and prefixes
 # its errors with its own name; a malformed --region says which form it
-# wants; `calibrate` without --stain says what is missing; `scan --wait`
-# shows the ETA as unknown ("--:--") until the tiles are planned.
+# wants and what is wrong with it; --priority and --limit quote the text
+# given when it is out of range; a too long --image says so; an @MPP at
+# the ends of its range says the range is exclusive; `verify` of a
+# directory says it is one; `calibrate` without --stain says what is
+# missing; `scan --wait` shows the ETA as unknown ("--:--") until the
+# tiles are planned.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 # expect WHAT CODE TEXT CMD...: CMD exits CODE and prints exactly TEXT
@@ -38,10 +42,49 @@ expect "reanalyse errors carry its own name" 5 \
 expect "reanalyse without SCAN says so" 2 \
     "slidescan reanalyse: SCAN missing (see slidescan reanalyse --help)" \
     slidescan reanalyse
+form="must be X,Y,W,H in stage micrometres, W and H above 0, each under \
+1e6 in magnitude"
 expect "a short --region says the form it wants" 2 \
-    "slidescan scan: bad_request: args.region: must be X,Y,W,H in stage \
-micrometres with W and H positive ('1,2,3' has 5 characters, 7..120 \
-expected)" slidescan scan --slide R --stain HE --region=1,2,3
+    "slidescan scan: bad_request: args.region: '1,2,3' is not four \
+numbers; $form" slidescan scan --slide R --stain HE --region=1,2,3
+expect "a huge --region width is named as the cause" 2 \
+    "slidescan scan: bad_request: args.region: '0,0,1e12,10': W 1e+12 is \
+not under 1e6 um in magnitude; $form" \
+    slidescan scan --slide R --stain HE --region 0,0,1e12,10
+expect "a zero --region height is named as the cause" 2 \
+    "slidescan scan: bad_request: args.region: '0,0,10,0': H 0 is not \
+above 0; $form" slidescan scan --slide R --stain HE --region 0,0,10,0
+expect "--priority beyond a long is quoted as given" 2 \
+    "slidescan scan: --priority: '-9999999999999999999' is outside \
+-100..100" slidescan scan --slide R --stain HE \
+    --priority -9999999999999999999
+expect "--priority 101 is outside the range" 2 \
+    "slidescan scan: --priority: '101' is outside -100..100" \
+    slidescan scan --slide R --stain HE --priority 101
+expect "--priority abc is not a number" 2 \
+    "slidescan scan: --priority: 'abc' is not a whole number" \
+    slidescan scan --slide R --stain HE --priority abc
+expect "queue --limit beyond a long is quoted as given" 2 \
+    "slidescan queue: --limit: '99999999999999999999' is outside \
+1..100000" slidescan queue --limit 99999999999999999999
+long=/$(printf 'a%.0s' $(seq 1 4107))
+expect "a 4108-character --image is too long, not unprintable" 2 \
+    "slidescan scan: bad_request: args.image: too long: 4108 characters, \
+at most 4096 ('${long:0:40}...'); must be printable characters" \
+    slidescan scan --slide R --stain HE --image "$long"
+for mpp in 1000 0.01; do
+    expect "--image @$mpp: the ends of the range are refused, and said so" \
+        2 "slidescan scan: bad_request: args.image: '/no/lung.png@$mpp': \
+pixel size '$mpp' um must be more than 0.01 and less than 1000; a file \
+slide is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]" \
+        slidescan scan --slide R --stain HE --image /no/lung.png@$mpp
+done
+mkdir -p "$T/adir"
+expect "verify of a directory says it is one" 1 \
+    "slidescan verify: $T/adir: is a directory, not a slide file" \
+    slidescan verify "$T/adir"
+check "none of the refused scans was queued" \
+    test "$(sqlite3 "$DB" "SELECT count(*) FROM scans")" = 1
 expect "calibrate without --stain says what is missing" 2 \
     "slidescan calibrate: --stain HE|KI67|CK missing (see slidescan \
 calibrate --help)" slidescan calibrate

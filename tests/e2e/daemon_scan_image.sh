@@ -6,7 +6,9 @@
 # absolute path (its "@MPP" and ":stain=" parts kept), so the daemon,
 # whose working directory is elsewhere, scans the file the user meant.
 # The daemon refuses at queue time a file that is missing, a directory or
-# not a slide, with the file and the cause, and queues nothing.
+# not a slide, a slide (file or phantom) larger than the stage travel, and
+# a spec whose declared stain is not the scan's --stain, with the spec and
+# the cause, and queues nothing.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 W=$T/work
@@ -40,7 +42,33 @@ refused missing.svs "'$W/missing.svs': $W/missing.svs: no such file"
 refused sub "'$W/sub': $W/sub is a directory, not a slide image"
 echo "not a slide" >"$W/notes.txt"
 refused notes.txt "'$W/notes.txt': cannot be read as a slide: $W/notes.txt"
+# The phantom PNG is 1200 x 1000 px: at 400 um/px it is 480 x 400 mm, far
+# beyond the 120 x 80 mm the stage travels; the scan would only fail on
+# the microscope, so it is refused now with the load's message.
+refused p.png@400 "'$W/p.png@400': the slide needs 483.4 x 402.0 mm of \
+stage travel (image 480.0 x 400.0 mm with its margins and blank area), \
+the stage travels 120.0 x 80.0 mm (travel_x_um, travel_y_um)"
+refused p.png@400:stain=HE:id=BIG "'$W/p.png@400:stain=HE:id=BIG': the \
+slide needs 483.4 x 402.0 mm of stage travel"
+
+# stain_refused STAIN SPEC DECLARED: --stain STAIN with a spec declaring
+# another stain is a bad request (exit 2) naming both.
+stain_refused() {
+    local out rc want="slidescan scan: bad_request: args.stain: $1, but \
+args.image '$4' declares stain $3"
+    out=$(cd "$W" && slidescan scan --slide R3 --stain "$1" --image "$2" \
+          2>&1)
+    rc=$?
+    echo "# $out"
+    check "--stain $1 --image $2 is refused (exit $rc)" test "$rc" = 2
+    check "... naming both stains: $want" eval '[[ $out == "$want"* ]]'
+}
+stain_refused KI67 p.png@0.5:stain=HE HE "$W/p.png@0.5:stain=HE"
+stain_refused HE phantom:KI67:w_mm=0.6 KI67 phantom:KI67:w_mm=0.6
 check "nothing else was queued" \
     test "$(sqlite3 "$DB" "SELECT count(*) FROM scans")" = 1
+out=$(cd "$W" && slidescan scan --slide R4 --stain KI67 \
+      --image phantom:KI67:w_mm=0.6:h_mm=0.5 2>&1)
+check "a phantom whose stain is --stain's is queued ($out)" test $? = 0
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end

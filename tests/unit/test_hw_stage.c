@@ -357,6 +357,19 @@ test_devices_report(void **state)
         json_object_get(r, "problems"), 0)),
         "stage: no USB device 1209:00fd attached at any");
     json_decref(r);
+
+    /* A stage whose USB id is not known says so, not "0000:0000". */
+    assert_int_equal(hw_config_set(&c, "stage", "driver", "proscan", &e), 0);
+    c.stage.vid = 0;
+    c.stage.pid = 0;
+    assert_int_equal(hw_devices_report(&c, &r, &e), 0);
+    assert_true(json_is_false(json_object_get(r, "ok")));
+    assert_string_equal(json_string_value(json_array_get(
+        json_object_get(r, "problems"), 0)),
+        "stage: driver proscan has no known USB id: set vid and pid in "
+        "[stage] to the controller's (4 hex digits each, as lsusb shows "
+        "them)");
+    json_decref(r);
     se_free(emu);
 }
 

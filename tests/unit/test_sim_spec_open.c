@@ -28,6 +28,19 @@ test_file_part_of_a_spec(void **state)
     assert_int_equal(sim_slide_spec_file_len(""), 0);
 }
 
+/* The stain a spec declares: a phantom's own, a file's ":stain=". */
+static void
+test_declared_stain_of_a_spec(void **state)
+{
+    assert_string_equal(sim_slide_spec_stain("phantom:KI67:seed=3"), "KI67");
+    assert_string_equal(sim_slide_spec_stain("/a/b.svs:stain=CK:id=X"),
+                        "CK");
+    assert_string_equal(sim_slide_spec_stain("/a/b.png@0.5:stain=HE"), "HE");
+    assert_null(sim_slide_spec_stain("/a/b.svs"));
+    assert_null(sim_slide_spec_stain("/a/b.svs:id=X"));
+    assert_null(sim_slide_spec_stain("phantom:PAS"));
+}
+
 static void
 refused(const char *spec, const char *want)
 {
@@ -87,6 +100,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_part_of_a_spec),
+        cmocka_unit_test(test_declared_stain_of_a_spec),
         cmocka_unit_test(test_open_check_names_file_and_cause),
     };
 

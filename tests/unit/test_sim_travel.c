@@ -165,7 +165,9 @@ test_a_slide_beyond_the_travel_is_refused(void **state)
                                       "10000", NULL };
     struct microscope *m = make(kv);
     struct sim_geometry a, b;
-    struct ss_err e;
+    struct sim_config c;
+    struct ss_err e, q;
+    int i;
 
     sim_geometry_get(sim_of(m), &a);
     assert_true(a.limits.max_um[0] == 20000 && a.limits.max_um[1] == 10000);
@@ -174,6 +176,21 @@ test_a_slide_beyond_the_travel_is_refused(void **state)
     print_message("# %s\n", e.msg);
     assert_non_null(strstr(e.msg, "'phantom:HE:w_mm=20:h_mm=1': "));
     assert_non_null(strstr(e.msg, "travels 20.0 x 10.0 mm"));
+    /* The check a daemon makes when the scan is queued says the same,
+     * from the configuration alone, and passes what the load takes. */
+    sim_config_default(&c);
+    for (i = 0; kv[i] != NULL; i += 2)
+        assert_int_equal(sim_config_set(&c, kv[i], kv[i + 1], &q), 0);
+    assert_int_equal(sim_slide_spec_fit_check(&c, "phantom:HE:w_mm=20:"
+                                              "h_mm=1", &q), SS_ECONFIG);
+    assert_string_equal(q.msg, e.msg);
+    assert_int_equal(sim_slide_spec_fit_check(&c, "phantom:HE:w_mm=1:h_mm=9",
+                                              &q), SS_ECONFIG);
+    assert_int_equal(sim_slide_spec_fit_check(&c, "phantom:HE:w_mm=10:"
+                                              "h_mm=5", &q), 0);
+    assert_int_equal(sim_load_slide(sim_of(m), "phantom:HE:w_mm=10:h_mm=5",
+                                     &e), 0);
+    sim_geometry_get(sim_of(m), &a);
     assert_int_equal(sim_load_slide(sim_of(m), "phantom:HE:w_mm=1:h_mm=9",
                                      &e), SS_ECONFIG);
     sim_geometry_get(sim_of(m), &b);
@@ -247,6 +264,20 @@ test_bad_specs_get_one_message(void **state)
                         "[:stain=HE|KI67|CK][:id=TEXT]");
     assert_int_equal(sim_slide_spec_check("plain.png@0", &e), SS_ECONFIG);
     print_message("# %s\n", e.msg);
+    /* The ends of the pixel size range are refused, and said so; the
+     * value is quoted as written. */
+    for (i = 0; i < 3; i++) {
+        static const char *const mpp[] = { "1000", "0.01", "1e400" };
+        char spec[64];
+
+        snprintf(want, sizeof(want), "'plain.png@%s': pixel size '%s' um "
+                 "must be more than 0.01 and less than 1000; a file slide "
+                 "is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]", mpp[i],
+                 mpp[i]);
+        snprintf(spec, sizeof(spec), "plain.png@%s", mpp[i]);
+        assert_int_equal(sim_slide_spec_check(spec, &e), SS_ECONFIG);
+        assert_string_equal(e.msg, want);
+    }
     microscope_free(m);
 }
 

@@ -97,6 +97,25 @@ client__print_json(json_t *v)
     fputc('\n', stdout);
 }
 
+int
+client__long_opt(const struct client__opts *co, const char *opt,
+                 const char *text, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0')
+        return client__fail(co, EXIT_USAGE, "%s: '%s' is not a whole number",
+                            opt, text);
+    if (errno == ERANGE || v < lo || v > hi)
+        return client__fail(co, EXIT_USAGE, "%s: '%s' is outside %ld..%ld",
+                            opt, text, lo, hi);
+    *out = v;
+    return EXIT_OK;
+}
+
 bool
 client__scan_id(const char *s, int64_t *id)
 {

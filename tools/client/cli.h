@@ -61,6 +61,13 @@ int client__call(const struct client__opts *co, struct client_conn *c,
 /* Prints v as indented JSON on stdout. */
 void client__print_json(json_t *v);
 
+/* Parses the whole number option opt (e.g. "--priority") from text into
+ * *out when it lies in lo..hi: EXIT_OK, or EXIT_USAGE after printing
+ * "--priority: 'TEXT' is not a whole number" or "... is outside lo..hi",
+ * quoting the text as given (a value beyond a long is outside too). */
+int client__long_opt(const struct client__opts *co, const char *opt,
+                     const char *text, long lo, long hi, long *out);
+
 /* Parses a positive scan id; false when s is not one. */
 bool client__scan_id(const char *s, int64_t *id);
 

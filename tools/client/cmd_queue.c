@@ -48,7 +48,6 @@ cmd_queue(int argc, char **argv)
 {
     struct client__opts co = { NULL, false, false, "queue", usage };
     json_t *args = json_object(), *res = NULL;
-    char *end;
     long n;
     int o, rc;
 
@@ -59,11 +58,10 @@ cmd_queue(int argc, char **argv)
             json_object_set_new(args, "all", json_true());
             break;
         case 'l':
-            n = strtol(optarg, &end, 10);
-            if (*end != '\0' || n < 1) {
+            if (client__long_opt(&co, "--limit", optarg, 1, 100000, &n) !=
+                EXIT_OK) {
                 json_decref(args);
-                return client__fail(&co, EXIT_USAGE, "--limit: '%s' is not "
-                                    "a positive number", optarg);
+                return EXIT_USAGE;
             }
             json_object_set_new(args, "limit", json_integer(n));
             break;

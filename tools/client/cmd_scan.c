@@ -16,8 +16,10 @@ static const char usage[] =
     "the physical slide: an image file OpenSlide reads, FILE@MPP for a\n"
     "plain image, or phantom:HE|KI67|CK[:seed=N][:w_mm=W][:h_mm=H]; without\n"
     "it a built-in phantom of the stain is scanned.  A relative FILE is\n"
-    "taken from the current directory; the daemon refuses a file that is\n"
-    "missing or not a slide when the scan is queued.  --region limits the\n"
+    "taken from the current directory.  When the scan is queued the\n"
+    "daemon refuses a file that is missing or not a slide, a slide larger\n"
+    "than the stage travel, and a SPEC whose stain (phantom:STAIN, or\n"
+    "FILE:stain=STAIN) is not --stain's.  --region limits the\n"
     "scan to a rectangle of the stage in micrometres (x, y, width,\n"
     "height); tissue found beyond it is reported as a warning by `show`.\n"
     "Higher --priority (-100..100, default 0) runs first.  --wait follows\n"
@@ -100,7 +102,6 @@ cmd_scan(int argc, char **argv)
     bool wait = false;
     json_t *args, *res = NULL;
     long prio = 0;
-    char *end;
     int o, rc;
 
     optind = 1;
@@ -112,10 +113,10 @@ cmd_scan(int argc, char **argv)
         case 'r': region = optarg; break;
         case 'w': wait = true; break;
         case 'p':
-            prio = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0')
-                return client__fail(&co, EXIT_USAGE, "--priority: '%s' is "
-                                    "not a number", optarg);
+            rc = client__long_opt(&co, "--priority", optarg, -100, 100,
+                                  &prio);
+            if (rc != EXIT_OK)
+                return rc;
             break;
         default:
             if (!client__common(o, &co))

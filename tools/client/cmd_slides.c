@@ -23,7 +23,7 @@ cmd_slides(int argc, char **argv)
 {
     struct client__opts co = { NULL, false, false, "slides", usage };
     json_t *args = json_object(), *res = NULL, *s;
-    char *end, size[48];
+    char size[48];
     size_t i;
     long n;
     int o, rc;
@@ -31,11 +31,10 @@ cmd_slides(int argc, char **argv)
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'l') {
-            n = strtol(optarg, &end, 10);
-            if (*end != '\0' || n < 1) {
+            if (client__long_opt(&co, "--limit", optarg, 1, 100000, &n) !=
+                EXIT_OK) {
                 json_decref(args);
-                return client__fail(&co, EXIT_USAGE, "--limit: '%s' is not "
-                                    "a positive number", optarg);
+                return EXIT_USAGE;
             }
             json_object_set_new(args, "limit", json_integer(n));
         } else if (!client__common(o, &co)) {
