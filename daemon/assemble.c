@@ -6,8 +6,10 @@
  *   1. checks every captured tile file against its recorded SHA-256; a
  *      lost or damaged tile sends the scan back to capturing
  *   2. registers the tiles (stitch_register) from the stage positions the
- *      stage reported, and renders the pyramid (stitch_write), which the
- *      WSI writer produces under a temporary name, fsyncs and renames
+ *      stage reported, measuring the glass colour they captured, and
+ *      renders the pyramid (stitch_write) with cells never captured
+ *      filled with that glass; the WSI writer produces it under a
+ *      temporary name, fsyncs and renames
  *   3. verifies the file (wsi_verify, pixel size included), hashes it, and
  *      records path, size, µm/px and SHA-256 as the slide's current image
  *      in one transaction: the scan is done
@@ -176,10 +178,24 @@ fill_meta(struct asm_job *j, struct wsi_meta *m)
     snprintf(m->scanner, sizeof(m->scanner), "slidescan %s (%s)",
              SLIDESCAN_VERSION, c->simulator ? "simulator" : "hardware");
     m->quality = c->wsi_quality;
-    /* Cells never captured look like flat-fielded glass. */
-    m->background[0] = m->background[1] = m->background[2] =
-        (uint8_t)(c->acq.white > 0 && c->acq.white <= 255 ? c->acq.white
-                                                          : 255);
+    /* Cells never captured get the glass this scan captured, measured
+     * from its tiles during registration: the calibration's target white
+     * is only what the blank spot reads, and glass under the coverslip
+     * elsewhere on the slide may read several levels brighter or bluer.
+     * LIMIT: a scan with no tile holding enough near-grey glass (10 % of
+     * a tile; tissue edge to edge in every captured cell) falls back to
+     * that white, so its uncaptured cells may show as lighter or darker
+     * rectangles. */
+    if (j->pl != NULL && j->pl->glass_tiles > 0) {
+        memcpy(m->background, j->pl->glass, 3);
+    } else {
+        m->background[0] = m->background[1] = m->background[2] =
+            (uint8_t)(c->acq.white > 0 && c->acq.white <= 255
+                      ? c->acq.white : 255);
+        log_warn("assemble", "no glass in the tiles scan=%lld "
+                 "background=%d (calibration white)", (long long)j->s.id,
+                 m->background[0]);
+    }
 }
 
 /* Step 2: registration and the pyramid. */

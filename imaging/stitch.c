@@ -40,6 +40,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "imaging/blend.h"
+#include "imaging/glass.h"
 #include "imaging/place.h"
 #include "imaging/register.h"
 
@@ -61,6 +62,8 @@ struct reg_job {
     struct pair *pairs;
     int npairs;
     int *order;                     /* slots in grid order */
+    uint8_t (*glass)[3];            /* glass colours of the tiles with */
+    int nglass;                     /* enough glass, in grid order */
     struct reg_params rp;
     /* Pairs whose two views are cut wait in a queue for the registering
      * threads while the calling thread loads the next tiles. */
@@ -348,6 +351,8 @@ load_all(struct reg_job *j, int nthreads, struct ss_err *err)
             return err_set(err, SS_ECANCELED, "stitch: cancelled while "
                            "registering");
         rc = load_tile(in, j->order[i], &im, err);
+        if (rc == 0 && glass_tile_colour(im, j->glass[j->nglass]))
+            j->nglass++;
         if (rc == 0)
             rc = take_views(j, j->order[i], im, nthreads, err);
         img_free(im);
@@ -548,8 +553,9 @@ stitch_register(const struct stitch_input *in,
     j.in = in;
     j.cell = malloc(sizeof(int) * (size_t)in->rows * in->cols);
     j.order = malloc(sizeof(int) * ((size_t)in->ntiles + 1));
+    j.glass = malloc(sizeof(*j.glass) * ((size_t)in->ntiles + 1));
     pl = placement_new(in);
-    if (j.cell == NULL || j.order == NULL || pl == NULL)
+    if (j.cell == NULL || j.order == NULL || j.glass == NULL || pl == NULL)
         rc = err_set(err, -ENOMEM, "stitch: out of memory");
     if (rc == 0)
         rc = map_cells(in, j.cell, err);
@@ -559,6 +565,10 @@ stitch_register(const struct stitch_input *in,
         rc = register_all(&j, err);
     if (rc == 0)
         rc = solve(&j, pl, err);
+    if (rc == 0 && j.nglass > 0) {
+        glass_median((const uint8_t (*)[3])j.glass, j.nglass, pl->glass);
+        pl->glass_tiles = j.nglass;
+    }
     for (i = 0; i < j.npairs; i++) {
         free(j.pairs[i].va);
         free(j.pairs[i].vb);
@@ -566,6 +576,7 @@ stitch_register(const struct stitch_input *in,
     free(j.pairs);
     free(j.cell);
     free(j.order);
+    free(j.glass);
     if (rc < 0) {
         stitch_placement_free(pl);
         return rc;
@@ -573,9 +584,11 @@ stitch_register(const struct stitch_input *in,
     for (i = 0; i < pl->ntiles; i++)
         stage_only += (pl->flags[i] & STITCH_STAGE_ONLY) != 0;
     log_info("stitch", "registered tiles=%d pairs=%d used=%d rejected=%d "
-             "stage_only=%d residual_rms_px=%.3f ms=%.0f", pl->ntiles,
-             pl->pairs_total, pl->pairs_used, pl->pairs_rejected,
-             stage_only, pl->residual_rms_px, util_now_ms() - t0);
+             "stage_only=%d residual_rms_px=%.3f glass=%d,%d,%d "
+             "glass_tiles=%d ms=%.0f", pl->ntiles, pl->pairs_total,
+             pl->pairs_used, pl->pairs_rejected, stage_only,
+             pl->residual_rms_px, pl->glass[0], pl->glass[1], pl->glass[2],
+             pl->glass_tiles, util_now_ms() - t0);
     *out = pl;
     return 0;
 }

@@ -10,6 +10,7 @@
 #define SS_IMAGING_STITCH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/err.h"
 #include "common/img.h"
@@ -58,6 +59,12 @@ struct stitch_placement {
     int canvas_w, canvas_h;
     int pairs_total, pairs_used, pairs_rejected;
     double residual_rms_px;
+    /* Added after the first version: the colour of blank glass in the
+     * captured tiles (imaging/glass.h), what cells never captured should
+     * be filled with; glass_tiles is how many tiles held enough glass to
+     * measure it, 0 when none did (glass is then 0, 0, 0: unknown). */
+    uint8_t glass[3];
+    int glass_tiles;
 };
 
 /*
@@ -66,7 +73,9 @@ struct stitch_placement {
  * (imaging/register.h, imaging/place.h).  A pair is trusted only with a
  * clear correlation peak, views that agree once aligned, and a correction
  * of at most max_stage_err_px; a tile with no trusted pair keeps its stage
- * position and is flagged STITCH_STAGE_ONLY.  Errors: -EINVAL for an
+ * position and is flagged STITCH_STAGE_ONLY.  While the tiles are loaded
+ * the colour of their blank glass is measured too (glass, glass_tiles),
+ * the same for the same tiles in any order.  Errors: -EINVAL for an
  * inconsistent input (named), a failing load() (prefixed with the tile),
  * SS_ECANCELED from progress().
  */
@@ -75,8 +84,9 @@ int stitch_register(const struct stitch_input *in,
 
 /* Renders the canvas ((cols − 1) step + frame, from the planned grid)
  * with feathered overlaps, band by band, into a WSI at path; cells with
- * no tile get meta->background.  Each tile is loaded once while memory
- * holds about one row of tiles. */
+ * no tile, gaps no tile reaches and rows never rendered get
+ * meta->background (pl->glass for a scan's own glass colour).  Each tile
+ * is loaded once while memory holds about one row of tiles. */
 int stitch_write(const struct stitch_input *in,
                  const struct stitch_placement *pl,
                  const struct wsi_meta *meta, const char *path,
