@@ -4,7 +4,7 @@
 #
 # Offline commands writing onto a disk that cannot take their output:
 # analyse (pyramidal TIFF, PNG, JSON), convert (the slide writer), eval
-# (--json, --png) and annotations (PNG).  Each exits 1 with one message
+# (--json, --png), annotations (PNG) and phantom (streamed PNG).  Each exits 1 with one message
 # that names the file the user asked for and the cause, never a
 # temporary name (*.partial, *.tmp.PID) or libtiff's scanline number,
 # and leaves no temporary file; analyse removes an output directory it
@@ -109,6 +109,11 @@ echo "# eval --json nodir: exit $rc: $(cat "$tmp/err")"
 check "eval --json into a missing directory exits 1" [ $rc = 1 ]
 check "... naming the path given and the cause" \
     grep -qF "$tmp/nodir/x.json: No such file or directory" "$tmp/err"
+
+# The phantom's streamed PNG (its own libpng writer).
+expect_fail "phantom" "$full/p.png" \
+    slidescan phantom --stain HE --size-mm 1x1 --out "$full/p.png"
+check "phantom leaves no p.png" [ ! -e "$full/p.png" ]
 
 if [ -z "$data" ] || [ ! -f "$slide" ]; then
     skip "shared data absent: no slide for analyse, convert, annotations"
