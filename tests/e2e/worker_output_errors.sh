@@ -4,11 +4,12 @@
 #
 # Offline commands writing onto a disk that cannot take their output:
 # analyse (pyramidal TIFF, PNG, JSON), convert (the slide writer), eval
-# (--json, --png), annotations (PNG) and phantom (streamed PNG).  Each exits 1 with one message
-# that names the file the user asked for and the cause, never a
-# temporary name (*.partial, *.tmp.PID) or libtiff's scanline number,
-# and leaves no temporary file; analyse removes an output directory it
-# created, and leaves one that existed without results.json.
+# (--json, --png), annotations (PNG) and phantom (streamed PNG).  Each
+# exits 1 with one message that names the file the user asked for and
+# the cause, never a temporary name (*.partial, *.tmp.PID) or libtiff's
+# scanline number, and leaves no temporary file; analyse removes an
+# output directory it created, and leaves one that existed without
+# results.json.
 #
 # As root the disk is a 4 MiB tmpfs, filled up, in a private mount
 # namespace of this test ("No space left on device"); otherwise the
