@@ -3,12 +3,14 @@
 #include "common/img.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "storage/slide.h"
 
@@ -119,13 +121,66 @@ img_to_u8(const struct img *im)
     return d;
 }
 
+/* Writes the whole of buf to path (created or truncated).  On failure the
+ * partial file is removed and the message names path and errno's cause
+ * ("No space left on device", "File too large"), which libpng's own
+ * "Write Error" does not. */
+static int
+write_whole(const char *path, const void *buf, size_t len,
+            struct ss_err *err)
+{
+    const char *p = buf;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int e = 0;
+
+    if (fd < 0)
+        return err_set(err, -errno, "%s: %s", path, strerror(errno));
+    while (len > 0 && e == 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno != EINTR)
+            e = errno;
+        else if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        }
+    }
+    if (close(fd) != 0 && e == 0)
+        e = errno;
+    if (e == 0)
+        return 0;
+    unlink(path);
+    return err_set(err, -e, "%s: cannot write PNG: %s", path, strerror(e));
+}
+
+/* The PNG stream of src in memory: encoding cannot fail on I/O, so a
+ * failure to store it is reported by write_whole with its cause. */
+static int
+png_encode(png_image *p, const struct img *src, void **buf, size_t *len)
+{
+    png_alloc_size_t n = PNG_IMAGE_PNG_SIZE_MAX(*p);
+    void *b = malloc(n);
+
+    if (b == NULL)
+        return -ENOMEM;
+    if (!png_image_write_to_memory(p, b, &n, 0, src->data, 0, NULL)) {
+        free(b);
+        return -EIO;
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
 int
 img_png_write(const struct img *im, const char *path, struct ss_err *err)
 {
     png_image p;
     struct img *u8 = NULL;
     const struct img *src = im;
-    int ok;
+    void *buf = NULL;
+    size_t len = 0;
+    int rc;
 
     if (im->type != IMG_U8) {
         u8 = img_to_u8(im);
@@ -139,12 +194,16 @@ img_png_write(const struct img *im, const char *path, struct ss_err *err)
     p.height = src->h;
     p.format = src->c == 1 ? PNG_FORMAT_GRAY
              : src->c == 4 ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
-    ok = png_image_write_to_file(&p, path, 0, src->data, 0, NULL);
+    rc = png_encode(&p, src, &buf, &len);
     img_free(u8);
-    if (!ok)
-        return err_set(err, -EIO, "%s: cannot write PNG: %s", path,
+    if (rc == -ENOMEM)
+        return err_set(err, rc, "%s: out of memory for the PNG", path);
+    if (rc < 0)
+        return err_set(err, rc, "%s: cannot encode PNG: %s", path,
                        p.message);
-    return 0;
+    rc = write_whole(path, buf, len, err);
+    free(buf);
+    return rc;
 }
 
 int

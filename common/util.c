@@ -107,9 +107,11 @@ util_commit_file(const char *tmp, const char *path, struct ss_err *err)
     char dir[4096];
     int rc;
 
+    /* The message names the file the caller asked for, not the
+     * temporary one. */
     rc = fsync_path(tmp, err);
     if (rc < 0)
-        return rc;
+        return err_set(err, rc, "%s: fsync: %s", path, strerror(-rc));
     if (rename(tmp, path) != 0)
         return err_set(err, -errno, "%s: rename: %s", path, strerror(errno));
     snprintf(dir, sizeof(dir), "%s", path);
@@ -129,7 +131,7 @@ util_write_durable(const char *path, const void *data, size_t len,
         return err_set(err, -ENAMETOOLONG, "%s: path too long", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
-        return err_set(err, -errno, "%s: %s", tmp, strerror(errno));
+        return err_set(err, -errno, "%s: %s", path, strerror(errno));
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)

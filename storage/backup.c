@@ -291,7 +291,7 @@ copy_verified(const char *src, const char *dst, char hex[65],
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", dst, (int)getpid());
     out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (out < 0) {
-        rc = err_set(err, -errno, "%s: %s", tmp, strerror(errno));
+        rc = err_set(err, -errno, "%s: %s", dst, strerror(errno));
         close(in);
         return rc;
     }
@@ -301,7 +301,7 @@ copy_verified(const char *src, const char *dst, char hex[65],
     g_checksum_free(ck);
     close(in);
     if (rc == 0 && fsync(out) != 0)
-        rc = err_set(err, -errno, "%s: fsync: %s", tmp, strerror(errno));
+        rc = err_set(err, -errno, "%s: fsync: %s", dst, strerror(errno));
     close(out);
     if (rc == 0)
         rc = util_commit_file(tmp, dst, err);

@@ -227,9 +227,10 @@ on_tiff_error(TIFF *tif, void *ud, const char *module, const char *fmt,
     int e = errno;
     char msg[200];
 
-    /* libtiff's write errors do not say why; errno does (ENOSPC, EFBIG). */
+    /* libtiff's write errors ("Write error at ...", "Error writing TIFF
+     * header", ...) do not say why; errno does (ENOSPC, EFBIG). */
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    if (e != 0 && strstr(fmt, "Write error") != NULL) {
+    if (e != 0 && strcasestr(msg, "writ") != NULL) {
         snprintf(w->tiff_msg, sizeof(w->tiff_msg), "%s (%s)", msg,
                  strerror(e));
         w->tiff_errno = e;
@@ -250,14 +251,18 @@ on_tiff_warning(TIFF *tif, void *ud, const char *module, const char *fmt,
     return 1;
 }
 
-/* The message of a libtiff failure; returns the code: the errno behind a
- * write error (-ENOSPC, -EFBIG, ...) when libtiff saw one, else -EIO. */
+/* The message of a libtiff failure, naming the file the caller asked for
+ * (the temporary name is ours); returns the code.  A write error is
+ * reported by the errno behind it (-ENOSPC, -EFBIG, ...): libtiff's own
+ * text adds nothing but a scanline number that means nothing for tiles.
+ * Other failures keep libtiff's message and are -EIO. */
 static int
 tiff_fail(struct wsi_writer *w, struct ss_err *err, const char *what)
 {
-    int code = w->tiff_errno != 0 ? -w->tiff_errno : -EIO;
-
-    return err_set(err, code, "%s: %s: libtiff: %s", w->tmp, what,
+    if (w->tiff_errno != 0)
+        return err_set(err, -w->tiff_errno, "%s: %s: %s", w->path, what,
+                       strerror(w->tiff_errno));
+    return err_set(err, -EIO, "%s: %s: libtiff: %s", w->path, what,
                    w->tiff_msg[0] ? w->tiff_msg : "unknown error");
 }
 
@@ -271,7 +276,7 @@ fail(struct wsi_writer *w, struct ss_err *err, int code, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return err_set(err, code, "%s: %s", w->tmp, msg);
+    return err_set(err, code, "%s: %s", w->path, msg);
 }
 
 /* The TIFF tags every pyramid level carries. */
@@ -329,20 +334,19 @@ open_files(struct wsi_writer *w, struct ss_err *err)
         int e = errno;
 
         close(fd);
-        return err_set(err, -e, "%s: %s", w->tmp, strerror(e));
+        return err_set(err, -e, "%s: %s", w->path, strerror(e));
     }
     w->opts = TIFFOpenOptionsAlloc();
     if (w->opts == NULL) {
         close(fd);
-        return err_set(err, -ENOMEM, "%s: out of memory", w->tmp);
+        return err_set(err, -ENOMEM, "%s: out of memory", w->path);
     }
     TIFFOpenOptionsSetErrorHandlerExtR(w->opts, on_tiff_error, w);
     TIFFOpenOptionsSetWarningHandlerExtR(w->opts, on_tiff_warning, w);
     w->tif = TIFFFdOpenExt(fd, w->tmp, w->bigtiff ? "w8" : "w", w->opts);
     if (w->tif == NULL) {
         close(fd);
-        return err_set(err, -EIO, "%s: libtiff cannot open: %s", w->tmp,
-                       w->tiff_msg);
+        return tiff_fail(w, err, "starting the TIFF");
     }
 
     /* The spool for the smaller levels, unlinked from the start so that
@@ -560,7 +564,7 @@ wsi_writer_open(const char *path, int width, int height,
     if (rc == 0)
         rc = start_band_thread(w, err);
     if (rc == 0 && set_level_tags(w, 0) < 0)
-        rc = err_set(err, -EIO, "%s: cannot set TIFF tags: %s", w->tmp,
+        rc = err_set(err, -EIO, "%s: cannot set TIFF tags: %s", w->path,
                      w->tiff_msg);
     if (rc < 0) {
         wsi_writer_abort(w);
@@ -1236,7 +1240,7 @@ wsi_writer_finish(struct wsi_writer *w, struct ss_err *err)
     if (rc == 0)
         rc = commit(w, err);
     if (rc < 0) {
-        err_prefix(err, "writing %s", w->path);
+        /* Every message above already starts with w->path. */
         wsi_writer_abort(w);
         return rc;
     }

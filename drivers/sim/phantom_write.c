@@ -30,7 +30,52 @@ struct pngw {
     png_infop info;
     char path[SIM_SPEC_MAX + 16];
     char tmp[SIM_SPEC_MAX + 32];
+    int werr;                       /* errno of a failed write, or 0 */
 };
+
+/* libpng's own stdio writer fails with a bare "Write Error"; this one
+ * keeps errno, so that the message can say why (a full disk, say). */
+static void
+pngw_write(png_structp png, png_bytep data, size_t len)
+{
+    struct pngw *p = png_get_io_ptr(png);
+
+    if (fwrite(data, 1, len, p->f) != len) {
+        p->werr = errno != 0 ? errno : EIO;
+        png_error(png, "write failed");
+    }
+}
+
+static void
+pngw_flush(png_structp png)
+{
+    struct pngw *p = png_get_io_ptr(png);
+
+    if (fflush(p->f) != 0) {
+        p->werr = errno != 0 ? errno : EIO;
+        png_error(png, "flush failed");
+    }
+}
+
+/* libpng's failures become our one message (pngw_fail), not its own
+ * line on stderr. */
+static void
+pngw_error(png_structp png, png_const_charp msg)
+{
+    (void)msg;
+    png_longjmp(png, 1);
+}
+
+/* The error of a libpng failure while doing `what`, naming the file the
+ * caller asked for (not its temporary name) and the cause when known. */
+static int
+pngw_fail(const struct pngw *p, struct ss_err *err, const char *what)
+{
+    if (p->werr != 0)
+        return err_set(err, -p->werr, "%s: %s: %s", p->path, what,
+                       strerror(p->werr));
+    return err_set(err, -EIO, "%s: %s failed", p->path, what);
+}
 
 static int
 pngw_open(struct pngw *p, const char *path, int w, int h, int ch,
@@ -41,13 +86,15 @@ pngw_open(struct pngw *p, const char *path, int w, int h, int ch,
     snprintf(p->tmp, sizeof(p->tmp), "%s.partial", path);
     p->f = fopen(p->tmp, "wb");
     if (p->f == NULL)
-        return err_set(err, -errno, "%s: %s", p->tmp, strerror(errno));
-    p->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL,
-                                     NULL);
+        return err_set(err, -errno, "%s: %s", p->path, strerror(errno));
+    p->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL,
+                                     pngw_error, NULL);
     p->info = p->png != NULL ? png_create_info_struct(p->png) : NULL;
-    if (p->info == NULL || setjmp(png_jmpbuf(p->png)))
-        return err_set(err, SS_EFORMAT, "%s: PNG encoder failed", path);
-    png_init_io(p->png, p->f);
+    if (p->info == NULL)
+        return err_set(err, -ENOMEM, "%s: PNG encoder: out of memory", path);
+    if (setjmp(png_jmpbuf(p->png)))
+        return pngw_fail(p, err, "writing the PNG header");
+    png_set_write_fn(p->png, p, pngw_write, pngw_flush);
     png_set_compression_level(p->png, 3);
     png_set_IHDR(p->png, p->info, (png_uint_32)w, (png_uint_32)h, 8,
                  ch == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
@@ -64,7 +111,7 @@ pngw_rows(struct pngw *p, const uint8_t *data, int rows, size_t stride,
     int i;
 
     if (setjmp(png_jmpbuf(p->png)))
-        return err_set(err, -EIO, "%s: writing PNG rows failed", p->path);
+        return pngw_fail(p, err, "writing PNG rows");
     for (i = 0; i < rows; i++)
         png_write_row(p->png, (png_const_bytep)(data + (size_t)i * stride));
     return 0;
@@ -79,11 +126,11 @@ pngw_close(struct pngw *p, bool ok, struct ss_err *err)
     if (ok && setjmp(png_jmpbuf(p->png)) == 0)
         png_write_end(p->png, p->info);
     else if (ok)
-        rc = err_set(err, -EIO, "%s: finishing PNG failed", p->path);
+        rc = pngw_fail(p, err, "finishing the PNG");
     if (p->png != NULL)
         png_destroy_write_struct(&p->png, &p->info);
     if (p->f != NULL && fclose(p->f) != 0 && ok && rc == 0)
-        rc = err_set(err, -errno, "%s: %s", p->tmp, strerror(errno));
+        rc = err_set(err, -errno, "%s: %s", p->path, strerror(errno));
     if (ok && rc == 0)
         rc = util_commit_file(p->tmp, p->path, err);
     if (!ok || rc < 0)

@@ -115,6 +115,66 @@ test_tiles_leave_no_seam(void **state)
     img_free(im);
 }
 
+static int
+tumor_predict(struct an_model *m, const struct img *in, struct img *logits,
+              struct ss_err *err)
+{
+    size_t i, n = (size_t)in->w * in->h;
+
+    for (i = 0; i < n; i++) {
+        float *l = (float *)logits->data + i * AN_NCLASS;
+        l[AN_GLASS] = l[AN_STROMA] = -10;
+        l[AN_TUMOR] = 10;
+    }
+    return 0;
+}
+
+static const struct an_model_ops tumor_ops = {
+    .kind = "test",
+    .predict = tumor_predict,
+};
+
+/* A small image that is tumour everywhere, 150 × 97 px at 0.495 µm/px,
+ * analysed at 2 µm/px: the raster's 38 × 25 px reach past the image
+ * (37.1 × 24.0 px), and the areas count only the share of the last
+ * column and row that lies inside, so they match the image's own area
+ * (3 565.1 µm², not the 3 800 µm² of whole raster pixels). */
+static void
+test_areas_stop_at_the_image_edge(void **state)
+{
+    struct an_model m = { .ops = &tumor_ops, .name = "tumor", .mpp = 2.0,
+                          .margin_px = 4, .tile_px = 32 };
+    struct img *im = img_new(150, 97, 3, IMG_U8);
+    double true_mm2 = 150 * 97 * 0.495 * 0.495 * 1e-6;
+    struct an_seg_options o;
+    struct an_results r = { 0 };
+    struct an_slide *s;
+    struct an_seg *sg;
+    struct ss_err e;
+    size_t i;
+
+    for (i = 0; i < img_bytes(im); i += 3)
+        memcpy((uint8_t *)im->data + i, "\xc8\x64\x96", 3);
+    assert_int_equal(img_png_write(im, tu_tmp("edge.png"), &e), 0);
+    assert_int_equal(an_slide_open(tu_tmp("edge.png"), 0.495, &s, &e), 0);
+    an_seg_options_default(&o);
+    o.threads = 1;
+    assert_int_equal(an_segment(s, &m, &o, &sg, &e), 0);
+    assert_int_equal(sg->w, 38);
+    assert_int_equal(sg->h, 25);
+    assert_int_equal(an_measure(sg, &r, &e), 0);
+    print_message("tissue %.7f mm², tumour %.7f mm², image %.7f mm²\n",
+                  r.tissue_area_mm2, r.tumor_area_mm2, true_mm2);
+    assert_true(r.tissue_area_mm2 <= true_mm2 * (1 + 1e-9));
+    assert_true(r.tissue_area_mm2 >= true_mm2 * 0.99);
+    assert_true(fabs(r.tumor_area_mm2 - r.tissue_area_mm2) < 1e-12);
+    assert_true(r.stroma_area_mm2 == 0);
+    an_results_free(&r);
+    an_seg_free(sg);
+    an_slide_close(s);
+    img_free(im);
+}
+
 /* A label map drawn here, 200 × 100 px at 4 µm/px: two tumour nests
  * 10 px apart (closer than AN_REGION_CLOSE_UM) form one region, a third
  * nest 460 µm away another. */
@@ -272,6 +332,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiles_leave_no_seam),
         cmocka_unit_test(test_measure_areas_and_regions),
+        cmocka_unit_test(test_areas_stop_at_the_image_edge),
         cmocka_unit_test(test_ki67_counts_positive_nuclei),
         cmocka_unit_test(test_stain_names),
         cmocka_unit_test(test_ki67_scope_names_and_score_text),

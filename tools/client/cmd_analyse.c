@@ -11,9 +11,14 @@
  * otherwise: slides often sit in read-only or shared folders, which an
  * analysis must not write into.  --mpp takes 0.05..100 µm/px and is
  * refused when the file states a pixel size more than 1 % away, unless
- * --force-mpp is given (as in slidescan convert).
+ * --force-mpp is given (as in slidescan convert).  When the analysis
+ * fails (a disk that fills up, say), a --out directory this run created
+ * is removed with whatever it wrote; one that existed is left without
+ * results.json, the file whose presence means the results are complete.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
@@ -48,7 +53,10 @@ usage(FILE *f)
         "refused unless --force-mpp is given.  --explain adds a\n"
         "Grad-CAM map of the box (level-0 pixels) as explain.png.\n"
         "--ki67-scope tissue counts every nucleus on tissue for the KI67\n"
-        "index instead of only those on tumour.\n");
+        "index instead of only those on tumour.\n"
+        "When the analysis fails, a DIR this run created is removed\n"
+        "again; an existing DIR is left without results.json (its\n"
+        "presence means every other file in DIR is complete).\n");
 }
 
 static void
@@ -202,6 +210,27 @@ parse(int argc, char **argv, struct an_job *j)
     return 0;
 }
 
+/* Empties and removes a directory this run created: everything in it is
+ * this run's (the analysis writes no subdirectories), and a failed run
+ * leaves no half-written results behind.  A directory that existed
+ * before keeps what the run wrote, but no results.json (an_analyse
+ * deletes the old one first and writes the new one last), so it never
+ * looks complete. */
+static void
+remove_created(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            (void)unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+    rmdir(dir);
+}
+
 int
 cmd_analyse(int argc, char **argv)
 {
@@ -236,9 +265,8 @@ cmd_analyse(int argc, char **argv)
     existed = access(j.out_dir, F_OK) == 0;
     if (an_analyse(&j, &r, &err) < 0) {
         fprintf(stderr, "slidescan analyse: %s\n", err.msg);
-        /* A directory this run made and left empty goes again. */
         if (!existed)
-            rmdir(j.out_dir);
+            remove_created(j.out_dir);
         return err.code == -ENOENT ? EXIT_NOTFOUND
              : err.code == -EDOM ? EXIT_USAGE : EXIT_FAIL;
     }

@@ -8,6 +8,8 @@
  * DIR/labels_<annotator>.png, the majority-vote consensus DIR/labels.png
  * (usable as truth for `slidescan eval` and `slidescan train`), and
  * DIR/agreement.json with Dice and Cohen's kappa for each pair.
+ * An --mpp so fine that a raster would pass ANN_RASTER_MAX_PX is refused
+ * (exit 2) before anything is allocated; a missing input exits 5.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +25,8 @@
 #include "worker/analysis/geojson.h"
 
 #define MAX_ANN 32
+/* Largest label raster: 256 Mi px, 256 MiB per annotator. */
+#define ANN_RASTER_MAX_PX 268435456.0
 
 static void
 usage(FILE *f)
@@ -38,7 +42,9 @@ usage(FILE *f)
         "Holes in Tumor/Stroma polygons and the unclaimed inside of an ROI\n"
         "are 0 (background); pixels outside every polygon are 255.\n"
         "An annotator is named by the feature's annotator/author property"
-        "\nor else by the file's base name.\n");
+        "\nor else by the file's base name.\n"
+        "A raster may hold at most 268435456 px (2^28); a finer --mpp is\n"
+        "refused (exit 2).  A missing FILE or WSI exits 5.\n");
 }
 
 static void
@@ -143,6 +149,47 @@ run(struct an_annotations *a, const char *out, int w, int h, double scale,
     return rc;
 }
 
+/* The raster size --mpp implies for the slide, refused (-EFBIG, with the
+ * size, the limit and the smallest --mpp that fits) past
+ * ANN_RASTER_MAX_PX: each annotator's raster is held in memory at once. */
+static int
+raster_size(struct an_slide *s, double mpp, int *w, int *h, double *scale,
+            struct ss_err *err)
+{
+    int64_t W0, H0;
+    double rw, rh, min_mpp;
+
+    an_slide_size(s, &W0, &H0);
+    *scale = mpp / an_slide_mpp(s);
+    rw = ceil(W0 / *scale);
+    rh = ceil(H0 / *scale);
+    if (rw * rh <= ANN_RASTER_MAX_PX && rw >= 1 && rh >= 1) {
+        *w = (int)rw;
+        *h = (int)rh;
+        return 0;
+    }
+    min_mpp = an_slide_mpp(s) * sqrt((double)W0 * H0 / ANN_RASTER_MAX_PX);
+    return err_set(err, -EFBIG, "--mpp %g: %s is %lldx%lld px at %g µm/px, "
+                   "a %.0fx%.0f px label raster at --mpp, more than the "
+                   "limit of %.0f px; give --mpp %.3g or more", mpp,
+                   an_slide_path(s), (long long)W0, (long long)H0,
+                   an_slide_mpp(s), rw, rh, ANN_RASTER_MAX_PX,
+                   ceil(min_mpp * 1000) / 1000);
+}
+
+static int
+parse_mpp(const char *s, double *mpp)
+{
+    char *end;
+
+    *mpp = strtod(s, &end);
+    if (end != s && *end == '\0' && isfinite(*mpp) && *mpp > 0)
+        return 0;
+    fprintf(stderr, "slidescan annotations: --mpp wants a positive pixel "
+            "size in µm, not '%s'\n", s);
+    return -1;
+}
+
 int
 cmd_annotations(int argc, char **argv)
 {
@@ -155,40 +202,44 @@ cmd_annotations(int argc, char **argv)
     struct an_annotations *a = NULL;
     struct an_slide *s = NULL;
     struct ss_err err;
-    double mpp = 2.0, scale;
-    int64_t W0, H0;
-    int c, rc;
+    double mpp = 2.0, scale = 1;
+    int c, rc, w = 0, h = 0, code = EXIT_FAIL;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 's': slide = optarg; break;
         case 'o': out = optarg; break;
-        case 'm': mpp = atof(optarg); break;
+        case 'm':
+            if (parse_mpp(optarg, &mpp) < 0)
+                return EXIT_USAGE;
+            break;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (slide == NULL || out == NULL || optind >= argc || !(mpp > 0)) {
+    if (slide == NULL || out == NULL || optind >= argc) {
         usage(stderr);
         return EXIT_USAGE;
     }
     err_clear(&err);
+    /* Inputs first: a missing one is "not found" (5), a --mpp too fine
+     * for the slide a usage error (2); output failures are 1. */
     rc = an_slide_open(slide, 0, &s, &err);
+    if (rc == 0)
+        rc = load_all(argc - optind, argv + optind, &a, &err);
+    if (rc == -ENOENT)
+        code = EXIT_NOTFOUND;
+    if (rc == 0 && (rc = raster_size(s, mpp, &w, &h, &scale, &err)) < 0)
+        code = EXIT_USAGE;
     if (rc == 0)
         rc = util_mkdir_p(out, &err);
     if (rc == 0)
-        rc = load_all(argc - optind, argv + optind, &a, &err);
-    if (rc == 0) {
-        an_slide_size(s, &W0, &H0);
-        scale = mpp / an_slide_mpp(s);
-        rc = run(a, out, (int)ceil(W0 / scale), (int)ceil(H0 / scale),
-                 scale, &err);
-    }
+        rc = run(a, out, w, h, scale, &err);
     an_annotations_free(a);
     an_slide_close(s);
     if (rc < 0) {
         fprintf(stderr, "slidescan annotations: %s\n", err.msg);
-        return EXIT_FAIL;
+        return code;
     }
     return EXIT_OK;
 }

@@ -9,8 +9,10 @@
  * class, region mAP@[.5:.95], MAE and RMSE of the tumour-stroma ratio and
  * KI67 index.  Prints a text report; --json and --png write the others.
  * A truth whose size does not map onto its prediction's is an error;
- * --scale states the mapping when results.json cannot.
+ * --scale states the mapping when results.json cannot.  A prediction or
+ * truth file that does not exist exits 5 (not found), like analyse.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -45,7 +47,8 @@ usage(FILE *f)
         "maps it onto.  --scale S, for the pair before it, says instead\n"
         "that one prediction pixel covers S truth pixels (S level-0 pixels\n"
         "of GeoJSON coordinates); the truth must then span the prediction\n"
-        "size × S.  Any other size difference is an error.\n");
+        "size × S.  Any other size difference is an error.\n"
+        "Exit 5 when a --pred or --truth file does not exist.\n");
 }
 
 struct pairs {
@@ -157,7 +160,7 @@ cmd_eval(int argc, char **argv)
                                p.scale[i], &err) < 0) {
             fprintf(stderr, "slidescan eval: %s\n", err.msg);
             an_eval_fini(&ev);
-            return EXIT_FAIL;
+            return err.code == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
         }
     }
     an_eval_print(&ev, stdout);
@@ -166,7 +169,8 @@ cmd_eval(int argc, char **argv)
         json_t *o = an_eval_json(&ev);
         char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
         rc = text != NULL ? util_write_durable(json_out, text, strlen(text),
-                                               &err) : -1;
+                                               &err)
+           : err_set(&err, -ENOMEM, "%s: out of memory", json_out);
         free(text);
         json_decref(o);
     }

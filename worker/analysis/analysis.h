@@ -147,6 +147,9 @@ const char *an_model_default_path(void);
 /* A slide segmented at the model's resolution.  Every raster is w × h. */
 struct an_seg {
     int w, h;
+    double ext_w, ext_h;            /* the slide's extent in raster px
+                                       (≤ w, h): the last column and row
+                                       cover only part of a pixel */
     double mpp;                     /* µm per raster pixel */
     double slide_mpp;               /* µm per level-0 pixel */
     double scale;                   /* level-0 pixels per raster pixel */

@@ -209,12 +209,20 @@ an_geojson_read(const char *path, const char *default_annotator,
                 struct an_annotations **out, struct ss_err *err)
 {
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je), *feats;
+    json_t *root, *feats;
     struct an_annotations *a;
     size_t i, n;
     int rc = 0;
+    FILE *f;
 
     *out = NULL;
+    /* Opened here so that a missing or unreadable file is reported as
+     * such (-ENOENT, -EACCES), not as a JSON syntax error. */
+    f = fopen(path, "r");
+    if (f == NULL)
+        return err_set(err, -errno, "%s: %s", path, strerror(errno));
+    root = json_loadf(f, 0, &je);
+    fclose(f);
     if (root == NULL)
         return err_set(err, SS_EFORMAT, "%s: not JSON: %s (line %d)", path,
                        je.text, je.line);

@@ -62,7 +62,9 @@ struct an_annotations {
 };
 
 /* Reads a FeatureCollection, a bare array of features or one feature.
- * Errors name the file, and the feature index for bad geometry. */
+ * Errors name the file, and the feature index for bad geometry; a file
+ * that cannot be opened is -errno (-ENOENT when it does not exist),
+ * text that is not JSON SS_EFORMAT. */
 int an_geojson_read(const char *path, const char *default_annotator,
                     struct an_annotations **out, struct ss_err *err);
 void an_annotations_free(struct an_annotations *a);

@@ -243,7 +243,7 @@ an__ck(struct an_seg *sg, struct an_results *r, struct img **tumor_mask,
     struct img *mk = img_new(sg->w, sg->h, 1, IMG_U8);
     const uint8_t *tis = sg->tissue->data;
     struct an__deconv d;
-    int64_t pos = 0;
+    double pos = 0;
     uint8_t *m;
 
     if (dab == NULL || mk == NULL)
@@ -257,13 +257,12 @@ an__ck(struct an_seg *sg, struct an_results *r, struct img **tumor_mask,
     if (an__gauss_blur(dab, sg->w, sg->h, 1.0) < 0)
         goto nomem;
     m = mk->data;
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n; i++)
         m[i] = tis[i] && dab[i] > CK_DAB_OD;
-        pos += m[i];
-    }
     free(dab);
     dab = NULL;
-    r->ck_positive_area_mm2 = (double)pos * sg->mpp * sg->mpp * 1e-6;
+    an__weighted_count_of(sg, m, &pos);
+    r->ck_positive_area_mm2 = pos * sg->mpp * sg->mpp * 1e-6;
     if (an__morph_disc(m, sg->w, sg->h, CK_CLOSE_UM / sg->mpp) < 0 ||
         an__morph_disc(m, sg->w, sg->h, -CK_CLOSE_UM / sg->mpp) < 0 ||
         an__remove_small(m, sg->w, sg->h,

@@ -12,6 +12,30 @@
 #include "common/img.h"
 #include "worker/analysis/analysis.h"
 
+/* ---- areas ------------------------------------------------------------- */
+
+/* The share of raster pixel i (of n along an axis) that lies inside the
+ * slide when the slide spans ext pixels: 1 except for the last pixel,
+ * which the raster's whole-pixel size rounds up.  Areas weight each
+ * pixel by wx · wy so that they never exceed the slide's own.  An extent
+ * of 0 (not set) means the raster is the slide: every weight is 1. */
+static inline double
+an__edge_weight(double ext, int n, int i)
+{
+    double f = ext - (n - 1);
+
+    return i < n - 1 || !(ext > 0) || f >= 1 ? 1 : f > 0 ? f : 0;
+}
+
+/* Adds to cnt[k] (k < nv) the weighted number of raster pixels of sg
+ * whose value in v (sg->w × sg->h) is k. */
+void an__weighted_counts(const struct an_seg *sg, const uint8_t *v, int nv,
+                         double *cnt);
+
+/* Adds to *cnt the weighted number of non-zero pixels of mask. */
+void an__weighted_count_of(const struct an_seg *sg, const uint8_t *mask,
+                           double *cnt);
+
 /* ---- colour ------------------------------------------------------------ */
 
 /* Ruifrok & Johnston (2001) stain vectors: optical density per unit of

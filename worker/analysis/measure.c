@@ -31,6 +31,45 @@ an_results_free(struct an_results *r)
     r->nregions = 0;
 }
 
+void
+an__weighted_counts(const struct an_seg *sg, const uint8_t *v, int nv,
+                    double *cnt)
+{
+    int x, y, k, last = sg->w - 1;
+
+    for (y = 0; y < sg->h; y++) {
+        const uint8_t *p = v + (size_t)y * sg->w;
+        double wy = an__edge_weight(sg->ext_h, sg->h, y);
+        int64_t row[256] = { 0 };
+
+        for (x = 0; x < last; x++)
+            row[p[x]]++;
+        for (k = 0; k < nv; k++)
+            cnt[k] += (double)row[k] * wy;
+        if (p[last] < nv)
+            cnt[p[last]] += wy * an__edge_weight(sg->ext_w, sg->w, last);
+    }
+}
+
+void
+an__weighted_count_of(const struct an_seg *sg, const uint8_t *mask,
+                      double *cnt)
+{
+    int x, y, last = sg->w - 1;
+
+    for (y = 0; y < sg->h; y++) {
+        const uint8_t *p = mask + (size_t)y * sg->w;
+        double wy = an__edge_weight(sg->ext_h, sg->h, y);
+        int64_t on = 0;
+
+        for (x = 0; x < last; x++)
+            on += p[x] != 0;
+        *cnt += (double)on * wy;
+        if (p[last] != 0)
+            *cnt += wy * an__edge_weight(sg->ext_w, sg->w, last);
+    }
+}
+
 static double
 ratio_or_nan(double t, double s)
 {
@@ -38,7 +77,8 @@ ratio_or_nan(double t, double s)
 }
 
 struct region_acc {
-    int64_t tumor, stroma;
+    double tumor, stroma;           /* raster px, edge pixels weighted */
+    int seen;                       /* any pixel yet (bbox started) */
     int x0, y0, x1, y1;
 };
 
@@ -74,8 +114,8 @@ regions_collect(struct an_results *r, const struct region_acc *acc,
     for (i = 1; i <= n; i++) {
         const struct region_acc *a = &acc[i];
         struct an_region *g = &r->regions[k];
-        double area = (double)(a->tumor + a->stroma) * px_mm2;
-        if (area < AN_REGION_MIN_MM2 || a->tumor == 0)
+        double area = (a->tumor + a->stroma) * px_mm2;
+        if (area < AN_REGION_MIN_MM2 || !(a->tumor > 0))
             continue;
         g->id = k + 1;
         g->x = a->x0;
@@ -83,8 +123,8 @@ regions_collect(struct an_results *r, const struct region_acc *acc,
         g->w = a->x1 - a->x0 + 1;
         g->h = a->y1 - a->y0 + 1;
         g->area_mm2 = area;
-        g->tumor_mm2 = (double)a->tumor * px_mm2;
-        g->stroma_mm2 = (double)a->stroma * px_mm2;
+        g->tumor_mm2 = a->tumor * px_mm2;
+        g->stroma_mm2 = a->stroma * px_mm2;
         g->tsr = ratio_or_nan(g->tumor_mm2, g->stroma_mm2);
         k++;
     }
@@ -123,14 +163,17 @@ measure_regions(const struct an_seg *sg, struct an_results *r)
         for (x = 0; x < sg->w; x++) {
             size_t j = (size_t)y * sg->w + x;
             struct region_acc *a = &acc[cc[j]];
+            double wt = an__edge_weight(sg->ext_w, sg->w, x) *
+                        an__edge_weight(sg->ext_h, sg->h, y);
             if (cc[j] == 0)
                 continue;
-            if (a->tumor + a->stroma == 0) {
+            if (!a->seen) {
+                a->seen = 1;
                 a->x0 = a->x1 = x;
                 a->y0 = a->y1 = y;
             }
-            a->tumor += lab[j] == AN_TUMOR;
-            a->stroma += lab[j] == AN_STROMA;
+            a->tumor += (lab[j] == AN_TUMOR) * wt;
+            a->stroma += (lab[j] == AN_STROMA) * wt;
             a->x0 = x < a->x0 ? x : a->x0;
             a->x1 = x > a->x1 ? x : a->x1;
             a->y1 = y;
@@ -147,20 +190,17 @@ int
 an_measure(const struct an_seg *sg, struct an_results *r,
            struct ss_err *err)
 {
-    size_t i, n = (size_t)sg->w * sg->h;
     const uint8_t *lab = sg->label->data, *tis = sg->tissue->data;
-    int64_t cnt[AN_NCLASS] = { 0 }, tissue = 0;
+    double cnt[AN_NCLASS] = { 0 }, tissue = 0;
     double px_mm2 = sg->mpp * sg->mpp * 1e-6;
 
     r->slide_mpp = sg->slide_mpp;
     r->analysis_mpp = sg->mpp;
-    for (i = 0; i < n; i++) {
-        cnt[lab[i]]++;
-        tissue += tis[i] != 0;
-    }
-    r->tissue_area_mm2 = (double)tissue * px_mm2;
-    r->tumor_area_mm2 = (double)cnt[AN_TUMOR] * px_mm2;
-    r->stroma_area_mm2 = (double)cnt[AN_STROMA] * px_mm2;
+    an__weighted_counts(sg, lab, AN_NCLASS, cnt);
+    an__weighted_count_of(sg, tis, &tissue);
+    r->tissue_area_mm2 = tissue * px_mm2;
+    r->tumor_area_mm2 = cnt[AN_TUMOR] * px_mm2;
+    r->stroma_area_mm2 = cnt[AN_STROMA] * px_mm2;
     r->tsr = ratio_or_nan(r->tumor_area_mm2, r->stroma_area_mm2);
     if (measure_regions(sg, r) < 0)
         return err_set(err, -ENOMEM, "tumour regions: out of memory");

@@ -38,5 +38,6 @@ an__write_pyramid(const struct img *rgb, double mpp, const char *stain,
     }
     if (rc == 0)
         rc = wsi_writer_finish(w, err);
-    return rc < 0 ? err_prefix(err, "%s", path) : 0;
+    /* The writer's messages name path already. */
+    return rc;
 }

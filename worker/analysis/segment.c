@@ -458,6 +458,8 @@ seg_new(int w, int h, double mpp, double slide_mpp)
         return NULL;
     sg->w = w;
     sg->h = h;
+    sg->ext_w = w;
+    sg->ext_h = h;
     sg->mpp = mpp;
     sg->slide_mpp = slide_mpp;
     sg->scale = mpp / slide_mpp;
@@ -496,6 +498,10 @@ an_segment(struct an_slide *s, struct an_model *m,
                  slide_mpp);
     if (sg == NULL)
         return err_set(err, -ENOMEM, "segmentation: out of memory");
+    /* The raster rounds the slide up to whole pixels; areas count the
+     * last column and row by the share they really cover. */
+    sg->ext_w = W0 / scale;
+    sg->ext_h = H0 / scale;
     total = progress_total(sg, m, o, &bands);
     rc = read_raster(s, sg, o, total, err);
     if (rc == 0)

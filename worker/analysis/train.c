@@ -434,11 +434,19 @@ log_epoch(struct trainer *t, double loss, double score, double dt,
         fflush(stdout);
     }
     {
-        FILE *f = fopen(out_file(t->cfg, "metrics.jsonl"), "a");
+        /* The per-epoch log is a convenience: training goes on without
+         * it, but says why it is missing. */
+        const char *path = out_file(t->cfg, "metrics.jsonl");
+        FILE *f = fopen(path, "a");
+        int bad = f == NULL;
+
         if (f != NULL) {
-            fputs(line, f);
-            fclose(f);
+            bad = fputs(line, f) == EOF;
+            bad |= fclose(f) != 0;
         }
+        if (bad)
+            log_warn("train", "epoch log not written path=%s: %s", path,
+                     strerror(errno));
     }
 }
 
