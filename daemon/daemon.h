@@ -205,6 +205,9 @@ struct dstatus {
     int a_done, a_total;
     bool calibrating;
     char waiting[SS_ERR_MSG_MAX];   /* why nothing starts, "" = nothing */
+    bool device_wait;               /* waiting says the devices did not
+                                       answer; a retry keeps it on show
+                                       until they do */
 };
 
 struct daemon {

@@ -93,6 +93,24 @@ scan_paused(const struct dstatus *s)
     return s->scan != 0 && strcmp(s->state, "paused") == 0;
 }
 
+/* A retry of devices that did not answer: the scan is on the
+ * microscope only to open them, and stays queued in the catalogue until
+ * they answer.  Until then every view shows the wait, as between two
+ * retries, not a scan that flickers into the microscope and back. */
+static bool
+retrying_devices(const struct dstatus *s)
+{
+    return s->scan != 0 && s->device_wait &&
+           strcmp(s->state, "queued") == 0;
+}
+
+/* The scan the views show on the microscope, 0 for none. */
+static int64_t
+shown_scan(const struct dstatus *s)
+{
+    return retrying_devices(s) ? 0 : s->scan;
+}
+
 /* Why nothing goes on: a scan paused for space on the microscope, or
  * what the scheduler waits for. */
 static const char *
@@ -108,11 +126,11 @@ daemon__status_json(struct daemon *d)
     json_t *o, *scan = json_null(), *an = json_null();
     const char *state = d->stopping ? "stopping"
                         : scan_paused(s) ? "waiting"
-                        : s->scan != 0 ? "scanning"
+                        : shown_scan(s) != 0 ? "scanning"
                         : s->calibrating ? "calibrating"
                         : s->waiting[0] != '\0' ? "waiting" : "idle";
 
-    if (s->scan != 0)
+    if (shown_scan(s) != 0)
         scan = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:i, s:f, s:f}",
                          "id", (json_int_t)s->scan, "slide", s->slide,
                          "stain", s->stain, "state", s->state, "reason",
@@ -140,7 +158,7 @@ daemon__live_scan(struct daemon *d, json_t *scan)
     const char *now;
     int st;
 
-    if (s->scan == 0 ||
+    if (shown_scan(s) == 0 ||
         json_integer_value(json_object_get(scan, "id")) != s->scan)
         return;
     now = json_string_value(json_object_get(scan, "state"));
@@ -162,7 +180,7 @@ daemon__live_queue(struct daemon *d, json_t *queue)
     int pos = 1;
 
     json_array_foreach(scans, i, sc) {
-        if (d->st.scan != 0 &&
+        if (shown_scan(&d->st) != 0 &&
             json_integer_value(json_object_get(sc, "id")) == d->st.scan) {
             json_incref(sc);
             json_array_remove(scans, i);
@@ -188,7 +206,7 @@ daemon__status_changed(struct daemon *d)
         snprintf(text, sizeof(text), "paused %s (scan %lld) at %d/%d "
                  "tiles: %.150s", s->slide, (long long)s->scan,
                  s->tiles_done, s->tiles_total, s->reason);
-    else if (s->scan != 0)
+    else if (shown_scan(s) != 0)
         snprintf(text, sizeof(text), "scanning %s (scan %lld) %s %d/%d "
                  "tiles; %lld queued", s->slide, (long long)s->scan,
                  s->state, s->tiles_done, s->tiles_total,
@@ -252,6 +270,15 @@ queue_held(struct daemon *d)
     return true;
 }
 
+/* The queue no longer waits: a scan left it, or nothing is left to
+ * start. */
+static void
+drop_waiting(struct daemon *d)
+{
+    d->st.waiting[0] = '\0';
+    d->st.device_wait = false;
+}
+
 static void
 start_scan(struct daemon *d, int64_t id)
 {
@@ -271,7 +298,8 @@ start_scan(struct daemon *d, int64_t id)
     d->st.tiles_total = s.tiles_total;
     d->st.started_wall_ms = util_now_ms();
     d->st.virtual_ms = s.virtual_ms;
-    d->st.waiting[0] = '\0';
+    if (s.state != CAT_QUEUED)
+        drop_waiting(d);
     snprintf(d->st.reason, sizeof(d->st.reason), "%s", s.reason);
 }
 
@@ -290,12 +318,18 @@ daemon__schedule(struct daemon *d)
         return;
     }
     if (queue_held(d)) {
+        d->st.device_wait = false;
         daemon__status_changed(d);
         return;
     }
-    d->st.waiting[0] = '\0';
+    /* After devices that did not answer, the wait stays on show while
+     * the next scan opens them (see retrying_devices()). */
+    if (!d->st.device_wait)
+        drop_waiting(d);
     if (pick(d, &id) == 0)
         start_scan(d, id);
+    if (d->st.scan == 0)
+        drop_waiting(d);
     daemon__status_changed(d);
 }
 
@@ -308,6 +342,8 @@ on_event(struct daemon *d, struct dmsg *m)
     if (m->scan != 0 && m->scan == d->st.scan) {
         if (state != NULL)
             snprintf(d->st.state, sizeof(d->st.state), "%s", state);
+        if (state != NULL && strcmp(state, "queued") != 0)
+            drop_waiting(d);
         v = json_object_get(m->ev, "reason");
         snprintf(d->st.reason, sizeof(d->st.reason), "%s",
                  json_is_string(v) ? json_string_value(v) : "");
@@ -333,12 +369,14 @@ on_scan_end(struct daemon *d, struct dmsg *m)
     d->st.scan = 0;
     d->st.reason[0] = '\0';
     d->st.calibrating = false;
+    d->st.device_wait = false;
     switch (m->outcome) {
     case SCAN_OUT_ASSEMBLE:
         daemon__assembler_push(d->assembler, m->scan);
         break;
     case SCAN_OUT_DEVICE_WAIT:
         snprintf(d->st.waiting, sizeof(d->st.waiting), "%s", m->text);
+        d->st.device_wait = true;
         log_warn("sched", "waiting retry_s=%g cause=\"%s\"",
                  d->conf.device_retry_s, m->text);
         arm_retry(d);

@@ -79,7 +79,10 @@ out=$(slidescand --check -c "$T/c.conf" 2>&1)
 check "--check notes the catalogue in use" \
     grep -qF "note: catalogue $DATA/catalogue.db is in use" <<<"$out"
 
-slidescan scan --slide L1 --stain HE --image phantom:HE:seed=4 >/dev/null
+# A small section (9 tiles; the phantom's default 4 x 3 mm has 53): the
+# scan only shows the first daemon still at work.
+slidescan scan --slide L1 --stain HE \
+    --image phantom:HE:seed=11:w_mm=1.2:h_mm=0.9 >/dev/null
 check "the first daemon finishes a scan" \
     wait_until 60 '[ "$(scan_state 1)" = done ]'
 check "the first daemon stops on SIGTERM" dtest_stop

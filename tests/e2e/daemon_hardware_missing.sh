@@ -5,12 +5,13 @@
 # Hardware configured but absent (no camera, no stage on this machine):
 # never a silent fall-back to the simulator.  A scan stays queued (not
 # failed) with the reason naming the missing device, the status says why
-# the queue waits, the daemon keeps retrying, `devices` reports what the
-# configuration expects and what is missing, and a simulator-only
-# argument (--image) is refused.  A proscan stage needs its USB id
-# configured: without vid and pid, `slidescand --check` and the start
-# refuse the file at once (exit 1, naming file, section, key and cause)
-# instead of a daemon that waits for a device it cannot look for.
+# the queue waits (also while a retry reopens the devices), the daemon
+# keeps retrying, `devices` reports what the configuration expects and
+# what is missing, and a simulator-only argument (--image) is refused.
+# A proscan stage needs its USB id configured: without vid and pid,
+# `slidescand --check` and the start refuse the file at once (exit 1,
+# naming file, section, key and cause) instead of a daemon that waits for
+# a device it cannot look for.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 export HOME=$T                  # libgphoto2 keeps its settings there
@@ -61,6 +62,19 @@ check "the retries never took it off the queue (no calibrating state)" \
 st=$(slidescan status --once)
 check "status says the queue is waiting and why" \
     grep -q "^waiting: waiting for the microscope: " <<<"$st"
+# Each retry puts the scan on the microscope while the devices are
+# reopened; the views must still show the wait then.  Sampled for three
+# seconds, across about three retries.
+samples=0 flicker=0 t0=$SECONDS
+while [ $((SECONDS - t0)) -lt 3 ]; do
+    st=$(slidescan status --once)
+    row=$(slidescan queue | awk '$1 == 1 { print $4 }')
+    samples=$((samples + 1))
+    grep -q "^waiting: waiting for the microscope: " <<<"$st" &&
+        [ "$row" = queued ] || flicker=$((flicker + 1))
+done
+check "status and queue show the wait during the retries too ($flicker of \
+$samples samples did not)" test "$flicker" = 0 -a "$samples" -gt 1
 dev=$(slidescan devices)
 check "devices reports the hardware problems" grep -qE \
     "^problem: +(camera|stage): " <<<"$dev"
