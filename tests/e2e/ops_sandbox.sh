@@ -169,8 +169,15 @@ for d in ("/home", "/root"):
 for d in ("/tmp", "/var/tmp"):
     sh("mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", d)
 writable = ("/run/slidescan", "/var/lib/slidescan", "/tmp", "/var/tmp")
+# Mounts the machine had below the directories covered by a fresh tmpfs
+# above (a user's tmpfs in /tmp, say) are hidden by it: nothing reaches
+# them, and their paths no longer exist to be remounted.
+covered = ("/run/", "/var/lib/", "/home/", "/root/", "/tmp/", "/var/tmp/")
 for mp, opts in list(mounts()):
     if mp in writable or "ro" in opts or mp.startswith(("/dev", "/proc")):
+        continue
+    if mp.startswith(covered) and not mp.startswith(
+            ("/run/slidescan", "/run/systemd", "/var/lib/slidescan")):
         continue
     sh("mount", "-o", "remount,bind,ro", mp)
 sh("mount", "-t", "proc", "-o", "nosuid,nodev,noexec,hidepid=invisible,"
