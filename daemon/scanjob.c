@@ -1117,6 +1117,16 @@ finish_request(struct job *j)
     return to == CAT_CANCELLED ? SCAN_OUT_CANCELLED : SCAN_OUT_PAUSED;
 }
 
+/* A pause or cancel asked for while the job was failing to start: the
+ * scan goes back to the queue to wait, and the request still applies. */
+static bool
+user_request_pending(struct job *j)
+{
+    int r = atomic_load(&j->sc->req);
+
+    return r == SCAN_REQ_PAUSE || r == SCAN_REQ_CANCEL;
+}
+
 static int
 finish_fault(struct job *j, int rc, char *text, size_t len)
 {
@@ -1133,7 +1143,8 @@ finish_fault(struct job *j, int rc, char *text, size_t len)
                   (long long)j->s.id, text);
         cat_scan_set_reason(j->sc->cat, j->s.id, text, &e);
         post_state(j, cat_state_name(j->s.state), text);
-        return SCAN_OUT_DEVICE_WAIT;
+        return user_request_pending(j) ? finish_request(j)
+                                       : SCAN_OUT_DEVICE_WAIT;
     }
     if (j->device_wait || j->action == GUARD_ACT_WAIT_DEVICE) {
         snprintf(text, len, "waiting for the microscope: %s", j->err.msg);
@@ -1142,7 +1153,8 @@ finish_fault(struct job *j, int rc, char *text, size_t len)
         cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK |
                             CAT_BIT(CAT_QUEUED), CAT_QUEUED, text, &e);
         post_state(j, "queued", text);
-        return SCAN_OUT_DEVICE_WAIT;
+        return user_request_pending(j) ? finish_request(j)
+                                       : SCAN_OUT_DEVICE_WAIT;
     }
     if (j->action == GUARD_ACT_PAUSE) {
         log_error("scan", "paused scan=%lld cause=\"%s\"",
