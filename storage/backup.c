@@ -416,27 +416,69 @@ user_version(sqlite3 *db)
     return v;
 }
 
-/* Copies the live catalogue into a standalone database at dst in one
- * read transaction, and checks the copy. */
+/* The cause of the last failure on the snapshot being written: the
+ * operating system's (No space left on device, ...) when SQLite saw one,
+ * else SQLite's own words. */
+static const char *
+snap_cause(sqlite3 *db, int code)
+{
+    int os = db != NULL ? sqlite3_system_errno(db) : 0;
+
+    if ((code & 0xff) == SQLITE_FULL)
+        return strerror(ENOSPC);
+    if (os != 0)
+        return strerror(os);
+    return db != NULL && code == SQLITE_OK ? sqlite3_errmsg(db) :
+        sqlite3_errstr(code);
+}
+
 static int
-snapshot(const char *catalogue, const char *dst, int64_t *schema,
+snap_err(sqlite3 *db, int code, const char *shown, const char *what,
          struct ss_err *err)
+{
+    return err_set(err, -EIO, "backup catalogue %s: %s: %s", shown, what,
+                   snap_cause(db, code));
+}
+
+/* Removes the snapshot at path with the journal, WAL and shared-memory
+ * files SQLite may have left beside it. */
+static void
+snap_remove(const char *path)
+{
+    static const char *const side[] = { "", "-journal", "-wal", "-shm" };
+    char p[PATH_MAX * 2 + 16];
+    size_t i;
+
+    for (i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", path, side[i]);
+        unlink(p);
+    }
+}
+
+/* Copies the live catalogue into a standalone database at dst in one
+ * read transaction, and checks the copy.  Messages name shown (the
+ * backup's catalogue.db) rather than the temporary dst. */
+static int
+snapshot(const char *catalogue, const char *dst, const char *shown,
+         int64_t *schema, struct ss_err *err)
 {
     sqlite3 *src = NULL, *out = NULL;
     sqlite3_backup *b;
     int rc;
 
-    unlink(dst);
+    snap_remove(dst);
     rc = open_ro(catalogue, &src, err);
     if (rc < 0)
         return rc;
-    if (sqlite3_open(dst, &out) != SQLITE_OK) {
-        rc = db_err(out, dst, "cannot create", err);
+    rc = sqlite3_open(dst, &out);
+    if (rc != SQLITE_OK) {
+        rc = snap_err(out, rc, shown, "cannot create", err);
         goto done;
     }
+    sqlite3_extended_result_codes(out, 1);
     b = sqlite3_backup_init(out, "main", src, "main");
     if (b == NULL) {
-        rc = db_err(out, dst, "backup", err);
+        rc = snap_err(out, SQLITE_OK, shown, "copying", err);
         goto done;
     }
     while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY ||
@@ -444,17 +486,18 @@ snapshot(const char *catalogue, const char *dst, int64_t *schema,
         sqlite3_sleep(50);
     sqlite3_backup_finish(b);
     if (rc != SQLITE_DONE) {
-        rc = err_set(err, -EIO, "catalogue %s: snapshot: %s", catalogue,
-                     sqlite3_errstr(rc));
+        rc = snap_err(out, rc, shown, "writing the snapshot", err);
         goto done;
     }
-    rc = sqlite3_exec(out, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL)
-        == SQLITE_OK ? integrity(out, dst, err) :
-        db_err(out, dst, "journal_mode", err);
+    rc = sqlite3_exec(out, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+    rc = rc == SQLITE_OK ? integrity(out, shown, err) :
+        snap_err(out, rc, shown, "writing the snapshot", err);
     *schema = user_version(out);
 done:
     sqlite3_close(out);
     sqlite3_close(src);
+    if (rc < 0)
+        snap_remove(dst);
     return rc;
 }
 
@@ -463,6 +506,7 @@ done:
 struct round {
     const char *data_dir, *dest;
     json_t *old, *files;
+    json_t *made;                   /* paths this run wrote into dest */
     struct backup_report *r;
     int changed;                    /* named files that moved meanwhile */
 };
@@ -506,10 +550,14 @@ back_up_one(struct round *rd, const struct item *x)
         return;
     }
     if (copy_verified(src, dst, hex, &bytes, &e) < 0) {
-        rd->changed++;
+        /* Only a source gone meanwhile is a change worth a new snapshot;
+         * a copy that cannot be written (a full disk) stays a problem. */
+        if (access(src, R_OK) != 0)
+            rd->changed++;
         problem(rd->r, "%s", e.msg);
         return;
     }
+    json_array_append_new(rd->made, json_string(x->rel));
     if (x->sha[0] != '\0' && strcmp(hex, x->sha) != 0) {
         rd->changed++;
         problem(rd->r, "%s: checksum %.12s... differs from the catalogue's "
@@ -578,10 +626,12 @@ one_round(struct round *rd, const char *catalogue, const char *snap,
           struct ss_err *err)
 {
     struct items named = { 0 }, all = { 0 };
+    char shown[PATH_MAX * 2];
     sqlite3 *db = NULL;
     int rc, i;
 
-    rc = snapshot(catalogue, snap, &rd->r->schema, err);
+    snprintf(shown, sizeof(shown), "%s/catalogue.db", rd->dest);
+    rc = snapshot(catalogue, snap, shown, &rd->r->schema, err);
     rd->r->snapshots++;
     if (rc == 0)
         rc = open_ro(snap, &db, err);
@@ -762,12 +812,59 @@ commit_backup(const char *dest, const char *snap, struct round *rd,
     return rc;
 }
 
+/* Removes empty directories under dir, and dir itself when empty. */
+static void
+prune_empty(const char *dir, int depth)
+{
+    char path[PATH_MAX * 2];
+    struct dirent *de;
+    DIR *dh = depth < 16 ? opendir(dir) : NULL;
+
+    if (dh == NULL)
+        return;
+    while ((de = readdir(dh)) != NULL) {
+        if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 ||
+            strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        prune_empty(path, depth + 1);
+    }
+    closedir(dh);
+    rmdir(dir);
+}
+
+/* After a run that failed before its manifest was written: the copies
+ * it made that the previous manifest does not name are removed (nothing
+ * would ever refer to them), then the directories left empty, and dest
+ * itself when this run created it and it is empty.  The previous
+ * backup, if any, stays as it was. */
+static void
+discard_run(struct round *rd, bool created)
+{
+    char path[PATH_MAX * 2];
+    json_t *rel;
+    size_t i;
+
+    json_array_foreach(rd->made, i, rel) {
+        if (manifest_file(rd->old, json_string_value(rel)) != NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s/files/%s", rd->dest,
+                 json_string_value(rel));
+        unlink(path);
+    }
+    snprintf(path, sizeof(path), "%s/files", rd->dest);
+    prune_empty(path, 0);
+    if (created)
+        rmdir(rd->dest);
+}
+
 int
 backup_create(const char *catalogue, const char *data_dir, const char *dest,
               struct backup_report *r, struct ss_err *err)
 {
-    struct round rd = { data_dir, dest, NULL, NULL, r, 0 };
+    struct round rd = { data_dir, dest, NULL, NULL, NULL, r, 0 };
     char path[PATH_MAX * 2], snap[PATH_MAX * 2];
+    bool created;
     int rc, round;
 
     memset(r, 0, sizeof(*r));
@@ -780,10 +877,12 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
         return err_set(err, errno == ENOENT ? -ENOENT : -errno,
                        "catalogue %s: %s", catalogue, errno == ENOENT ?
                        "no such file" : strerror(errno));
+    created = access(dest, F_OK) != 0;
     snprintf(path, sizeof(path), "%s/files", dest);
     rc = tilestore_mkdir_durable(path, err);
     if (rc < 0)
         return err_prefix(err, "backup %s", dest);
+    rd.made = json_array();
     snprintf(snap, sizeof(snap), "%s/catalogue.db.tmp", dest);
     rd.old = manifest_load(dest);
     for (round = 0; round < ROUNDS; round++) {
@@ -801,7 +900,12 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
     }
     if (rc == 0)
         rc = commit_backup(dest, snap, &rd, err);
-    unlink(snap);
+    snap_remove(snap);
+    if (rc < 0)
+        discard_run(&rd, created);
+    else if (r->problems > 0)
+        prune_empty(path, 0);
+    json_decref(rd.made);
     json_decref(rd.old);
     json_decref(rd.files);
     if (rc == 0 && r->problems > 0)
@@ -836,6 +940,83 @@ verify_catalogue(const char *src, json_t *m, struct ss_err *err)
         rc = integrity(db, path, err);
     sqlite3_close(db);
     return rc;
+}
+
+/* Every path of the manifest's files and each directory above them. */
+static GHashTable *
+manifest_paths(json_t *m)
+{
+    GHashTable *h = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          NULL);
+    json_t *f;
+    size_t i;
+
+    json_array_foreach(json_object_get(m, "files"), i, f) {
+        char *p = g_strdup(nonnull(json_string_value(json_object_get(f,
+                                                                "path"))));
+        char *slash;
+
+        g_hash_table_add(h, g_strdup(p));
+        while ((slash = strrchr(p, '/')) != NULL) {
+            *slash = '\0';
+            g_hash_table_add(h, g_strdup(p));
+        }
+        g_free(p);
+    }
+    return h;
+}
+
+/* A backup is whole only when its manifest records no problem from the
+ * run that made it and holds every file (or, for an analysis or
+ * calibration, some file of the directory) its catalogue names: a run
+ * that could not copy everything leaves a consistent but partial
+ * backup, which must not pass for a whole one. */
+static int
+verify_complete(const char *src, json_t *m, struct backup_report *r,
+                struct ss_err *err)
+{
+    char path[PATH_MAX * 2];
+    struct items named = { 0 };
+    json_t *recorded = json_object_get(m, "problems"), *p;
+    GHashTable *have;
+    sqlite3 *db = NULL;
+    size_t i;
+    int rc, j, missing = 0;
+
+    snprintf(path, sizeof(path), "%s/catalogue.db", src);
+    rc = open_ro(path, &db, err);
+    if (rc == 0)
+        rc = list_named(db, path, &named, err);
+    sqlite3_close(db);
+    if (rc < 0) {
+        free(named.v);
+        return rc;
+    }
+    have = manifest_paths(m);
+    for (j = 0; j < named.n; j++) {
+        if (g_hash_table_contains(have, named.v[j].rel))
+            continue;
+        if (missing++ < 3)
+            problem(r, "%s (%s) is not in the backup", named.v[j].rel,
+                    named.v[j].kind);
+        else
+            r->problems++;
+    }
+    g_hash_table_destroy(have);
+    free(named.v);
+    json_array_foreach(recorded, i, p) {
+        if (json_string_value(p) != NULL)
+            problem(r, "the backup recorded when it was made: %s",
+                    json_string_value(p));
+    }
+    if (r->problems == 0)
+        return 0;
+    if (missing == 0)
+        return err_set(err, SS_EFORMAT, "backup %s is incomplete: %s", src,
+                       r->problem);
+    return err_set(err, SS_EFORMAT, "backup %s is incomplete: %d of the "
+                   "%d entries its catalogue names are missing: %s", src,
+                   missing, named.n, r->problem);
 }
 
 int
@@ -877,10 +1058,13 @@ backup_verify(const char *src, struct backup_report *r, struct ss_err *err)
         else
             r->verified++;
     }
-    json_decref(m);
-    if (r->problems > 0)
+    if (r->problems > 0) {
+        json_decref(m);
         return err_set(err, SS_EFORMAT, "backup %s: %s", src, r->problem);
-    return 0;
+    }
+    rc = verify_complete(src, m, r, err);
+    json_decref(m);
+    return rc;
 }
 
 static int

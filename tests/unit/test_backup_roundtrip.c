@@ -340,8 +340,8 @@ test_restore_refuses_live_catalogue(void **state)
 /* Each failure is one outcome with its own code: no backup in SRC
  * (-ENOENT, nothing written), no catalogue to back up (-ENOENT, DEST not
  * created), a directory the catalogue names but the data lacks (a backup
- * problem, not a silent gap), and a restore whose result does not verify
- * (says how many files it wrote, never -ENOENT). */
+ * problem, not a silent gap), and a backup lacking what its catalogue
+ * names or recording problems (does not verify; restore writes nothing). */
 static void
 test_failures_are_named_once(void **state)
 {
@@ -366,8 +366,8 @@ test_failures_are_named_once(void **state)
     assert_non_null(strstr(e.msg, "nodata/catalogue.db: no such file"));
     assert_int_equal(access(dest, F_OK), -1);
 
-    /* The backup lacks the analysis (its manifest agrees): restore
-     * writes the rest, then its check says what is missing. */
+    /* The backup lacks the analysis its catalogue names (its manifest
+     * agrees): it does not verify, and restore writes nothing. */
     assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
     snprintf(path, sizeof(path), "%s/MANIFEST.json", dest);
     m = json_load_file(path, 0, NULL);
@@ -384,13 +384,18 @@ test_failures_are_named_once(void **state)
     json_object_set_new(m, "files", kept);
     assert_int_equal(json_dump_file(m, path, 0), 0);
     json_decref(m);
+    assert_int_equal(backup_verify(dest, &r, &e), SS_EFORMAT);
+    assert_non_null(strstr(e.msg, "is incomplete: 1 of the"));
+    assert_non_null(strstr(e.msg, "analysis-s1 (analysis) is not in the "
+                           "backup"));
     rc = backup_restore(dest, rcat, to, false, &r, &e);
     print_message("# %s\n", e.msg);
     assert_int_equal(rc, SS_EFORMAT);
-    assert_non_null(strstr(e.msg, "restored"));
-    assert_non_null(strstr(e.msg, "but the result does not verify"));
-    assert_non_null(strstr(e.msg, "analysis directory missing"));
-    assert_true(r.copied > 0);
+    assert_non_null(strstr(e.msg, "not restoring"));
+    assert_non_null(strstr(e.msg, "analysis-s1 (analysis) is not in the "
+                           "backup"));
+    assert_int_equal(r.copied, 0);
+    assert_int_equal(access(to, F_OK), -1);
 
     /* The same gap in the source is a backup problem. */
     snprintf(cmd, sizeof(cmd), "rm -r '%s/slides/S-1/analysis-s1'", data);
@@ -400,6 +405,17 @@ test_failures_are_named_once(void **state)
     print_message("# %s\n", e.msg);
     assert_non_null(strstr(e.msg, "analysis-s1: analysis directory "
                            "missing"));
+    /* That backup is kept, marked incomplete: verify and restore say so
+     * (from its manifest) and nothing is written. */
+    assert_int_equal(backup_verify(tu_tmp("backup6"), &r, &e), SS_EFORMAT);
+    print_message("# %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "is incomplete"));
+    assert_non_null(strstr(e.msg, "the backup recorded when it was made"));
+    assert_non_null(strstr(e.msg, "analysis directory missing"));
+    assert_int_equal(backup_restore(tu_tmp("backup6"), rcat, to, false, &r,
+                                    &e), SS_EFORMAT);
+    assert_non_null(strstr(e.msg, "not restoring"));
+    assert_int_equal(access(to, F_OK), -1);
 }
 
 static void
