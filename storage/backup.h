@@ -68,8 +68,11 @@ int backup_create(const char *catalogue, const char *data_dir,
                   struct ss_err *err);
 
 /* Checks a backup directory: the manifest, the catalogue's checksum and
- * integrity, every file's checksum.  0 when whole; -ENOENT when src holds
- * no manifest (no backup there); SS_EFORMAT when it is damaged. */
+ * integrity, every file's checksum, and that it is whole (the manifest
+ * records no problem from the run that made it, and every file or
+ * directory the backup's catalogue names is in it).  0 when whole;
+ * -ENOENT when src holds no manifest (no backup there); SS_EFORMAT when
+ * it is damaged or incomplete ("backup SRC is incomplete: ..."). */
 int backup_verify(const char *src, struct backup_report *r,
                   struct ss_err *err);
 

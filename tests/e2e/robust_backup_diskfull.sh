@@ -69,8 +69,9 @@ rc=$?
 echo "# rc=$rc $out"
 check "backup --verify of the partial backup fails (exit 1)" test $rc = 1
 check "--verify names a slide image missing from it" \
-    grep -q "is incomplete: [1-9][0-9]* of the [0-9]* entries its catalogue names \
-are missing: slides/.* (wsi) is not in the backup" <<<"$out"
+    grep -q "is incomplete: [1-9][0-9]* of the [0-9]* entries its \
+catalogue names are missing: slides/.* (wsi) is not in the backup" \
+    <<<"$out"
 out=$(slidescan restore "$BK" --data-dir "$T/new" 2>&1)
 rc=$?
 echo "# rc=$rc $out"

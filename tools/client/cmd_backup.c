@@ -34,12 +34,15 @@ usage(FILE *f)
             "($SLIDESCAN_CONFIG or /etc/slidescan/slidescan.conf) unless\n"
             "given; without them the catalogue is\n"
             "/var/lib/slidescan/catalogue.db.  --verify checks DEST instead\n"
-            "of writing to it.  Exit status 0 when everything is backed up\n"
-            "(or verifies; the report on stdout), 1 when some files could\n"
-            "not be, 4 when DEST is refused because it is, lies inside or\n"
-            "contains the data directory or is the catalogue's directory,\n"
-            "5 when the catalogue or the backup in DEST is not there (one\n"
-            "line on stderr says which).\n");
+            "of writing to it: every file against its checksum, and that\n"
+            "DEST holds everything its catalogue names.  Exit status 0 when\n"
+            "everything is backed up (or verifies; the report on stdout), 1\n"
+            "when some files could not be (DEST keeps the rest, marked\n"
+            "incomplete) or DEST is damaged or incomplete, 4 when DEST is\n"
+            "refused because it is, lies inside or contains the data\n"
+            "directory or is the catalogue's directory, 5 when the\n"
+            "catalogue or the backup in DEST is not there (one line on\n"
+            "stderr says which).\n");
 }
 
 static void

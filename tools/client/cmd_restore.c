@@ -34,7 +34,8 @@ usage(FILE *f)
             "catalogue in use is never replaced, an existing one only with\n"
             "--force.  Exit status 0 when the restored data verifies (the\n"
             "result on stdout, as JSON with --json), 1 when the backup is\n"
-            "damaged or the restore failed, 4 when refused (also when SRC\n"
+            "damaged or incomplete (nothing is written) or the restore\n"
+            "failed, 4 when refused (also when SRC\n"
             "overlaps the data directory), 5 when SRC holds no backup; on\n"
             "failure one line on stderr says why.\n");
 }
