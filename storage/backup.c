@@ -970,7 +970,9 @@ manifest_paths(json_t *m)
  * run that made it and holds every file (or, for an analysis or
  * calibration, some file of the directory) its catalogue names: a run
  * that could not copy everything leaves a consistent but partial
- * backup, which must not pass for a whole one. */
+ * backup, which must not pass for a whole one.
+ * LIMIT: an analysis or calibration directory that was empty when backed
+ * up counts as missing: such a backup fails verify and restore. */
 static int
 verify_complete(const char *src, json_t *m, struct backup_report *r,
                 struct ss_err *err)
