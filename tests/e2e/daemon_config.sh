@@ -80,7 +80,8 @@ expect worker-directory "${here}worker = $T\n" \
     ":5: [daemon] worker: $T is not a file; analyses could not run"
 expect worker-not-in-path "${here}worker = no-such-worker-x\n" \
     ":5: [daemon] worker: no program named 'no-such-worker-x' in PATH; analyses could not run"
-expect model-missing "$here[analysis]\nmodel = /nonexistent/model.safetensors\n" \
+expect model-missing \
+    "$here[analysis]\nmodel = /nonexistent/model.safetensors\n" \
     ':6: [analysis] model: /nonexistent/model.safetensors: No such file or directory; analyses could not run'
 printf "${here}[analysis]\nmodel = classical\n" >"$T/classical.conf"
 out=$(slidescand --check -c "$T/classical.conf" 2>&1)
