@@ -174,7 +174,10 @@ check_worker(const struct dconf *c, struct ss_err *err)
 }
 
 /* "" leaves the choice to the worker; "classical" is its built-in
- * model, which needs no file. */
+ * model, which needs no file.
+ * LIMIT: only that the file can be read is checked, not that it holds a
+ * model: a readable file of another kind passes --check and each
+ * analysis then fails with the worker's message about the file. */
 static int
 check_model(const struct dconf *c, struct ss_err *err)
 {
