@@ -8,6 +8,8 @@
  * be created, and can be written.  Writability is probed by making a
  * directory and removing it at once: permission bits say nothing for
  * root, and a file system such as /proc refuses whatever its bits say.
+ * The analysis worker must be an executable file and a model given by
+ * path a readable file, or every analysis would fail at its start.
  */
 #include "daemon/daemon.h"
 
@@ -15,6 +17,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -114,6 +117,88 @@ check_group(const struct dconf *c, struct ss_err *err)
     return 0;
 }
 
+/* 0 when path names a regular file this process may open with mode
+ * (access(2) flags); else an errno and a cause in why. */
+static int
+file_usable(const char *path, int mode, char *why, size_t len)
+{
+    struct stat st;
+    int e;
+
+    if (stat(path, &st) != 0 || access(path, mode) != 0) {
+        e = errno;
+        snprintf(why, len, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, len, "%s is not a file", path);
+        return -EISDIR;
+    }
+    return 0;
+}
+
+/* A worker named without a slash is looked up in PATH, as the spawn
+ * (execvp) does; full is set to the file found. */
+static int
+find_in_path(const char *name, char *full, size_t len)
+{
+    const char *env = getenv("PATH"), *p, *end;
+
+    for (p = env != NULL ? env : "/usr/bin:/bin"; *p != '\0'; p = end) {
+        end = strchrnul(p, ':');
+        snprintf(full, len, "%.*s/%s", (int)(end - p), p, name);
+        if (access(full, X_OK) == 0)
+            return 0;
+        if (*end == ':')
+            end++;
+    }
+    return -ENOENT;
+}
+
+static int
+check_worker(const struct dconf *c, struct ss_err *err)
+{
+    char name[PATH_MAX], path[2 * PATH_MAX], why[2 * PATH_MAX + 128];
+
+    daemon__worker_path(c, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s", name);
+    if (strchr(name, '/') == NULL && find_in_path(name, path,
+                                                  sizeof(path)) < 0)
+        return daemon__conf_err(c, err, "daemon", "worker", "no program "
+                                "named '%s' in PATH; analyses could not "
+                                "run", name);
+    if (file_usable(path, X_OK, why, sizeof(why)) < 0)
+        return daemon__conf_err(c, err, "daemon", "worker", "%s; analyses "
+                                "could not run", why);
+    return 0;
+}
+
+/* "" leaves the choice to the worker; "classical" is its built-in
+ * model, which needs no file.
+ * LIMIT: only that the file can be read is checked, not that it holds a
+ * model: a readable file of another kind passes --check and each
+ * analysis then fails with the worker's message about the file. */
+static int
+check_model(const struct dconf *c, struct ss_err *err)
+{
+    char why[2 * PATH_MAX + 128];
+
+    if (c->model[0] == '\0' || strcmp(c->model, "classical") == 0)
+        return 0;
+    if (file_usable(c->model, R_OK, why, sizeof(why)) < 0)
+        return daemon__conf_err(c, err, "analysis", "model", "%s; analyses "
+                                "could not run", why);
+    return 0;
+}
+
+int
+daemon__conf_check_analysis(const struct dconf *c, struct ss_err *err)
+{
+    int rc = check_worker(c, err);
+
+    return rc == 0 ? check_model(c, err) : rc;
+}
+
 static int
 check_catalogue(const struct dconf *c, struct ss_err *err)
 {
@@ -146,5 +231,7 @@ daemon__conf_check_host(const struct dconf *c, struct ss_err *err)
         rc = check_dir(c, "data_dir", c->data_dir, err);
     if (rc == 0)
         rc = check_catalogue(c, err);
+    if (rc == 0)
+        rc = daemon__conf_check_analysis(c, err);
     return rc;
 }

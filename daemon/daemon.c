@@ -63,6 +63,8 @@ daemon__reload(struct daemon *d, char *applied, size_t alen, char *restart,
     daemon__conf_default(next);
     if (d->conf.file[0] != '\0')
         rc = daemon__conf_load(d->conf.file, next, err);
+    if (rc == 0)
+        rc = daemon__conf_check_analysis(next, err);
     if (rc < 0) {
         free(next);
         log_error("daemon", "reload refused; keeping the running "

@@ -120,9 +120,16 @@ int daemon__conf_err(const struct dconf *c, struct ss_err *err,
  * not taken by another kind of file, its directory, data_dir and the
  * catalogue's directory exist or can be created and are writable (probed
  * with a directory made and removed at once), a catalogue file present
- * is a readable and writable regular file.  `slidescand --check` and the
- * start both run it. */
+ * is a readable and writable regular file, and what
+ * daemon__conf_check_analysis checks.  `slidescand --check` and the start
+ * both run it. */
 int daemon__conf_check_host(const struct dconf *c, struct ss_err *err);
+
+/* The analysis worker (resolved as daemon__worker_path does, a bare name
+ * through PATH) is an executable regular file, and [analysis] model, when
+ * set and not the built-in "classical", a readable regular file.  Run by
+ * daemon__conf_check_host and by a reload, which a failure refuses. */
+int daemon__conf_check_analysis(const struct dconf *c, struct ss_err *err);
 
 /* The file in the data directory that slidescand keeps locked (flock) for
  * its whole life, holding its pid (daemon/lock.c). */

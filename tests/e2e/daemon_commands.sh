@@ -121,6 +121,14 @@ check "reload applies the new log level" \
 kill -HUP "$DPID"
 check "SIGHUP reloads too" wait_until 10 'sqlite3 "$DB" "SELECT action \
     FROM events WHERE uid IS NULL" | grep -q reload'
+cp "$CONF" "$T/good.conf"
+printf '[daemon]\nworker = %s\n' "$T/no-worker" >>"$CONF"
+n=$(wc -l <"$CONF")
+out=$(slidescan reload 2>&1)
+check "reload to a worker that does not exist is refused (exit 1)" \
+    test $? = 1 -a "$out" = "slidescan reload: config: $CONF:$n: [daemon] \
+worker: $T/no-worker: No such file or directory; analyses could not run"
+cp "$T/good.conf" "$CONF"
 
 # Failures and their exit codes.
 slidescan show NOPE >/dev/null 2>&1

@@ -6,7 +6,8 @@
 # shipped etc/slidescan.conf is valid, and each kind of mistake stops the
 # start with one line naming the file, the line, the section and key, and
 # the cause, whether the key is the daemon's own or one a driver checks
-# ([simulator], [deadlines], [storage]).
+# ([simulator], [deadlines], [storage]), or what the machine lacks (the
+# analysis worker, the model file).
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 # The shipped file, with the paths and group it wants of an installed
@@ -66,6 +67,26 @@ expect no-group '[daemon]\ngroup = no-such-group-x\n' \
 long=$T/$(printf 'd%.0s' $(seq 1 110))/s.sock
 expect long-socket "[daemon]\ngroup =\nsocket = $long\n" \
     ":3: [daemon] socket: '$long' is ${#long} bytes, longer than a unix socket path may be (107 bytes)"
+# The analysis worker and model: every analysis would fail without them.
+here="[daemon]\ngroup =\nsocket = $T/w/s.sock\ndata_dir = $T/w/data\n"
+expect worker-missing "${here}worker = /nonexistent/worker\n" \
+    ':5: [daemon] worker: /nonexistent/worker: No such file or directory; analyses could not run'
+printf '#!/bin/sh\n' >"$T/not-exec"
+chmod 0644 "$T/not-exec"
+# (root too: execve and access(X_OK) want an execute bit even for root)
+expect worker-not-executable "${here}worker = $T/not-exec\n" \
+    ":5: [daemon] worker: $T/not-exec: Permission denied; analyses could not run"
+expect worker-directory "${here}worker = $T\n" \
+    ":5: [daemon] worker: $T is not a file; analyses could not run"
+expect worker-not-in-path "${here}worker = no-such-worker-x\n" \
+    ":5: [daemon] worker: no program named 'no-such-worker-x' in PATH; analyses could not run"
+expect model-missing \
+    "$here[analysis]\nmodel = /nonexistent/model.safetensors\n" \
+    ':6: [analysis] model: /nonexistent/model.safetensors: No such file or directory; analyses could not run'
+printf "${here}[analysis]\nmodel = classical\n" >"$T/classical.conf"
+out=$(slidescand --check -c "$T/classical.conf" 2>&1)
+check "model = classical is the built-in model, no file ($out)" \
+    test "$out" = "$T/classical.conf: ok"
 mkdir -p "$T/a-dir.conf"
 out=$(slidescand --check -c "$T/a-dir.conf" 2>&1)
 check "a directory given with -c is refused, naming it" \

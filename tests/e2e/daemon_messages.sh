@@ -9,7 +9,10 @@
 # the ends of its range says the range is exclusive; `verify` of a
 # directory says it is one; `calibrate` without --stain says what is
 # missing; `scan --wait` shows the ETA as unknown ("--:--") until the
-# tiles are planned.
+# tiles are planned; `devices` shows the stage travel; text `watch` shows
+# analysis progress as DONE/TOTAL and no line twice in a row; `frame`
+# refuses a non-positive exposure, a negative settle time and a bad slide
+# spec as usage errors.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 # expect WHAT CODE TEXT CMD...: CMD exits CODE and prints exactly TEXT
@@ -27,6 +30,10 @@ dtest_conf "[analysis]
 auto = no"
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 
+out=$(slidescan devices)
+check "devices before any scan says when the travel is known" \
+    grep -qx "travel:    known once the stage is opened" <<<"$out"
+
 out=$(slidescan scan --slide E --stain HE --wait 2>/dev/null)
 echo "$out" | head -3 | sed 's/^/# /'
 check "scan --wait finishes" test "$(scan_state 1)" = done
@@ -35,8 +42,28 @@ check "the ETA is --:-- while no tile is planned" \
     <<<"$out"
 check "... and never 0:00 then" eval '! grep -q "0/0 tiles.*eta 0:00" <<<"$out"'
 
+out=$(slidescan devices)
+check "devices shows the open stage's travel" \
+    grep -qx "travel:    x 0..120000 µm, y 0..80000 µm, z -500..500 µm" \
+    <<<"$out"
+
+timeout 120 slidescan watch >"$T/watch.txt" 2>&1 &
+WATCH=$!
+sleep 0.5
 expect "reanalyse says what it queued" 0 "scan 1: analysis queued" \
     slidescan reanalyse 1
+wait_until 90 'test "$(sqlite3 "$DB" \
+    "SELECT state FROM analyses WHERE scan = 1")" = done'
+sleep 0.5
+kill "$WATCH" 2>/dev/null
+wait "$WATCH" 2>/dev/null
+sed 's/^/# watch: /' "$T/watch.txt" | head -5
+check "watch shows the analysis progress as DONE/TOTAL" \
+    grep -Eq "^[0-9:]{8} analysis 1 E running [0-9]+/[0-9]+$" "$T/watch.txt"
+check "... and ends at TOTAL/TOTAL" \
+    grep -Eq "^[0-9:]{8} analysis 1 E running ([0-9]+)/\1$" "$T/watch.txt"
+check "... and never prints the same line twice in a row" \
+    test -z "$(cut -c10- "$T/watch.txt" | uniq -d)"
 expect "reanalyse errors carry its own name" 5 \
     "slidescan reanalyse: not_found: no scan 99" slidescan reanalyse 99
 expect "reanalyse without SCAN says so" 2 \
@@ -88,5 +115,19 @@ check "none of the refused scans was queued" \
 expect "calibrate without --stain says what is missing" 2 \
     "slidescan calibrate: --stain HE|KI67|CK missing (see slidescan \
 calibrate --help)" slidescan calibrate
+frame="slidescan frame --slide phantom:HE --out $T/f.png"
+expect "frame --exposure-ms 0 is refused, not the stain's default" 2 \
+    "slidescan frame: --exposure-ms: 0 is not a positive exposure (leave \
+it out for the stain's)" $frame --exposure-ms 0
+expect "frame --settle-ms -1 is refused" 2 \
+    "slidescan frame: --settle-ms: -1 is negative" $frame --settle-ms -1
+expect "frame with a bad --slide spec is a usage error" 2 \
+    "slidescan frame: --slide 'phantom:XX': stain 'XX' is not HE, KI67 or \
+CK; a phantom is phantom:HE|KI67|CK[:seed=N][:w_mm=MM][:h_mm=MM][:id=TEXT]" \
+    slidescan frame --slide phantom:XX --out "$T/f.png"
+check "... and none of them wrote the frame" test ! -e "$T/f.png"
+out=$($frame --exposure-ms 40 --settle-ms 0 2>/dev/null)
+check "frame with a given exposure uses it and writes the frame" \
+    test -s "$T/f.png" -a -n "$(grep " exposure_ms=40 " <<<"$out")"
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end

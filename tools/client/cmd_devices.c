@@ -16,6 +16,27 @@ static const struct option opts[] = {
     { NULL, 0, NULL, 0 },
 };
 
+/* "x MIN..MAX µm, y ..., z ..." from stage_limits_um. */
+static void
+print_travel(json_t *r)
+{
+    json_t *lim = json_object_get(r, "stage_limits_um");
+    json_t *lo = json_object_get(lim, "min"), *hi = json_object_get(lim,
+                                                                    "max");
+    static const char axis[3] = { 'x', 'y', 'z' };
+    size_t i;
+
+    if (json_array_size(lo) != 3 || json_array_size(hi) != 3) {
+        printf("travel:    not reported by the daemon\n");
+        return;
+    }
+    printf("travel:   ");
+    for (i = 0; i < 3; i++)
+        printf(" %c %g..%g µm%s", axis[i],
+               json_number_value(json_array_get(lo, i)),
+               json_number_value(json_array_get(hi, i)), i < 2 ? "," : "\n");
+}
+
 static void
 print_devices(json_t *r)
 {
@@ -32,6 +53,7 @@ print_devices(json_t *r)
                client__str(r, "frame_h"), client__str(r, "pixel_um"),
                client__str(r, "objective"));
         printf("stage:     %s\n", client__str(r, "stage"));
+        print_travel(r);
     } else {
         printf("camera:    not opened yet (the first scan or calibration "
                "opens it); configured: %s, ", client__str(c, "camera"));
@@ -43,6 +65,7 @@ print_devices(json_t *r)
         printf("objective %s\n", client__str(c, "objective"));
         printf("stage:     not opened yet; configured: %s\n",
                client__str(c, "stage"));
+        printf("travel:    known once the stage is opened\n");
     }
     if (strcmp(client__str(r, "slide"), "") != 0)
         printf("slide:     %s\n", client__str(r, "slide"));

@@ -29,9 +29,10 @@ usage(FILE *f)
 "  --z-um Z           focus position (default: the true focal surface)\n"
 "  --stain S          HE, KI67 or CK: the exposure profile, and the stain\n"
 "                     of a file slide (default HE)\n"
-"  --exposure-ms N    exposure (default 250 for HE, 600 for KI67 and CK)\n"
+"  --exposure-ms N    exposure, above 0 (default 250 for HE, 600 for KI67\n"
+"                     and CK)\n"
 "  --objective O      10x, 20x or 40x (default 20x)\n"
-"  --settle-ms N      wait after the move (default 100)\n"
+"  --settle-ms N      wait after the move, 0 or more (default 100)\n"
 "  --seed N           simulator seed (default 1)\n"
 "  --set KEY=VALUE    any [simulator] key (repeatable)\n"
 "  --truth FILE.png   also write the ideal image of the field\n"
@@ -42,7 +43,7 @@ usage(FILE *f)
 struct frame_opts {
     const char *slide, *out, *truth, *labels, *stain;
     double x, y, z, exposure, settle;
-    bool have_x, have_y, have_z;
+    bool have_x, have_y, have_z, have_exposure;
 };
 
 static int
@@ -80,6 +81,31 @@ set_kv(struct sim_config *c, const char *kv)
     return 0;
 }
 
+/* What the options say, checked before anything is opened: a bad value
+ * is a usage error, as the same slide spec is for `slidescan scan`. */
+static int
+check_opts(const struct frame_opts *o)
+{
+    struct ss_err e;
+
+    if (o->have_exposure && o->exposure <= 0) {
+        fprintf(stderr, "slidescan frame: --exposure-ms: %g is not a "
+                "positive exposure (leave it out for the stain's)\n",
+                o->exposure);
+        return -1;
+    }
+    if (o->settle < 0) {
+        fprintf(stderr, "slidescan frame: --settle-ms: %g is negative\n",
+                o->settle);
+        return -1;
+    }
+    if (sim_slide_spec_check(o->slide, &e) < 0) {
+        fprintf(stderr, "slidescan frame: --slide %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 parse(int argc, char **argv, struct frame_opts *o, struct sim_config *c)
 {
@@ -107,7 +133,7 @@ parse(int argc, char **argv, struct frame_opts *o, struct sim_config *c)
         case 'z': rc = parse_num("--z-um", optarg, &o->z); o->have_z = 1;
                   break;
         case 'e': rc = parse_num("--exposure-ms", optarg, &o->exposure);
-                  break;
+                  o->have_exposure = 1; break;
         case 't': rc = parse_num("--settle-ms", optarg, &o->settle); break;
         case 'S': o->stain = optarg;
                   rc = sim_config_set(c, "stain", optarg, &e); break;
@@ -129,7 +155,7 @@ parse(int argc, char **argv, struct frame_opts *o, struct sim_config *c)
         fprintf(stderr, "slidescan frame: --slide and --out are required\n");
         rc = -1;
     }
-    return rc;
+    return rc == 0 ? check_opts(o) : rc;
 }
 
 static int
