@@ -223,8 +223,9 @@ const char *sim_slide_spec_stain(const char *spec);
 
 /* The stain the FILE of a file spec declares in its own metadata (an
  * Aperio "Stain = KI67", see slide_stain()) into stain, "" when it
- * declares none or spec is a phantom.  Opens the file: -ENOENT when it is
- * missing, the errors of sim_slide_spec_open_check() otherwise. */
+ * declares none or spec is a phantom.  Opens the file (a relative path
+ * is taken from the working directory): the errors of slide_open(),
+ * -ENOENT when it is missing. */
 int sim_slide_spec_file_stain(const char *spec, char *stain, size_t len,
                               struct ss_err *err);
 

@@ -293,9 +293,6 @@ sim_slide_spec_file_stain(const char *spec, char *stain, size_t len,
     rc = sim__spec_parse(spec, &p, err);
     if (rc < 0 || p.phantom)
         return rc;
-    rc = file_usable(spec, p.path, err);
-    if (rc < 0)
-        return rc;
     slide_opts_default(&o);
     o.need_mpp = false;
     rc = slide_open(p.path, &o, &sl, err);
