@@ -33,6 +33,7 @@
 
 #include "common/log.h"
 #include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 #include "worker/analysis/analysis.h"
 
@@ -312,8 +313,13 @@ cmd_analyse(int argc, char **argv)
         j.out_dir = out;
     }
     log_set_level(LOG_LVL_WARN);
-    if (settle_stain(&j) < 0)
+    rc = settle_stain(&j);
+    if (rc < 0)
         return EXIT_USAGE;
+    /* The slide opened: an output directory whose parent is missing is
+     * this run's failure (an unreadable slide is reported first). */
+    if (rc == 0 && client__out_parent("analyse", j.out_dir) != 0)
+        return EXIT_FAIL;
     j.progress = show_progress;
     j.progress_ctx = &last;
     err_clear(&err);

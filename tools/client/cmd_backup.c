@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "storage/backup.h"
 #include "storage/space.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 static void
@@ -146,6 +148,10 @@ cmd_backup(int argc, char **argv)
     } else {
         rc = backup_paths_origin(a.conf, a.data_dir, a.catalogue, data_dir,
                                  catalogue, origin, sizeof(origin), &err);
+        /* backup makes DEST, never the missing directories above it. */
+        if (rc == 0 && access(catalogue, F_OK) == 0 &&
+            client__out_parent("backup", a.dir) != 0)
+            return EXIT_FAIL;
         if (rc == 0)
             rc = backup_create(catalogue, data_dir, a.dir, &r, &err);
         if (rc == -ENOENT && no_catalogue(catalogue, origin))

@@ -40,10 +40,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/img.h"
 #include "storage/slide.h"
 #include "storage/wsi.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 #define BAND_ROWS 256
@@ -347,6 +349,8 @@ cmd_convert(int argc, char **argv)
                 "re-encode of itself; choose another OUT\n", a.out, a.in);
         return EXIT_USAGE;
     }
+    if (access(a.in, F_OK) == 0 && client__out_parent("convert", a.out) != 0)
+        return EXIT_FAIL;
     if (!(a.mpp > 0))
         a.mpp = spec_mpp;
     if (convert(&a, &err) < 0) {

@@ -15,6 +15,7 @@
 #include "common/img.h"
 #include "drivers/sim/sim.h"
 #include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 static void
@@ -255,6 +256,12 @@ cmd_frame(int argc, char **argv)
     }
     /* From here on every failure is an output's (or the simulator's):
      * a missing directory of --out is a failure, not an input not found. */
+    if (client__out_parent("frame", o.out) != 0 ||
+        (o.truth != NULL && client__out_parent("frame", o.truth) != 0) ||
+        (o.labels != NULL && client__out_parent("frame", o.labels) != 0)) {
+        microscope_free(m);
+        return EXIT_FAIL;
+    }
     rc = snap(sim_of(m), &o, &e);
     microscope_free(m);
     if (rc < 0) {
