@@ -66,6 +66,12 @@ usage(FILE *f)
         "presence means every other file in DIR is complete).\n");
 }
 
+/* Whether --stain was given: the file's declared stain decides
+ * otherwise. */
+static bool stain_given;
+/* Where the stain analysed came from, printed with the results. */
+static const char *stain_from = " (the file declares none)";
+
 static void
 show_progress(void *ctx, int done, int total)
 {
@@ -112,6 +118,7 @@ print_ki67_other(const struct an_results *r)
 static void
 print_results(const struct an_results *r, const char *out)
 {
+    printf("stain                  %s%s\n", r->stain, stain_from);
     printf("model                  %s\n", r->model);
     print_value("tissue area", r->tissue_area_mm2, " mm²");
     print_value("tumour area", r->tumor_area_mm2, " mm²");
@@ -145,10 +152,6 @@ default_out(const char *wsi, char *buf, size_t len)
         n -= 4;
     snprintf(buf, len, "%.*s.analysis", (int)n, base);
 }
-
-/* Whether --stain was given: the file's declared stain decides
- * otherwise. */
-static bool stain_given;
 
 static int
 parse(int argc, char **argv, struct an_job *j)
@@ -244,7 +247,7 @@ remove_created(const char *dir)
 }
 
 /* Reconciles j->stain with the stain the slide declares.  Returns 0
- * (with the stain chosen and said on stdout), 1 when the slide cannot be
+ * (with the stain chosen and where it came from in stain_from), 1 when the slide cannot be
  * opened here (an_analyse reports why), or -EDOM after saying why the
  * stain is refused. */
 static int
@@ -277,10 +280,10 @@ settle_stain(struct an_job *j)
                 slide_path(s), declared);
     else if (declared != NULL && !stain_given)
         j->stain = own;
-    if (rc == 0)
-        printf("stain                  %s%s\n", an_stain_name(j->stain),
-               declared != NULL && !stain_given ? " (declared by the file)"
-               : stain_given ? " (--stain)" : " (the file declares none)");
+    if (rc == 0 && stain_given)
+        stain_from = " (--stain)";
+    else if (rc == 0 && declared != NULL)
+        stain_from = " (declared by the file)";
     slide_close(s);
     return rc;
 }

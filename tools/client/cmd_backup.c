@@ -18,7 +18,6 @@
 
 #include "storage/backup.h"
 #include "storage/space.h"
-#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 static void
@@ -148,10 +147,6 @@ cmd_backup(int argc, char **argv)
     } else {
         rc = backup_paths_origin(a.conf, a.data_dir, a.catalogue, data_dir,
                                  catalogue, origin, sizeof(origin), &err);
-        /* backup makes DEST, never the missing directories above it. */
-        if (rc == 0 && access(catalogue, F_OK) == 0 &&
-            client__out_parent("backup", a.dir) != 0)
-            return EXIT_FAIL;
         if (rc == 0)
             rc = backup_create(catalogue, data_dir, a.dir, &r, &err);
         if (rc == -ENOENT && no_catalogue(catalogue, origin))
@@ -164,5 +159,9 @@ cmd_backup(int argc, char **argv)
     fprintf(stderr, "slidescan backup: %s\n", err.msg);
     if (rc == -EINVAL)
         return EXIT_REFUSED;
+    /* With the catalogue there, -ENOENT is DEST's missing parent: an
+     * output that cannot be written, not an input not found. */
+    if (rc == -ENOENT && !a.verify && access(catalogue, F_OK) == 0)
+        return EXIT_FAIL;
     return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }
