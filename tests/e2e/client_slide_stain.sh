@@ -8,7 +8,7 @@
 # says so, and refuses a --stain that contradicts it (exit 2, both named);
 # convert keeps it in OUT, and refuses a contradicting --stain unless
 # --force-stain relabels the slide; frame takes it, and refuses a
-# contradicting --stain.
+# contradicting --stain; slidescan-worker analyse refuses one too.
 set -u
 
 n=0
@@ -53,6 +53,12 @@ check "... and writes nothing" [ ! -e "$tmp/a2" ]
 run 0 slidescan analyse k.tif --stain ki67 --model classical \
     --out "$tmp/a3"
 said out "stain                  KI67 (--stain)"
+
+# The worker, which analyses scanned slides, holds its --stain to it too.
+run 2 slidescan-worker analyse --wsi k.tif --stain HE --out "$tmp/w1"
+said err "k.tif declares stain KI67; analysing it as HE would measure the \
+wrong stain"
+check "... and writes nothing" [ ! -e "$tmp/w1" ]
 
 # --- convert --------------------------------------------------------------
 run 0 slidescan convert k.tif k3.svs
