@@ -123,6 +123,14 @@ expect_fail "phantom --labels" "$full/l.png" \
     --labels "$full/l.png"
 check "phantom --labels leaves no --out TIFF" [ ! -e "$tmp/ok.tif" ]
 check "... and no l.png" [ ! -e "$full/l.png" ]
+# --truth on the full disk: it fails after the TIFF and the labels are
+# complete, and both go.
+expect_fail "phantom --truth" "$full/t.json" \
+    slidescan phantom --stain HE --size-mm 1x1 --out "$tmp/ok2.tif" \
+    --labels "$tmp/ok2.png" --truth "$full/t.json"
+check "phantom --truth leaves no --out TIFF" [ ! -e "$tmp/ok2.tif" ]
+check "... no --labels PNG" [ ! -e "$tmp/ok2.png" ]
+check "... and no t.json" [ ! -e "$full/t.json" ]
 
 if [ -z "$data" ] || [ ! -f "$slide" ]; then
     skip "shared data absent: no slide for analyse, convert, annotations"
