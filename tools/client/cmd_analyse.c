@@ -247,9 +247,9 @@ remove_created(const char *dir)
 }
 
 /* Reconciles j->stain with the stain the slide declares.  Returns 0
- * (with the stain chosen and where it came from in stain_from), 1 when the slide cannot be
- * opened here (an_analyse reports why), or -EDOM after saying why the
- * stain is refused. */
+ * (the stain chosen, where it came from in stain_from), 1 when the slide
+ * cannot be opened here (an_analyse reports why), or -EDOM after saying
+ * why the stain is refused. */
 static int
 settle_stain(struct an_job *j)
 {
