@@ -63,6 +63,47 @@ util_mkdir_as(const char *path, unsigned mode, long gid, struct ss_err *err)
     return 0;
 }
 
+void
+util_parent_dir(const char *path, char *buf, size_t len)
+{
+    const char *end = path + strlen(path);
+
+    while (end > path + 1 && end[-1] == '/')
+        end--;
+    while (end > path && end[-1] != '/')
+        end--;
+    while (end > path + 1 && end[-1] == '/')
+        end--;
+    if (end == path)
+        snprintf(buf, len, ".");
+    else
+        snprintf(buf, len, "%.*s", (int)(end - path), path);
+}
+
+int
+util_mkdir_leaf(const char *path, struct ss_err *err)
+{
+    char parent[4096];
+    struct stat st;
+
+    if (mkdir(path, 0750) == 0) {
+        if (chmod(path, 0750) != 0)
+            return err_set(err, -errno, "%s: %s", path, strerror(errno));
+        return 0;
+    }
+    if (errno == EEXIST) {
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            return 0;
+        return err_set(err, -ENOTDIR, "%s: exists and is not a directory",
+                       path);
+    }
+    if (errno != ENOENT)
+        return err_set(err, -errno, "%s: cannot create: %s", path,
+                       strerror(errno));
+    util_parent_dir(path, parent, sizeof(parent));
+    return err_set(err, -ENOENT, "%s: No such file or directory", parent);
+}
+
 int
 util_mkdir_p(const char *path, struct ss_err *err)
 {

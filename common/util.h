@@ -24,6 +24,17 @@ void util_utc_iso(char *buf, size_t len);
 /* mkdir -p with mode 0750 for new directories. */
 int util_mkdir_p(const char *path, struct ss_err *err);
 
+/* The parent directory of path ("." for a bare name, "/" for "/x") into
+ * buf. */
+void util_parent_dir(const char *path, char *buf, size_t len);
+
+/* Creates the output directory path (mode 0750) when missing, but none of
+ * its parents: a command may make its own output directory, while a
+ * missing parent is most often a mistyped path.  An existing directory is
+ * 0; a missing parent is -ENOENT ("PARENT: No such file or directory"),
+ * something else at path -ENOTDIR. */
+int util_mkdir_leaf(const char *path, struct ss_err *err);
+
 /* mkdir -p giving each directory it creates exactly mode (whatever the
  * umask) and, when gid >= 0, that group; existing ones are left alone. */
 int util_mkdir_as(const char *path, unsigned mode, long gid,

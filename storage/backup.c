@@ -877,6 +877,12 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
         return err_set(err, errno == ENOENT ? -ENOENT : -errno,
                        "catalogue %s: %s", catalogue, errno == ENOENT ?
                        "no such file" : strerror(errno));
+    /* DEST is made here, never the directories above it: a missing
+     * parent is most often a mistyped path. */
+    util_parent_dir(dest, path, sizeof(path));
+    if (access(path, F_OK) != 0)
+        return err_set(err, -errno, "backup %s: %s: %s", dest, path,
+                       strerror(errno));
     created = access(dest, F_OK) != 0;
     snprintf(path, sizeof(path), "%s/files", dest);
     rc = tilestore_mkdir_durable(path, err);

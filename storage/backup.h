@@ -57,10 +57,12 @@ struct backup_report {
 };
 
 /* Backs up the catalogue at catalogue (data files under data_dir) into
- * dest, creating it.  0 when every named file is in the backup and
- * verified; SS_EFORMAT when some could not be (the report and err say
- * which; the backup holds everything else); -ENOENT, before dest is
- * touched, when there is no file at catalogue; -EINVAL, before anything
+ * dest, creating it (but not its parent).  0 when every named file is in
+ * the backup and verified; SS_EFORMAT when some could not be (the report
+ * and err say which; the backup holds everything else); -ENOENT, before
+ * dest is touched, when there is no file at catalogue or dest's parent
+ * directory does not exist ("backup DEST: PARENT: No such file or
+ * directory"); -EINVAL, before anything
  * is touched, when dest is data_dir, lies inside it or contains it, or is
  * the catalogue's directory (compared with symbolic links resolved). */
 int backup_create(const char *catalogue, const char *data_dir,

@@ -222,6 +222,8 @@ slide_open(const char *path, const struct slide_opts *o, struct slide **out,
         rc = open_backend(s, k, o->backend, err);
     if (rc == 0)
         rc = settle_mpp(s, o, k, err);
+    if (rc == 0 && k == K_TIFF)
+        slide__tiff_file_stain(s);
     if (rc < 0) {
         slide_close(s);
         return rc;
@@ -277,6 +279,36 @@ const char *
 slide_format(const struct slide *s)
 {
     return s->format;
+}
+
+const char *
+slide_stain(const struct slide *s)
+{
+    return s->stain[0] != '\0' ? s->stain : NULL;
+}
+
+/* The letters and digits of name, upper-cased, into buf. */
+static void
+stain_key(const char *name, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    for (; *name != '\0' && n + 1 < len; name++)
+        if (isalnum((unsigned char)*name))
+            buf[n++] = (char)toupper((unsigned char)*name);
+    buf[n] = '\0';
+}
+
+bool
+slide_stain_same(const char *a, const char *b)
+{
+    char ka[32], kb[32];
+
+    if (a == NULL || b == NULL)
+        return a == b;
+    stain_key(a, ka, sizeof(ka));
+    stain_key(b, kb, sizeof(kb));
+    return strcmp(ka, kb) == 0;
 }
 
 double

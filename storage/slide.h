@@ -107,6 +107,21 @@ const char *slide_path(const struct slide *s);
  * "generic-tiff", ...), "ome-tiff", "tiff", "png" or "jpeg". */
 const char *slide_format(const struct slide *s);
 
+/* The stain the file declares in its own metadata, as written there
+ * (an Aperio ImageDescription's "Stain = KI67", which slidescan's own
+ * slides carry), or NULL when it declares none.  Other formats state no
+ * stain the reader knows of. */
+const char *slide_stain(const struct slide *s);
+
+/* The stain names a and b (either may be NULL) name the same stain:
+ * compared without case and without anything but letters and digits, so
+ * "H&E" is "HE" and "Ki-67" is "KI67".  NULL matches only NULL. */
+bool slide_stain_same(const char *a, const char *b);
+
+/* Parses an Aperio ImageDescription's "|Stain = X|" field into stain
+ * (trimmed; "" when absent or empty).  Exposed for tests. */
+void slide_aperio_stain(const char *desc, char *stain, size_t len);
+
 /* µm per level-0 pixel (0 when unknown), and where it came from. */
 double slide_mpp(const struct slide *s);
 enum slide_mpp_from slide_mpp_source(const struct slide *s);

@@ -42,6 +42,7 @@ struct slide {
     enum slide_mpp_from mpp_from;
     char mpp_why[160];              /* why the metadata gave none */
     int tiff_meta_read;             /* TIFF metadata already consulted */
+    char stain[32];                 /* the stain the file declares, "" */
     uint8_t bg[3];
     pthread_mutex_t lock;
 };
@@ -65,6 +66,10 @@ void slide__tiff_mpp(struct slide *s, struct tiff *t);
 /* The same for a TIFF file's first directory (OME-XML, then resolution
  * tags), for slides OpenSlide opened without openslide.mpp-x. */
 void slide__tiff_file_mpp(struct slide *s);
+
+/* The stain a TIFF file's first ImageDescription declares (Aperio
+ * "|Stain = KI67|") into s->stain; left empty when it declares none. */
+void slide__tiff_file_stain(struct slide *s);
 
 /* Whether the TIFF at path is whole: every image directory of its chain
  * can be read, and every tile or strip lies inside the file.  A file cut

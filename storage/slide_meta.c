@@ -5,7 +5,8 @@
  * Scanner exports often carry a resolution that is not physical at all
  * (72 or 96 dpi written by a library default, or 1 pixel per unit), so
  * values outside SLIDE_MPP_MIN..SLIDE_MPP_MAX µm/px are not believed and
- * the caller is told to state the pixel size instead.
+ * the caller is told to state the pixel size instead.  The stain an
+ * Aperio ImageDescription declares ("|Stain = KI67|") comes from here too.
  */
 #include "storage/slide_internal.h"
 
@@ -272,5 +273,49 @@ slide__tiff_file_mpp(struct slide *s)
     if (t == NULL)
         return;
     slide__tiff_mpp(s, t);
+    TIFFClose(t);
+}
+
+void
+slide_aperio_stain(const char *desc, char *stain, size_t len)
+{
+    const char *p = desc, *v, *end;
+
+    stain[0] = '\0';
+    while (p != NULL && (p = strstr(p, "|Stain")) != NULL) {
+        v = p + 6;
+        while (*v == ' ')
+            v++;
+        p = v;
+        if (*v != '=')
+            continue;
+        for (v++; *v == ' '; v++)
+            ;
+        end = v + strcspn(v, "|\r\n");
+        while (end > v && end[-1] == ' ')
+            end--;
+        snprintf(stain, len, "%.*s", (int)(end - v), v);
+        return;
+    }
+}
+
+void
+slide__tiff_file_stain(struct slide *s)
+{
+    TIFFOpenOptions *o = TIFFOpenOptionsAlloc();
+    const char *desc = NULL;
+    TIFF *t;
+
+    if (o == NULL)
+        return;
+    TIFFOpenOptionsSetErrorHandlerExtR(o, quiet, NULL);
+    TIFFOpenOptionsSetWarningHandlerExtR(o, quiet, NULL);
+    t = TIFFOpenExt(s->path, "r", o);
+    TIFFOpenOptionsFree(o);
+    if (t == NULL)
+        return;
+    if (TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &desc) == 1 &&
+        desc != NULL && strncmp(desc, "Aperio", 6) == 0)
+        slide_aperio_stain(desc, s->stain, sizeof(s->stain));
     TIFFClose(t);
 }

@@ -152,6 +152,7 @@ struct outputs {
     struct wsi_writer *wsi;
     struct pngw img, lab;
     bool has_img_png, has_lab;
+    bool img_done, lab_done;        /* committed under their names */
     struct img *label;
 };
 
@@ -198,13 +199,16 @@ outputs_close(struct outputs *o, bool ok, struct ss_err *err)
             rc = wsi_writer_finish(o->wsi, err);
         else
             wsi_writer_abort(o->wsi);
+        o->img_done = ok && rc == 0;
     }
     if (o->has_img_png) {
         r = pngw_close(&o->img, ok && rc == 0, err);
+        o->img_done = ok && rc == 0 && r == 0;
         rc = rc == 0 ? r : rc;
     }
     if (o->has_lab) {
         r = pngw_close(&o->lab, ok && rc == 0, err);
+        o->lab_done = ok && rc == 0 && r == 0;
         rc = rc == 0 ? r : rc;
     }
     img_free(o->label);
@@ -332,6 +336,12 @@ sim_phantom_write(struct sim *s, double mpp, const char *image_path,
     rc = rc == 0 ? y : rc;
     if (rc == 0 && truth_path != NULL)
         rc = write_truth(s, mpp, w, h, truth_path, err);
+    /* One output failed (a full disk under the labels, say): the ones
+     * already committed go too, so that no half set is left behind. */
+    if (rc < 0 && o.img_done)
+        unlink(image_path);
+    if (rc < 0 && o.lab_done)
+        unlink(labels_path);
     pthread_rwlock_unlock(&s->srclock);
     free(buf);
     free(rgb);

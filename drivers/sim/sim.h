@@ -221,6 +221,14 @@ int sim_slide_spec_fit_check(const struct sim_config *c, const char *spec,
  * declares none (a file without ":stain=") or does not parse. */
 const char *sim_slide_spec_stain(const char *spec);
 
+/* The stain the FILE of a file spec declares in its own metadata (an
+ * Aperio "Stain = KI67", see slide_stain()) into stain, "" when it
+ * declares none or spec is a phantom.  Opens the file (a relative path
+ * is taken from the working directory): the errors of slide_open(),
+ * -ENOENT when it is missing. */
+int sim_slide_spec_file_stain(const char *spec, char *stain, size_t len,
+                              struct ss_err *err);
+
 /* The length of the FILE part of a file spec (its beginning, before any
  * "@MPP", ":stain=" or ":id="), so that a client can make it absolute and
  * keep the rest as written; 0 for a phantom or a spec that does not

@@ -205,8 +205,10 @@ file_usable(const char *spec, const char *path, struct ss_err *err)
         return refuse(spec, FILE_FORM, err, "%s is a relative path, and "
                       "the daemon's working directory is not the caller's; "
                       "give the file's absolute path", path);
+    /* A missing file is -ENOENT, so that a daemon answers not_found. */
     if (stat(path, &st) != 0)
-        return err_set(err, SS_ECONFIG, "'%s': %s: %s", spec, path,
+        return err_set(err, errno == ENOENT ? -ENOENT : SS_ECONFIG,
+                       "'%s': %s: %s", spec, path,
                        errno == ENOENT ? "no such file" : strerror(errno));
     if (S_ISDIR(st.st_mode))
         return err_set(err, SS_ECONFIG, "'%s': %s is a directory, not a "
@@ -276,4 +278,26 @@ sim_slide_spec_stain(const char *spec)
     if (sim__spec_parse(spec, &p, &e) < 0 || p.stain < 0)
         return NULL;
     return sim__stain_name(p.stain);
+}
+
+int
+sim_slide_spec_file_stain(const char *spec, char *stain, size_t len,
+                          struct ss_err *err)
+{
+    struct sim__spec p;
+    struct slide_opts o;
+    struct slide *sl = NULL;
+    int rc;
+
+    stain[0] = '\0';
+    rc = sim__spec_parse(spec, &p, err);
+    if (rc < 0 || p.phantom)
+        return rc;
+    slide_opts_default(&o);
+    o.need_mpp = false;
+    rc = slide_open(p.path, &o, &sl, err);
+    if (rc == 0 && slide_stain(sl) != NULL)
+        snprintf(stain, len, "%s", slide_stain(sl));
+    slide_close(sl);
+    return rc;
 }

@@ -5,10 +5,10 @@
 # `slidescan scan --image FILE` with a relative FILE: the client sends the
 # absolute path (its "@MPP" and ":stain=" parts kept), so the daemon,
 # whose working directory is elsewhere, scans the file the user meant.
-# The daemon refuses at queue time a file that is missing, a directory or
-# not a slide, a slide (file or phantom) larger than the stage travel, and
-# a spec whose declared stain is not the scan's --stain, with the spec and
-# the cause, and queues nothing.
+# The daemon refuses at queue time a file that is missing (not_found), a
+# directory or not a slide, a slide (file or phantom) larger than the
+# stage travel, and a spec or a file whose declared stain is not the
+# scan's --stain, with the spec and the cause, and queues nothing.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 W=$T/work
@@ -38,7 +38,14 @@ refused() {
     check "--image $1 is refused (exit $rc)" test "$rc" = 2
     check "... with: $2" eval '[[ $out == "$want"* ]]'
 }
-refused missing.svs "'$W/missing.svs': $W/missing.svs: no such file"
+# A missing file is not found (exit 5), as README's exit codes say.
+out=$(cd "$W" && slidescan scan --slide R2 --stain HE --image missing.svs \
+      2>&1)
+rc=$?
+echo "# $out"
+check "--image missing.svs is not found (exit $rc)" test "$rc" = 5
+check "... naming the file" test "$out" = "slidescan scan: not_found: \
+args.image: '$W/missing.svs': $W/missing.svs: no such file"
 refused sub "'$W/sub': $W/sub is a directory, not a slide image"
 echo "not a slide" >"$W/notes.txt"
 refused notes.txt "'$W/notes.txt': cannot be read as a slide: $W/notes.txt"
@@ -65,10 +72,31 @@ args.image '$4' declares stain $3"
 }
 stain_refused KI67 p.png@0.5:stain=HE HE "$W/p.png@0.5:stain=HE"
 stain_refused HE phantom:KI67:w_mm=0.6 KI67 phantom:KI67:w_mm=0.6
+# A slide file that declares its stain in its own metadata (Aperio
+# "Stain = KI67", as slidescan's phantoms and scans write) is refused
+# under another stain, with or without a spec suffix.
+slidescan phantom --stain KI67 --out "$W/k.tif" --size-mm 0.6x0.5 \
+    >/dev/null
+check "a KI67 phantom TIFF to scan" test -s "$W/k.tif"
+file_refused() {
+    local out rc want="slidescan scan: bad_request: args.stain: $1, but \
+the file of args.image '$W/$2' declares stain KI67 in its metadata"
+    out=$(cd "$W" && slidescan scan --slide R5 --stain "$1" --image "$2" \
+          2>&1)
+    rc=$?
+    echo "# $out"
+    check "--stain $1 --image $2 (a KI67 file) is refused (exit $rc)" \
+        test "$rc" = 2
+    check "... naming both stains: $want" eval '[[ $out == "$want"* ]]'
+}
+file_refused HE k.tif
+file_refused CK k.tif:id=K1
 check "nothing else was queued" \
     test "$(sqlite3 "$DB" "SELECT count(*) FROM scans")" = 1
 out=$(cd "$W" && slidescan scan --slide R4 --stain KI67 \
       --image phantom:KI67:w_mm=0.6:h_mm=0.5 2>&1)
 check "a phantom whose stain is --stain's is queued ($out)" test $? = 0
+out=$(cd "$W" && slidescan scan --slide R6 --stain KI67 --image k.tif 2>&1)
+check "a KI67 file under --stain KI67 is queued ($out)" test $? = 0
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end

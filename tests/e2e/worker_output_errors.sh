@@ -9,7 +9,7 @@
 # the cause, never a temporary name (*.partial, *.tmp.PID) or libtiff's
 # scanline number, and leaves no temporary file; analyse removes an
 # output directory it created, and leaves one that existed without
-# results.json.
+# results.json; phantom removes every output it wrote when one fails.
 #
 # As root the disk is a 4 MiB tmpfs, filled up, in a private mount
 # namespace of this test ("No space left on device"); otherwise the
@@ -102,19 +102,35 @@ expect_fail "eval --png" "$full/e.png" \
     --png "$full/e.png"
 check "eval --png leaves no partial e.png" [ ! -e "$full/e.png" ]
 
-# A directory that does not exist: the user's path, not the temporary one.
+# A directory that does not exist: named, not created, no temporary name.
 slidescan eval --pred "$tmp/pred.png" --truth "$tmp/t.geojson" \
     --json "$tmp/nodir/x.json" >/dev/null 2>"$tmp/err"
 rc=$?
 echo "# eval --json nodir: exit $rc: $(cat "$tmp/err")"
 check "eval --json into a missing directory exits 1" [ $rc = 1 ]
-check "... naming the path given and the cause" \
-    grep -qF "$tmp/nodir/x.json: No such file or directory" "$tmp/err"
+check "... naming the missing directory and the cause" \
+    grep -qF "$tmp/nodir: No such file or directory" "$tmp/err"
+check "... which it does not create" [ ! -e "$tmp/nodir" ]
 
 # The phantom's streamed PNG (its own libpng writer).
 expect_fail "phantom" "$full/p.png" \
     slidescan phantom --stain HE --size-mm 1x1 --out "$full/p.png"
 check "phantom leaves no p.png" [ ! -e "$full/p.png" ]
+# --out on a disk with room, --labels on the full one: the labels fail
+# after the TIFF is complete, and the TIFF goes too (no half set).
+expect_fail "phantom --labels" "$full/l.png" \
+    slidescan phantom --stain HE --size-mm 1x1 --out "$tmp/ok.tif" \
+    --labels "$full/l.png"
+check "phantom --labels leaves no --out TIFF" [ ! -e "$tmp/ok.tif" ]
+check "... and no l.png" [ ! -e "$full/l.png" ]
+# --truth on the full disk: it fails after the TIFF and the labels are
+# complete, and both go.
+expect_fail "phantom --truth" "$full/t.json" \
+    slidescan phantom --stain HE --size-mm 1x1 --out "$tmp/ok2.tif" \
+    --labels "$tmp/ok2.png" --truth "$full/t.json"
+check "phantom --truth leaves no --out TIFF" [ ! -e "$tmp/ok2.tif" ]
+check "... no --labels PNG" [ ! -e "$tmp/ok2.png" ]
+check "... and no t.json" [ ! -e "$full/t.json" ]
 
 if [ -z "$data" ] || [ ! -f "$slide" ]; then
     skip "shared data absent: no slide for analyse, convert, annotations"

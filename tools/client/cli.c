@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -375,4 +376,23 @@ client__scan_op(int argc, char **argv, const char *cmd, bool scan_required,
                client__str(res, "state"));
     json_decref(res);
     return rc;
+}
+
+int
+client__out_parent(const char *cmd, const char *path)
+{
+    char parent[4096];
+    struct stat st;
+
+    const char *why;
+
+    util_parent_dir(path, parent, sizeof(parent));
+    if (stat(parent, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        why = strerror(ENOTDIR);
+    else
+        return 0;
+    fprintf(stderr, "slidescan %s: %s: %s\n", cmd, parent, why);
+    return EXIT_FAIL;
 }

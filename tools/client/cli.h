@@ -92,4 +92,10 @@ int client__follow(const struct client__opts *co, struct client_conn *c,
 int client__scan_op(int argc, char **argv, const char *cmd,
                     bool scan_required, const char *usage);
 
+/* Whether the directory an output at path goes into exists: 0, or
+ * EXIT_FAIL after printing "slidescan CMD: PARENT: No such file or
+ * directory" (or "Not a directory").  Commands make their own output
+ * file or directory, never the missing directories above it. */
+int client__out_parent(const char *cmd, const char *path);
+
 #endif

@@ -15,6 +15,9 @@
  * fails (a disk that fills up, say), a --out directory this run created
  * is removed with whatever it wrote; one that existed is left without
  * results.json, the file whose presence means the results are complete.
+ * The stain is the one the file declares (Aperio "Stain = KI67", which
+ * slidescan's own slides carry) when --stain is omitted, HE when it
+ * declares none; a --stain that contradicts the file's is refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +33,7 @@
 
 #include "common/log.h"
 #include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 #include "worker/analysis/analysis.h"
 
@@ -52,12 +56,21 @@ usage(FILE *f)
         "none; one that contradicts the file's own by more than 1%% is\n"
         "refused unless --force-mpp is given.  --explain adds a\n"
         "Grad-CAM map of the box (level-0 pixels) as explain.png.\n"
+        "Without --stain the stain is the one FILE declares in its\n"
+        "metadata (HE when it declares none); a --stain that contradicts\n"
+        "FILE's declared stain is refused.\n"
         "--ki67-scope tissue counts every nucleus on tissue for the KI67\n"
         "index instead of only those on tumour.\n"
         "When the analysis fails, a DIR this run created is removed\n"
         "again; an existing DIR is left without results.json (its\n"
         "presence means every other file in DIR is complete).\n");
 }
+
+/* Whether --stain was given: the file's declared stain decides
+ * otherwise. */
+static bool stain_given;
+/* Where the stain analysed came from, printed with the results. */
+static const char *stain_from = " (the file declares none)";
 
 static void
 show_progress(void *ctx, int done, int total)
@@ -105,6 +118,7 @@ print_ki67_other(const struct an_results *r)
 static void
 print_results(const struct an_results *r, const char *out)
 {
+    printf("stain                  %s%s\n", r->stain, stain_from);
     printf("model                  %s\n", r->model);
     print_value("tissue area", r->tissue_area_mm2, " mm²");
     print_value("tumour area", r->tumor_area_mm2, " mm²");
@@ -177,6 +191,7 @@ parse(int argc, char **argv, struct an_job *j)
                         optarg);
                 return -EINVAL;
             }
+            stain_given = true;
             break;
         case 'K':
             if (an_ki67_scope_parse(optarg, &j->ki67_scope) < 0) {
@@ -231,6 +246,48 @@ remove_created(const char *dir)
     rmdir(dir);
 }
 
+/* Reconciles j->stain with the stain the slide declares.  Returns 0
+ * (the stain chosen, where it came from in stain_from), 1 when the slide
+ * cannot be opened here (an_analyse reports why), or -EDOM after saying
+ * why the stain is refused. */
+static int
+settle_stain(struct an_job *j)
+{
+    struct slide_opts o;
+    struct slide *s = NULL;
+    struct ss_err err;
+    enum an_stain own;
+    const char *declared;
+    int rc = 0;
+
+    slide_opts_default(&o);
+    o.need_mpp = false;
+    err_clear(&err);
+    if (slide_open_spec(j->wsi, &o, &s, &err) < 0)
+        return 1;
+    declared = slide_stain(s);
+    if (declared != NULL && an_stain_parse(declared, &own) < 0)
+        rc = -EDOM;
+    else if (declared != NULL && stain_given && own != j->stain)
+        rc = -EDOM;
+    if (rc < 0 && stain_given)
+        fprintf(stderr, "slidescan analyse: --stain %s, but %s declares "
+                "stain %s; give the slide's stain, or omit --stain\n",
+                an_stain_name(j->stain), slide_path(s), declared);
+    else if (rc < 0)
+        fprintf(stderr, "slidescan analyse: %s declares stain %s, which "
+                "is not one analyse measures (HE, KI67, CK)\n",
+                slide_path(s), declared);
+    else if (declared != NULL && !stain_given)
+        j->stain = own;
+    if (rc == 0 && stain_given)
+        stain_from = " (--stain)";
+    else if (rc == 0 && declared != NULL)
+        stain_from = " (declared by the file)";
+    slide_close(s);
+    return rc;
+}
+
 int
 cmd_analyse(int argc, char **argv)
 {
@@ -259,6 +316,13 @@ cmd_analyse(int argc, char **argv)
         j.out_dir = out;
     }
     log_set_level(LOG_LVL_WARN);
+    rc = settle_stain(&j);
+    if (rc < 0)
+        return EXIT_USAGE;
+    /* The slide opened: an output directory whose parent is missing is
+     * this run's failure (an unreadable slide is reported first). */
+    if (rc == 0 && client__out_parent("analyse", j.out_dir) != 0)
+        return EXIT_FAIL;
     j.progress = show_progress;
     j.progress_ctx = &last;
     err_clear(&err);

@@ -232,7 +232,7 @@ cmd_annotations(int argc, char **argv)
     if (rc == 0 && (rc = raster_size(s, mpp, &w, &h, &scale, &err)) < 0)
         code = EXIT_USAGE;
     if (rc == 0)
-        rc = util_mkdir_p(out, &err);
+        rc = util_mkdir_leaf(out, &err);
     if (rc == 0)
         rc = run(a, out, w, h, scale, &err);
     an_annotations_free(a);

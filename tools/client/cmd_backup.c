@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "storage/backup.h"
 #include "storage/space.h"
@@ -161,5 +162,9 @@ cmd_backup(int argc, char **argv)
     fprintf(stderr, "slidescan backup: %s\n", err.msg);
     if (rc == -EINVAL)
         return EXIT_REFUSED;
+    /* With the catalogue there, -ENOENT is DEST's missing parent: an
+     * output that cannot be written, not an input not found. */
+    if (rc == -ENOENT && !a.verify && access(catalogue, F_OK) == 0)
+        return EXIT_FAIL;
     return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
 }

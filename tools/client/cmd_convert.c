@@ -2,7 +2,7 @@
 /*
  * slidescan convert IN OUT [--mpp X [--force-mpp]] [--quality Q]
  *                          [--subsamp 420|444] [--bigtiff] [--slide-id ID]
- *                          [--stain S]:
+ *                          [--stain S [--force-stain]]:
  * writes any slide the slide reader opens (storage/slide.h: OpenSlide
  * formats, OME-TIFF and other TIFFs, PNG, JPEG) as a slidescan
  * whole-slide image (storage/wsi.h).  Level 0 is streamed in bands, so a
@@ -19,6 +19,11 @@
  *   - --mpp (or IN@MPP) is refused when the slide states a different pixel
  *     size (beyond 0.5 %), unless --force-mpp is given; then a warning
  *     names both values;
+ *   - the stain IN declares (Aperio "Stain = KI67") is written to OUT;
+ *     --stain labels a slide that declares none, and one that names
+ *     another stain than IN's is refused unless --force-stain is given
+ *     (a deliberate relabel, e.g. of a slide labelled wrongly at the
+ *     scanner); then a warning names both;
  *   - OUT may not be IN itself, under the same name, through a symbolic
  *     link or as another hard link (same device and inode): that would
  *     replace the slide by a lossy re-encode of itself.
@@ -35,10 +40,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/img.h"
 #include "storage/slide.h"
 #include "storage/wsi.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 #define BAND_ROWS 256
@@ -51,6 +58,8 @@ struct convert_args {
     double mpp;                         /* --mpp or IN@MPP, 0: none */
     bool force_mpp;
     bool mpp_refused;                   /* --mpp contradicted the slide */
+    bool force_stain;
+    bool stain_refused;                 /* --stain contradicted it */
     struct wsi_meta m;
 };
 
@@ -60,14 +69,18 @@ usage(FILE *f)
     fprintf(f,
             "usage: slidescan convert IN OUT [--mpp X [--force-mpp]]\n"
             "                         [--quality 50..100] [--subsamp 420|444]\n"
-            "                         [--bigtiff] [--slide-id ID] [--stain S]\n"
+            "                         [--bigtiff] [--slide-id ID]\n"
+            "                         [--stain S [--force-stain]]\n"
             "\n"
             "Writes IN (any slide OpenSlide reads, an OME-TIFF or other\n"
             "TIFF, a PNG or JPEG image) as a pyramidal slidescan WSI at OUT,\n"
             "which must end in .svs, .tif or .tiff.  The pixel size is the\n"
             "one IN states; --mpp (or IN@MPP) gives it when IN states none.\n"
             "A --mpp that contradicts the slide is refused unless\n"
-            "--force-mpp is given.  OUT may not be IN itself (nor a link\n"
+            "--force-mpp is given.  OUT keeps the stain IN declares;\n"
+            "--stain names it for an IN that declares none, and one that\n"
+            "contradicts IN's is refused unless --force-stain is given.\n"
+            "OUT may not be IN itself (nor a link\n"
             "to it).  Defaults: quality 90, 4:4:4, BigTIFF when needed.\n");
 }
 
@@ -94,6 +107,29 @@ choose_mpp(struct convert_args *a, struct slide *s, double *mpp,
     fprintf(stderr, "slidescan convert: warning: writing %.4g µm/px over "
             "the %.4g µm/px that %s states (%s)\n", a->mpp, own, a->in,
             from);
+    return 0;
+}
+
+/* The stain to write: the slide's own, or the one given when the slide
+ * declares none, or the one given over the slide's with --force-stain. */
+static int
+choose_stain(struct convert_args *a, struct slide *s, struct ss_err *err)
+{
+    const char *own = slide_stain(s);
+
+    if (own == NULL)
+        return 0;
+    if (a->m.stain[0] == '\0' || slide_stain_same(own, a->m.stain)) {
+        snprintf(a->m.stain, sizeof(a->m.stain), "%s", own);
+        return 0;
+    }
+    a->stain_refused = !a->force_stain;
+    if (!a->force_stain)
+        return err_set(err, -EINVAL, "%s declares stain %s; --stain %s "
+                       "contradicts it; add --force-stain to relabel the "
+                       "slide as %s", a->in, own, a->m.stain, a->m.stain);
+    fprintf(stderr, "slidescan convert: warning: writing stain %s over the "
+            "stain %s that %s declares\n", a->m.stain, own, a->in);
     return 0;
 }
 
@@ -144,6 +180,8 @@ convert(struct convert_args *a, struct ss_err *err)
     rc = slide_open(a->in, &o, &s, err);
     if (rc == 0)
         rc = choose_mpp(a, s, &a->m.mpp, err);
+    if (rc == 0)
+        rc = choose_stain(a, s, err);
     if (rc == 0)
         rc = slide_associated(s, "label", &label, err);
     if (rc == 0)
@@ -206,6 +244,10 @@ option(int argc, char **argv, int *i, struct convert_args *a)
     }
     if (strcmp(o, "--force-mpp") == 0) {
         a->force_mpp = true;
+        return 0;
+    }
+    if (strcmp(o, "--force-stain") == 0) {
+        a->force_stain = true;
         return 0;
     }
     if (next == NULL)
@@ -307,12 +349,14 @@ cmd_convert(int argc, char **argv)
                 "re-encode of itself; choose another OUT\n", a.out, a.in);
         return EXIT_USAGE;
     }
+    if (access(a.in, F_OK) == 0 && client__out_parent("convert", a.out) != 0)
+        return EXIT_FAIL;
     if (!(a.mpp > 0))
         a.mpp = spec_mpp;
     if (convert(&a, &err) < 0) {
         fprintf(stderr, "slidescan convert: %s\n", err.msg);
         return err.code == -ENOENT ? EXIT_NOTFOUND
-             : a.mpp_refused ? EXIT_USAGE : EXIT_FAIL;
+             : a.mpp_refused || a.stain_refused ? EXIT_USAGE : EXIT_FAIL;
     }
     return EXIT_OK;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 #include "worker/analysis/eval.h"
 
@@ -162,6 +163,11 @@ cmd_eval(int argc, char **argv)
             an_eval_fini(&ev);
             return err.code == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
         }
+    }
+    if ((json_out != NULL && client__out_parent("eval", json_out) != 0) ||
+        (png_out != NULL && client__out_parent("eval", png_out) != 0)) {
+        an_eval_fini(&ev);
+        return EXIT_FAIL;
     }
     an_eval_print(&ev, stdout);
     rc = 0;

@@ -4,6 +4,7 @@
  * person can look at what the scanner would see at a stage position, and
  * optionally the ideal image and the phantom labels of the same field.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 #include "common/err.h"
 #include "common/img.h"
 #include "drivers/sim/sim.h"
+#include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 static void
@@ -28,7 +31,9 @@ usage(FILE *f)
 "                     (default: the frame centred on the image)\n"
 "  --z-um Z           focus position (default: the true focal surface)\n"
 "  --stain S          HE, KI67 or CK: the exposure profile, and the stain\n"
-"                     of a file slide (default HE)\n"
+"                     of a file slide (default: the stain the slide\n"
+"                     declares, else HE); one that contradicts the\n"
+"                     slide's declared stain is refused\n"
 "  --exposure-ms N    exposure, above 0 (default 250 for HE, 600 for KI67\n"
 "                     and CK)\n"
 "  --objective O      10x, 20x or 40x (default 20x)\n"
@@ -217,6 +222,40 @@ snap(struct sim *s, struct frame_opts *o, struct ss_err *e)
     return write_extras(s, o, &t, e);
 }
 
+/* The stain the slide declares (its spec's, else its file's metadata)
+ * decides when --stain is omitted, and a --stain that contradicts it is
+ * refused: the frame would be exposed and coloured as the wrong stain.
+ * Returns 0, -EDOM after saying why, or the error opening the file. */
+static int
+settle_stain(const struct frame_opts *o, struct sim_config *c,
+             struct ss_err *e)
+{
+    const char *spec = sim_slide_spec_stain(o->slide);
+    char file[32];
+    int rc;
+
+    rc = sim_slide_spec_file_stain(o->slide, file, sizeof(file), e);
+    if (rc < 0)
+        return rc;
+    if (spec == NULL && file[0] == '\0')
+        return 0;
+    if (spec == NULL)
+        spec = file;
+    if (o->stain != NULL && !slide_stain_same(spec, o->stain)) {
+        fprintf(stderr, "slidescan frame: --stain %s, but the slide %s "
+                "declares stain %s; give the slide's stain, or omit "
+                "--stain\n", o->stain, o->slide, spec);
+        return -EDOM;
+    }
+    if (o->stain == NULL && sim_config_set(c, "stain", spec, e) < 0) {
+        fprintf(stderr, "slidescan frame: the slide %s declares stain %s, "
+                "which the simulator does not know (HE, KI67, CK)\n",
+                o->slide, spec);
+        return -EDOM;
+    }
+    return 0;
+}
+
 int
 cmd_frame(int argc, char **argv)
 {
@@ -231,13 +270,29 @@ cmd_frame(int argc, char **argv)
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
     snprintf(c.slide, sizeof(c.slide), "%s", o.slide);
-    rc = sim_microscope_new(&c, &m, &e);
+    err_clear(&e);
+    rc = settle_stain(&o, &c, &e);
+    if (rc == -EDOM)
+        return EXIT_USAGE;
     if (rc == 0)
-        rc = snap(sim_of(m), &o, &e);
+        rc = sim_microscope_new(&c, &m, &e);
+    if (rc < 0) {
+        fprintf(stderr, "slidescan frame: %s\n", e.msg);
+        return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+    }
+    /* From here on every failure is an output's (or the simulator's):
+     * a missing directory of --out is a failure, not an input not found. */
+    if (client__out_parent("frame", o.out) != 0 ||
+        (o.truth != NULL && client__out_parent("frame", o.truth) != 0) ||
+        (o.labels != NULL && client__out_parent("frame", o.labels) != 0)) {
+        microscope_free(m);
+        return EXIT_FAIL;
+    }
+    rc = snap(sim_of(m), &o, &e);
     microscope_free(m);
     if (rc < 0) {
         fprintf(stderr, "slidescan frame: %s\n", e.msg);
-        return rc == -2 ? EXIT_NOTFOUND : EXIT_FAIL;
+        return EXIT_FAIL;
     }
     return EXIT_OK;
 }

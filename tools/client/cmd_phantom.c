@@ -4,17 +4,22 @@
  * with its ground truth: the image as a pyramidal TIFF (.tif, .tiff,
  * .svs) or a PNG, the label map as a PNG (0 glass, 1 tumor, 2 stroma) and
  * the truth as JSON.  The same phantom can be placed on the simulated
- * microscope as "phantom:STAIN:seed=N:w_mm=W:h_mm=H".
+ * microscope as "phantom:STAIN:seed=N:w_mm=W:h_mm=H".  Each output's
+ * name must say what it holds (--out .tif/.tiff/.svs/.png, --labels
+ * .png, --truth .json), its directory must exist, and when any output
+ * fails none of the files this run wrote is left.
  */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/err.h"
 #include "drivers/microscope.h"
 #include "drivers/sim/sim.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 
 static void
@@ -28,7 +33,8 @@ usage(FILE *f)
 "  --seed N           the phantom's seed (default 1)\n"
 "  --size-mm WxH      size of the section image (default 4x3)\n"
 "  --mpp M            micrometres per pixel (default 0.5)\n"
-"  --out FILE         .tif/.tiff/.svs: pyramidal TIFF; .png: PNG\n"
+"  --out FILE         .tif/.tiff/.svs: pyramidal TIFF; .png: PNG (no\n"
+"                     other name)\n"
 "  --labels FILE.png  label map: 0 glass, 1 tumor, 2 stroma\n"
 "  --truth FILE.json  areas, nuclei, KI67 fraction, CK area\n"
 "  --id TEXT          slide id on the label (default PH-STAIN-SEED)\n");
@@ -53,6 +59,47 @@ parse_size(const char *v, double *w, double *h)
     if (end == v || *end != '\0')
         return -1;
     return *w >= 0.05 && *w <= 60 && *h >= 0.05 && *h <= 60 ? 0 : -1;
+}
+
+/* Whether path ends in one of the extensions in exts (NULL-terminated),
+ * without case; else says which it must end in. */
+static bool
+named(const char *opt, const char *path, const char *const *exts)
+{
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    int i;
+
+    for (i = 0; dot != NULL && (slash == NULL || dot > slash) &&
+                exts[i] != NULL; i++)
+        if (strcasecmp(dot, exts[i]) == 0)
+            return true;
+    fprintf(stderr, "slidescan phantom: %s '%s' must end in", opt, path);
+    for (i = 0; exts[i] != NULL; i++)
+        fprintf(stderr, "%s %s", i == 0 ? "" : exts[i + 1] ? "," : " or",
+                exts[i]);
+    fprintf(stderr, ": the name says what the file holds\n");
+    return false;
+}
+
+/* The outputs' names and directories, before anything is written. */
+static int
+check_outputs(const struct ph_opts *o)
+{
+    static const char *const image[] = { ".tif", ".tiff", ".svs", ".png",
+                                         NULL };
+    static const char *const png[] = { ".png", NULL };
+    static const char *const json[] = { ".json", NULL };
+    const char *path[3] = { o->out, o->labels, o->truth };
+    int i;
+
+    if ((o->out != NULL && !named("--out", o->out, image)) ||
+        (o->labels != NULL && !named("--labels", o->labels, png)) ||
+        (o->truth != NULL && !named("--truth", o->truth, json)))
+        return EXIT_USAGE;
+    for (i = 0; i < 3; i++)
+        if (path[i] != NULL && client__out_parent("phantom", path[i]) != 0)
+            return EXIT_FAIL;
+    return 0;
 }
 
 static int
@@ -125,6 +172,9 @@ cmd_phantom(int argc, char **argv)
     rc = parse(argc, argv, &o);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    rc = check_outputs(&o);
+    if (rc != 0)
+        return rc;
     sim_config_default(&c);
     snprintf(c.slide, sizeof(c.slide), "phantom:%s:seed=%llu:w_mm=%g:"
              "h_mm=%g%s%s", o.stain, o.seed, o.w_mm, o.h_mm,

@@ -84,6 +84,10 @@ void an_slide_size(const struct an_slide *s, int64_t *w, int64_t *h);
 double an_slide_mpp(const struct an_slide *s);
 const char *an_slide_path(const struct an_slide *s);
 
+/* The stain the slide file declares in its metadata (slide_stain()), or
+ * NULL.  an_analyse() refuses (-EDOM) a job whose stain contradicts it. */
+const char *an_slide_stain(const struct an_slide *s);
+
 /* Reads the level-0 rectangle (x0, y0, w0, h0) resampled (area average)
  * to out_w × out_h, as RGB U8.  Pixels outside the slide, and transparent
  * ones, are white.  Decoding failures ("Bogus marker length") name the

@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "storage/slide.h"
 #include "worker/analysis/geojson.h"
 
 /* Output steps counted in the progress after the segmentation. */
@@ -220,14 +221,21 @@ an_analyse(const struct an_job *j, struct an_results *res,
     json_t *files = json_object();
     int rc;
 
-    rc = util_mkdir_p(j->out_dir, err);
+    /* The input first, so that a missing slide is reported as such; then
+     * the output directory, made here but never its parents (a missing
+     * parent is a mistyped path, -ENOENT naming it). */
+    rc = an_slide_open_mpp(j->wsi, j->mpp_override, j->force_mpp, &s, err);
+    if (rc == 0 && an_slide_stain(s) != NULL &&
+        !slide_stain_same(an_slide_stain(s), an_stain_name(j->stain)))
+        rc = err_set(err, -EDOM, "%s declares stain %s; analysing it as %s "
+                     "would measure the wrong stain", j->wsi,
+                     an_slide_stain(s), an_stain_name(j->stain));
+    if (rc == 0)
+        rc = util_mkdir_leaf(j->out_dir, err);
     if (rc == 0 && unlink(out_path(j, "results.json")) != 0 &&
         errno != ENOENT)
         rc = err_set(err, -errno, "%s: %s", out_path(j, "results.json"),
                      strerror(errno));
-    if (rc == 0)
-        rc = an_slide_open_mpp(j->wsi, j->mpp_override, j->force_mpp, &s,
-                               err);
     if (rc == 0)
         rc = an_model_load(j->model, &m, err);
     if (rc == 0)

@@ -163,6 +163,12 @@ an_slide_size(const struct an_slide *s, int64_t *w, int64_t *h)
     *h = s->h;
 }
 
+const char *
+an_slide_stain(const struct an_slide *s)
+{
+    return slide_stain(s->sl);
+}
+
 double
 an_slide_mpp(const struct an_slide *s)
 {

@@ -507,7 +507,7 @@ trainer_open(struct trainer *t, const struct an_train_cfg *cfg,
     t->cfg = cfg;
     t->d = d;
     t->st.best_score = NAN;
-    rc = util_mkdir_p(cfg->out_dir, err);
+    rc = util_mkdir_leaf(cfg->out_dir, err);
     if (rc == 0 && cfg->resume) {
         rc = state_load(t, err);
         if (rc == 0)
