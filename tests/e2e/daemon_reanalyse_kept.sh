@@ -1,11 +1,14 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# timeout: 120
+# timeout: 240
 #
 # A reanalysis that fails leaves the previous analysis in place: its
 # results.json, overlay and heat maps in the slide's analysis directory,
 # its numbers in the catalogue, and `show` prints them after the failure.
-# No half-written set is left beside them.
+# No half-written set is left beside them.  `show` of a KI67 slide
+# analysed by the daemon prints the index with its scope, the other
+# scope's index and a warning when the two are over 10 points apart
+# (OS-2 from the Olympus scanner: 27 points with the default model).
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 dtest_conf "[analysis]
@@ -56,4 +59,31 @@ check "a reanalysis that succeeds replaces the set" wait_until 60 \
     'test "$(astate 1)" = done'
 check "the new set is in place with its results.json" \
     test -s "$ADIR/results.json" -a ! -e "$ADIR.new"
+
+f=${SLIDESCAN_DATA:-}/ihc_ki67/OS-2-vsi.ome.tif
+if [ -z "${SLIDESCAN_DATA:-}" ] || [ ! -f "$f" ]; then
+    skip "no OS-2-vsi.ome.tif under \$SLIDESCAN_DATA/ihc_ki67"
+    dtest_end
+    exit
+fi
+sed -i "/^model = classical/d" "$CONF"
+slidescan reload >/dev/null
+slidescan scan --slide K --stain KI67 --image "$f" >/dev/null
+check "the KI67 slide is scanned and analysed with the default model" \
+    wait_until 100 'test "$(astate 2)" = done'
+out=$(slidescan show K)
+sed 's/^/# /' <<<"$out" | grep -i "ki67\|tissue \|warning\|check"
+res=$DATA/slides/K/analysis-s2/results.json
+idx=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['ki67']
+print('%.4f %.4f %d' % (d['tumor']['index'], d['tissue']['index'],
+      abs(d['tumor']['index'] - d['tissue']['index']) > 0.10))" "$res")
+read -r tum tis far <<<"$idx"
+check "show gives the tumour-scope KI67 index with its scope ($tum)" \
+    grep -q "^    KI67 index  *$tum (nuclei on tumour)$" <<<"$out"
+check "show gives the tissue-scope index beside it ($tis)" \
+    grep -q "^      on all tissue  *$tis$" <<<"$out"
+check "the scopes are over 10 points apart on this slide" test "$far" = 1
+check "show warns that the scopes differ" grep -q \
+    "^    warning: the KI67 index on tumour and on all tissue differ by" \
+    <<<"$out"
 dtest_end

@@ -30,6 +30,7 @@
 
 #include "common/log.h"
 #include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 #include "worker/analysis/analysis.h"
 
@@ -81,27 +82,6 @@ print_value(const char *name, double v, const char *unit)
         printf("%-22s n/a\n", name);
 }
 
-/* The index of the other scope beside the chosen one, and a warning
- * when they differ by more than KI67_SCOPE_WARN: then the tumour mask,
- * not the stain, decides the number, and it deserves a look. */
-#define KI67_SCOPE_WARN 0.10
-static void
-print_ki67_other(const struct an_results *r)
-{
-    bool tissue = r->ki67_scope == AN_KI67_TISSUE;
-    double other = tissue ? r->ki67_tumor_index : r->ki67_tissue_index;
-
-    if (!isfinite(r->ki67_index) && !isfinite(other))
-        return;
-    print_value(tissue ? "  on tumour only" : "  on all tissue", other,
-                tissue ? " (--ki67-scope tumor)" : " (--ki67-scope tissue)");
-    if (isfinite(r->ki67_index) && isfinite(other) &&
-        fabs(r->ki67_index - other) > KI67_SCOPE_WARN)
-        printf("warning: the KI67 index on tumour and on all tissue differ "
-               "by %.1f points;\n         check the tumour overlay before "
-               "using either\n", 100 * fabs(r->ki67_index - other));
-}
-
 static void
 print_results(const struct an_results *r, const char *out)
 {
@@ -116,10 +96,10 @@ print_results(const struct an_results *r, const char *out)
         printf(" (TSR min %.3f, max %.3f, mean %.3f)", r->tsr_region_min,
                r->tsr_region_max, r->tsr_region_mean);
     printf("\n");
-    print_value("KI67 index", r->ki67_index, r->ki67_scope ==
-                AN_KI67_TISSUE ? " (nuclei on tissue)"
-                               : " (nuclei on tumour)");
-    print_ki67_other(r);
+    client__ki67_print("", r->ki67_index, r->ki67_scope == AN_KI67_TISSUE,
+                       r->ki67_scope == AN_KI67_TISSUE ? r->ki67_tumor_index
+                                                       : r->ki67_tissue_index,
+                       true);
     print_value("CK-positive area", r->ck_positive_area_mm2, " mm²");
     printf("outputs                %s\n", out);
 }
