@@ -52,7 +52,9 @@ usage(FILE *f)
         "--mpp gives the pixel size in µm (0.05..100) for files that state\n"
         "none; one that contradicts the file's own by more than 1%% is\n"
         "refused unless --force-mpp is given.  --explain adds a\n"
-        "Grad-CAM map of the box (level-0 pixels) as explain.png.\n"
+        "Grad-CAM map of the box (level-0 pixels) as explain.png; a box\n"
+        "starting outside the slide or over 1536 analysis px a side is\n"
+        "refused (exit 2).\n"
         "--ki67-scope tissue counts every nucleus on tissue for the KI67\n"
         "index instead of only those on tumour.\n"
         "When the analysis fails, a DIR this run created is removed\n"
@@ -135,8 +137,7 @@ parse(int argc, char **argv, struct an_job *j)
         { NULL, 0, NULL, 0 },
     };
     struct ss_err err;
-    long long b[4];
-    int c, n;
+    int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -166,16 +167,12 @@ parse(int argc, char **argv, struct an_job *j)
             }
             break;
         case 'e':
-            n = 0;
-            if (sscanf(optarg, "%lld,%lld,%lld,%lld%n", &b[0], &b[1], &b[2],
-                       &b[3], &n) != 4 || optarg[n] != '\0' || b[2] <= 0 ||
-                b[3] <= 0 || b[0] < 0 || b[1] < 0) {
+            if (an_explain_box_parse(optarg, j->explain_box) < 0) {
                 fprintf(stderr, "slidescan analyse: --explain wants "
-                        "X,Y,W,H in level-0 pixels\n");
+                        "X,Y,W,H in level-0 pixels (whole numbers, X and "
+                        "Y from 0, W and H from 1), got '%s'\n", optarg);
                 return -EINVAL;
             }
-            for (n = 0; n < 4; n++)
-                j->explain_box[n] = b[n];
             j->explain = true;
             break;
         case 'h': usage(stdout); return 1;
