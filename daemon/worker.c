@@ -7,8 +7,15 @@
  *
  * runs niced (analysis.nice) with stdout and stderr on pipes.  "progress
  * DONE TOTAL" lines on stdout become "analysis" events; the last line on
- * stderr is kept as the cause of a failure.  Exit 0: results.json (which
- * the worker writes last) goes into the catalogue.  Killed by a signal (a
+ * stderr is kept as the cause of a failure.  The worker writes into a
+ * fresh sibling of the analysis directory, DIR.new; on exit 0 that set is
+ * swapped in for the previous one with one atomic rename (RENAME_EXCHANGE)
+ * and its results.json (which the worker writes last) goes into the
+ * catalogue; on any failure DIR.new is removed, so the previous results,
+ * files and catalogue numbers, stay until an analysis succeeds.  A daemon
+ * killed at any moment leaves DIR holding one complete set (where the
+ * filesystem cannot exchange, DIR is renamed to DIR.old first and put
+ * back by the next run when DIR is missing).  Killed by a signal (a
  * crash): started again, at most analysis.restarts times.  Any other exit
  * status fails the analysis with the worker's own one-line cause.  The
  * scan stays done either way; its analysis has a state of its own.
@@ -16,11 +23,14 @@
 #include "daemon/daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,7 +51,9 @@ struct supervisor {
     int term_signal;
     int64_t scan;
     char slide[64];
-    char out_dir[2 * PATH_MAX];
+    char out_dir[2 * PATH_MAX];     /* the results in place */
+    char new_dir[2 * PATH_MAX + 8]; /* out_dir.new, the worker's --out */
+    char old_dir[2 * PATH_MAX + 8]; /* out_dir.old, a swap without exchange */
     int attempts;
     struct proto_lines outl, errl;
     char last_err[512];
@@ -143,19 +155,130 @@ on_proc_exit(uv_process_t *p, int64_t status, int sig)
 }
 
 static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Removes dir and everything below it; a missing dir is no error. */
+static int
+remove_tree(const char *dir, struct ss_err *err)
+{
+    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 &&
+        errno != ENOENT)
+        return err_set(err, -errno, "%s: cannot remove: %s", dir,
+                       strerror(errno));
+    return 0;
+}
+
+static int
+rename_err(const char *from, const char *to, struct ss_err *err)
+{
+    return err_set(err, -errno, "cannot rename %s to %s: %s", from, to,
+                   strerror(errno));
+}
+
+/* How swap_in() put the new set in place, for undo_swap(). */
+enum swap_how { SWAP_FRESH, SWAP_EXCHANGED, SWAP_MOVED_OLD };
+
+/* Puts new_dir in place of out_dir.  The previous set, if any, ends in
+ * new_dir (exchanged) or old_dir (moved aside) until done_swap(). */
+static int
+swap_in(struct supervisor *s, enum swap_how *how, struct ss_err *err)
+{
+    if (renameat2(AT_FDCWD, s->new_dir, AT_FDCWD, s->out_dir,
+                  RENAME_EXCHANGE) == 0) {
+        *how = SWAP_EXCHANGED;
+    } else if (errno == ENOENT) {
+        *how = SWAP_FRESH;
+        if (rename(s->new_dir, s->out_dir) != 0)
+            return rename_err(s->new_dir, s->out_dir, err);
+    } else if (errno == EINVAL || errno == ENOSYS) {
+        *how = SWAP_MOVED_OLD;
+        if (rename(s->out_dir, s->old_dir) != 0)
+            return rename_err(s->out_dir, s->old_dir, err);
+        if (rename(s->new_dir, s->out_dir) != 0) {
+            rename_err(s->new_dir, s->out_dir, err);
+            rename(s->old_dir, s->out_dir);
+            return err->code;
+        }
+    } else {
+        return rename_err(s->new_dir, s->out_dir, err);
+    }
+    return 0;
+}
+
+/* Puts the previous set back after the catalogue refused the new one. */
+static void
+undo_swap(struct supervisor *s, enum swap_how how)
+{
+    if (how == SWAP_EXCHANGED)
+        renameat2(AT_FDCWD, s->new_dir, AT_FDCWD, s->out_dir,
+                  RENAME_EXCHANGE);
+    else if (rename(s->out_dir, s->new_dir) == 0 && how == SWAP_MOVED_OLD)
+        rename(s->old_dir, s->out_dir);
+}
+
+/* Makes the swap durable and removes the previous set. */
+static void
+done_swap(struct supervisor *s)
+{
+    char parent[sizeof(s->out_dir)], *slash;
+    struct ss_err err;
+
+    snprintf(parent, sizeof(parent), "%s", s->out_dir);
+    slash = strrchr(parent, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    if (util_fsync_dir(parent, &err) < 0)
+        log_warn("worker", "scan=%lld %s", (long long)s->scan, err.msg);
+    if (remove_tree(s->new_dir, &err) < 0 ||
+        remove_tree(s->old_dir, &err) < 0)
+        log_warn("worker", "scan=%lld %s", (long long)s->scan, err.msg);
+}
+
+/* The worker succeeded: swap its set in and record its results.json. */
+static int
 read_results(struct supervisor *s, struct ss_err *err)
 {
-    char path[2 * PATH_MAX + 32];
+    char path[sizeof(s->new_dir) + 16];
+    enum swap_how how = SWAP_FRESH;
     char *text = NULL;
     size_t len;
     int rc;
 
-    snprintf(path, sizeof(path), "%s/results.json", s->out_dir);
+    snprintf(path, sizeof(path), "%s/results.json", s->new_dir);
     rc = util_read_file(path, &text, &len, err);
     if (rc == 0)
+        rc = swap_in(s, &how, err);
+    if (rc == 0) {
         rc = cat_analysis_record(s->d->cat, s->scan, text, err);
+        if (rc < 0)
+            undo_swap(s, how);
+        else
+            done_swap(s);
+    }
     free(text);
     return rc;
+}
+
+/* Before a run: a set moved aside by a swap cut short goes back, and a
+ * half-written set of an earlier run goes. */
+static int
+clear_stale(struct supervisor *s, struct ss_err *err)
+{
+    struct stat st;
+
+    if (stat(s->out_dir, &st) != 0 && errno == ENOENT &&
+        rename(s->old_dir, s->out_dir) == 0)
+        log_notice("worker", "scan=%lld previous results put back from %s",
+                   (long long)s->scan, s->old_dir);
+    if (remove_tree(s->old_dir, err) < 0)
+        return err->code;
+    return remove_tree(s->new_dir, err);
 }
 
 /* The worker is gone and its pipes are closed: record the outcome. */
@@ -168,6 +291,7 @@ finish(struct supervisor *s)
 
     s->running = false;
     d->st.analysing = 0;
+    err_clear(&err);
     cat_analysis_set_pid(d->cat, s->scan, 0, NULL);
     proto_lines_fini(&s->outl);
     proto_lines_fini(&s->errl);
@@ -206,6 +330,8 @@ finish(struct supervisor *s)
         cat_analysis_set(d->cat, s->scan, CAT_A_FAILED, reason, NULL);
         post_analysis(s, "failed", reason);
     }
+    if (reason[0] != '\0' || s->stopping)
+        remove_tree(s->new_dir, &err);
     daemon__schedule(d);
 }
 
@@ -227,7 +353,12 @@ prepare(struct supervisor *s, int64_t scan, struct cat_scan *cs,
              (long long)scan);
     snprintf(s->out_dir, sizeof(s->out_dir), "%s/%s", d->conf.data_dir,
              rel);
-    rc = tilestore_mkdir_durable(s->out_dir, err);
+    snprintf(s->new_dir, sizeof(s->new_dir), "%s.new", s->out_dir);
+    snprintf(s->old_dir, sizeof(s->old_dir), "%s.old", s->out_dir);
+    s->scan = scan;
+    rc = clear_stale(s, err);
+    if (rc == 0)
+        rc = tilestore_mkdir_durable(s->new_dir, err);
     if (rc == 0)
         rc = cat_analysis_started(d->cat, scan, rel, &s->attempts, err);
     return rc;
@@ -252,7 +383,7 @@ spawn(struct supervisor *s, const struct cat_scan *cs, struct ss_err *err)
     argv[n++] = "--stain";
     argv[n++] = (char *)cs->stain;
     argv[n++] = "--out";
-    argv[n++] = s->out_dir;
+    argv[n++] = s->new_dir;
     if (d->conf.model[0] != '\0') {
         argv[n++] = "--model";
         argv[n++] = d->conf.model;

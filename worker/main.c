@@ -63,21 +63,6 @@ print_progress(void *ctx, int done, int total)
 }
 
 static int
-parse_box(const char *s, int64_t box[4])
-{
-    long long v[4];
-    int n = 0;
-
-    if (sscanf(s, "%lld,%lld,%lld,%lld%n", &v[0], &v[1], &v[2], &v[3], &n)
-        != 4 || s[n] != '\0' || v[2] <= 0 || v[3] <= 0 || v[0] < 0 ||
-        v[1] < 0)
-        return -EINVAL;
-    for (n = 0; n < 4; n++)
-        box[n] = v[n];
-    return 0;
-}
-
-static int
 parse_args(int argc, char **argv, struct an_job *j, int *verbose)
 {
     static const struct option opts[] = {
@@ -127,9 +112,10 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
             }
             break;
         case 'e':
-            if (parse_box(optarg, j->explain_box) < 0) {
+            if (an_explain_box_parse(optarg, j->explain_box) < 0) {
                 fprintf(stderr, "slidescan-worker: --explain wants X,Y,W,H "
-                        "in level-0 pixels, got '%s'\n", optarg);
+                        "in level-0 pixels (whole numbers, X and Y from 0, "
+                        "W and H from 1), got '%s'\n", optarg);
                 return -EINVAL;
             }
             j->explain = true;

@@ -209,6 +209,31 @@ slidescan analyse "$tmp/slide.svs" --out "$tmp/noexplain" --model classical \
     --explain 0,0,100,100 >/dev/null 2>"$tmp/err"
 check "--explain with the baseline fails naming the reason" \
     grep -q "Grad-CAM needs a CNN" "$tmp/err"
+# A box the slide (2220 x 2967 level-0 px) cannot hold is a usage error,
+# told in the level-0 pixels the user gave, before anything is analysed.
+slidescan analyse "$tmp/slide.svs" --out "$tmp/exout" \
+    --explain 99999,99999,10,10 >/dev/null 2>"$tmp/err"
+rc=$?
+echo "# $(cat "$tmp/err")"
+check "--explain starting outside the slide: exit 2 ($rc), its level-0 size" \
+    [ $rc = 2 -a -n "$(grep -F "region starts outside the slide, which is \
+2220x2967 level-0 px" "$tmp/err")" -a ! -e "$tmp/exout/results.json" ]
+slidescan-worker analyse --wsi "$tmp/slide.svs" --stain HE \
+    --out "$tmp/exout" --explain 2220,0,10,10 >/dev/null 2>"$tmp/err"
+check "the worker refuses it too: exit 2, the level-0 size" \
+    [ $? = 2 -a -n "$(grep -F "2220x2967 level-0 px" "$tmp/err")" ]
+slidescan analyse "$tmp/slide.svs" --out "$tmp/exout" \
+    --explain 0,0,1e9,1e9 >/dev/null 2>"$tmp/err"
+rc=$?
+echo "# $(cat "$tmp/err")"
+check "--explain 0,0,1e9,1e9: exit 2 ($rc), the size limit stated" \
+    [ $rc = 2 -a -n "$(grep -F "at most 1536 px (3072 µm, 6156 level-0 px) \
+per side" "$tmp/err")" ]
+slidescan analyse "$tmp/slide.svs" --out "$tmp/exout" \
+    --explain 0,0,1.5,4 >/dev/null 2>"$tmp/err"
+check "--explain with a fractional size: exit 2, what it wants" \
+    [ $? = 2 -a -n "$(grep -F "whole numbers, X and Y from 0, W and H from \
+1), got '0,0,1.5,4'" "$tmp/err")" ]
 
 # KI67 on the same tissue from two scanners (OS-2): the client prints the
 # other scope's index beside the chosen one, results.json holds both, and

@@ -95,6 +95,33 @@ slidescan eval --pred "$tmp/pred.png" --truth "$tmp/labels.png" \
     --scale -1 >/dev/null 2>&1
 check "--scale -1 is a usage error (exit 2)" [ $? = 2 ]
 
+# --- reference values that cannot be used are refused, not ignored --------
+png "$tmp/p8.png" 8 8 1
+slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
+    --ref "$tmp/noref.json" >"$tmp/ref.out" 2>"$tmp/ref.err"
+rc=$?
+echo "# $(cat "$tmp/ref.err")"
+check "a missing --ref file: exit 5, no report, the file named" \
+    [ $rc = 5 -a ! -s "$tmp/ref.out" -a -n "$(grep -F \
+      "reference values (--ref): $tmp/noref.json: No such file" \
+      "$tmp/ref.err")" ]
+printf 'tsr=0.4\n' >"$tmp/garbage.json"
+slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
+    --ref "$tmp/garbage.json" >"$tmp/ref.out" 2>"$tmp/ref.err"
+rc=$?
+echo "# $(cat "$tmp/ref.err")"
+check "a --ref file that is not JSON: exit 1, the file and cause named" \
+    [ $rc = 1 -a ! -s "$tmp/ref.out" -a -n "$(grep -F \
+      "reference values (--ref): $tmp/garbage.json: not JSON" \
+      "$tmp/ref.err")" ]
+echo '[0.4]' >"$tmp/array.json"
+slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
+    --ref "$tmp/array.json" >/dev/null 2>"$tmp/ref.err"
+rc=$?
+check "a --ref file holding no JSON object: exit 1, says so" \
+    [ $rc = 1 -a -n "$(grep -F "$tmp/array.json: not a JSON object" \
+                       "$tmp/ref.err")" ]
+
 # --- an analysis directory at 2 µm/px against level-0 truth (0.5 µm/px) ---
 slidescan phantom --out "$tmp/ph.tif" --labels "$tmp/ph.labels.png" \
     --truth "$tmp/ph.truth.json" --size-mm 1x1 --seed 5 >/dev/null 2>&1

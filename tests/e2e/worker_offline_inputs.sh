@@ -7,8 +7,10 @@
 # file or directory", like verify, analyse and convert; text that is not
 # JSON stays a failure (1).  annotations refuses an --mpp whose label
 # raster would pass 2^28 px (exit 2, the size and the limit named, the
-# smallest --mpp that fits given) before allocating anything, and a --mpp
-# that is not a positive number.
+# smallest --mpp that fits given) before allocating anything, one so
+# coarse that a pixel is larger than the slide (the largest --mpp given),
+# and a --mpp that is not a positive number.  Polygon coordinates far
+# beyond what an int holds are clipped to the raster, not lost.
 set -u
 
 n=0
@@ -68,6 +70,19 @@ expect 1 "$tmp/bad.geojson: not JSON" \
     slidescan eval --pred "$tmp/pred.png" --truth "$tmp/bad.geojson"
 slidescan eval --pred "$tmp/pred.png" --truth "$tmp/t.geojson" >/dev/null
 check "eval of files that exist exits 0" [ $? = 0 ]
+# A Tumor square from -3e9 to 3e9 level-0 px covers the 10 x 10
+# prediction: all 100 pixels are tumour truth, none left unlabelled.
+cat >"$tmp/huge.geojson" <<'JSON'
+{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+  [[-3e9, -3e9], [3e9, -3e9], [3e9, 3e9], [-3e9, 3e9], [-3e9, -3e9]]]},
+ "properties": {"classification": {"name": "Tumor"}}}
+JSON
+slidescan eval --pred "$tmp/pred.png" --truth "$tmp/huge.geojson" \
+    --json "$tmp/huge.json" >/dev/null 2>&1
+check "a truth square from -3e9 to 3e9 px labels all 100 px tumour" \
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(d["classes"]["tumor"]["tp"] != 100)' "$tmp/huge.json"
 
 if [ -z "$data" ] || [ ! -f "$slide" ]; then
     skip "shared data absent: no slide for annotations"
@@ -108,6 +123,51 @@ for bad in 0 -1 abc nan inf; do
         slidescan annotations "$tmp/t.geojson" --slide "$slide" \
         --out "$tmp/a6" --mpp "$bad"
 done
+for big in 1e308 1e6; do
+    expect 2 "larger than the slide, leaving less than 1 px; give --mpp \
+1107.78 or less" \
+        slidescan annotations "$tmp/t.geojson" --slide "$slide" \
+        --out "$tmp/a7" --mpp "$big"
+    check "... not calling it more than the limit" \
+        bash -c '! grep -q "more than the limit" "$1"' _ "$tmp/err"
+done
+
+# --- annotations: coordinates far beyond the slide -------------------------
+# A Tumor square from -1e11 to 1e11 (1.2e10 raster px at --mpp 4) covers
+# the whole slide: every label is tumour (1), however far its corners lie
+# past what an int holds.
+sed 's/3e9/1e11/g' "$tmp/huge.geojson" >"$tmp/huge11.geojson"
+slidescan annotations "$tmp/huge11.geojson" --slide "$slide" \
+    --out "$tmp/a8" --mpp 4 >"$tmp/out" 2>"$tmp/err"
+check "a square from -1e11 to 1e11 is imported (exit 0, features 1)" \
+    [ $? = 0 -a -n "$(grep "features 1, skipped 0" "$tmp/out")" ]
+hist=$(python3 -c 'import struct, sys, zlib
+b = open(sys.argv[1], "rb").read()
+w, h, depth, ctype = struct.unpack(">IIBB", b[16:26])
+i, idat = 8, b""
+while i < len(b):
+    n, t = struct.unpack(">I4s", b[i:i + 8])
+    if t == b"IDAT":
+        idat += b[i + 8:i + 8 + n]
+    i += 12 + n
+raw, prev, out = zlib.decompress(idat), bytearray(w), {}
+assert depth == 8 and ctype == 0
+for y in range(h):
+    f, row = raw[y * (w + 1)], bytearray(raw[y * (w + 1) + 1:(y + 1) * (w + 1)])
+    for x in range(w):
+        a, up = (row[x - 1] if x else 0), prev[x]
+        c = prev[x - 1] if x else 0
+        pa, pb, pc = abs(up - c), abs(a - c), abs(a + up - 2 * c)
+        paeth = a if pa <= pb and pa <= pc else up if pb <= pc else c
+        row[x] = (row[x] + [0, a, up, (a + up) // 2, paeth][f]) & 255
+    for v in row:
+        out[v] = out.get(v, 0) + 1
+    prev = row
+print(" ".join("%d:%d" % kv for kv in sorted(out.items())))' \
+    "$tmp/a8/labels.png" 2>&1)
+echo "# labels.png histogram (value:count): $hist"
+check "... and every label pixel is tumour (1)" \
+    [ "$hist" = "1:$((277 * 371))" ]
 
 rm -rf "$tmp"
 echo "1..$n"

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,4 +396,37 @@ client__out_parent(const char *cmd, const char *path)
         return 0;
     fprintf(stderr, "slidescan %s: %s: %s\n", cmd, parent, why);
     return EXIT_FAIL;
+}
+
+static void
+ki67_value(const char *indent, const char *name, double v, const char *note)
+{
+    int w = 22 - (int)strlen(indent);
+
+    if (isfinite(v))
+        printf("%s%-*s %.4f%s\n", indent, w, name, v, note);
+    else
+        printf("%s%-*s n/a\n", indent, w, name);
+}
+
+void
+client__ki67_print(const char *indent, double index, bool tissue,
+                   double other, bool option_hint)
+{
+    char ind2[32];
+
+    ki67_value(indent, "KI67 index", index, tissue ? " (nuclei on tissue)"
+                                                   : " (nuclei on tumour)");
+    if (!isfinite(index) && !isfinite(other))
+        return;
+    snprintf(ind2, sizeof(ind2), "%s  ", indent);
+    ki67_value(ind2, tissue ? "on tumour only" : "on all tissue", other,
+               !option_hint ? "" : tissue ? " (--ki67-scope tumor)"
+                                          : " (--ki67-scope tissue)");
+    if (isfinite(index) && isfinite(other) &&
+        fabs(index - other) > CLIENT_KI67_SCOPE_WARN)
+        printf("%swarning: the KI67 index on tumour and on all tissue "
+               "differ by %.1f points;\n%s         check the tumour overlay "
+               "before using either\n", indent, 100 * fabs(index - other),
+               indent);
 }

@@ -75,6 +75,19 @@ bool client__scan_id(const char *s, int64_t *id);
  * of 16 rotating buffers, so at most 16 of them per printf(). */
 const char *client__str(json_t *o, const char *key);
 
+/* The two KI67 index scopes differ by more than this (0.10 = 10
+ * percentage points): then the tumour mask, not the stain, decides the
+ * number, and it deserves a look. */
+#define CLIENT_KI67_SCOPE_WARN 0.10
+
+/* Prints the KI67 index of the scope used (tissue: every nucleus on
+ * tissue; else only those on tumour), the other scope's index beside it
+ * and, when they differ by more than CLIENT_KI67_SCOPE_WARN, a warning;
+ * every line starts with indent, NAN prints as n/a.  With option_hint the
+ * other scope's line names the --ki67-scope value that selects it. */
+void client__ki67_print(const char *indent, double index, bool tissue,
+                        double other, bool option_hint);
+
 /* "1:02:03" or "2:03" for a duration in seconds. */
 void client__duration(double s, char *buf, size_t len);
 

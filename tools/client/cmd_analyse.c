@@ -55,7 +55,9 @@ usage(FILE *f)
         "--mpp gives the pixel size in µm (0.05..100) for files that state\n"
         "none; one that contradicts the file's own by more than 1%% is\n"
         "refused unless --force-mpp is given.  --explain adds a\n"
-        "Grad-CAM map of the box (level-0 pixels) as explain.png.\n"
+        "Grad-CAM map of the box (level-0 pixels) as explain.png; a box\n"
+        "starting outside the slide or over 1536 analysis px a side is\n"
+        "refused (exit 2).\n"
         "Without --stain the stain is the one FILE declares in its\n"
         "metadata (HE when it declares none); a --stain that contradicts\n"
         "FILE's declared stain is refused.\n"
@@ -94,27 +96,6 @@ print_value(const char *name, double v, const char *unit)
         printf("%-22s n/a\n", name);
 }
 
-/* The index of the other scope beside the chosen one, and a warning
- * when they differ by more than KI67_SCOPE_WARN: then the tumour mask,
- * not the stain, decides the number, and it deserves a look. */
-#define KI67_SCOPE_WARN 0.10
-static void
-print_ki67_other(const struct an_results *r)
-{
-    bool tissue = r->ki67_scope == AN_KI67_TISSUE;
-    double other = tissue ? r->ki67_tumor_index : r->ki67_tissue_index;
-
-    if (!isfinite(r->ki67_index) && !isfinite(other))
-        return;
-    print_value(tissue ? "  on tumour only" : "  on all tissue", other,
-                tissue ? " (--ki67-scope tumor)" : " (--ki67-scope tissue)");
-    if (isfinite(r->ki67_index) && isfinite(other) &&
-        fabs(r->ki67_index - other) > KI67_SCOPE_WARN)
-        printf("warning: the KI67 index on tumour and on all tissue differ "
-               "by %.1f points;\n         check the tumour overlay before "
-               "using either\n", 100 * fabs(r->ki67_index - other));
-}
-
 static void
 print_results(const struct an_results *r, const char *out)
 {
@@ -130,10 +111,10 @@ print_results(const struct an_results *r, const char *out)
         printf(" (TSR min %.3f, max %.3f, mean %.3f)", r->tsr_region_min,
                r->tsr_region_max, r->tsr_region_mean);
     printf("\n");
-    print_value("KI67 index", r->ki67_index, r->ki67_scope ==
-                AN_KI67_TISSUE ? " (nuclei on tissue)"
-                               : " (nuclei on tumour)");
-    print_ki67_other(r);
+    client__ki67_print("", r->ki67_index, r->ki67_scope == AN_KI67_TISSUE,
+                       r->ki67_scope == AN_KI67_TISSUE ? r->ki67_tumor_index
+                                                       : r->ki67_tissue_index,
+                       true);
     print_value("CK-positive area", r->ck_positive_area_mm2, " mm²");
     printf("outputs                %s\n", out);
 }
@@ -169,8 +150,7 @@ parse(int argc, char **argv, struct an_job *j)
         { NULL, 0, NULL, 0 },
     };
     struct ss_err err;
-    long long b[4];
-    int c, n;
+    int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -201,16 +181,12 @@ parse(int argc, char **argv, struct an_job *j)
             }
             break;
         case 'e':
-            n = 0;
-            if (sscanf(optarg, "%lld,%lld,%lld,%lld%n", &b[0], &b[1], &b[2],
-                       &b[3], &n) != 4 || optarg[n] != '\0' || b[2] <= 0 ||
-                b[3] <= 0 || b[0] < 0 || b[1] < 0) {
+            if (an_explain_box_parse(optarg, j->explain_box) < 0) {
                 fprintf(stderr, "slidescan analyse: --explain wants "
-                        "X,Y,W,H in level-0 pixels\n");
+                        "X,Y,W,H in level-0 pixels (whole numbers, X and "
+                        "Y from 0, W and H from 1), got '%s'\n", optarg);
                 return -EINVAL;
             }
-            for (n = 0; n < 4; n++)
-                j->explain_box[n] = b[n];
             j->explain = true;
             break;
         case 'h': usage(stdout); return 1;

@@ -44,7 +44,8 @@ usage(FILE *f)
         "An annotator is named by the feature's annotator/author property"
         "\nor else by the file's base name.\n"
         "A raster may hold at most 268435456 px (2^28); a finer --mpp is\n"
-        "refused (exit 2).  A missing FILE or WSI exits 5.\n");
+        "refused (exit 2), and so is one coarser than the slide's width\n"
+        "or height.  A missing FILE or WSI exits 5.\n");
 }
 
 static void
@@ -151,19 +152,30 @@ run(struct an_annotations *a, const char *out, int w, int h, double scale,
 
 /* The raster size --mpp implies for the slide, refused (-EFBIG, with the
  * size, the limit and the smallest --mpp that fits) past
- * ANN_RASTER_MAX_PX: each annotator's raster is held in memory at once. */
+ * ANN_RASTER_MAX_PX: each annotator's raster is held in memory at once;
+ * refused too (-EDOM, with the largest --mpp) when one raster pixel would
+ * be wider or taller than the slide, leaving less than a pixel. */
 static int
 raster_size(struct an_slide *s, double mpp, int *w, int *h, double *scale,
             struct ss_err *err)
 {
     int64_t W0, H0;
-    double rw, rh, min_mpp;
+    double rw, rh, min_mpp, max_mpp;
 
     an_slide_size(s, &W0, &H0);
     *scale = mpp / an_slide_mpp(s);
+    max_mpp = an_slide_mpp(s) * (double)(W0 < H0 ? W0 : H0);
+    if (!(W0 / *scale >= 1 && H0 / *scale >= 1))
+        return err_set(err, -EDOM, "--mpp %g: %s is %lldx%lld px at %g "
+                       "µm/px (%.6gx%.6g µm): a label raster pixel of %g "
+                       "µm is larger than the slide, leaving less than 1 "
+                       "px; give --mpp %.6g or less", mpp, an_slide_path(s),
+                       (long long)W0, (long long)H0, an_slide_mpp(s),
+                       W0 * an_slide_mpp(s), H0 * an_slide_mpp(s), mpp,
+                       floor(max_mpp * 1000) / 1000);
     rw = ceil(W0 / *scale);
     rh = ceil(H0 / *scale);
-    if (rw * rh <= ANN_RASTER_MAX_PX && rw >= 1 && rh >= 1) {
+    if (rw * rh <= ANN_RASTER_MAX_PX) {
         *w = (int)rw;
         *h = (int)rh;
         return 0;

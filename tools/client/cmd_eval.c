@@ -49,7 +49,8 @@ usage(FILE *f)
         "that one prediction pixel covers S truth pixels (S level-0 pixels\n"
         "of GeoJSON coordinates); the truth must then span the prediction\n"
         "size × S.  Any other size difference is an error.\n"
-        "Exit 5 when a --pred or --truth file does not exist.\n");
+        "Exit 5 when a --pred, --truth or --ref file does not exist, 1\n"
+        "when --ref is unreadable or not a JSON object.\n");
 }
 
 struct pairs {

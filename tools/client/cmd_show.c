@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* slidescan show SLIDE: one slide, its scans, image and analysis. */
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,7 +14,10 @@ static const char usage[] =
     "SHA-256), every scan with its times, calibration, focus map,\n"
     "stitching, warnings, the device retries, the tiles flagged blurred,\n"
     "dark, saturated, retried (busy retries, missed deadlines, resets,\n"
-    "attempts) or failed, and the analysis with its numbers and files.\n"
+    "attempts) or failed, and the analysis with its numbers and files\n"
+    "(the KI67 index on tumour and on all tissue, with a warning when\n"
+    "they are over 10 points apart); an analysis that failed or runs\n"
+    "again shows the last good one's, which stay until one succeeds.\n"
     "  --tiles         list every tile, not only the flagged ones\n";
 
 static const struct option opts[] = {
@@ -118,34 +123,75 @@ print_retries(json_t *r)
            (long long)num(r, "resets"), (long long)num(r, "extra_attempts"));
 }
 
+static double
+num_or_nan(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* The KI67 index with its scope and the other scope's index, from
+ * results.json's "ki67" object; the catalogue's index alone when the
+ * results carry none. */
 static void
-print_analysis(json_t *a, const char *dir)
+print_ki67(json_t *a)
+{
+    json_t *k = json_object_get(json_object_get(a, "results"), "ki67");
+    bool tissue = strcmp(client__str(k, "scope"), "tissue") == 0;
+
+    if (!json_is_object(k)) {
+        if (json_is_number(json_object_get(a, "ki67_index")))
+            printf("    KI67 index %s\n", client__str(a, "ki67_index"));
+        return;
+    }
+    client__ki67_print("    ", num_or_nan(a, "ki67_index"), tissue,
+                       num_or_nan(json_object_get(k, tissue ? "tumor"
+                                                            : "tissue"),
+                                  "index"), false);
+}
+
+static void
+print_numbers(json_t *a, const char *dir)
 {
     json_t *files, *v;
     const char *k;
+
+    printf("    tumour %s mm², stroma %s mm², tissue %s mm², tumour-stroma "
+           "ratio %s (tumour fraction of tumour+stroma), CK+ %s mm²\n",
+           client__str(a, "tumor_area_mm2"),
+           client__str(a, "stroma_area_mm2"),
+           client__str(a, "tissue_area_mm2"),
+           client__str(a, "tumor_stroma_ratio"),
+           client__str(a, "ck_positive_area_mm2"));
+    print_ki67(a);
+    files = json_object_get(json_object_get(a, "results"), "files");
+    json_object_foreach(files, k, v)
+        printf("    %-15s %s/%s/%s\n", k, dir, client__str(a, "out_dir"),
+               json_string_value(v) ? json_string_value(v) : "-");
+}
+
+/* The analysis state and its numbers.  An analysis that failed or runs
+ * again keeps the results of the last one that succeeded, files and
+ * numbers: they are shown under that heading. */
+static void
+print_analysis(json_t *a, const char *dir)
+{
+    bool done;
 
     if (!json_is_object(a)) {
         printf("  analysis: none\n");
         return;
     }
+    done = strcmp(client__str(a, "state"), "done") == 0;
     printf("  analysis: %s%s%s\n", client__str(a, "state"),
            strcmp(client__str(a, "reason"), "") ? ": " : "",
            client__str(a, "reason"));
-    if (strcmp(client__str(a, "state"), "done") != 0)
+    if (!json_is_object(json_object_get(a, "results")))
         return;
-    printf("    tumour %s mm², stroma %s mm², tissue %s mm², tumour-stroma "
-           "ratio %s (tumour fraction of tumour+stroma), KI67 index %s, "
-           "CK+ %s mm²\n",
-           client__str(a, "tumor_area_mm2"),
-           client__str(a, "stroma_area_mm2"),
-           client__str(a, "tissue_area_mm2"),
-           client__str(a, "tumor_stroma_ratio"),
-           client__str(a, "ki67_index"),
-           client__str(a, "ck_positive_area_mm2"));
-    files = json_object_get(json_object_get(a, "results"), "files");
-    json_object_foreach(files, k, v)
-        printf("    %-15s %s/%s/%s\n", k, dir, client__str(a, "out_dir"),
-               json_string_value(v) ? json_string_value(v) : "-");
+    if (!done)
+        printf("  previous analysis (kept until one succeeds):\n");
+    print_numbers(a, dir);
 }
 
 static void

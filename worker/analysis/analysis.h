@@ -288,6 +288,15 @@ struct an_job {
 
 void an_job_default(struct an_job *j);
 
+/* Largest coordinate --explain accepts, level-0 px. */
+#define AN_EXPLAIN_COORD_MAX 1e12
+
+/* Parses --explain's "X,Y,W,H" (level-0 px, whole numbers, 1e9 notation
+ * allowed): X, Y >= 0, W, H >= 1, none above AN_EXPLAIN_COORD_MAX;
+ * -EINVAL otherwise.  Whether the box fits the slide is checked by
+ * an_analyse (-EDOM). */
+int an_explain_box_parse(const char *text, int64_t box[4]);
+
 /* Runs the pipeline and writes every output into out_dir, results.json
  * last.  *res (optional) receives the measurements. */
 int an_analyse(const struct an_job *j, struct an_results *res,

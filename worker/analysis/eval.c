@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/util.h"
 #include "worker/analysis/geojson.h"
 #include "worker/analysis/internal.h"
 
@@ -187,16 +188,47 @@ truth_raster(const char *path, const struct pred *p, struct img **out,
     return rc;
 }
 
-/* Reference TSR and KI67 from a JSON file (see eval.h). */
-static void
-ref_load(const char *path, double *tsr, double *ki67)
+/* The reference file as a JSON object: -ENOENT when it does not exist,
+ * another negative errno when it cannot be read, SS_EFORMAT when it is
+ * not a JSON object; each message names the file as --ref's. */
+static int
+ref_open(const char *path, json_t **out, struct ss_err *err)
 {
-    json_t *r = json_load_file(path, 0, NULL), *v, *a;
+    json_error_t je;
+    char *text = NULL;
+    size_t len;
+    int rc;
+
+    *out = NULL;
+    rc = util_read_file(path, &text, &len, err);
+    if (rc < 0)
+        return err_prefix(err, "reference values (--ref)");
+    *out = json_loadb(text, len, 0, &je);
+    free(text);
+    if (*out == NULL)
+        return err_set(err, SS_EFORMAT, "reference values (--ref): %s: not "
+                       "JSON: %s at line %d", path, je.text, je.line);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return err_set(err, SS_EFORMAT, "reference values (--ref): %s: not "
+                       "a JSON object", path);
+    }
+    return 0;
+}
+
+/* Reference TSR and KI67 from a JSON file (see eval.h). */
+static int
+ref_load(const char *path, double *tsr, double *ki67, struct ss_err *err)
+{
+    json_t *r, *v, *a;
     double t = NAN, s = NAN;
+    int rc;
 
     *tsr = *ki67 = NAN;
-    if (r == NULL)
-        return;
+    rc = ref_open(path, &r, err);
+    if (rc < 0)
+        return rc;
     if ((v = json_object_get(r, "tumor_stroma_ratio")) != NULL &&
         json_object_get(r, "area_um2") == NULL &&
         json_object_get(r, "areas_mm2") == NULL)
@@ -219,6 +251,7 @@ ref_load(const char *path, double *tsr, double *ki67)
         (v = json_object_get(r, "ki67_fraction")) != NULL)
         *ki67 = json_is_number(v) ? json_number_value(v) : NAN;
     json_decref(r);
+    return 0;
 }
 
 /* Error-map colours: agreement in light shades of the truth class,
@@ -299,6 +332,8 @@ add_pair(struct an_eval *e, const char *pred, const char *truth,
     json_t *im;
     int rc;
 
+    if (ref != NULL && ref_load(ref, &rt, &rk, err) < 0)
+        return err->code;
     rc = an_confusion_add(&e->conf, t->data, p->label->data, n,
                           AN_UNLABELLED, err);
     if (rc < 0)
@@ -308,8 +343,6 @@ add_pair(struct an_eval *e, const char *pred, const char *truth,
     if (rc < 0)
         return rc;
     im = image_scores(pred, truth, t, p->label, e);
-    if (ref != NULL)
-        ref_load(ref, &rt, &rk);
     an_err_add(&e->tsr, p->tsr, rt, &e->tsr_skipped);
     an_err_add(&e->ki67, p->ki67, rk, &e->ki67_skipped);
     json_object_set_new(im, "tsr", json_pack("{s:o, s:o}", "pred",

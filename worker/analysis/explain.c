@@ -21,7 +21,8 @@
 #include "worker/analysis/cnn.h"
 
 /* LIMIT: regions larger than this (3 mm at 2 µm/px) are refused with a
- * message giving the limit; Grad-CAM runs the box in one forward pass. */
+ * message giving the limit (exit 2, before the analysis runs); Grad-CAM
+ * runs the box in one forward pass. */
 #define EXPLAIN_MAX_PX 1536         /* largest region side, raster px */
 
 /* The class most of the region was given (tumour when neither). */
@@ -158,31 +159,96 @@ explain_run(struct an_cnn *c, const struct img *crop, int cls, int M,
 }
 
 int
-an__explain(const struct an_job *j, struct an_slide *s, struct an_model *m,
-            const struct an_seg *sg, json_t *files, struct ss_err *err)
+an_explain_box_parse(const char *text, int64_t box[4])
+{
+    double v[4];
+    int n = 0, k;
+
+    if (sscanf(text, "%lf,%lf,%lf,%lf%n", &v[0], &v[1], &v[2], &v[3], &n)
+        != 4 || text[n] != '\0')
+        return -EINVAL;
+    for (k = 0; k < 4; k++)
+        if (!isfinite(v[k]) || v[k] < (k < 2 ? 0 : 1) ||
+            v[k] > AN_EXPLAIN_COORD_MAX || v[k] != floor(v[k]))
+            return -EINVAL;
+    for (k = 0; k < 4; k++)
+        box[k] = (int64_t)v[k];
+    return 0;
+}
+
+/* The box clipped to the slide, in raster px at the analysis scale. */
+static void
+box_raster(const int64_t box[4], int64_t W0, int64_t H0, double scale,
+           int r[4])
+{
+    double x1 = fmin((double)box[0] + box[2], (double)W0);
+    double y1 = fmin((double)box[1] + box[3], (double)H0);
+
+    r[0] = (int)(box[0] / scale);
+    r[1] = (int)(box[1] / scale);
+    r[2] = (int)ceil(x1 / scale) - r[0];
+    r[3] = (int)ceil(y1 / scale) - r[1];
+}
+
+int
+an__explain_check(const struct an_job *j, struct an_slide *s,
+                  struct an_model *m, struct ss_err *err)
 {
     struct an_cnn *c = an_cnn_of(m);
-    int x0 = (int)(j->explain_box[0] / sg->scale);
-    int y0 = (int)(j->explain_box[1] / sg->scale);
-    int w = (int)ceil(j->explain_box[2] / sg->scale);
-    int h = (int)ceil(j->explain_box[3] / sg->scale);
-    struct img *crop, *pic;
-    float *cam = NULL;
-    int cls, cw = 0, ch = 0, rc;
+    const int64_t *b = j->explain_box;
+    double scale = m->mpp / an_slide_mpp(s), rw, rh;
+    int64_t W0, H0;
 
+    an_slide_size(s, &W0, &H0);
+    if (b[0] >= W0 || b[1] >= H0)
+        return err_set(err, -EDOM, "--explain %lld,%lld,%lld,%lld: the "
+                       "region starts outside the slide, which is "
+                       "%lldx%lld level-0 px", (long long)b[0],
+                       (long long)b[1], (long long)b[2], (long long)b[3],
+                       (long long)W0, (long long)H0);
+    /* The box as asked, not as clipped to the slide: a region past the
+     * limit is refused whatever part of it the slide holds. */
+    rw = ceil(b[2] / scale);
+    rh = ceil(b[3] / scale);
+    if (rw > EXPLAIN_MAX_PX || rh > EXPLAIN_MAX_PX)
+        return err_set(err, -EDOM, "--explain %lld,%lld,%lld,%lld: the "
+                       "region is %.0fx%.0f px at the analysis' %g µm/px; "
+                       "at most %d px (%.0f µm, %.0f level-0 px) per side",
+                       (long long)b[0], (long long)b[1], (long long)b[2],
+                       (long long)b[3], rw, rh, m->mpp, EXPLAIN_MAX_PX,
+                       EXPLAIN_MAX_PX * m->mpp, floor(EXPLAIN_MAX_PX *
+                                                      scale));
     if (c == NULL || c->gradcam_layer[0] == '\0')
         return err_set(err, -ENOTSUP, "explain: model %s has no layer to "
                        "explain (Grad-CAM needs a CNN with meta.gradcam_layer)",
                        m->name);
-    if (x0 >= sg->w || y0 >= sg->h)
-        return err_set(err, -EINVAL, "explain: region starts outside the "
-                       "slide (%dx%d raster px)", sg->w, sg->h);
-    w = x0 + w > sg->w ? sg->w - x0 : w;
-    h = y0 + h > sg->h ? sg->h - y0 : h;
-    if (w > EXPLAIN_MAX_PX || h > EXPLAIN_MAX_PX || w < 1 || h < 1)
-        return err_set(err, -EINVAL, "explain: region of %dx%d raster px; "
-                       "1 to %d px per side (%.0f µm) are supported", w, h,
-                       EXPLAIN_MAX_PX, EXPLAIN_MAX_PX * sg->mpp);
+    return 0;
+}
+
+int
+an__explain(const struct an_job *j, struct an_slide *s, struct an_model *m,
+            const struct an_seg *sg, json_t *files, struct ss_err *err)
+{
+    struct an_cnn *c = an_cnn_of(m);
+    int64_t W0, H0;
+    int r[4], x0, y0, w, h;
+    struct img *crop, *pic;
+    float *cam = NULL;
+    int cls, cw = 0, ch = 0, rc;
+
+    rc = an__explain_check(j, s, m, err);
+    if (rc < 0)
+        return rc;
+    an_slide_size(s, &W0, &H0);
+    box_raster(j->explain_box, W0, H0, sg->scale, r);
+    x0 = r[0];
+    y0 = r[1];
+    w = x0 + r[2] > sg->w ? sg->w - x0 : r[2];
+    h = y0 + r[3] > sg->h ? sg->h - y0 : r[3];
+    if (x0 >= sg->w || y0 >= sg->h || w < 1 || h < 1)
+        return err_set(err, -EINVAL, "explain: region at %d,%d raster px "
+                       "is outside the %dx%d px analysis raster", x0, y0,
+                       sg->w, sg->h);
     cls = region_class(sg, x0, y0, w, h);
     crop = crop_input(sg, x0, y0, w, h, m->margin_px, c->align);
     if (crop == NULL)

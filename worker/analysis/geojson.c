@@ -386,13 +386,13 @@ polygon_paint(const struct an_polygon *p, struct img *r, double scale,
             }
         }
         qsort(xs, (size_t)nx, sizeof(double), cmp_double);
+        /* Clipped to the raster in double: a span reaching beyond an
+         * int (coordinates past about 2^31 pixels) still paints. */
         for (k = 0; k + 1 < nx; k += 2) {
-            int a = (int)ceil(xs[k] / scale - 0.5);
-            int b = (int)ceil(xs[k + 1] / scale - 0.5);
-            a = a < 0 ? 0 : a;
-            b = b > r->w ? r->w : b;
+            double a = fmax(ceil(xs[k] / scale - 0.5), 0);
+            double b = fmin(ceil(xs[k + 1] / scale - 0.5), r->w);
             if (b > a)
-                memset(img_u8(r, a, j), v, (size_t)(b - a));
+                memset(img_u8(r, (int)a, j), v, (size_t)(b - a));
         }
     }
     free(xs);

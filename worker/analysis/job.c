@@ -238,6 +238,8 @@ an_analyse(const struct an_job *j, struct an_results *res,
                      strerror(errno));
     if (rc == 0)
         rc = an_model_load(j->model, &m, err);
+    if (rc == 0 && j->explain)
+        rc = an__explain_check(j, s, m, err);
     if (rc == 0)
         rc = run(j, s, m, &r, files, err);
     if (rc == 0)

@@ -34,6 +34,13 @@ int an__results_write(const char *path, const char *slide,
                       const struct an_results *r, json_t *files,
                       struct ss_err *err);
 
+/* Checks the job's explain box before the analysis runs: -ENOTSUP for a
+ * model without a Grad-CAM layer, -EDOM (a usage error) for a box that
+ * starts outside the slide (the message gives its level-0 size) or spans
+ * more than the largest region (the message gives the limit). */
+int an__explain_check(const struct an_job *j, struct an_slide *s,
+                      struct an_model *m, struct ss_err *err);
+
 /* Grad-CAM explanation of the job's explain box (explain.c): writes
  * explain.png and adds it to files. */
 int an__explain(const struct an_job *j, struct an_slide *s,
