@@ -32,10 +32,13 @@ sum_before=$(cd "$ADIR" && sha256sum results.json overlay.png 2>/dev/null)
 check "the analysis directory holds results.json and the overlay" \
     test -s "$ADIR/results.json" -a -s "$ADIR/overlay.png"
 
-sed -i "s|^model = classical|model = $T/nonexistent.safetensors|" "$CONF"
-slidescan reload >/dev/null
+# A readable file that is no model: the configuration check (which only
+# sees that the file can be read) lets it through, the worker refuses it.
+echo "not a model" >"$T/broken.safetensors"
+sed -i "s|^model = classical|model = $T/broken.safetensors|" "$CONF"
+check "reload takes the broken model file" slidescan reload
 slidescan reanalyse 1 >/dev/null
-check "the reanalysis with a missing model fails" wait_until 60 \
+check "the reanalysis with a broken model fails" wait_until 60 \
     'test "$(astate 1)" = failed'
 check "results.json and the overlay survive, unchanged" \
     test "$(cd "$ADIR" && sha256sum results.json overlay.png 2>/dev/null)" \
@@ -46,13 +49,13 @@ check "no half-written set is left beside the analysis" \
     test ! -e "$ADIR.new" -a ! -e "$ADIR.old"
 out=$(slidescan show A)
 check "show says the analysis failed and names the model" \
-    grep -q "analysis: failed: .*nonexistent.safetensors" <<<"$out"
+    grep -q "analysis: failed: .*broken.safetensors" <<<"$out"
 check "show still gives the previous numbers" \
     grep -q "tumour .* mm², stroma .* mm²" <<<"$out"
 check "show still lists results.json's files" \
     grep -q "overlay .*/slides/A/analysis-s1/overlay.tif" <<<"$out"
 
-sed -i "s|^model = .*nonexistent.safetensors|model = classical|" "$CONF"
+sed -i "s|^model = .*broken.safetensors|model = classical|" "$CONF"
 slidescan reload >/dev/null
 slidescan reanalyse 1 >/dev/null
 check "a reanalysis that succeeds replaces the set" wait_until 60 \
