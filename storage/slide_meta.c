@@ -258,18 +258,28 @@ slide__tiff_intact(const char *path, struct ss_err *err)
     return rc;
 }
 
-void
-slide__tiff_file_mpp(struct slide *s)
+/* path opened for reading with libtiff's messages silenced (the caller
+ * reads what it can and reports nothing); NULL when it cannot be. */
+static TIFF *
+open_quiet(const char *path)
 {
     TIFFOpenOptions *o = TIFFOpenOptionsAlloc();
     TIFF *t;
 
     if (o == NULL)
-        return;
+        return NULL;
     TIFFOpenOptionsSetErrorHandlerExtR(o, quiet, NULL);
     TIFFOpenOptionsSetWarningHandlerExtR(o, quiet, NULL);
-    t = TIFFOpenExt(s->path, "r", o);
+    t = TIFFOpenExt(path, "r", o);
     TIFFOpenOptionsFree(o);
+    return t;
+}
+
+void
+slide__tiff_file_mpp(struct slide *s)
+{
+    TIFF *t = open_quiet(s->path);
+
     if (t == NULL)
         return;
     slide__tiff_mpp(s, t);
@@ -302,16 +312,9 @@ slide_aperio_stain(const char *desc, char *stain, size_t len)
 void
 slide__tiff_file_stain(struct slide *s)
 {
-    TIFFOpenOptions *o = TIFFOpenOptionsAlloc();
     const char *desc = NULL;
-    TIFF *t;
+    TIFF *t = open_quiet(s->path);
 
-    if (o == NULL)
-        return;
-    TIFFOpenOptionsSetErrorHandlerExtR(o, quiet, NULL);
-    TIFFOpenOptionsSetWarningHandlerExtR(o, quiet, NULL);
-    t = TIFFOpenExt(s->path, "r", o);
-    TIFFOpenOptionsFree(o);
     if (t == NULL)
         return;
     if (TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &desc) == 1 &&

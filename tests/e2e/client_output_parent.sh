@@ -10,14 +10,7 @@
 # refuses an --out that is not .tif/.tiff/.svs/.png (exit 2).
 set -u
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); echo "not ok $n - $*"; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else nok "$what"; fi
-}
+. "$(dirname "$0")/../support/tap.sh"
 
 tmp=${TMPDIR:-/tmp}/outparent.$$
 gone=$tmp/gone

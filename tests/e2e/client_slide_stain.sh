@@ -11,14 +11,7 @@
 # contradicting --stain; slidescan-worker analyse refuses one too.
 set -u
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); echo "not ok $n - $*"; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else nok "$what"; fi
-}
+. "$(dirname "$0")/../support/tap.sh"
 
 tmp=${TMPDIR:-/tmp}/stain.$$
 mkdir -p "$tmp"

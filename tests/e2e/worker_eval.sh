@@ -11,22 +11,7 @@
 # results.json and in analyse's output.
 set -u
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); echo "not ok $n - $*"; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else nok "$what"; fi
-}
-json() {    # json FILE EXPR: evaluates a Python expression on the JSON d
-    python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-print(eval("(" + sys.argv[2] + ")"))' "$1" "$2"
-}
-jtrue() {   # jtrue FILE EXPR: the expression holds
-    [ "$(json "$1" "$2")" = True ]
-}
+. "$(dirname "$0")/../support/tap.sh"
 png() {     # png FILE W H VALUE: a grey label PNG filled with VALUE
     python3 -c 'import struct, sys, zlib
 p, w, h, v = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

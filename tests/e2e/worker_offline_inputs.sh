@@ -13,15 +13,7 @@
 # beyond what an int holds are clipped to the raster, not lost.
 set -u
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else nok "$what"; fi
-}
+. "$(dirname "$0")/../support/tap.sh"
 
 tmp=${TMPDIR:-/tmp}/inputs.$$
 data=${SLIDESCAN_DATA:-}

@@ -21,15 +21,7 @@ if [ -z "${OUTERR_IN_NS:-}" ] && [ "$(id -u)" = 0 ] &&
 fi
 set -u
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else nok "$what"; fi
-}
+. "$(dirname "$0")/../support/tap.sh"
 
 tmp=${TMPDIR:-/tmp}/outerr.$$
 data=${SLIDESCAN_DATA:-}

@@ -9,24 +9,7 @@
 # scores it against the annotations.
 set -u
 
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else nok "$what"; fi
-}
-json() {    # json FILE EXPR: evaluates a Python expression on the JSON d
-    python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-print(eval("(" + sys.argv[2] + ")"))' "$1" "$2"
-}
-jtrue() {   # jtrue FILE EXPR: the expression holds
-    [ "$(json "$1" "$2")" = True ]
-}
-
+. "$(dirname "$0")/../support/tap.sh"
 tmp=${TMPDIR:-/tmp}
 slide=${SLIDESCAN_DATA:-/nonexistent}/wsi/CMU-1-Small-Region.svs
 if [ ! -f "$slide" ]; then
