@@ -11,15 +11,7 @@
 # the disk is filled while the next slide is assembled: it waits in
 # assembly, and completes once space is freed.  A slide queued on a disk
 # that cannot hold it waits before its first tile.
-if [ -z "${ROBUST_IN_NS:-}" ]; then
-    if [ "$(id -u)" != 0 ] ||
-        ! unshare --mount --propagation private true 2>/dev/null; then
-        echo "ok 1 # SKIP needs root for a private tmpfs (unshare, mount)"
-        echo "1..1"
-        exit 0
-    fi
-    ROBUST_IN_NS=1 exec unshare --mount --propagation private "$0" "$@"
-fi
+. "$(dirname "$0")/../support/private_ns.sh"
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 q() { sqlite3 "$DB" "$1" 2>/dev/null; }
