@@ -11,6 +11,9 @@
 #   bench_wsi write MOSAIC.v OUT.svs       (storage/wsi.h, quality 90)
 #   bench_wsi assemble CMU.v 18 10 OUT.svs (the same, rows built on the
 #                                           fly from the one tile)
+# Before each timed run the disk is synced (untimed), so no run pays for
+# the writeback of the one before; ours includes its own fsync, vips
+# writes without one.
 # Reported: wall time, CPU time (user + sys) and peak RSS of both, their
 # ratios, and the ratio to the JPEG encoding floor (libjpeg-turbo alone
 # encoding the same tiles, CPU time of one core divided by the cores).
@@ -71,6 +74,10 @@ seconds() {
 measure() {
     local name=$1 log=$dir/$1.time wall
     shift
+    # Each run starts with nothing of the previous one waiting to reach
+    # the disk: vips does not fsync its file, and its writeback would
+    # otherwise land on whatever runs next.  Not timed.
+    sync
     /usr/bin/time -v "$@" >"$dir/$name.out" 2>"$log" ||
         { say "$name failed:"; tail -5 "$log"; exit 1; }
     wall=$(field 'Elapsed (wall clock) time (h:mm:ss or m:ss)' "$log")
