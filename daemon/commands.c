@@ -81,35 +81,13 @@ region_in_travel(struct daemon *d, const char *region, struct ss_err *err)
     return 0;
 }
 
-/* The stain the slide file declares in its own metadata (an Aperio
- * "Stain = KI67", as our own slides carry) is the slide's, like one the
- * spec declares. */
-static int
-file_stain_check(const struct cat_scan_req *r, struct ss_err *err)
-{
-    char declared[32];
-    struct ss_err bad;
-    int rc;
-
-    err_clear(&bad);
-    rc = sim_slide_spec_file_stain(r->image, declared, sizeof(declared),
-                                   &bad);
-    if (rc < 0)
-        return err_set(err, rc == -ENOENT ? -ENOENT : SS_EPROTO,
-                       "args.image: %s", bad.msg);
-    if (declared[0] == '\0' || slide_stain_same(declared, r->stain))
-        return 0;
-    return err_set(err, SS_EPROTO, "args.stain: %s, but the file of "
-                   "args.image '%.200s' declares stain %s in its metadata; "
-                   "give the slide's stain", r->stain, r->image, declared);
-}
-
 static int
 cmd_scan(struct daemon *d, const struct caller *who,
          const struct proto_req *req, json_t **result, struct ss_err *err)
 {
     const char *region = proto_arg_str(req, "region", NULL);
     const char *declared;
+    char file_stain[32] = "";
     struct cat_scan_req r;
     struct ss_err bad;
     char detail[256];
@@ -143,11 +121,17 @@ cmd_scan(struct daemon *d, const struct caller *who,
      * reader walks its TIFF directories), so while a large slide on a
      * slow disk is opened every other client waits. */
     if (r.image != NULL &&
-        (rc = sim_slide_spec_fit_check(&d->conf.sim, r.image, &bad)) < 0)
+        (rc = sim_slide_spec_fit_check(&d->conf.sim, r.image, file_stain,
+                                       sizeof(file_stain), &bad)) < 0)
         return err_set(err, rc == -ENOENT ? -ENOENT : SS_EPROTO,
                        "args.image: %s", bad.msg);
-    if (r.image != NULL && (rc = file_stain_check(&r, err)) < 0)
-        return rc;
+    /* The stain the file declares in its own metadata (an Aperio
+     * "Stain = KI67", as our own slides carry) is the slide's too. */
+    if (file_stain[0] != '\0' && !slide_stain_same(file_stain, r.stain))
+        return err_set(err, SS_EPROTO, "args.stain: %s, but the file of "
+                       "args.image '%.200s' declares stain %s in its "
+                       "metadata; give the slide's stain", r.stain, r.image,
+                       file_stain);
     if (region != NULL && (rc = region_in_travel(d, region, err)) < 0)
         return rc;
     rc = cat_scan_add(d->cat, &r, &id, err);

@@ -222,8 +222,6 @@ slide_open(const char *path, const struct slide_opts *o, struct slide **out,
         rc = open_backend(s, k, o->backend, err);
     if (rc == 0)
         rc = settle_mpp(s, o, k, err);
-    if (rc == 0 && k == K_TIFF)
-        slide__tiff_file_stain(s);
     if (rc < 0) {
         slide_close(s);
         return rc;

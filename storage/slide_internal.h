@@ -59,17 +59,14 @@ int slide__plain_open(struct slide *s, int is_png, struct ss_err *err);
 void slide__tiff_cache_limit(struct slide *s, size_t bytes);
 
 /* Pixel size from the current directory of a libtiff handle (OME-XML,
- * then resolution tags) into s->mpp and s->mpp_from, else s->mpp_why. */
+ * then resolution tags) into s->mpp and s->mpp_from, else s->mpp_why;
+ * and the stain an Aperio description declares into s->stain. */
 struct tiff;
 void slide__tiff_mpp(struct slide *s, struct tiff *t);
 
-/* The same for a TIFF file's first directory (OME-XML, then resolution
- * tags), for slides OpenSlide opened without openslide.mpp-x. */
+/* The same for a TIFF file's first directory, for slides OpenSlide
+ * opened without openslide.mpp-x. */
 void slide__tiff_file_mpp(struct slide *s);
-
-/* The stain a TIFF file's first ImageDescription declares (Aperio
- * "|Stain = KI67|") into s->stain; left empty when it declares none. */
-void slide__tiff_file_stain(struct slide *s);
 
 /* Whether the TIFF at path is whole: every image directory of its chain
  * can be read, and every tile or strip lies inside the file.  A file cut

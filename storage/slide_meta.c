@@ -162,6 +162,8 @@ slide__tiff_mpp(struct slide *s, TIFF *t)
     s->tiff_meta_read = 1;
     if (TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &desc) != 1)
         desc = NULL;
+    if (desc != NULL && strncmp(desc, "Aperio", 6) == 0)
+        slide_aperio_stain(desc, s->stain, sizeof(s->stain));
     if (slide_ome_mpp(desc, &v, &why_ome)) {
         s->mpp = v;
         s->mpp_from = SLIDE_MPP_OME;
@@ -258,28 +260,18 @@ slide__tiff_intact(const char *path, struct ss_err *err)
     return rc;
 }
 
-/* path opened for reading with libtiff's messages silenced (the caller
- * reads what it can and reports nothing); NULL when it cannot be. */
-static TIFF *
-open_quiet(const char *path)
+void
+slide__tiff_file_mpp(struct slide *s)
 {
     TIFFOpenOptions *o = TIFFOpenOptionsAlloc();
     TIFF *t;
 
     if (o == NULL)
-        return NULL;
+        return;
     TIFFOpenOptionsSetErrorHandlerExtR(o, quiet, NULL);
     TIFFOpenOptionsSetWarningHandlerExtR(o, quiet, NULL);
-    t = TIFFOpenExt(path, "r", o);
+    t = TIFFOpenExt(s->path, "r", o);
     TIFFOpenOptionsFree(o);
-    return t;
-}
-
-void
-slide__tiff_file_mpp(struct slide *s)
-{
-    TIFF *t = open_quiet(s->path);
-
     if (t == NULL)
         return;
     slide__tiff_mpp(s, t);
@@ -307,18 +299,4 @@ slide_aperio_stain(const char *desc, char *stain, size_t len)
         snprintf(stain, len, "%.*s", (int)(end - v), v);
         return;
     }
-}
-
-void
-slide__tiff_file_stain(struct slide *s)
-{
-    const char *desc = NULL;
-    TIFF *t = open_quiet(s->path);
-
-    if (t == NULL)
-        return;
-    if (TIFFGetField(t, TIFFTAG_IMAGEDESCRIPTION, &desc) == 1 &&
-        desc != NULL && strncmp(desc, "Aperio", 6) == 0)
-        slide_aperio_stain(desc, s->stain, sizeof(s->stain));
-    TIFFClose(t);
 }

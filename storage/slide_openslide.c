@@ -133,6 +133,17 @@ os_mpp(struct slide *s, openslide_t *os)
              "in %g..%g µm/px", v, SLIDE_MPP_MIN, SLIDE_MPP_MAX);
 }
 
+/* The stain an Aperio description declares ("|Stain = KI67|"), which
+ * OpenSlide lists as the property aperio.Stain. */
+static void
+os_stain(struct slide *s, openslide_t *os)
+{
+    const char *v = openslide_get_property_value(os, "aperio.Stain");
+
+    if (v != NULL)
+        snprintf(s->stain, sizeof(s->stain), "%s", v);
+}
+
 int
 slide__os_open(struct slide *s, const char *vendor, struct ss_err *err)
 {
@@ -163,5 +174,6 @@ slide__os_open(struct slide *s, const char *vendor, struct ss_err *err)
                            s->path, l);
     }
     os_mpp(s, os);
+    os_stain(s, os);
     return 0;
 }

@@ -210,14 +210,14 @@ config_pixel_um(const struct sim_config *c)
 
 int
 sim_slide_spec_fit_check(const struct sim_config *c, const char *spec,
-                         struct ss_err *err)
+                         char *stain, size_t len, struct ss_err *err)
 {
     struct sim__source src;
     struct sim_geometry g;
     int rc;
 
     memset(&src, 0, sizeof(src));
-    rc = sim__spec_extent(spec, &src.w_um, &src.h_um, err);
+    rc = sim__spec_extent(spec, &src.w_um, &src.h_um, stain, len, err);
     if (rc < 0)
         return rc;
     geometry_of(c, config_pixel_um(c), &src, &g);

@@ -212,9 +212,11 @@ int sim_slide_spec_open_check(const char *spec, struct ss_err *err);
  *   '/data/lung.png@999': the slide needs 515.9 x 513.5 mm of stage
  *   travel (image ...), the stage travels 120.0 x 80.0 mm (travel_x_um,
  *   travel_y_um)
- * so a daemon can refuse the slide when its scan is queued. */
+ * so a daemon can refuse the slide when its scan is queued.  When stain
+ * is not NULL it receives the stain the file declares in its metadata
+ * (see sim_slide_spec_file_stain()), from the same one opening. */
 int sim_slide_spec_fit_check(const struct sim_config *c, const char *spec,
-                             struct ss_err *err);
+                             char *stain, size_t len, struct ss_err *err);
 
 /* The stain a spec declares: a phantom's own stain ("phantom:KI67") or a
  * file spec's ":stain="; "HE", "KI67" or "CK".  NULL when the spec

@@ -94,9 +94,11 @@ int sim__spec_parse(const char *spec, struct sim__spec *p,
 
 /* The image extent of a spec, in µm: a phantom's w_mm x h_mm, a file's
  * level-0 size times its pixel size (the file is opened, no pixel is
- * decoded).  Errors as sim_slide_spec_open_check(). */
+ * decoded); and, when stain is not NULL, the stain the file declares in
+ * its metadata ("" for none or a phantom).  Errors as
+ * sim_slide_spec_open_check(). */
 int sim__spec_extent(const char *spec, double *w_um, double *h_um,
-                     struct ss_err *err);
+                     char *stain, size_t len, struct ss_err *err);
 
 int sim__source_open(const char *spec, const struct sim_config *c,
                      struct sim__source **out, struct ss_err *err);

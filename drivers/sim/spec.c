@@ -220,8 +220,8 @@ file_usable(const char *spec, const char *path, struct ss_err *err)
 }
 
 int
-sim__spec_extent(const char *spec, double *w_um, double *h_um,
-                 struct ss_err *err)
+sim__spec_extent(const char *spec, double *w_um, double *h_um, char *stain,
+                 size_t len, struct ss_err *err)
 {
     struct sim__spec p;
     struct slide_opts o;
@@ -231,6 +231,8 @@ sim__spec_extent(const char *spec, double *w_um, double *h_um,
     int64_t w = 0, h = 0;
     int rc;
 
+    if (stain != NULL)
+        stain[0] = '\0';
     rc = sim__spec_parse(spec, &p, err);
     if (rc < 0)
         return rc;
@@ -253,6 +255,8 @@ sim__spec_extent(const char *spec, double *w_um, double *h_um,
         slide_level_size(sl, 0, &w, &h);
         *w_um = (double)w * slide_mpp(sl);
         *h_um = (double)h * slide_mpp(sl);
+        if (stain != NULL && slide_stain(sl) != NULL)
+            snprintf(stain, len, "%s", slide_stain(sl));
     }
     slide_close(sl);
     if (rc < 0)
@@ -266,7 +270,7 @@ sim_slide_spec_open_check(const char *spec, struct ss_err *err)
 {
     double w_um, h_um;
 
-    return sim__spec_extent(spec, &w_um, &h_um, err);
+    return sim__spec_extent(spec, &w_um, &h_um, NULL, 0, err);
 }
 
 const char *
