@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <glib.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -278,5 +279,25 @@ util_free_bytes(const char *path, uint64_t *bytes, struct ss_err *err)
     if (statvfs(path, &sv) != 0)
         return err_set(err, -errno, "%s: statvfs: %s", path, strerror(errno));
     *bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+    return 0;
+}
+
+static int
+remove_entry(const char *path, const struct stat *sb, int flag,
+             struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+int
+util_remove_tree(const char *dir, struct ss_err *err)
+{
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 &&
+        errno != ENOENT)
+        return err_set(err, -errno, "%s: cannot remove: %s", dir,
+                       strerror(errno));
     return 0;
 }

@@ -43,6 +43,10 @@ int util_mkdir_as(const char *path, unsigned mode, long gid,
 /* fsync() of a directory, so that renames and creations in it persist. */
 int util_fsync_dir(const char *dir, struct ss_err *err);
 
+/* Removes dir and everything below it (symbolic links are removed, not
+ * followed); a missing dir is no error.  -errno naming dir otherwise. */
+int util_remove_tree(const char *dir, struct ss_err *err);
+
 /* Writes len bytes durably to path (temporary name, fsync, rename). */
 int util_write_durable(const char *path, const void *data, size_t len,
                        struct ss_err *err);

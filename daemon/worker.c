@@ -24,7 +24,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,26 +154,6 @@ on_proc_exit(uv_process_t *p, int64_t status, int sig)
 }
 
 static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb;
-    (void)flag;
-    (void)f;
-    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
-}
-
-/* Removes dir and everything below it; a missing dir is no error. */
-static int
-remove_tree(const char *dir, struct ss_err *err)
-{
-    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 &&
-        errno != ENOENT)
-        return err_set(err, -errno, "%s: cannot remove: %s", dir,
-                       strerror(errno));
-    return 0;
-}
-
-static int
 rename_err(const char *from, const char *to, struct ss_err *err)
 {
     return err_set(err, -errno, "cannot rename %s to %s: %s", from, to,
@@ -235,8 +214,8 @@ done_swap(struct supervisor *s)
         *slash = '\0';
     if (util_fsync_dir(parent, &err) < 0)
         log_warn("worker", "scan=%lld %s", (long long)s->scan, err.msg);
-    if (remove_tree(s->new_dir, &err) < 0 ||
-        remove_tree(s->old_dir, &err) < 0)
+    if (util_remove_tree(s->new_dir, &err) < 0 ||
+        util_remove_tree(s->old_dir, &err) < 0)
         log_warn("worker", "scan=%lld %s", (long long)s->scan, err.msg);
 }
 
@@ -276,9 +255,9 @@ clear_stale(struct supervisor *s, struct ss_err *err)
         rename(s->old_dir, s->out_dir) == 0)
         log_notice("worker", "scan=%lld previous results put back from %s",
                    (long long)s->scan, s->old_dir);
-    if (remove_tree(s->old_dir, err) < 0)
+    if (util_remove_tree(s->old_dir, err) < 0)
         return err->code;
-    return remove_tree(s->new_dir, err);
+    return util_remove_tree(s->new_dir, err);
 }
 
 /* The worker is gone and its pipes are closed: record the outcome. */
@@ -331,7 +310,7 @@ finish(struct supervisor *s)
         post_analysis(s, "failed", reason);
     }
     if (reason[0] != '\0' || s->stopping)
-        remove_tree(s->new_dir, &err);
+        util_remove_tree(s->new_dir, &err);
     daemon__schedule(d);
 }
 

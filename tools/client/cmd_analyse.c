@@ -19,7 +19,6 @@
  * slidescan's own slides carry) when --stain is omitted, HE when it
  * declares none; a --stain that contradicts the file's is refused.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -32,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "storage/slide.h"
 #include "tools/client/cli.h"
 #include "tools/client/client.h"
@@ -210,16 +210,9 @@ parse(int argc, char **argv, struct an_job *j)
 static void
 remove_created(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
+    struct ss_err e;
 
-    if (d == NULL)
-        return;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            (void)unlinkat(dirfd(d), de->d_name, 0);
-    closedir(d);
-    rmdir(dir);
+    (void)util_remove_tree(dir, &e);
 }
 
 /* Reconciles j->stain with the stain the slide declares.  Returns 0
