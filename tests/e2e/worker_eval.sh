@@ -82,30 +82,25 @@ check "--scale -1 is a usage error (exit 2)" [ $? = 2 ]
 
 # --- reference values that cannot be used are refused, not ignored --------
 png "$tmp/p8.png" 8 8 1
-slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
-    --ref "$tmp/noref.json" >"$tmp/ref.out" 2>"$tmp/ref.err"
-rc=$?
-echo "# $(cat "$tmp/ref.err")"
-check "a missing --ref file: exit 5, no report, the file named" \
-    [ $rc = 5 -a ! -s "$tmp/ref.out" -a -n "$(grep -F \
-      "reference values (--ref): $tmp/noref.json: No such file" \
-      "$tmp/ref.err")" ]
+# ref_refused WHAT FILE CODE TEXT: eval with --ref FILE exits CODE, prints
+# no report and says TEXT.
+ref_refused() {
+    slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
+        --ref "$2" >"$tmp/ref.out" 2>"$tmp/ref.err"
+    local rc=$?
+    echo "# $(cat "$tmp/ref.err")"
+    check "$1: exit $3, no report, says '$4'" \
+        [ $rc = "$3" -a ! -s "$tmp/ref.out" -a -n "$(grep -F -- "$4" \
+          "$tmp/ref.err")" ]
+}
+ref_refused "a missing --ref file" "$tmp/noref.json" 5 \
+    "reference values (--ref): $tmp/noref.json: No such file"
 printf 'tsr=0.4\n' >"$tmp/garbage.json"
-slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
-    --ref "$tmp/garbage.json" >"$tmp/ref.out" 2>"$tmp/ref.err"
-rc=$?
-echo "# $(cat "$tmp/ref.err")"
-check "a --ref file that is not JSON: exit 1, the file and cause named" \
-    [ $rc = 1 -a ! -s "$tmp/ref.out" -a -n "$(grep -F \
-      "reference values (--ref): $tmp/garbage.json: not JSON" \
-      "$tmp/ref.err")" ]
+ref_refused "a --ref file that is not JSON" "$tmp/garbage.json" 1 \
+    "reference values (--ref): $tmp/garbage.json: not JSON"
 echo '[0.4]' >"$tmp/array.json"
-slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
-    --ref "$tmp/array.json" >/dev/null 2>"$tmp/ref.err"
-rc=$?
-check "a --ref file holding no JSON object: exit 1, says so" \
-    [ $rc = 1 -a -n "$(grep -F "$tmp/array.json: not a JSON object" \
-                       "$tmp/ref.err")" ]
+ref_refused "a --ref file holding no JSON object" "$tmp/array.json" 1 \
+    "$tmp/array.json: not a JSON object"
 
 # --- an analysis directory at 2 µm/px against level-0 truth (0.5 µm/px) ---
 slidescan phantom --out "$tmp/ph.tif" --labels "$tmp/ph.labels.png" \
