@@ -182,7 +182,8 @@ test_a_slide_beyond_the_travel_is_refused(void **state)
     for (i = 0; kv[i] != NULL; i += 2)
         assert_int_equal(sim_config_set(&c, kv[i], kv[i + 1], &q), 0);
     assert_int_equal(sim_slide_spec_fit_check(&c, "phantom:HE:w_mm=20:"
-                                              "h_mm=1", NULL, 0, &q), SS_ECONFIG);
+                                              "h_mm=1", NULL, 0, &q),
+                     SS_ECONFIG);
     assert_string_equal(q.msg, e.msg);
     assert_int_equal(sim_slide_spec_fit_check(&c, "phantom:HE:w_mm=1:h_mm=9",
                                               NULL, 0, &q), SS_ECONFIG);
