@@ -52,7 +52,7 @@ struct supervisor {
     char slide[64];
     char out_dir[2 * PATH_MAX];     /* the results in place */
     char new_dir[2 * PATH_MAX + 8]; /* out_dir.new, the worker's --out */
-    char old_dir[2 * PATH_MAX + 8]; /* out_dir.old, a swap without exchange */
+    char old_dir[2 * PATH_MAX + 8]; /* out_dir.old, the set being replaced */
     int attempts;
     struct proto_lines outl, errl;
     char last_err[512];
@@ -164,13 +164,17 @@ rename_err(const char *from, const char *to, struct ss_err *err)
 enum swap_how { SWAP_FRESH, SWAP_EXCHANGED, SWAP_MOVED_OLD };
 
 /* Puts new_dir in place of out_dir.  The previous set, if any, ends in
- * new_dir (exchanged) or old_dir (moved aside) until done_swap(). */
+ * old_dir (or, if that rename fails, in new_dir) until done_swap(), so
+ * that once the catalogue says "done" no DIR.new is left to look like a
+ * run in progress. */
 static int
 swap_in(struct supervisor *s, enum swap_how *how, struct ss_err *err)
 {
     if (renameat2(AT_FDCWD, s->new_dir, AT_FDCWD, s->out_dir,
                   RENAME_EXCHANGE) == 0) {
         *how = SWAP_EXCHANGED;
+        if (rename(s->new_dir, s->old_dir) == 0)
+            *how = SWAP_MOVED_OLD;
     } else if (errno == ENOENT) {
         *how = SWAP_FRESH;
         if (rename(s->new_dir, s->out_dir) != 0)
