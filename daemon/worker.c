@@ -306,6 +306,9 @@ finish(struct supervisor *s)
                    (long long)s->scan, s->slide, s->out_dir);
         post_analysis(s, "done", NULL);
     }
+    /* The half-written set goes before the catalogue says "failed". */
+    if (reason[0] != '\0' || s->stopping)
+        util_remove_tree(s->new_dir, &err);
     if (reason[0] != '\0' && strstr(reason, "restarting") == NULL &&
         !s->stopping) {
         log_error("worker", "failed scan=%lld cause=\"%s\"",
@@ -313,8 +316,6 @@ finish(struct supervisor *s)
         cat_analysis_set(d->cat, s->scan, CAT_A_FAILED, reason, NULL);
         post_analysis(s, "failed", reason);
     }
-    if (reason[0] != '\0' || s->stopping)
-        util_remove_tree(s->new_dir, &err);
     daemon__schedule(d);
 }
 
