@@ -9,9 +9,11 @@
  * directory and removing it at once: permission bits say nothing for
  * root, and a file system such as /proc refuses whatever its bits say.
  * The analysis worker must be an executable file and a model given by
- * path a readable file, or every analysis would fail at its start.
+ * path a model file the worker can load, or every analysis would fail at
+ * its start.
  */
 #include "daemon/daemon.h"
+#include "worker/analysis/analysis.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -174,21 +176,34 @@ check_worker(const struct dconf *c, struct ss_err *err)
 }
 
 /* "" leaves the choice to the worker; "classical" is its built-in
- * model, which needs no file.
- * LIMIT: only that the file can be read is checked, not that it holds a
- * model: a readable file of another kind passes --check and each
- * analysis then fails with the worker's message about the file. */
+ * model, which needs no file.  A file is loaded as the worker would load
+ * it (safetensors weights with the architecture and meta data the
+ * segmenter needs), so a file of another kind, or a model cut short, is
+ * refused here rather than failing every analysis later. */
 static int
 check_model(const struct dconf *c, struct ss_err *err)
 {
-    char why[2 * PATH_MAX + 128];
+    char why[2 * PATH_MAX + 128], lead[PATH_MAX + 16];
+    struct an_model *m = NULL;
+    struct ss_err e;
+    const char *msg;
 
     if (c->model[0] == '\0' || strcmp(c->model, "classical") == 0)
         return 0;
     if (file_usable(c->model, R_OK, why, sizeof(why)) < 0)
         return daemon__conf_err(c, err, "analysis", "model", "%s; analyses "
                                 "could not run", why);
-    return 0;
+    if (an_model_load(c->model, &m, &e) == 0) {
+        an_model_free(m);
+        return 0;
+    }
+    /* The loader names the model first; the key already does. */
+    msg = e.msg;
+    snprintf(lead, sizeof(lead), "model %s: ", c->model);
+    if (strncmp(msg, lead, strlen(lead)) == 0)
+        msg += strlen(lead);
+    return daemon__conf_err(c, err, "analysis", "model", "%s; analyses "
+                            "could not run", msg);
 }
 
 int

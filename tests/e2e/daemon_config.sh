@@ -83,6 +83,17 @@ expect worker-not-in-path "${here}worker = no-such-worker-x\n" \
 expect model-missing \
     "$here[analysis]\nmodel = /nonexistent/model.safetensors\n" \
     ':6: [analysis] model: /nonexistent/model.safetensors: No such file or directory; analyses could not run'
+echo "not a model" >"$T/text.safetensors"
+expect model-not-a-model "$here[analysis]\nmodel = $T/text.safetensors\n" \
+    ":6: [analysis] model: $T/text.safetensors: not a safetensors file \
+(header length 8029109312199880558, file 12 bytes); analyses could not run"
+head -c 100000 "$ROOT/models/default.safetensors" \
+    >"$T/short.safetensors"
+out=$(printf "$here[analysis]\nmodel = $T/short.safetensors\n" \
+      >"$T/short.conf"; slidescand --check -c "$T/short.conf" 2>&1)
+check "a model file cut short is refused, naming it ($out)" grep -q \
+    "^slidescand: $T/short.conf:6: \[analysis\] model: .*short.safetensors.*; analyses could not run$" \
+    <<<"$out"
 printf "${here}[analysis]\nmodel = classical\n" >"$T/classical.conf"
 out=$(slidescand --check -c "$T/classical.conf" 2>&1)
 check "model = classical is the built-in model, no file ($out)" \

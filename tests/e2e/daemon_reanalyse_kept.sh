@@ -32,11 +32,17 @@ sum_before=$(cd "$ADIR" && sha256sum results.json overlay.png 2>/dev/null)
 check "the analysis directory holds results.json and the overlay" \
     test -s "$ADIR/results.json" -a -s "$ADIR/overlay.png"
 
-# A readable file that is no model: the configuration check (which only
-# sees that the file can be read) lets it through, the worker refuses it.
+# A model file that is no model is refused at reload, naming it.
 echo "not a model" >"$T/broken.safetensors"
 sed -i "s|^model = classical|model = $T/broken.safetensors|" "$CONF"
-check "reload takes the broken model file" slidescan reload
+out=$(slidescan reload 2>&1)
+check "reload refuses a file that is no model, naming it ($out)" \
+    grep -q "model: $T/broken.safetensors: not a safetensors file" <<<"$out"
+# A good model, replaced by a broken file after the reload accepted it:
+# the worker refuses it when the reanalysis runs.
+cp "$ROOT/models/default.safetensors" "$T/broken.safetensors"
+check "reload takes the model file while it is good" slidescan reload
+echo "not a model" >"$T/broken.safetensors"
 slidescan reanalyse 1 >/dev/null
 check "the reanalysis with a broken model fails" wait_until 60 \
     'test "$(astate 1)" = failed'
