@@ -67,6 +67,9 @@ new_scan(struct cat *c, const char *slide)
 
     assert_int_equal(cat_scan_add(c, &req, &id, NULL), 0);
     memset(&p, 0, sizeof(p));
+    /* Positions left to the stack's garbage could be NaN, which SQLite
+     * stores as NULL and the plan's NOT NULL columns refuse. */
+    memset(t, 0, sizeof(t));
     p.rows = 3;
     p.cols = 4;
     p.frame_w = 48;
