@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,22 @@ struct items {
     int n, cap;
 };
 
+/* Appends the formatted text to the "; "-separated list in buf while it
+ * fits. */
+static void
+note(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    size_t used = strlen(buf);
+
+    if (used + 4 >= len)
+        return;
+    if (used > 0) {
+        snprintf(buf + used, len - used, "; ");
+        used += 2;
+    }
+    vsnprintf(buf + used, len - used, fmt, ap);
+}
+
 static void
 problem(struct backup_report *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -51,18 +68,26 @@ problem(struct backup_report *r, const char *fmt, ...)
 static void
 problem(struct backup_report *r, const char *fmt, ...)
 {
-    size_t used = strlen(r->problem);
     va_list ap;
 
     r->problems++;
-    if (used + 4 >= sizeof(r->problem))
-        return;
-    if (used > 0) {
-        snprintf(r->problem + used, sizeof(r->problem) - used, "; ");
-        used += 2;
-    }
     va_start(ap, fmt);
-    vsnprintf(r->problem + used, sizeof(r->problem) - used, fmt, ap);
+    note(r->problem, sizeof(r->problem), fmt, ap);
+    va_end(ap);
+}
+
+static void
+repaired(struct backup_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+repaired(struct backup_report *r, const char *fmt, ...)
+{
+    va_list ap;
+
+    r->repaired++;
+    va_start(ap, fmt);
+    note(r->repair, sizeof(r->repair), fmt, ap);
     va_end(ap);
 }
 
@@ -341,12 +366,25 @@ manifest_file(json_t *m, const char *rel)
     return NULL;
 }
 
-static json_t *
-file_entry(const struct item *x, const char *sha, uint64_t bytes)
+static json_int_t
+mtime_ns(const struct stat *st)
 {
-    return json_pack("{s:s, s:s, s:I, s:s, s:s}", "path", x->rel, "sha256",
-                     sha, "bytes", (json_int_t)bytes, "kind", x->kind,
-                     "stamp", x->stamp);
+    return (json_int_t)st->st_mtim.tv_sec * 1000000000 +
+        st->st_mtim.tv_nsec;
+}
+
+/* The manifest's entry for x, whose copy at dst has the given checksum
+ * and size; its modification time is recorded for quick runs. */
+static json_t *
+file_entry(const struct item *x, const char *dst, const char *sha,
+           uint64_t bytes)
+{
+    struct stat st;
+    json_int_t t = stat(dst, &st) == 0 ? mtime_ns(&st) : 0;
+
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:I}", "path", x->rel,
+                     "sha256", sha, "bytes", (json_int_t)bytes, "kind",
+                     x->kind, "stamp", x->stamp, "mtime_ns", t);
 }
 
 static int
@@ -507,23 +545,24 @@ struct round {
     const char *data_dir, *dest;
     json_t *old, *files;
     json_t *made;                   /* paths this run wrote into dest */
+    json_t *fixed;                  /* path: "DEST/files/path (what was
+                                       wrong)" for each copy this run
+                                       repaired */
     struct backup_report *r;
     int changed;                    /* named files that moved meanwhile */
+    bool quick;                     /* trust size and time of kept copies */
 };
 
-/* The old backup's copy of x still stands for it when the checksum (or
- * for directory contents, the directory's finish time) is the same and
- * the copy has the recorded size. */
+/* The old manifest's entry for x when it was copied from the same
+ * source: the same checksum, or for directory contents (which the
+ * catalogue has no checksum for) the directory's same finish time. */
 static json_t *
-still_backed_up(struct round *rd, const struct item *x, const char *dst)
+backed_up_before(struct round *rd, const struct item *x)
 {
     json_t *f = manifest_file(rd->old, x->rel);
     const char *sha, *stamp;
-    struct stat st;
 
-    if (f == NULL || stat(dst, &st) != 0 ||
-        (json_int_t)st.st_size != json_integer_value(json_object_get(f,
-                                                                "bytes")))
+    if (f == NULL)
         return NULL;
     sha = nonnull(json_string_value(json_object_get(f, "sha256")));
     stamp = nonnull(json_string_value(json_object_get(f, "stamp")));
@@ -533,28 +572,105 @@ still_backed_up(struct round *rd, const struct item *x, const char *dst)
     return f;
 }
 
+/* Whether the copy at dst is still the one the manifest entry f
+ * describes: its size, then (unless a quick run finds the recorded size
+ * and modification time) its SHA-256, read in full.  Returns 1 when it
+ * was read and matches, 2 when trusted by size and time, 0 with why
+ * filled when it is missing or damaged. */
+static int
+copy_intact(const struct round *rd, json_t *f, const char *dst,
+            char *why, size_t len)
+{
+    json_int_t bytes = json_integer_value(json_object_get(f, "bytes"));
+    json_t *t = json_object_get(f, "mtime_ns");
+    struct stat st;
+    struct ss_err e;
+    char hex[65];
+
+    if (stat(dst, &st) != 0) {
+        snprintf(why, len, "%s", strerror(errno));
+        return 0;
+    }
+    if ((json_int_t)st.st_size != bytes) {
+        snprintf(why, len, "%lld bytes, the manifest says %lld",
+                 (long long)st.st_size, (long long)bytes);
+        return 0;
+    }
+    if (rd->quick && json_is_integer(t) &&
+        json_integer_value(t) == mtime_ns(&st))
+        return 2;
+    if (util_sha256_file(dst, hex, &e) < 0) {
+        snprintf(why, len, "%s", e.msg);
+        return 0;
+    }
+    if (strcmp(hex, nonnull(json_string_value(json_object_get(f,
+                                                          "sha256")))) != 0) {
+        snprintf(why, len, "checksum differs from the manifest");
+        return 0;
+    }
+    return 1;
+}
+
+/* Keeps the old copy of x at dst when it is intact (its entry carried
+ * over with the copy's current modification time); false when x must
+ * be copied, *damaged set when an old copy was there to stand for it
+ * but is missing or damaged (why says how). */
+static bool
+keep_old(struct round *rd, const struct item *x, const char *dst,
+         bool *damaged, char *why, size_t len)
+{
+    json_t *f = backed_up_before(rd, x), *kept, *fix;
+    struct stat st;
+    int how;
+
+    *damaged = false;
+    if (f == NULL)
+        return false;
+    how = copy_intact(rd, f, dst, why, len);
+    if (how == 0) {
+        *damaged = true;
+        return false;
+    }
+    kept = json_deep_copy(f);
+    if (stat(dst, &st) == 0)
+        json_object_set_new(kept, "mtime_ns", json_integer(mtime_ns(&st)));
+    json_array_append_new(rd->files, kept);
+    /* A copy repaired in an earlier round of this run stays a repair. */
+    fix = json_object_get(rd->fixed, x->rel);
+    if (fix != NULL)
+        repaired(rd->r, "%s", json_string_value(fix));
+    else
+        rd->r->kept++;
+    if (how == 1)
+        rd->r->verified++;
+    return true;
+}
+
 static void
 back_up_one(struct round *rd, const struct item *x)
 {
-    char src[PATH_MAX * 2], dst[PATH_MAX * 2], hex[65];
+    char src[PATH_MAX * 2], dst[PATH_MAX * 2], hex[65], why[512];
     struct ss_err e;
     uint64_t bytes = 0;
-    json_t *f;
+    bool damaged;
 
     snprintf(src, sizeof(src), "%s/%s", rd->data_dir, x->rel);
     snprintf(dst, sizeof(dst), "%s/files/%s", rd->dest, x->rel);
-    f = still_backed_up(rd, x, dst);
-    if (f != NULL) {
-        json_array_append(rd->files, f);
-        rd->r->kept++;
+    if (keep_old(rd, x, dst, &damaged, why, sizeof(why)))
         return;
-    }
+    if (damaged)
+        log_warn("backup", "damaged copy path=%s cause=\"%s\"; copying it "
+                 "again", dst, why);
     if (copy_verified(src, dst, hex, &bytes, &e) < 0) {
         /* Only a source gone meanwhile is a change worth a new snapshot;
          * a copy that cannot be written (a full disk) stays a problem. */
         if (access(src, R_OK) != 0)
             rd->changed++;
-        problem(rd->r, "%s", e.msg);
+        if (damaged)
+            problem(rd->r, "%s: %s, and copying it again failed: %s", dst,
+                    why, e.msg);
+        else
+            problem(rd->r, "%s", e.msg);
         return;
     }
     json_array_append_new(rd->made, json_string(x->rel));
@@ -564,8 +680,14 @@ back_up_one(struct round *rd, const struct item *x)
                 "%.12s...", src, hex, x->sha);
         return;
     }
-    json_array_append_new(rd->files, file_entry(x, hex, bytes));
-    rd->r->copied++;
+    json_array_append_new(rd->files, file_entry(x, dst, hex, bytes));
+    if (damaged) {
+        repaired(rd->r, "%s (%s)", dst, why);
+        json_object_set_new(rd->fixed, x->rel, json_sprintf("%s (%s)", dst,
+                                                            why));
+    } else {
+        rd->r->copied++;
+    }
     rd->r->verified++;
     rd->r->bytes += bytes;
 }
@@ -862,7 +984,16 @@ int
 backup_create(const char *catalogue, const char *data_dir, const char *dest,
               struct backup_report *r, struct ss_err *err)
 {
-    struct round rd = { data_dir, dest, NULL, NULL, NULL, r, 0 };
+    return backup_create_with(catalogue, data_dir, dest, NULL, r, err);
+}
+
+int
+backup_create_with(const char *catalogue, const char *data_dir,
+                   const char *dest, const struct backup_options *o,
+                   struct backup_report *r, struct ss_err *err)
+{
+    struct round rd = { data_dir, dest, NULL, NULL, NULL, NULL, r, 0,
+                        o != NULL && o->quick };
     char path[PATH_MAX * 2], snap[PATH_MAX * 2];
     bool created;
     int rc, round;
@@ -889,6 +1020,7 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
     if (rc < 0)
         return err_prefix(err, "backup %s", dest);
     rd.made = json_array();
+    rd.fixed = json_object();
     snprintf(snap, sizeof(snap), "%s/catalogue.db.tmp", dest);
     rd.old = manifest_load(dest);
     for (round = 0; round < ROUNDS; round++) {
@@ -912,13 +1044,14 @@ backup_create(const char *catalogue, const char *data_dir, const char *dest,
     else if (r->problems > 0)
         prune_empty(path, 0);
     json_decref(rd.made);
+    json_decref(rd.fixed);
     json_decref(rd.old);
     json_decref(rd.files);
     if (rc == 0 && r->problems > 0)
         rc = err_set(err, SS_EFORMAT, "backup %s is incomplete: %d "
                      "problem%s (it holds the %d files it could copy): %s",
                      dest, r->problems, r->problems == 1 ? "" : "s",
-                     r->copied + r->kept, r->problem);
+                     r->copied + r->kept + r->repaired, r->problem);
     return rc;
 }
 
@@ -1048,6 +1181,9 @@ backup_verify(const char *src, struct backup_report *r, struct ss_err *err)
     else
         rc = verify_catalogue(src, m, err);
     if (rc < 0) {
+        /* The report names what failed too. */
+        if (err != NULL)
+            problem(r, "%s", err->msg);
         json_decref(m);
         return rc;
     }

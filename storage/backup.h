@@ -14,14 +14,20 @@
  * file that changed or vanished since the snapshot (the daemon finished a
  * scan and removed its tiles, say) makes the backup take a new snapshot
  * and go again, copying only what it does not have yet; a backup into the
- * same directory later copies only what is new.
+ * same directory later copies only what is new.  Every copy it keeps is
+ * first checked against the manifest's SHA-256 (or, when asked for a
+ * quick run, against the size and modification time recorded with it);
+ * a copy that is missing or damaged is copied again from the data
+ * directory ("repaired"), so that a run that succeeds leaves a backup
+ * that passes backup_verify().
  *
  * The backup directory:
  *   DEST/catalogue.db     the snapshot, a standalone database
  *   DEST/files/REL        each file at its path relative to the data dir
  *   DEST/MANIFEST.json    {"version":1, "created", "catalogue":{"file",
  *                         "sha256","schema"}, "files":[{"path","sha256",
- *                         "bytes","kind"}], "problems":[...]}
+ *                         "bytes","kind","stamp","mtime_ns"}],
+ *                         "problems":[...]}
  * written in that order, each durably, so that an interrupted backup
  * leaves files that restore refuses ("the catalogue does not match the
  * manifest") rather than a silent mix.
@@ -54,6 +60,21 @@ struct backup_report {
     int snapshots;                  /* catalogue snapshots taken */
     int64_t schema;                 /* the catalogue's user_version */
     char problem[1024];             /* the first problems, "; " between */
+    int repaired;                   /* copies already in the backup found
+                                       missing or damaged and copied
+                                       again (not counted in copied) */
+    char repair[1024];              /* the first repairs, "; " between */
+};
+
+/* How backup_create_with() treats the copies already in the backup. */
+struct backup_options {
+    /* false (the default): each copy is read and compared with the
+     * manifest's SHA-256.  true: a copy whose size and modification time
+     * are those the manifest recorded is trusted without reading it;
+     * damage that keeps both (a failing disk's bit rot) is then found
+     * only by a full run or backup_verify().
+     * LIMIT: a quick run reports success over such damage. */
+    bool quick;
 };
 
 /* Backs up the catalogue at catalogue (data files under data_dir) into
@@ -68,6 +89,15 @@ struct backup_report {
 int backup_create(const char *catalogue, const char *data_dir,
                   const char *dest, struct backup_report *r,
                   struct ss_err *err);
+
+/* backup_create() with options (NULL: the defaults, as backup_create()).
+ * A copy already in dest whose source is unchanged but which is missing
+ * or differs from the manifest is copied again and counted in
+ * r->repaired, its path and what was wrong in r->repair; one that cannot
+ * be copied again is a problem (SS_EFORMAT naming it). */
+int backup_create_with(const char *catalogue, const char *data_dir,
+                       const char *dest, const struct backup_options *o,
+                       struct backup_report *r, struct ss_err *err);
 
 /* Checks a backup directory: the manifest, the catalogue's checksum and
  * integrity, every file's checksum, and that it is whole (the manifest

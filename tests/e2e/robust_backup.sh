@@ -8,7 +8,10 @@
 # into an empty data directory gives a working catalogue whose checksums
 # all verify, on which a new daemon finishes the interrupted scan; a
 # second backup copies only what is new; restore refuses a catalogue in
-# use, and an existing one without --force.
+# use, and an existing one without --force.  A copy damaged or lost in
+# the backup is named by --verify (report on stdout, exit 1) and repaired
+# by the next backup run (read in full, or with --quick when its size or
+# time changed), after which the backup verifies and restores.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 IMAGE=phantom:HE:seed=11:w_mm=1.2:h_mm=0.9
@@ -162,4 +165,47 @@ else
         eval 'test $rc = 5 && one_line "$T/o4" "$T/e4" \
               "/var/lib/slidescan/catalogue.db (the default: no --config"'
 fi
+# --- damage in the backup is found and repaired --------------------------
+RP=$T/repair
+cp -a "$BK" "$RP"
+copy=$RP/files/$wsi
+printf 'XXXX' | dd of="$copy" bs=1 seek=5000 conv=notrunc 2>/dev/null
+n=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))
+['files']))" "$RP/MANIFEST.json")
+slidescan backup "$RP" --verify >"$T/o5" 2>"$T/e5"
+rc=$?
+echo "# $(cat "$T/o5")"
+check "--verify of a damaged backup: exit 1, the report on stdout" \
+    eval 'test $rc = 1 && grep -q "^verify $RP: $n files, $((n - 1)) \
+verified, 1 problems; catalogue schema [0-9]*$" "$T/o5"'
+check "... naming the damaged copy there, and one line on stderr" \
+    eval 'grep -q "^problems: $copy: checksum differs from the manifest$" \
+          "$T/o5" && test "$(wc -l <"$T/e5")" = 1'
+slidescan backup "$RP" --config "$CONF" >"$T/o6" 2>"$T/e6"
+rc=$?
+echo "# $(cat "$T/o6")"
+check "the next backup run repairs it (exit 0, 1 repaired)" \
+    eval 'test $rc = 0 && grep -q "^backup $RP: [0-9]* files, [0-9]* \
+copied, 1 repaired (.* written), [0-9]* already there, " "$T/o6"'
+check "... naming it and what was wrong" \
+    grep -qx "repaired: $copy (checksum differs from the manifest)" "$T/o6"
+check "... and the repaired backup passes --verify" \
+    slidescan backup "$RP" --verify
+check "... and restores" slidescan restore "$RP" --config "$RCONF" \
+    --data-dir "$T/r4" --catalogue "$T/r4/catalogue.db"
+check "the repaired slide image matches its catalogue checksum" \
+    test "$(sha256sum "$T/r4/$wsi" | cut -d' ' -f1)" = \
+    "$(sqlite3 "$RDB" "SELECT checksum FROM scans WHERE id = 1")"
+rm "$copy"
+out=$(slidescan backup "$RP" --config "$CONF" --quick --json)
+rc=$?
+echo "# $out"
+check "a --quick run repairs a copy gone from the backup" \
+    test $rc = 0 -a "$(python3 -c "import json,sys; r = json.loads(
+sys.argv[1]); print(r['repaired'], r['repairs'])" "$out" 2>/dev/null)" = \
+    "1 $copy (No such file or directory)"
+check "... and the backup passes --verify" slidescan backup "$RP" --verify
+check "--quick with --verify is a usage error (exit 2)" \
+    test "$(slidescan backup "$RP" --verify --quick >/dev/null 2>&1;
+            echo $?)" = 2
 dtest_end

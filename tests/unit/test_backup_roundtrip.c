@@ -5,11 +5,14 @@
  * calibration; a scan still capturing with its tiles) is backed up while
  * another thread keeps recording tiles, restored elsewhere and checked;
  * a second backup copies nothing new; damaged sources and backups are
- * named; a catalogue in use or present is not overwritten.
+ * named; a copy damaged or lost in the backup is repaired by the next
+ * backup run (a quick run trusts size and modification time); a
+ * catalogue in use or present is not overwritten.
  */
 #include "tests/support/testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -289,6 +292,131 @@ test_damage_is_named(void **state)
     assert_non_null(strstr(e.msg, "does not match the manifest"));
 }
 
+/* Overwrites 4 bytes inside the file at path, keeping its size; with
+ * keep_time, also its modification time (damage a quick run cannot
+ * see), otherwise the time moves on by a second, as after a later write
+ * (whatever the file system's timestamp granularity). */
+static void
+damage_in_place(const char *path, bool keep_time)
+{
+    struct timespec t[2];
+    struct stat st;
+    int fd;
+
+    assert_int_equal(stat(path, &st), 0);
+    fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "XXXX", 4, 3), 4);
+    close(fd);
+    t[0] = st.st_atim;
+    t[1] = st.st_mtim;
+    if (!keep_time)
+        t[1].tv_sec++;
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+/* A backup run checks the copies already there against the manifest and
+ * copies damaged or missing ones again, so that it leaves a backup that
+ * verifies; a quick run trusts size and modification time. */
+static void
+test_damaged_copy_is_repaired(void **state)
+{
+    const char *dest = tu_tmp("backup6");
+    struct backup_options quick = { .quick = true };
+    char wsi[8192], res[8192], away[8192];
+    struct backup_report r;
+    struct ss_err e;
+
+    (void)state;
+    build_data();
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
+    assert_int_equal(r.files, 10);
+    assert_int_equal(r.copied, 10);
+    snprintf(wsi, sizeof(wsi), "%s/files/slides/S-1/scan-1.tif", dest);
+    snprintf(res, sizeof(res), "%s/files/slides/S-1/analysis-s1/"
+             "results.json", dest);
+
+    /* Same size, other bytes: found by the checksum, copied again. */
+    damage_in_place(wsi, false);
+    assert_int_equal(backup_verify(dest, &r, &e), SS_EFORMAT);
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
+    print_message("# repaired: %s\n", r.repair);
+    assert_int_equal(r.repaired, 1);
+    assert_int_equal(r.copied, 0);
+    assert_int_equal(r.kept, 9);
+    assert_int_equal(r.verified, 10);
+    assert_int_equal(r.problems, 0);
+    assert_int_equal(r.bytes, 28);
+    assert_non_null(strstr(r.repair, "scan-1.tif (checksum differs from "
+                           "the manifest)"));
+    assert_int_equal(backup_verify(dest, &r, &e), 0);
+    assert_int_equal(r.verified, 10);
+
+    /* A copy gone from the backup (directory contents too). */
+    assert_int_equal(unlink(res), 0);
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
+    assert_int_equal(r.repaired, 1);
+    assert_non_null(strstr(r.repair, "results.json (No such file or "
+                           "directory)"));
+    assert_int_equal(backup_verify(dest, &r, &e), 0);
+
+    /* A quick run reads nothing whose size and time are as recorded... */
+    assert_int_equal(backup_create_with(cat_path, data, dest, &quick, &r,
+                                        &e), 0);
+    assert_int_equal(r.kept, 10);
+    assert_int_equal(r.verified, 0);
+    /* ... repairs what a write changed ... */
+    damage_in_place(wsi, false);
+    assert_int_equal(backup_create_with(cat_path, data, dest, &quick, &r,
+                                        &e), 0);
+    assert_int_equal(r.repaired, 1);
+    assert_int_equal(r.kept, 9);
+    assert_int_equal(r.verified, 1);
+    assert_int_equal(backup_verify(dest, &r, &e), 0);
+    /* ... but not damage that kept both, which a full run repairs. */
+    damage_in_place(wsi, true);
+    assert_int_equal(backup_create_with(cat_path, data, dest, &quick, &r,
+                                        &e), 0);
+    assert_int_equal(r.repaired, 0);
+    assert_int_equal(backup_verify(dest, &r, &e), SS_EFORMAT);
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
+    assert_int_equal(r.repaired, 1);
+    assert_int_equal(backup_verify(dest, &r, &e), 0);
+
+    /* A run that goes round again (a directory the catalogue names is
+     * gone from the data) still reports its one repair. */
+    damage_in_place(wsi, false);
+    snprintf(res, sizeof(res), "%s/slides/S-1/analysis-s1", data);
+    snprintf(away, sizeof(away), "%s/away", data);
+    assert_int_equal(rename(res, away), 0);
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e),
+                     SS_EFORMAT);
+    assert_int_equal(r.snapshots, 3);
+    assert_int_equal(r.problems, 1);
+    assert_int_equal(r.repaired, 1);
+    assert_non_null(strstr(r.repair, "scan-1.tif (checksum differs from "
+                           "the manifest)"));
+    assert_null(strstr(r.repair, "; "));
+    assert_int_equal(rename(away, res), 0);
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e), 0);
+    assert_int_equal(r.repaired, 0);
+    assert_int_equal(backup_verify(dest, &r, &e), 0);
+
+    /* A damaged copy whose source is damaged too cannot be repaired: the
+     * run fails naming it, and the backup does not pass for whole. */
+    damage_in_place(wsi, false);
+    snprintf(res, sizeof(res), "%s/slides/S-1/scan-1.tif", data);
+    damage_in_place(res, false);
+    assert_int_equal(backup_create(cat_path, data, dest, &r, &e),
+                     SS_EFORMAT);
+    print_message("# %s\n", e.msg);
+    assert_int_equal(r.repaired, 0);
+    assert_int_equal(r.problems, 1);
+    assert_non_null(strstr(e.msg, "scan-1.tif: checksum"));
+    assert_non_null(strstr(e.msg, "differs from the catalogue's"));
+    assert_int_equal(backup_verify(dest, &r, &e), SS_EFORMAT);
+}
+
 /* A catalogue in use by another process is never replaced; an existing
  * one only with force, which also drops its stale WAL. */
 static void
@@ -479,6 +607,7 @@ main(void)
         cmocka_unit_test_setup(test_backup_during_scan_restores_and_verifies,
                                fresh_tmp),
         cmocka_unit_test_setup(test_damage_is_named, fresh_tmp),
+        cmocka_unit_test_setup(test_damaged_copy_is_repaired, fresh_tmp),
         cmocka_unit_test_setup(test_restore_refuses_live_catalogue,
                                fresh_tmp),
         cmocka_unit_test_setup(test_failures_are_named_once, fresh_tmp),

@@ -4,9 +4,12 @@
  * taken while the daemon keeps scanning) and every slide image, analysis
  * output, calibration and unfinished scan's tile not yet in DEST, each
  * verified by its checksum (storage/backup.h).  Runs in this process
- * against the catalogue file; the daemon is not involved.  With --verify
- * it only checks an existing backup.  The report goes to stdout when the
- * backup is whole; otherwise one line on stderr says what is missing.
+ * against the catalogue file; the daemon is not involved.  Copies already
+ * in DEST are checked first (read in full, or with --quick by size and
+ * modification time) and copied again when missing or damaged.  With
+ * --verify it only checks an existing backup.  The report goes to stdout
+ * whenever DEST was examined, naming the repairs and problems; a failure
+ * also writes one line on stderr saying what is wrong.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -25,19 +28,30 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: slidescan backup DEST [--config FILE] [--data-dir DIR]\n"
-            "                        [--catalogue FILE] [--verify] [--json]\n"
+            "                        [--catalogue FILE] [--quick] [--verify]\n"
+            "                        [--json]\n"
             "\n"
             "Backs up the catalogue and every slide image, analysis output,\n"
             "calibration and tile of an unfinished scan into the directory\n"
             "DEST, copying only what DEST does not hold yet and checking\n"
             "every copy against its checksum.  Safe while slidescand scans.\n"
+            "Each copy already in DEST is read and compared with the\n"
+            "checksum in DEST's manifest; one that is missing or damaged is\n"
+            "copied again from the data directory and reported as\n"
+            "repaired, so a backup that exits 0 passes --verify.  --quick\n"
+            "trusts a copy already there whose size and modification time\n"
+            "are those the manifest recorded, without reading it: much less\n"
+            "reading on a large backup, but damage that keeps both (a\n"
+            "failing disk) is found only by a full run or --verify.\n"
             "Paths come from the [daemon] section of the configuration\n"
             "($SLIDESCAN_CONFIG or /etc/slidescan/slidescan.conf) unless\n"
             "given; without them the catalogue is\n"
             "/var/lib/slidescan/catalogue.db.  --verify checks DEST instead\n"
             "of writing to it: every file against its checksum, and that\n"
-            "DEST holds everything its catalogue names.  Exit status 0 when\n"
-            "everything is backed up (or verifies; the report on stdout), 1\n"
+            "DEST holds everything its catalogue names.  The report goes to\n"
+            "stdout, also when the backup or the check fails (then naming\n"
+            "the problems; one line on stderr says what failed).  Exit\n"
+            "status 0 when everything is backed up (or verifies), 1\n"
             "when some files could not be (DEST keeps the rest, marked\n"
             "incomplete) or DEST is damaged or incomplete, 4 when DEST is\n"
             "refused because it is, lies inside or contains the data\n"
@@ -48,34 +62,45 @@ usage(FILE *f)
 
 static void
 print_report(const char *what, const char *dir,
-             const struct backup_report *r, bool json)
+             const struct backup_report *r, bool verify, bool json)
 {
     char bytes[32];
 
     if (json) {
-        json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:i, "
-                              "s:I, s:s}", what, dir, "files", r->files,
-                              "copied", r->copied, "kept", r->kept,
-                              "verified", r->verified, "problems",
-                              r->problems, "bytes", (json_int_t)r->bytes,
-                              "snapshots", r->snapshots, "schema",
-                              (json_int_t)r->schema, "problem", r->problem);
+        json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, "
+                              "s:i, s:I, s:s, s:s}", what, dir, "files",
+                              r->files, "copied", r->copied, "kept",
+                              r->kept, "repaired", r->repaired, "verified",
+                              r->verified, "problems", r->problems, "bytes",
+                              (json_int_t)r->bytes, "snapshots",
+                              r->snapshots, "schema", (json_int_t)r->schema,
+                              "problem", r->problem, "repairs", r->repair);
         json_dumpf(o, stdout, JSON_SORT_KEYS);
         putchar('\n');
         json_decref(o);
         return;
     }
     space_fmt(r->bytes, bytes, sizeof(bytes));
-    printf("%s %s: %d files, %d copied (%s), %d already there, %d "
-           "verified, %d problems; catalogue schema %lld, %d snapshot%s\n",
-           what, dir, r->files, r->copied, bytes, r->kept, r->verified,
-           r->problems, (long long)r->schema, r->snapshots,
-           r->snapshots == 1 ? "" : "s");
+    if (verify)
+        printf("verify %s: %d files, %d verified, %d problems; catalogue "
+               "schema %lld\n", dir, r->files, r->verified, r->problems,
+               (long long)r->schema);
+    else
+        printf("%s %s: %d files, %d copied, %d repaired (%s written), %d "
+               "already there, %d verified, %d problems; catalogue schema "
+               "%lld, %d snapshot%s\n", what, dir, r->files, r->copied,
+               r->repaired, bytes, r->kept, r->verified, r->problems,
+               (long long)r->schema, r->snapshots,
+               r->snapshots == 1 ? "" : "s");
+    if (r->repaired > 0)
+        printf("repaired: %s\n", r->repair);
+    if (r->problems > 0)
+        printf("problems: %s\n", r->problem);
 }
 
 struct args {
     const char *dir, *conf, *data_dir, *catalogue;
-    bool verify, json;
+    bool verify, quick, json;
 };
 
 /* 0 to go on, or the exit status. */
@@ -99,6 +124,8 @@ parse(int argc, char **argv, struct args *a)
             a->catalogue = argv[++i];
         } else if (strcmp(o, "--verify") == 0) {
             a->verify = true;
+        } else if (strcmp(o, "--quick") == 0) {
+            a->quick = true;
         } else if (strcmp(o, "--json") == 0) {
             a->json = true;
         } else if (o[0] == '-' || a->dir != NULL) {
@@ -111,6 +138,11 @@ parse(int argc, char **argv, struct args *a)
     }
     if (a->dir == NULL) {
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (a->quick && a->verify) {
+        fprintf(stderr, "slidescan backup: --quick applies to a backup "
+                "run, not to --verify (which reads every file)\n");
         return EXIT_USAGE;
     }
     return 0;
@@ -137,6 +169,7 @@ cmd_backup(int argc, char **argv)
 {
     char data_dir[PATH_MAX], catalogue[PATH_MAX], origin[PATH_MAX + 96];
     struct args a = { 0 };
+    struct backup_options opts = { 0 };
     struct backup_report r;
     struct ss_err err;
     int rc;
@@ -150,15 +183,18 @@ cmd_backup(int argc, char **argv)
     } else {
         rc = backup_paths_origin(a.conf, a.data_dir, a.catalogue, data_dir,
                                  catalogue, origin, sizeof(origin), &err);
+        opts.quick = a.quick;
         if (rc == 0)
-            rc = backup_create(catalogue, data_dir, a.dir, &r, &err);
+            rc = backup_create_with(catalogue, data_dir, a.dir, &opts, &r,
+                                    &err);
         if (rc == -ENOENT && no_catalogue(catalogue, origin))
             return EXIT_NOTFOUND;
     }
-    if (rc == 0) {
-        print_report("backup", a.dir, &r, a.json);
+    /* SS_EFORMAT: DEST was examined and the report says what is wrong. */
+    if (rc == 0 || rc == SS_EFORMAT)
+        print_report("backup", a.dir, &r, a.verify, a.json);
+    if (rc == 0)
         return EXIT_OK;
-    }
     fprintf(stderr, "slidescan backup: %s\n", err.msg);
     if (rc == -EINVAL)
         return EXIT_REFUSED;
