@@ -10,6 +10,7 @@
 #include "drivers/sim/sim_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/util.h"
 #include "storage/slide.h"
 
 #define PH_FORM "a phantom is phantom:HE|KI67|CK[:seed=N][:w_mm=MM]" \
@@ -81,10 +83,9 @@ ph_option(const char *spec, char *opt, struct sim__spec *p,
         return 0;
     }
     if (strcmp(opt, "seed") == 0) {
-        if (!number_in(eq, 0, 18446744073709549568.0, &v) || v != floor(v))
+        if (util_parse_u64(eq, &p->seed) < 0)
             return refuse(spec, PH_FORM, err, "seed '%s' is not a whole "
-                          "number from 0", eq);
-        p->seed = (uint64_t)v;
+                          "number from 0 to %" PRIu64, eq, UINT64_MAX);
         p->has_seed = true;
         return 0;
     }
