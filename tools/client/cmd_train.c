@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 #include "worker/analysis/analysis.h"
 #include "worker/analysis/train.h"
@@ -376,7 +377,7 @@ cmd_train(int argc, char **argv)
     struct an_train_report rep;
     struct an_confusion cv;
     struct ss_err err, rm;
-    bool created;
+    bool created, loaded;
     char sc[16];
     int rc, nval;
 
@@ -389,12 +390,17 @@ cmd_train(int argc, char **argv)
     rc = inputs_exist(&cfg, &in);
     if (rc != 0)
         return rc;
+    /* A missing parent of --out is the output's failure (1), said before
+     * the inputs are loaded. */
+    if (client__out_parent("train", cfg.out_dir) != 0)
+        return EXIT_FAIL;
     /* An --out this run creates goes again when the run fails. */
     created = access(cfg.out_dir, F_OK) != 0;
     log_set_level(LOG_LVL_WARN);
     an_train_data_init(&d, in.mpp);
     err_clear(&err);
     rc = load(&d, &in, &err);
+    loaded = rc == 0;
     if (rc == 0 && in.loso) {
         rc = an_train_loso(&cfg, &d, &cv, &err);
         if (rc == 0)
@@ -422,7 +428,7 @@ cmd_train(int argc, char **argv)
         if (created && access(cfg.out_dir, F_OK) == 0 &&
             util_remove_tree(cfg.out_dir, &rm) < 0)
             fprintf(stderr, "slidescan train: %s\n", rm.msg);
-        return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+        return !loaded && rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
     }
     return EXIT_OK;
 }
