@@ -3,8 +3,11 @@
  * Slide specs: "phantom:STAIN[:seed=N][:w_mm=MM][:h_mm=MM][:id=TEXT]" and
  * "FILE[@MPP][:force_mpp][:stain=S][:id=TEXT]", split into struct
  * sim__spec.  Parsing touches no file, so sim_slide_spec_check() can
- * refuse a bad spec when a scan is queued; sim_load_slide() parses with the same code, so both say
- * the same thing about the same spec.  Every refusal reads
+ * refuse a bad spec when a scan is queued; sim_load_slide() parses with
+ * the same code, so both say the same thing about the same spec.  An
+ * @MPP that contradicts the pixel size the file states is refused when
+ * the file is opened (sim__spec_mpp_check), unless ":force_mpp".  Every
+ * refusal reads
  * "'SPEC': CAUSE; a phantom is ..." (or "a file slide is ...").
  */
 #include "drivers/sim/sim_internal.h"
