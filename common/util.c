@@ -301,3 +301,27 @@ util_remove_tree(const char *dir, struct ss_err *err)
                        strerror(errno));
     return 0;
 }
+
+int
+util_parse_u64(const char *text, uint64_t *out)
+{
+    unsigned long long v;
+    const char *p;
+    char *end;
+
+    if (text == NULL || text[0] == '\0')
+        return -EINVAL;
+    /* strtoull() takes a sign (and wraps "-1" to UINT64_MAX) and leading
+     * space: only digits are a seed. */
+    for (p = text; *p != '\0'; p++)
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno == ERANGE || v > UINT64_MAX)
+        return -ERANGE;
+    if (*end != '\0')
+        return -EINVAL;
+    *out = (uint64_t)v;
+    return 0;
+}

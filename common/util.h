@@ -64,4 +64,10 @@ int util_sha256_file(const char *path, char hex[65], struct ss_err *err);
 /* Free bytes for unprivileged users on the file system holding path. */
 int util_free_bytes(const char *path, uint64_t *bytes, struct ss_err *err);
 
+/* The whole of text as a decimal whole number from 0 to UINT64_MAX (a
+ * seed): only digits, no sign, space, exponent or base prefix.  -EINVAL
+ * when it is not one, -ERANGE when it is beyond UINT64_MAX; *out is
+ * untouched on error, so messages quote what the user typed. */
+int util_parse_u64(const char *text, uint64_t *out);
+
 #endif

@@ -155,12 +155,16 @@ static int
 settle_mpp(struct slide *s, const struct slide_opts *o, enum kind k,
            struct ss_err *err)
 {
+    /* The file's own is read even under an override, so that a caller
+     * can tell an override that contradicts the file from one that fills
+     * a gap (slide_mpp_given_check). */
+    if (s->mpp_from == SLIDE_MPP_NONE && k == K_TIFF && !s->tiff_meta_read)
+        slide__tiff_file_mpp(s);
+    s->stated_mpp = s->mpp_from != SLIDE_MPP_NONE ? s->mpp : 0;
+    s->stated_from = s->mpp_from;
     if (o->mpp > 0) {
         s->mpp = o->mpp;
         s->mpp_from = SLIDE_MPP_OVERRIDE;
-    } else if (s->mpp_from == SLIDE_MPP_NONE && k == K_TIFF &&
-               !s->tiff_meta_read) {
-        slide__tiff_file_mpp(s);
     }
     if (s->mpp_from != SLIDE_MPP_NONE || !o->need_mpp)
         return 0;
@@ -319,6 +323,33 @@ enum slide_mpp_from
 slide_mpp_source(const struct slide *s)
 {
     return s->mpp_from;
+}
+
+double
+slide_stated_mpp(const struct slide *s, enum slide_mpp_from *from)
+{
+    if (from != NULL)
+        *from = s->stated_from;
+    return s->stated_mpp;
+}
+
+int
+slide_mpp_given_check(const struct slide *s, double given, bool force,
+                      const char *force_hint, struct ss_err *err)
+{
+    enum slide_mpp_from from;
+    double own = slide_stated_mpp(s, &from);
+
+    if (!(own > 0) || !(given > 0) ||
+        fabs(given - own) <= SLIDE_MPP_SAME * own)
+        return 0;
+    if (!force)
+        return err_set(err, -EDOM, "%s states %.4g µm/px (%s); the %.4g "
+                       "µm/px given contradicts it; %s", s->path, own,
+                       slide_mpp_source_name(from), given, force_hint);
+    log_warn("slide", "path=%s given_mpp=%.4g stated_mpp=%.4g from=%s "
+             "forced", s->path, given, own, slide_mpp_source_name(from));
+    return 0;
 }
 
 const char *

@@ -127,6 +127,23 @@ double slide_mpp(const struct slide *s);
 enum slide_mpp_from slide_mpp_source(const struct slide *s);
 const char *slide_mpp_source_name(enum slide_mpp_from f);
 
+/* A given pixel size this far (relative) from the file's own contradicts
+ * it. */
+#define SLIDE_MPP_SAME 0.01
+
+/* The pixel size the file itself states (0 when none), and where it is
+ * stated, also when slide_opts.mpp overrides it. */
+double slide_stated_mpp(const struct slide *s, enum slide_mpp_from *from);
+
+/* A given pixel size against the one the file states: -EDOM, naming the
+ * file, both values and where the file states its own, then force_hint
+ * (how to insist, e.g. "add --force-mpp to scan at 0.25 anyway"), when
+ * they differ by more than SLIDE_MPP_SAME and force is false.  0 when
+ * they agree, when the file states none, or when forced (then a warning
+ * is logged). */
+int slide_mpp_given_check(const struct slide *s, double given, bool force,
+                          const char *force_hint, struct ss_err *err);
+
 /* Pyramid levels, level 0 the largest.  Sizes are in that level's pixels;
  * the downsample is level-0 pixels per level pixel (1 for level 0). */
 int slide_level_count(const struct slide *s);

@@ -41,6 +41,9 @@ struct slide {
     double mpp;
     enum slide_mpp_from mpp_from;
     char mpp_why[160];              /* why the metadata gave none */
+    double stated_mpp;              /* the file's own, even when
+                                       overridden; 0 when it states none */
+    enum slide_mpp_from stated_from;
     int tiff_meta_read;             /* TIFF metadata already consulted */
     char stain[32];                 /* the stain the file declares, "" */
     uint8_t bg[3];

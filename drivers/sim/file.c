@@ -162,7 +162,7 @@ probe(struct sim__source *src, struct fileslide *fs, struct ss_err *err)
 /* Opens the file through the reader and takes its levels. */
 static int
 open_slide(struct sim__source *src, struct fileslide *fs, double mpp,
-           struct ss_err *err)
+           bool force_mpp, struct ss_err *err)
 {
     struct slide_opts o;
     int l, rc;
@@ -172,6 +172,8 @@ open_slide(struct sim__source *src, struct fileslide *fs, double mpp,
     snprintf(fs->hint, sizeof(fs->hint), "give it as %s@MPP", src->desc);
     o.mpp_hint = fs->hint;
     rc = slide_open(src->desc, &o, &fs->sl, err);
+    if (rc == 0)
+        rc = sim__spec_mpp_check(fs->sl, mpp, force_mpp, err);
     if (rc < 0)
         return rc;
     src->mpp = slide_mpp(fs->sl);
@@ -199,8 +201,9 @@ default_id(struct sim__source *src)
 }
 
 int
-sim__file_open(const char *path, double mpp, const struct sim_config *c,
-               struct sim__source **out, struct ss_err *err)
+sim__file_open(const char *path, double mpp, bool force_mpp,
+               const struct sim_config *c, struct sim__source **out,
+               struct ss_err *err)
 {
     struct sim__source *src = calloc(1, sizeof(*src));
     struct fileslide *fs = calloc(1, sizeof(*fs));
@@ -215,7 +218,7 @@ sim__file_open(const char *path, double mpp, const struct sim_config *c,
     src->priv = fs;
     snprintf(src->desc, sizeof(src->desc), "%s", path);
     default_id(src);
-    rc = open_slide(src, fs, mpp, err);
+    rc = open_slide(src, fs, mpp, force_mpp, err);
     if (rc < 0) {
         sim__source_free(src);
         return rc;

@@ -83,6 +83,8 @@ struct sim__spec {
     /* File slides. */
     char path[SIM_SPEC_MAX];
     double mpp;                     /* stated µm/px; 0 = from the file */
+    bool force_mpp;                 /* ":force_mpp": mpp even when it
+                                       contradicts the file's own */
     /* Phantoms. */
     uint64_t seed;
     bool has_seed;                  /* else the config's seed */
@@ -122,8 +124,17 @@ int sim__stream_row(struct sim__stream *st, int y, float *dst,
                     struct ss_err *err);
 void sim__stream_close(struct sim__stream *st);
 
-int sim__file_open(const char *path, double mpp, const struct sim_config *c,
-                   struct sim__source **out, struct ss_err *err);
+int sim__file_open(const char *path, double mpp, bool force_mpp,
+                   const struct sim_config *c, struct sim__source **out,
+                   struct ss_err *err);
+
+struct slide;
+
+/* The pixel size of a file spec (mpp, 0 for none) against the one the
+ * opened file states: -EDOM naming both and how to force it, unless
+ * force_mpp or they agree within SLIDE_MPP_SAME (storage/slide.h). */
+int sim__spec_mpp_check(const struct slide *sl, double mpp, bool force_mpp,
+                        struct ss_err *err);
 int sim__phantom_open(const char *spec, const struct sim__spec *p,
                       const struct sim_config *c, struct sim__source **out,
                       struct ss_err *err);

@@ -206,7 +206,8 @@ static int
 open_file(const struct sim__spec *p, const struct sim_config *c,
           struct sim__source **out, struct ss_err *err)
 {
-    int rc = sim__file_open(p->path, p->mpp, c, out, err);
+    int rc = sim__file_open(p->path, p->mpp, p->force_mpp, c, out,
+                            err);
 
     if (rc < 0)
         return rc;

@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Slide specs: "phantom:STAIN[:seed=N][:w_mm=MM][:h_mm=MM][:id=TEXT]" and
- * "FILE[@MPP][:stain=S][:id=TEXT]", split into struct sim__spec.  Parsing
- * touches no file, so sim_slide_spec_check() can refuse a bad spec when a
- * scan is queued; sim_load_slide() parses with the same code, so both say
- * the same thing about the same spec.  Every refusal reads
+ * "FILE[@MPP][:force_mpp][:stain=S][:id=TEXT]", split into struct
+ * sim__spec.  Parsing touches no file, so sim_slide_spec_check() can
+ * refuse a bad spec when a scan is queued; sim_load_slide() parses with
+ * the same code, so both say the same thing about the same spec.  An
+ * @MPP that contradicts the pixel size the file states is refused when
+ * the file is opened (sim__spec_mpp_check), unless ":force_mpp".  Every
+ * refusal reads
  * "'SPEC': CAUSE; a phantom is ..." (or "a file slide is ...").
  */
 #include "drivers/sim/sim_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,11 +21,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/util.h"
 #include "storage/slide.h"
 
 #define PH_FORM "a phantom is phantom:HE|KI67|CK[:seed=N][:w_mm=MM]" \
                 "[:h_mm=MM][:id=TEXT]"
-#define FILE_FORM "a file slide is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]"
+#define FILE_FORM "a file slide is FILE[@MPP][:force_mpp]" \
+                  "[:stain=HE|KI67|CK][:id=TEXT]"
 
 static int
 refuse(const char *spec, const char *form, struct ss_err *err,
@@ -80,10 +86,9 @@ ph_option(const char *spec, char *opt, struct sim__spec *p,
         return 0;
     }
     if (strcmp(opt, "seed") == 0) {
-        if (!number_in(eq, 0, 18446744073709549568.0, &v) || v != floor(v))
+        if (util_parse_u64(eq, &p->seed) < 0)
             return refuse(spec, PH_FORM, err, "seed '%s' is not a whole "
-                          "number from 0", eq);
-        p->seed = (uint64_t)v;
+                          "number from 0 to %" PRIu64, eq, UINT64_MAX);
         p->has_seed = true;
         return 0;
     }
@@ -138,6 +143,8 @@ file_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
                               "KI67 or CK", colon + 7);
         } else if (strncmp(colon, ":id=", 4) == 0) {
             snprintf(p->id, sizeof(p->id), "%s", colon + 4);
+        } else if (strcmp(colon, ":force_mpp") == 0) {
+            p->force_mpp = true;
         } else {
             break;
         }
@@ -158,7 +165,21 @@ file_parse(const char *spec, struct sim__spec *p, struct ss_err *err)
     }
     if (p->path[0] == '\0')
         return refuse(spec, FILE_FORM, err, "no file name");
+    if (p->force_mpp && !(p->mpp > 0))
+        return refuse(spec, FILE_FORM, err, ":force_mpp without an @MPP "
+                      "to force");
     return 0;
+}
+
+int
+sim__spec_mpp_check(const struct slide *sl, double mpp, bool force_mpp,
+                    struct ss_err *err)
+{
+    char hint[96];
+
+    snprintf(hint, sizeof(hint), "add :force_mpp (FILE@MPP:force_mpp) to "
+             "scan at %.4g anyway", mpp);
+    return slide_mpp_given_check(sl, mpp, force_mpp, hint, err);
 }
 
 int
@@ -251,6 +272,13 @@ sim__spec_extent(const char *spec, double *w_um, double *h_um, char *stain,
     snprintf(hint, sizeof(hint), "give it as %s@MPP", p.path);
     o.mpp_hint = hint;
     rc = slide_open(p.path, &o, &sl, &why);
+    /* A pixel size that contradicts the file's is the caller's mistake,
+     * said as such, not "cannot be read". */
+    if (rc == 0 && (rc = sim__spec_mpp_check(sl, p.mpp, p.force_mpp,
+                                             err)) < 0) {
+        slide_close(sl);
+        return rc;
+    }
     if (rc == 0) {
         slide_level_size(sl, 0, &w, &h);
         *w_um = (double)w * slide_mpp(sl);

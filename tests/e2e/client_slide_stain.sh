@@ -9,6 +9,8 @@
 # convert keeps it in OUT, and refuses a contradicting --stain unless
 # --force-stain relabels the slide; frame takes it, and refuses a
 # contradicting --stain; slidescan-worker analyse refuses one too.
+# A FILE@MPP that contradicts the file's pixel size is refused by analyse
+# and frame alike, unless forced.
 set -u
 
 . "$(dirname "$0")/../support/tap.sh"
@@ -74,4 +76,22 @@ check "... without --stain, the KI67 exposure profile (600 ms)" \
     grep -q 'exposure_ms=600 ' "$tmp/out"
 run 2 slidescan frame --slide phantom:KI67 --stain CK --out f3.png
 said err "--stain CK, but the slide phantom:KI67 declares stain KI67"
+
+# --- pixel size -----------------------------------------------------------
+# k.tif states 0.5 um/px; an @MPP more than 1 % off it is refused by frame
+# as by analyse (exit 2, both values named), unless forced.
+run 2 slidescan analyse k.tif@0.25 --model classical --out "$tmp/a4"
+said err "k.tif states 0.5 µm/px (openslide); the 0.25 µm/px given \
+contradicts it; add --force-mpp"
+run 2 slidescan frame --slide k.tif@0.25 --out f4.png
+said err "slidescan frame: k.tif states 0.5 µm/px (openslide); the 0.25 \
+µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan \
+at 0.25 anyway"
+check "... and writes nothing" [ ! -e f4.png ]
+run 0 slidescan frame --slide k.tif@0.504 --out f5.png
+check "... an @MPP within 1 % is taken" [ -s f5.png ]
+run 0 slidescan frame --slide k.tif@0.25:force_mpp --out f6.png
+check "... :force_mpp takes the contradicting one" [ -s f6.png ]
+run 2 slidescan frame --slide k.tif:force_mpp --out f7.png
+said err ":force_mpp without an @MPP to force"
 echo "1..$n"

@@ -103,7 +103,7 @@ for mpp in 1000 0.01; do
     expect "--image @$mpp: the ends of the range are refused, and said so" \
         2 "slidescan scan: bad_request: args.image: '/no/lung.png@$mpp': \
 pixel size '$mpp' um must be more than 0.01 and less than 1000; a file \
-slide is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]" \
+slide is FILE[@MPP][:force_mpp][:stain=HE|KI67|CK][:id=TEXT]" \
         slidescan scan --slide R --stain HE --image /no/lung.png@$mpp
 done
 mkdir -p "$T/adir"

@@ -7,8 +7,10 @@
 # whose working directory is elsewhere, scans the file the user meant.
 # The daemon refuses at queue time a file that is missing (not_found), a
 # directory or not a slide, a slide (file or phantom) larger than the
-# stage travel, and a spec or a file whose declared stain is not the
-# scan's --stain, with the spec and the cause, and queues nothing.
+# stage travel, a FILE@MPP that contradicts the file's own pixel size
+# (unless FILE@MPP:force_mpp), and a spec or a file whose declared stain
+# is not the scan's --stain, with the spec and the cause, and queues
+# nothing.
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 W=$T/work
@@ -91,6 +93,16 @@ the file of args.image '$W/$2' declares stain KI67 in its metadata"
 }
 file_refused HE k.tif
 file_refused CK k.tif:id=K1
+# An @MPP more than 1 % off the 0.5 um/px the file states would scan a
+# slide of the wrong size; it is refused unless forced, and the daemon
+# keeps serving.
+refused k.tif@0.25 "$W/k.tif states 0.5 µm/px (openslide); the 0.25 \
+µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan \
+at 0.25 anyway"
+refused k.tif@0.506:id=K2 "$W/k.tif states 0.5 µm/px (openslide); the \
+0.506 µm/px given contradicts it"
+check "slidescand still answers after the refusals" \
+    eval 'slidescan ping >/dev/null'
 check "nothing else was queued" \
     test "$(sqlite3 "$DB" "SELECT count(*) FROM scans")" = 1
 out=$(cd "$W" && slidescan scan --slide R4 --stain KI67 \
@@ -98,5 +110,14 @@ out=$(cd "$W" && slidescan scan --slide R4 --stain KI67 \
 check "a phantom whose stain is --stain's is queued ($out)" test $? = 0
 out=$(cd "$W" && slidescan scan --slide R6 --stain KI67 --image k.tif 2>&1)
 check "a KI67 file under --stain KI67 is queued ($out)" test $? = 0
+out=$(cd "$W" && slidescan scan --slide R7 --stain KI67 \
+      --image k.tif@0.504 2>&1)
+check "an @MPP within 1 % of the file's is queued ($out)" test $? = 0
+out=$(cd "$W" && slidescan scan --slide R8 --stain KI67 \
+      --image k.tif@0.25:force_mpp 2>&1)
+check "a contradicting @MPP with :force_mpp is queued ($out)" test $? = 0
+check "... the catalogue keeps :force_mpp" \
+    test "$(sqlite3 "$DB" "SELECT image FROM scans WHERE slide = 'R8'")" = \
+    "$W/k.tif@0.25:force_mpp"
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end

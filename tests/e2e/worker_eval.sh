@@ -101,6 +101,26 @@ ref_refused "a --ref file that is not JSON" "$tmp/garbage.json" 1 \
 echo '[0.4]' >"$tmp/array.json"
 ref_refused "a --ref file holding no JSON object" "$tmp/array.json" 1 \
     "$tmp/array.json: not a JSON object"
+# A misspelt key would score nothing ("n/a (n=0)"): it is a usage error
+# naming the key and the accepted ones, and so is a value that is no
+# number.
+echo '{"TSR": 0.439, "ki67": 0.2}' >"$tmp/tsr.json"
+ref_refused "an unknown --ref key" "$tmp/tsr.json" 2 \
+    "reference values (--ref): $tmp/tsr.json: unknown key \"TSR\"; the \
+keys are tumor_stroma_ratio or tumor_fraction"
+check "... the message lists ki67_index" grep -qF "ki67_index or \
+ki67_fraction" "$tmp/ref.err"
+echo '{"tumor_stroma_ratio": "0.4"}' >"$tmp/str.json"
+ref_refused "a --ref value that is no number" "$tmp/str.json" 2 \
+    "$tmp/str.json: \"tumor_stroma_ratio\" is not a number"
+echo '{"tumor_stroma_ratio": 0.25, "ki67_index": 0.5}' >"$tmp/good.json"
+slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
+    --ref "$tmp/good.json" --json "$tmp/good.out.json" >/dev/null 2>&1
+check "the accepted keys are read (exit $?)" \
+    jtrue "$tmp/good.out.json" 'd["per_image"][0]["tsr"]["ref"] == 0.25 and
+        d["per_image"][0]["ki67_index"]["ref"] == 0.5'
+check "eval --help lists the accepted keys" eval 'slidescan eval --help |
+    tr -s " \n" "  " | grep -qF "tumor_stroma_ratio or tumor_fraction"'
 
 # --- an analysis directory at 2 µm/px against level-0 truth (0.5 µm/px) ---
 slidescan phantom --out "$tmp/ph.tif" --labels "$tmp/ph.labels.png" \

@@ -10,7 +10,9 @@
 # smallest --mpp that fits given) before allocating anything, one so
 # coarse that a pixel is larger than the slide (the largest --mpp given),
 # and a --mpp that is not a positive number.  Polygon coordinates far
-# beyond what an int holds are clipped to the raster, not lost.
+# beyond what an int holds are clipped to the raster, not lost.  Each
+# feature left out is reported with its cause; a file with no usable
+# feature fails (1) and writes nothing.
 set -u
 
 . "$(dirname "$0")/../support/tap.sh"
@@ -94,6 +96,45 @@ expect 5 "$gone/s.svs: No such file or directory" \
 expect 1 "$tmp/bad.geojson: not JSON" \
     slidescan annotations "$tmp/bad.geojson" --slide "$slide" \
     --out "$tmp/a3"
+
+# --- annotations: features left out ----------------------------------------
+# A degenerate polygon without a class is the file's only feature: nothing
+# usable remains, so the import fails (1) naming the file and the cause,
+# and writes nothing.
+cat >"$tmp/deg.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [0, 0]]]},
+ "properties": {}}]}
+JSON
+expect 1 "slidescan annotations: skipped $tmp/deg.geojson: feature 0: no \
+classification (ROI, Tumor or Stroma)" \
+    slidescan annotations "$tmp/deg.geojson" --slide "$slide" \
+    --out "$tmp/a9"
+check "... then fails naming the file" grep -qF "$tmp/deg.geojson: no \
+usable feature (a ROI, Tumor or Stroma polygon): 1 skipped" "$tmp/err"
+check "... writing nothing" [ ! -e "$tmp/a9" ]
+# Beside a usable feature, each one left out is reported with its cause.
+cat >"$tmp/mixed.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]},
+ "properties": {"classification": {"name": "Tumor"}}},
+ {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]},
+  "properties": {"classification": {"name": "Stroma"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 0]]]},
+  "properties": {"classification": "Necrosis"}}]}
+JSON
+slidescan annotations "$tmp/mixed.geojson" --slide "$slide" \
+    --out "$tmp/a10" --mpp 4 >"$tmp/out" 2>"$tmp/err"
+check "one usable feature of three is imported (exit $?)" \
+    grep -qF "annotators 1, features 1, skipped 2" "$tmp/out"
+check "... the Point is reported as without area" grep -qF "skipped \
+$tmp/mixed.geojson: feature 1: class Stroma, but a Point geometry has no \
+area" "$tmp/err"
+check "... the Necrosis polygon by its class" grep -qF "skipped \
+$tmp/mixed.geojson: feature 2: class 'Necrosis' is not ROI, Tumor or \
+Stroma" "$tmp/err"
 
 # --- annotations: --mpp ---------------------------------------------------
 # CMU-1-Small-Region is 2220 x 2967 px at 0.499 µm/px: at 0.0001 µm/px

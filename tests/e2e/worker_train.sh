@@ -6,7 +6,9 @@
 # everything else: two annotators' QuPath GeoJSON for CMU-1 (written here,
 # for this test) are imported (consensus, agreement), a model is trained
 # on the slide with them, the slide is analysed with that model, and eval
-# scores it against the annotations.
+# scores it against the annotations.  train checks its options before
+# reading any input (exit 2 naming option, value and range), a missing
+# input exits 5, and a failed run leaves no --out directory behind.
 set -u
 
 . "$(dirname "$0")/../support/tap.sh"
@@ -137,6 +139,41 @@ if [ -f "$patches/labels.csv" ]; then
 else
     skip "shared data absent: no labelled patches"
 fi
+
+# Options are checked before any input is read, inputs exist before any
+# is loaded, and nothing is left behind by a failed run.
+# tfail CODE TEXT ARGS...: train ARGS exits CODE, says TEXT, and leaves no
+# $tmp/bad.
+tfail() {
+    local code=$1 text=$2 rc
+    shift 2
+    slidescan train --out "$tmp/bad" "$@" >/dev/null 2>"$tmp/terr"
+    rc=$?
+    echo "# train $*: exit $rc: $(cat "$tmp/terr")"
+    check "train $* exits $code" [ $rc = "$code" ]
+    check "... saying '$text'" grep -qF -- "$text" "$tmp/terr"
+    check "... creating nothing" [ ! -e "$tmp/bad" ]
+}
+tfail 5 "slidescan train: --patches /nonexistent/p: No such file or \
+directory" --patches /nonexistent/p
+tfail 5 "slidescan train: --slide /nonexistent/s.svs: No such file or \
+directory" --slide /nonexistent/s.svs --labels "$tmp/alice.geojson"
+tfail 5 "slidescan train: --labels /nonexistent/l.png: No such file or \
+directory" --slide "$slide" --labels /nonexistent/l.png
+tfail 2 "slidescan train: --epochs: '0' is not a whole number from 1 to \
+10000" --slide "$slide" --labels "$tmp/alice.geojson" --epochs 0
+tfail 2 "slidescan train: --lr: '-1' is not a learning rate above 0 and \
+at most 1" --slide "$slide" --labels "$tmp/alice.geojson" --lr -1
+tfail 2 "slidescan train: --seed: '-1' is not a whole number from 0 to \
+18446744073709551615" --slide "$slide" --labels "$tmp/alice.geojson" \
+    --seed -1
+tfail 2 "slidescan train: --crop: '20' is not a multiple of 8" \
+    --slide "$slide" --labels "$tmp/alice.geojson" --crop 20
+tfail 2 "slidescan train: --slide and --labels come in pairs: 1 --slide, \
+0 --labels" --slide "$slide"
+# An --init that is no model fails once --out exists: it goes again.
+tfail 1 "slidescan train: " --slide "$slide" --labels "$tmp/alice.geojson" \
+    --init "$tmp/alice.geojson" --epochs 1 --steps 1
 
 slidescan analyse "$slide" --model "$tmp/model/model.safetensors" \
     --out "$tmp/pred" >/dev/null 2>&1

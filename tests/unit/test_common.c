@@ -2,6 +2,7 @@
 /* common/: errors, images and their files, durable writes, checksums. */
 #include "tests/support/testutil.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,34 @@ test_crop_pads_outside_with_zero(void **state)
     img_free(c);
 }
 
+/* Seeds: digits only, the whole uint64 range, and nothing written on a
+ * refusal (so a message quotes the user's text, not a wrapped value). */
+static void
+test_parse_u64_takes_digits_only(void **state)
+{
+    static const char *const bad[] = {
+        "-1", "+5", " 5", "5 ", "1e3", "0x10", "1.5", "", "abc",
+    };
+    uint64_t v = 7;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(util_parse_u64("0", &v), 0);
+    assert_true(v == 0);
+    assert_int_equal(util_parse_u64("18446744073709551615", &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(util_parse_u64("007", &v), 0);
+    assert_true(v == 7);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 42;
+        assert_int_equal(util_parse_u64(bad[i], &v), -EINVAL);
+        assert_true(v == 42);
+    }
+    assert_int_equal(util_parse_u64("18446744073709551616", &v), -ERANGE);
+    assert_int_equal(util_parse_u64("99999999999999999999", &v), -ERANGE);
+    assert_true(v == 42);
+}
+
 static void
 test_durable_write_and_sha256(void **state)
 {
@@ -184,6 +213,7 @@ main(void)
         cmocka_unit_test(test_read_any_names_the_file_and_cause),
         cmocka_unit_test(test_crop_pads_outside_with_zero),
         cmocka_unit_test(test_durable_write_and_sha256),
+        cmocka_unit_test(test_parse_u64_takes_digits_only),
         cmocka_unit_test(test_rng_is_keyed_not_historical),
     };
 

@@ -278,7 +278,13 @@ test_ome_tiffs_place_with_their_pixel_size(void **state)
         img_free(ref);
         img_free(im);
         microscope_free(m);
+        /* An @MPP that contradicts the file's own is refused, naming
+         * both; :force_mpp insists. */
         snprintf(spec, sizeof(spec), "%s@0.5", path);
+        assert_int_equal(make(spec, &m, &e), -EDOM);
+        assert_non_null(strstr(e.msg, "µm/px (ome-xml); the 0.5 µm/px "
+                               "given contradicts it"));
+        snprintf(spec, sizeof(spec), "%s@0.5:force_mpp", path);
         assert_int_equal(make(spec, &m, &e), 0);
         sim_geometry_get(sim_of(m), &g);
         assert_true(g.source_mpp == 0.5);

@@ -64,7 +64,7 @@ test_open_check_names_file_and_cause(void **state)
     refused("slide.svs@0.5", "'slide.svs@0.5': slide.svs is a relative "
             "path, and the daemon's working directory is not the caller's; "
             "give the file's absolute path; a file slide is "
-            "FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]");
+            "FILE[@MPP][:force_mpp][:stain=HE|KI67|CK][:id=TEXT]");
     snprintf(spec, sizeof(spec), "%s/none.svs:stain=HE", dir);
     snprintf(want, sizeof(want), "'%s': %s/none.svs: no such file", spec,
              dir);
@@ -98,6 +98,34 @@ test_open_check_names_file_and_cause(void **state)
     assert_int_equal(sim_slide_spec_open_check("phantom:CK:seed=2", &e), 0);
 }
 
+/* An @MPP more than 1 % off the pixel size the file states (CMU-1-Small-
+ * Region: 0.499 µm/px, from OpenSlide) is refused with both values and
+ * how to insist; within 1 % or with :force_mpp it is taken. */
+static void
+test_contradicting_mpp_is_refused_unless_forced(void **state)
+{
+    const char *svs = tu_data("wsi/CMU-1-Small-Region.svs");
+    char spec[4200], want[4400];
+    struct ss_err e;
+
+    if (svs == NULL)
+        skip();
+    snprintf(spec, sizeof(spec), "%s@0.25:stain=HE", svs);
+    snprintf(want, sizeof(want), "%s states 0.499 µm/px (openslide); the "
+             "0.25 µm/px given contradicts it; add :force_mpp "
+             "(FILE@MPP:force_mpp) to scan at 0.25 anyway", svs);
+    err_clear(&e);
+    assert_int_equal(sim_slide_spec_open_check(spec, &e), -EDOM);
+    assert_string_equal(e.msg, want);
+    /* 0.506 is 1.4 % off: refused; 0.503 (0.8 %) is taken. */
+    snprintf(spec, sizeof(spec), "%s@0.506", svs);
+    assert_int_equal(sim_slide_spec_open_check(spec, &e), -EDOM);
+    snprintf(spec, sizeof(spec), "%s@0.503", svs);
+    assert_int_equal(sim_slide_spec_open_check(spec, &e), 0);
+    snprintf(spec, sizeof(spec), "%s@0.25:force_mpp:id=X", svs);
+    assert_int_equal(sim_slide_spec_open_check(spec, &e), 0);
+}
+
 int
 main(void)
 {
@@ -105,6 +133,7 @@ main(void)
         cmocka_unit_test(test_file_part_of_a_spec),
         cmocka_unit_test(test_declared_stain_of_a_spec),
         cmocka_unit_test(test_open_check_names_file_and_cause),
+        cmocka_unit_test(test_contradicting_mpp_is_refused_unless_forced),
     };
 
     return cmocka_run_group_tests_name("sim_spec_open", tests, NULL, NULL);

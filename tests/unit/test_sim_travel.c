@@ -238,8 +238,15 @@ test_bad_specs_get_one_message(void **state)
         { "phantom:HE:w_mm=abc",
           "w_mm 'abc' is not a number from 0.05 to 60" },
         { "phantom:HE:h_mm=61", "h_mm '61' is not a number from 0.05 to 60" },
-        { "phantom:HE:seed=1.5", "seed '1.5' is not a whole number from 0" },
-        { "phantom:HE:seed=-2", "seed '-2' is not a whole number from 0" },
+        { "phantom:HE:seed=1.5", "seed '1.5' is not a whole number from 0 "
+          "to 18446744073709551615" },
+        { "phantom:HE:seed=-2", "seed '-2' is not a whole number from 0 to "
+          "18446744073709551615" },
+        { "phantom:HE:seed=18446744073709551616", "seed "
+          "'18446744073709551616' is not a whole number from 0 to "
+          "18446744073709551615" },
+        { "phantom:HE:seed=1e3", "seed '1e3' is not a whole number from 0 "
+          "to 18446744073709551615" },
         { "phantom:HE:colour=red", "'colour' is not an option" },
         { "phantom:HE:w_mm", "w_mm has no value" },
     };
@@ -262,7 +269,14 @@ test_bad_specs_get_one_message(void **state)
                      SS_ECONFIG);
     assert_string_equal(e.msg, "'slide.svs:stain=PAS': stain 'PAS' is not "
                         "HE, KI67 or CK; a file slide is FILE[@MPP]"
-                        "[:stain=HE|KI67|CK][:id=TEXT]");
+                        "[:force_mpp][:stain=HE|KI67|CK][:id=TEXT]");
+    /* :force_mpp forces a given pixel size, so it needs one. */
+    assert_int_equal(sim_slide_spec_check("plain.png:force_mpp:id=A", &e),
+                     SS_ECONFIG);
+    assert_string_equal(e.msg, "'plain.png:force_mpp:id=A': :force_mpp "
+                        "without an @MPP to force; a file slide is "
+                        "FILE[@MPP][:force_mpp][:stain=HE|KI67|CK]"
+                        "[:id=TEXT]");
     assert_int_equal(sim_slide_spec_check("plain.png@0", &e), SS_ECONFIG);
     print_message("# %s\n", e.msg);
     /* The ends of the pixel size range are refused, and said so; the
@@ -273,8 +287,8 @@ test_bad_specs_get_one_message(void **state)
 
         snprintf(want, sizeof(want), "'plain.png@%s': pixel size '%s' um "
                  "must be more than 0.01 and less than 1000; a file slide "
-                 "is FILE[@MPP][:stain=HE|KI67|CK][:id=TEXT]", mpp[i],
-                 mpp[i]);
+                 "is FILE[@MPP][:force_mpp][:stain=HE|KI67|CK][:id=TEXT]",
+                 mpp[i], mpp[i]);
         snprintf(spec, sizeof(spec), "plain.png@%s", mpp[i]);
         assert_int_equal(sim_slide_spec_check(spec, &e), SS_ECONFIG);
         assert_string_equal(e.msg, want);
@@ -289,6 +303,8 @@ test_good_specs_pass_without_opening_anything(void **state)
 {
     static const char *const good[] = {
         "phantom:HE", "phantom:ki67:seed=7", "phantom:CK:w_mm=60:h_mm=0.05",
+        "phantom:HE:seed=18446744073709551615",
+        "/nonexistent/plain.png@0.5:force_mpp:stain=HE",
         "phantom:HE:seed=12:w_mm=3:h_mm=3:id=A", "phantom:HE:w_mm=1e1",
         "/nonexistent/slide.svs", "/nonexistent/slide.svs:stain=KI67:id=S-1",
         "/nonexistent/plain.png@0.5", "/nonexistent/a@b.tif",

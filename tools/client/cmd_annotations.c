@@ -9,7 +9,9 @@
  * (usable as truth for `slidescan eval` and `slidescan train`), and
  * DIR/agreement.json with Dice and Cohen's kappa for each pair.
  * An --mpp so fine that a raster would pass ANN_RASTER_MAX_PX is refused
- * (exit 2) before anything is allocated; a missing input exits 5.
+ * (exit 2) before anything is allocated; a missing input exits 5.  Each
+ * feature left out is reported with its cause; when none is left the
+ * command fails (exit 1) and writes nothing.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -45,7 +47,11 @@ usage(FILE *f)
         "\nor else by the file's base name.\n"
         "A raster may hold at most 268435456 px (2^28); a finer --mpp is\n"
         "refused (exit 2), and so is one coarser than the slide's width\n"
-        "or height.  A missing FILE or WSI exits 5.\n");
+        "or height.  A missing FILE or WSI exits 5.\n"
+        "Each feature left out (no or another classification, or a\n"
+        "geometry without area) is reported with its cause; when no\n"
+        "usable feature is left the command fails (exit 1) and writes\n"
+        "nothing.\n");
 }
 
 static void
@@ -80,6 +86,25 @@ load_all(int n, char **files, struct an_annotations **all,
         an_annotations_free(a);
     }
     return rc;
+}
+
+/* Says why each skipped feature was left out; with none left, -EDOM naming
+ * the files: an empty consensus would be taken for "all unlabelled". */
+static int
+skips_report(const struct an_annotations *a, int nfiles, char **files,
+             struct ss_err *err)
+{
+    int i;
+
+    for (i = 0; i < a->skipped; i++)
+        fprintf(stderr, "slidescan annotations: skipped %s\n",
+                a->skip_why[i]);
+    if (a->n > 0)
+        return 0;
+    return err_set(err, -EDOM, "%s%s: no usable feature (a ROI, Tumor or "
+                   "Stroma polygon): %d skipped, for the causes above; "
+                   "nothing written", files[0], nfiles > 1 ? " ..." : "",
+                   a->skipped);
 }
 
 static json_t *
@@ -241,6 +266,8 @@ cmd_annotations(int argc, char **argv)
         rc = load_all(argc - optind, argv + optind, &a, &err);
     if (rc == -ENOENT)
         code = EXIT_NOTFOUND;
+    if (rc == 0)
+        rc = skips_report(a, argc - optind, argv + optind, &err);
     if (rc == 0 && (rc = raster_size(s, mpp, &w, &h, &scale, &err)) < 0)
         code = EXIT_USAGE;
     if (rc == 0)

@@ -49,6 +49,14 @@ usage(FILE *f)
         "that one prediction pixel covers S truth pixels (S level-0 pixels\n"
         "of GeoJSON coordinates); the truth must then span the prediction\n"
         "size × S.  Any other size difference is an error.\n"
+        "--ref FILE is a JSON object; the keys that give values are\n"
+        "   tumor_stroma_ratio or tumor_fraction (tumour / (tumour +\n"
+        "   stroma)), tumor_area_mm2 with stroma_area_mm2, areas_mm2\n"
+        "   {\"tumor\", \"stroma\"} (mm²), area_um2 [glass, tumor, stroma]\n"
+        "   (µm²), and ki67_index or ki67_fraction; the descriptive keys of\n"
+        "   a phantom's truth.json or an analysis's results.json are read\n"
+        "   past, and any other key is refused (exit 2), as is a value\n"
+        "   key that holds no number.\n"
         "Exit 5 when a --pred, --truth or --ref file does not exist, 1\n"
         "when --ref is unreadable or not a JSON object.\n");
 }
@@ -162,7 +170,8 @@ cmd_eval(int argc, char **argv)
                                p.scale[i], &err) < 0) {
             fprintf(stderr, "slidescan eval: %s\n", err.msg);
             an_eval_fini(&ev);
-            return err.code == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+            return err.code == -ENOENT ? EXIT_NOTFOUND
+                   : err.code == -EDOM ? EXIT_USAGE : EXIT_FAIL;
         }
     }
     if ((json_out != NULL && client__out_parent("eval", json_out) != 0) ||

@@ -26,7 +26,9 @@ usage(FILE *f)
 "\n"
 "Captures one frame on the simulated microscope.\n"
 "  --slide SPEC       phantom:HE[:seed=N][:w_mm=..][:h_mm=..], a slide\n"
-"                     file OpenSlide reads, or IMAGE@MPP\n"
+"                     file OpenSlide reads, or IMAGE@MPP; an @MPP more\n"
+"                     than 1 %% off the pixel size the file states is\n"
+"                     refused unless the spec ends in :force_mpp\n"
 "  --x-um X --y-um Y  stage position of the frame's top-left pixel\n"
 "                     (default: the frame centred on the image)\n"
 "  --z-um Z           focus position (default: the true focal surface)\n"
@@ -278,7 +280,8 @@ cmd_frame(int argc, char **argv)
         rc = sim_microscope_new(&c, &m, &e);
     if (rc < 0) {
         fprintf(stderr, "slidescan frame: %s\n", e.msg);
-        return rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
+        return rc == -ENOENT ? EXIT_NOTFOUND : rc == -EDOM ? EXIT_USAGE
+               : EXIT_FAIL;
     }
     /* From here on every failure is an output's (or the simulator's):
      * a missing directory of --out is a failure, not an input not found. */

@@ -10,6 +10,7 @@
  * fails none of the files this run wrote is left.
  */
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "drivers/microscope.h"
 #include "drivers/sim/sim.h"
 #include "tools/client/cli.h"
@@ -112,6 +114,7 @@ parse(int argc, char **argv, struct ph_opts *o)
         { "truth", 1, NULL, 't' }, { "id", 1, NULL, 'i' },
         { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
+    uint64_t seed;
     char *end;
     int ch;
 
@@ -124,12 +127,13 @@ parse(int argc, char **argv, struct ph_opts *o)
         case 't': o->truth = optarg; break;
         case 'i': o->id = optarg; break;
         case 'r':
-            o->seed = strtoull(optarg, &end, 10);
-            if (end == optarg || *end != '\0') {
+            if (util_parse_u64(optarg, &seed) < 0) {
                 fprintf(stderr, "slidescan phantom: --seed: '%s' is not a "
-                        "whole number\n", optarg);
+                        "whole number from 0 to %" PRIu64 "\n", optarg,
+                        UINT64_MAX);
                 return -1;
             }
+            o->seed = seed;
             break;
         case 'z':
             if (parse_size(optarg, &o->w_mm, &o->h_mm) < 0) {

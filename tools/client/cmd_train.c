@@ -9,18 +9,32 @@
  * runs leave-one-source-image-out over the patch groups and prints the
  * pooled patch confusion matrix.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
+#include "storage/slide.h"
+#include "tools/client/cli.h"
 #include "tools/client/client.h"
 #include "worker/analysis/analysis.h"
 #include "worker/analysis/train.h"
 
 #define MAX_INPUTS 64
+/* Option ranges: beyond them a run would not end in a working day or
+ * would not fit in memory, so a larger value is a typing mistake. */
+#define TRAIN_EPOCHS_MAX 10000
+#define TRAIN_STEPS_MAX 100000
+#define TRAIN_BATCH_MAX 256
+#define TRAIN_CROP_MAX 1024
 
 static void
 usage(FILE *f)
@@ -34,17 +48,26 @@ usage(FILE *f)
         "                           unlabelled) of the slide's size at\n"
         "                           level 0 or at --mpp, or QuPath GeoJSON\n"
         "  --patches DIR[@MPP]      labels.csv folder, µm/px (0.5)\n"
-        "  --mpp UM                 model resolution (2.0)\n"
-        "  --epochs N (30)  --steps N per epoch (40)  --batch N (8)\n"
-        "  --crop PX (96)  --lr X (0.002)  --patience N (6)  --seed N (1)\n"
+        "  --mpp UM                 model resolution (2.0; 0.05..100)\n"
+        "  --epochs N (30; 1..10000)  --steps N per epoch (40; 1..100000)\n"
+        "  --batch N (8; 1..256)  --crop PX (96; 16..1024, a multiple of 8)\n"
+        "  --lr X (0.002; above 0, at most 1)  --seed N (1; 0..2^64-1)\n"
+        "  --patience N             epochs without improvement before\n"
+        "                           stopping (10; 0..10000, 0 never)\n"
         "  --val-groups A,B         validation source groups\n"
         "  --val-fraction F         else hold out about F of the sources\n"
-        "                           by whole groups (0.2)\n"
+        "                           by whole groups (0.2; 0..0.9)\n"
         "  --init MODEL  --arch FILE  --name NAME  --resume  --no-augment\n"
-        "  --dice W                 weight of the soft Dice loss (0.5)\n"
+        "  --dice W                 weight of the soft Dice loss (0.5;\n"
+        "                           0..10)\n"
         "  --slide-mpp UM           pixel size for slides that state none\n"
         "  --loso                   leave-one-source-image-out over the\n"
-        "                           patch groups, pooled confusion\n");
+        "                           patch groups, pooled confusion\n"
+        "\n"
+        "Options are checked before any input is read: a value out of its\n"
+        "range exits 2 naming the option, the value and the range; a\n"
+        "missing --slide, --labels, --patches, --init or --arch exits 5.\n"
+        "A failed run removes the --out directory it created.\n");
 }
 
 struct inputs {
@@ -55,6 +78,113 @@ struct inputs {
     const char *val_groups;
     int loso;
 };
+
+/* A number option, the whole text, in lo..hi (whole: an integer);
+ * otherwise says which option, the value and the range. */
+static int
+num_arg(const char *opt, const char *text, double lo, double hi,
+        bool whole, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(text, &end);
+    if (end != text && *end == '\0' && errno == 0 && isfinite(v) &&
+        v >= lo && v <= hi && (!whole || v == floor(v))) {
+        *out = v;
+        return 0;
+    }
+    fprintf(stderr, "slidescan train: %s: '%s' is not %s from %g to %g\n",
+            opt, text, whole ? "a whole number" : "a number", lo, hi);
+    return -1;
+}
+
+static int
+int_arg(const char *opt, const char *text, double lo, double hi, int *out)
+{
+    double v;
+
+    if (num_arg(opt, text, lo, hi, true, &v) < 0)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* One option with a value; -1 after saying what is wrong with it. */
+static int
+option(int o, const char *arg, struct an_train_cfg *c, struct inputs *in)
+{
+    char *end;
+
+    switch (o) {
+    case 'M': return num_arg("--mpp", arg, AN_MPP_MIN, AN_MPP_MAX, false,
+                             &in->mpp);
+    case 'm': return num_arg("--slide-mpp", arg, AN_MPP_MIN, AN_MPP_MAX,
+                             false, &in->slide_mpp);
+    case 'e': return int_arg("--epochs", arg, 1, TRAIN_EPOCHS_MAX,
+                             &c->epochs);
+    case 'S': return int_arg("--steps", arg, 1, TRAIN_STEPS_MAX,
+                             &c->steps_per_epoch);
+    case 'b': return int_arg("--batch", arg, 1, TRAIN_BATCH_MAX, &c->batch);
+    case 'c':
+        if (int_arg("--crop", arg, 16, TRAIN_CROP_MAX, &c->crop_px) < 0)
+            return -1;
+        if (c->crop_px % 8 == 0)
+            return 0;
+        fprintf(stderr, "slidescan train: --crop: '%s' is not a multiple "
+                "of 8 (the network halves it three times)\n", arg);
+        return -1;
+    case 'P': return int_arg("--patience", arg, 0, TRAIN_EPOCHS_MAX,
+                             &c->patience);
+    case 'r':
+        c->lr = strtod(arg, &end);
+        if (end != arg && *end == '\0' && c->lr > 0 && c->lr <= 1)
+            return 0;
+        fprintf(stderr, "slidescan train: --lr: '%s' is not a learning "
+                "rate above 0 and at most 1\n", arg);
+        return -1;
+    case 'f': return num_arg("--val-fraction", arg, 0, 0.9, false,
+                             &in->val_fraction);
+    case 'D': return num_arg("--dice", arg, 0, 10, false, &c->dice_weight);
+    case 'd':
+        if (util_parse_u64(arg, &c->seed) == 0)
+            return 0;
+        fprintf(stderr, "slidescan train: --seed: '%s' is not a whole "
+                "number from 0 to %" PRIu64 "\n", arg, UINT64_MAX);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* What the options say, checked before anything is read or created. */
+static int
+check_set(const struct an_train_cfg *c, const struct inputs *in,
+          int argc, char **argv)
+{
+    if (optind != argc) {
+        fprintf(stderr, "slidescan train: unexpected argument '%s'\n",
+                argv[optind]);
+        return -1;
+    }
+    if (c->out_dir == NULL) {
+        fprintf(stderr, "slidescan train: --out DIR is required\n");
+        return -1;
+    }
+    if (in->nslide != in->nlabels) {
+        fprintf(stderr, "slidescan train: --slide and --labels come in "
+                "pairs: %d --slide, %d --labels\n", in->nslide,
+                in->nlabels);
+        return -1;
+    }
+    if (in->nslide + in->npatches == 0) {
+        fprintf(stderr, "slidescan train: no data: give --slide WSI "
+                "--labels L, or --patches DIR\n");
+        return -1;
+    }
+    return 0;
+}
 
 static int
 parse(int argc, char **argv, struct an_train_cfg *c, struct inputs *in)
@@ -88,37 +218,79 @@ parse(int argc, char **argv, struct an_train_cfg *c, struct inputs *in)
         case 'p': if (in->npatches < MAX_INPUTS)
                       in->patches[in->npatches++] = optarg;
                   break;
-        case 'M': in->mpp = atof(optarg); break;
-        case 'm': in->slide_mpp = atof(optarg); break;
-        case 'e': c->epochs = atoi(optarg); break;
-        case 'S': c->steps_per_epoch = atoi(optarg); break;
-        case 'b': c->batch = atoi(optarg); break;
-        case 'c': c->crop_px = atoi(optarg); break;
-        case 'r': c->lr = atof(optarg); break;
-        case 'P': c->patience = atoi(optarg); break;
-        case 'd': c->seed = strtoull(optarg, NULL, 10); break;
         case 'g': in->val_groups = optarg; break;
-        case 'f': in->val_fraction = atof(optarg); break;
         case 'i': c->init = optarg; break;
         case 'a': c->arch = optarg; break;
         case 'n': c->name = optarg; break;
         case 'R': c->resume = true; break;
         case 'A': c->augment = false; break;
         case 'L': in->loso = 1; break;
-        case 'D': c->dice_weight = atof(optarg); break;
         case 'h': usage(stdout); return 1;
-        default: usage(stderr); return -1;
+        case '?': usage(stderr); return -1;
+        default:
+            if (option(o, optarg, c, in) < 0)
+                return -1;
         }
     }
-    if (c->out_dir == NULL || in->nslide != in->nlabels ||
-        in->nslide + in->npatches == 0 || optind != argc || in->mpp <= 0 ||
-        c->epochs < 1 || c->steps_per_epoch < 1 || c->batch < 1 ||
-        c->crop_px < 16 || c->crop_px % 8 != 0) {
-        fprintf(stderr, "slidescan train: need --out, data (--slide with "
-                "--labels, or --patches), and sane numbers (crop a "
-                "multiple of 8)\n");
-        return -1;
+    return check_set(c, in, argc, argv);
+}
+
+/* An input that does not exist, said as such. */
+static bool
+missing(const char *opt, const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) == 0 || (errno != ENOENT && errno != ENOTDIR))
+        return false;
+    fprintf(stderr, "slidescan train: %s %s: %s\n", opt, path,
+            strerror(errno));
+    return true;
+}
+
+/* A --patches DIR[@MPP] taken apart; -1 after saying why not. */
+static int
+patches_arg(const char *arg, char *dir, size_t len, double *mpp)
+{
+    const char *at = strrchr(arg, '@');
+
+    *mpp = 0.5;
+    snprintf(dir, len, "%.*s", at != NULL ? (int)(at - arg)
+             : (int)strlen(arg), arg);
+    if (at == NULL)
+        return 0;
+    return num_arg("--patches DIR@MPP", at + 1, AN_MPP_MIN, AN_MPP_MAX,
+                   false, mpp);
+}
+
+/* Every input exists (else "not found", exit 5) and every --patches
+ * @MPP is sane (else a usage error), before anything is loaded. */
+static int
+inputs_exist(const struct an_train_cfg *c, const struct inputs *in)
+{
+    char path[4096];
+    struct ss_err e;
+    double mpp;
+    int i;
+
+    for (i = 0; i < in->nslide; i++) {
+        if (slide_spec_parse(in->slide[i], path, sizeof(path), &mpp,
+                             &e) < 0) {
+            fprintf(stderr, "slidescan train: --slide %s\n", e.msg);
+            return EXIT_USAGE;
+        }
+        if (missing("--slide", path) || missing("--labels", in->labels[i]))
+            return EXIT_NOTFOUND;
     }
+    for (i = 0; i < in->npatches; i++) {
+        if (patches_arg(in->patches[i], path, sizeof(path), &mpp) < 0)
+            return EXIT_USAGE;
+        if (missing("--patches", path))
+            return EXIT_NOTFOUND;
+    }
+    if ((c->init != NULL && missing("--init", c->init)) ||
+        (c->arch != NULL && missing("--arch", c->arch)))
+        return EXIT_NOTFOUND;
     return 0;
 }
 
@@ -132,12 +304,10 @@ load(struct an_train_data *d, const struct inputs *in, struct ss_err *err)
                                 in->slide_mpp, err);
     for (i = 0; i < in->npatches && rc == 0; i++) {
         char dir[4096];
-        const char *at = strrchr(in->patches[i], '@');
-        double pm = at != NULL ? atof(at + 1) : 0.5;
-        snprintf(dir, sizeof(dir), "%.*s", at != NULL ?
-                 (int)(at - in->patches[i]) : (int)strlen(in->patches[i]),
-                 in->patches[i]);
-        rc = an_train_add_patches(d, dir, pm > 0 ? pm : 0.5, err);
+        double pm;
+
+        patches_arg(in->patches[i], dir, sizeof(dir), &pm);
+        rc = an_train_add_patches(d, dir, pm, err);
     }
     return rc;
 }
@@ -206,7 +376,8 @@ cmd_train(int argc, char **argv)
     struct an_train_data d;
     struct an_train_report rep;
     struct an_confusion cv;
-    struct ss_err err;
+    struct ss_err err, rm;
+    bool created, loaded;
     char sc[16];
     int rc, nval;
 
@@ -216,10 +387,20 @@ cmd_train(int argc, char **argv)
     rc = parse(argc, argv, &cfg, &in);
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
+    rc = inputs_exist(&cfg, &in);
+    if (rc != 0)
+        return rc;
+    /* A missing parent of --out is the output's failure (1), said before
+     * the inputs are loaded. */
+    if (client__out_parent("train", cfg.out_dir) != 0)
+        return EXIT_FAIL;
+    /* An --out this run creates goes again when the run fails. */
+    created = access(cfg.out_dir, F_OK) != 0;
     log_set_level(LOG_LVL_WARN);
     an_train_data_init(&d, in.mpp);
     err_clear(&err);
     rc = load(&d, &in, &err);
+    loaded = rc == 0;
     if (rc == 0 && in.loso) {
         rc = an_train_loso(&cfg, &d, &cv, &err);
         if (rc == 0)
@@ -244,7 +425,10 @@ cmd_train(int argc, char **argv)
     an_train_data_free(&d);
     if (rc < 0) {
         fprintf(stderr, "slidescan train: %s\n", err.msg);
-        return EXIT_FAIL;
+        if (created && access(cfg.out_dir, F_OK) == 0 &&
+            util_remove_tree(cfg.out_dir, &rm) < 0)
+            fprintf(stderr, "slidescan train: %s\n", rm.msg);
+        return !loaded && rc == -ENOENT ? EXIT_NOTFOUND : EXIT_FAIL;
     }
     return EXIT_OK;
 }

@@ -217,6 +217,61 @@ ref_open(const char *path, json_t **out, struct ss_err *err)
     return 0;
 }
 
+/* The keys of a reference file that give values (AN_EVAL_REF_KEYS), and
+ * the descriptive ones slidescan's own truth.json and results.json carry,
+ * which are read past; any other key is a misspelt value (a "TSR" that
+ * would silently score nothing). */
+static const char *const ref_values[] = {
+    "tumor_stroma_ratio", "tumor_fraction", "tumor_area_mm2",
+    "stroma_area_mm2", "areas_mm2", "area_um2", "ki67_index",
+    "ki67_fraction",
+};
+static const char *const ref_described[] = {
+    "version", "slide", "slide_id", "spec", "stain", "mpp", "analysis_mpp",
+    "width", "height", "w_mm", "h_mm", "labels", "nuclei",
+    "tumor_to_stroma_area_ratio", "ck_positive_area_mm2",
+    "tissue_area_mm2", "tumor_stroma_ratio_definition", "tsr_regions",
+    "ki67", "files", "model", "seconds", "created_utc",
+};
+
+static bool
+key_in(const char *key, const char *const *list, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(key, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* -EDOM naming the first key that is neither a value nor descriptive,
+ * or a value key whose value is not a number (nor null). */
+static int
+ref_keys_check(const char *path, json_t *r, struct ss_err *err)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(r, key, v) {
+        if (key_in(key, ref_values,
+                   sizeof(ref_values) / sizeof(ref_values[0]))) {
+            if (json_is_number(v) || json_is_null(v) ||
+                (json_is_object(v) && strcmp(key, "areas_mm2") == 0) ||
+                (json_is_array(v) && strcmp(key, "area_um2") == 0))
+                continue;
+            return err_set(err, -EDOM, "reference values (--ref): %s: "
+                           "\"%s\" is not a number", path, key);
+        }
+        if (!key_in(key, ref_described,
+                    sizeof(ref_described) / sizeof(ref_described[0])))
+            return err_set(err, -EDOM, "reference values (--ref): %s: "
+                           "unknown key \"%s\"; the keys are %s",
+                           path, key, AN_EVAL_REF_KEYS);
+    }
+    return 0;
+}
+
 /* Reference TSR and KI67 from a JSON file (see eval.h). */
 static int
 ref_load(const char *path, double *tsr, double *ki67, struct ss_err *err)
@@ -229,6 +284,11 @@ ref_load(const char *path, double *tsr, double *ki67, struct ss_err *err)
     rc = ref_open(path, &r, err);
     if (rc < 0)
         return rc;
+    rc = ref_keys_check(path, r, err);
+    if (rc < 0) {
+        json_decref(r);
+        return rc;
+    }
     if ((v = json_object_get(r, "tumor_stroma_ratio")) != NULL &&
         json_object_get(r, "area_um2") == NULL &&
         json_object_get(r, "areas_mm2") == NULL)

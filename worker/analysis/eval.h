@@ -59,8 +59,18 @@ struct an_eval {
 void an_eval_init(struct an_eval *e, int64_t min_region_px);
 void an_eval_fini(struct an_eval *e);
 
+/* The keys of a reference JSON object that give values, for messages and
+ * help.  Any other key, except the descriptive ones of slidescan's own
+ * truth.json and results.json, makes the file an error (-EDOM). */
+#define AN_EVAL_REF_KEYS \
+    "tumor_stroma_ratio or tumor_fraction (tumour / (tumour + stroma)), " \
+    "tumor_area_mm2 with stroma_area_mm2, areas_mm2 {\"tumor\", " \
+    "\"stroma\"}, area_um2 [glass, tumor, stroma], ki67_index or " \
+    "ki67_fraction"
+
 /* Adds one pair; ref (may be NULL) is a JSON file of reference values
- * that overrides the truth directory's truth.json. */
+ * that overrides the truth directory's truth.json; a key of it that is
+ * unknown, or a value key that holds no number, is -EDOM naming it. */
 int an_eval_add(struct an_eval *e, const char *pred, const char *truth,
                 const char *ref, struct ss_err *err);
 

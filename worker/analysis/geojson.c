@@ -36,6 +36,7 @@ an_annotations_free(struct an_annotations *a)
         free(a->f[i].poly);
     }
     free(a->f);
+    free(a->skip_why);
     free(a);
 }
 
@@ -162,17 +163,26 @@ annotator_of(json_t *props, const char *dflt)
     return dflt != NULL ? dflt : "";
 }
 
-/* Parses feature i; 1 when it was skipped (not one of our classes). */
+/* Parses feature i; 1 when it was skipped (not one of our classes, or
+ * no area), with the cause in why. */
 static int
-feature_parse(json_t *ft, const char *dflt, struct an_annotations *a)
+feature_parse(json_t *ft, const char *dflt, struct an_annotations *a,
+              char *why, size_t len)
 {
     json_t *props = json_object_get(ft, "properties");
+    const char *name = class_name(props);
     struct an_feature *f = &a->f[a->n];
     enum an_ann_class cls;
     int rc;
 
-    if (class_of(class_name(props), &cls) < 0)
+    if (class_of(name, &cls) < 0) {
+        if (name == NULL)
+            snprintf(why, len, "no classification (ROI, Tumor or Stroma)");
+        else
+            snprintf(why, len, "class '%.60s' is not ROI, Tumor or Stroma",
+                     name);
         return 1;
+    }
     memset(f, 0, sizeof(*f));
     f->cls = cls;
     snprintf(f->annotator, sizeof(f->annotator), "%s",
@@ -184,6 +194,9 @@ feature_parse(json_t *ft, const char *dflt, struct an_annotations *a)
     /* Points, lines and other geometries carry no area: skip them. */
     free(f->poly);
     a->n--;
+    snprintf(why, len, "class %s, but a %.40s geometry has no area", name,
+             json_string_value(json_object_get(json_object_get(ft,
+                               "geometry"), "type")));
     return 1;
 }
 
@@ -235,15 +248,22 @@ an_geojson_read(const char *path, const char *default_annotator,
     }
     n = json_array_size(feats);
     a = calloc(1, sizeof(*a));
-    if (a == NULL || (a->f = calloc(n + 1, sizeof(*a->f))) == NULL) {
+    if (a == NULL || (a->f = calloc(n + 1, sizeof(*a->f))) == NULL ||
+        (a->skip_why = calloc(n + 1, sizeof(*a->skip_why))) == NULL) {
+        if (a != NULL)
+            free(a->f);
         free(a);
         json_decref(feats);
         return err_set(err, -ENOMEM, "%s: out of memory", path);
     }
     for (i = 0; i < n && rc >= 0; i++) {
-        rc = feature_parse(json_array_get(feats, i), default_annotator, a);
+        char why[200];
+
+        rc = feature_parse(json_array_get(feats, i), default_annotator, a,
+                           why, sizeof(why));
         if (rc == 1)
-            a->skipped++;
+            snprintf(a->skip_why[a->skipped++], AN_SKIP_TEXT,
+                     "%.100s: feature %zu: %s", path, i, why);
     }
     json_decref(feats);
     if (rc < 0) {
@@ -296,11 +316,20 @@ an_annotations_merge(struct an_annotations *a,
 {
     struct an_feature *f = realloc(a->f, (size_t)(a->n + b->n + 1) *
                                    sizeof(*f));
+    char (*why)[AN_SKIP_TEXT];
     int i;
 
     if (f == NULL)
         return err_set(err, -ENOMEM, "annotations: out of memory");
     a->f = f;
+    why = realloc(a->skip_why, (size_t)(a->skipped + b->skipped + 1) *
+                  sizeof(*why));
+    if (why == NULL)
+        return err_set(err, -ENOMEM, "annotations: out of memory");
+    a->skip_why = why;
+    if (b->skipped > 0)
+        memcpy(a->skip_why[a->skipped], b->skip_why[0],
+               (size_t)b->skipped * sizeof(*why));
     for (i = 0; i < b->n; i++) {
         memset(&a->f[a->n], 0, sizeof(a->f[a->n]));
         a->n++;

@@ -55,10 +55,14 @@ struct an_feature {
     struct an_polygon *poly;
 };
 
+/* Why a feature was left out: "FILE: feature I (class X): CAUSE". */
+#define AN_SKIP_TEXT 320
+
 struct an_annotations {
     int n;
     struct an_feature *f;
     int skipped;                    /* features of other classes/types */
+    char (*skip_why)[AN_SKIP_TEXT]; /* skipped entries, one per skip */
 };
 
 /* Reads a FeatureCollection, a bare array of features or one feature.
