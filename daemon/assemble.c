@@ -43,6 +43,7 @@ struct assembler {
     bool quit;
     bool busy;
     struct dconf next;              /* under lock: set by the loop */
+    unsigned next_gen;              /* under lock: counts the reloads */
     struct dconf conf;              /* copied from next at each job */
     struct cat *cat;                /* the thread's own */
 };
@@ -275,32 +276,65 @@ record_wsi(struct asm_job *j)
     return rc;
 }
 
+/* Takes the [storage] policy of the latest reload: a wait for space
+ * follows it from its next check. */
 static void
-nap_s(double s)
+policy_now(struct assembler *a)
 {
-    struct timespec ts;
-
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&a->lock);
+    a->conf.space = a->next.space;
+    pthread_mutex_unlock(&a->lock);
 }
 
-/* Waits (on this thread) until the disk holds the image and analysis. */
+/* Sleeps s seconds, or less when a reload comes or the daemon stops;
+ * true when it stops. */
+static bool
+nap_or_quit(struct assembler *a, double s)
+{
+    struct timespec until;
+    unsigned gen;
+    bool quit;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)s;
+    until.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->lock);
+    gen = a->next_gen;
+    while (!a->quit && gen == a->next_gen && rc == 0)
+        rc = pthread_cond_timedwait(&a->cond, &a->lock, &until);
+    quit = a->quit;
+    pthread_mutex_unlock(&a->lock);
+    return quit;
+}
+
+/* Waits (on this thread) until the disk holds the image and analysis,
+ * by the [storage] policy in force at each check.  cause (may be empty)
+ * is a write that failed for space: then it waits at least one
+ * recheck_s, since the estimate said there was room. */
 static int
-wait_space(struct asm_job *j)
+wait_space(struct asm_job *j, const struct ss_err *cause)
 {
     const struct space_policy *sp = &j->a->conf.space;
+    const char *dir = j->a->conf.data_dir;
     struct space_need need;
     char reason[SS_ERR_MSG_MAX], now[SS_ERR_MSG_MAX];
-    bool told = false;
+    bool told = false, failed = cause->msg[0] != '\0';
 
-    space_estimate(sp, j->plan, 0, true, &need);
     reason[0] = '\0';
-    while (space_check(sp, j->a->conf.data_dir, need.total_bytes, NULL,
-                       &j->err) == -ENOSPC) {
+    for (;;) {
+        policy_now(j->a);
+        space_estimate(sp, j->plan, 0, true, &need);
+        if (space_check(sp, dir, need.total_bytes, NULL, &j->err) !=
+            -ENOSPC && !failed)
+            break;
         /* Renewed at each check: the reason shows the space free now. */
-        space_full_reason(sp, j->a->conf.data_dir, need.total_bytes, NULL,
-                          now, sizeof(now));
+        space_full_reason(sp, dir, need.total_bytes, cause, now,
+                          sizeof(now));
         if (strcmp(now, reason) != 0) {
             snprintf(reason, sizeof(reason), "%s", now);
             if (!told)
@@ -310,13 +344,9 @@ wait_space(struct asm_job *j)
             post_state(j, "assembling", reason);
             told = true;
         }
-        pthread_mutex_lock(&j->a->lock);
-        if (j->a->quit) {
-            pthread_mutex_unlock(&j->a->lock);
+        if (nap_or_quit(j->a, sp->recheck_s))
             return -ESHUTDOWN;
-        }
-        pthread_mutex_unlock(&j->a->lock);
-        nap_s(sp->recheck_s);
+        failed = false;
     }
     if (told)
         cat_scan_set_reason(j->a->cat, j->s.id, "", NULL);
@@ -327,6 +357,7 @@ static int
 assemble(struct asm_job *j, int64_t id)
 {
     struct space_need need;
+    struct ss_err cause;
     int rc;
 
     rc = cat_scan_get(j->a->cat, id, &j->s, &j->err);
@@ -341,14 +372,19 @@ assemble(struct asm_job *j, int64_t id)
     if (rc != 0)
         return rc;
     post_state(j, "assembling", NULL);
-    space_estimate(&j->a->conf.space, j->plan, 0, true, &need);
-    do {
-        rc = wait_space(j);
+    err_clear(&cause);
+    for (;;) {
+        rc = wait_space(j, &cause);
         if (rc == 0)
             rc = write_wsi(j);
-    } while (rc < 0 && space_write_full(&j->a->conf.space,
-                                        j->a->conf.data_dir,
-                                        need.total_bytes, rc));
+        if (rc == 0 || rc == -ESHUTDOWN)
+            break;
+        space_estimate(&j->a->conf.space, j->plan, 0, true, &need);
+        if (!space_write_full(&j->a->conf.space, j->a->conf.data_dir,
+                              need.total_bytes, rc))
+            break;
+        cause = j->err;
+    }
     if (rc == 0)
         rc = record_wsi(j);
     return rc;
@@ -553,5 +589,7 @@ daemon__assembler_reconfigure(struct assembler *a, const struct dconf *c)
 {
     pthread_mutex_lock(&a->lock);
     a->next = *c;
+    a->next_gen++;
+    pthread_cond_broadcast(&a->cond);
     pthread_mutex_unlock(&a->lock);
 }

@@ -198,6 +198,29 @@ changed(struct daemon *d, const struct caller *who, const char *action,
     daemon__broadcast(d, "scan", daemon__scan_event(s->id, s->slide, state));
 }
 
+/* Asks the scan thread for request r on the scan it runs, recording the
+ * request in the catalogue first: once acknowledged it survives a stop
+ * or crash (applied at the next start, see daemon__recover()).  0 when
+ * asked, -ENOENT when s is not the scan on the microscope. */
+static int
+ask_scanner(struct daemon *d, const struct cat_scan *s, enum scan_request r,
+            struct ss_err *err)
+{
+    const char *name = r == SCAN_REQ_PAUSE ? "pause" : "cancel";
+    int rc;
+
+    if (s->id != d->st.scan || !daemon__scanner_busy(d->scanner))
+        return -ENOENT;
+    rc = cat_scan_request(d->cat, s->id, name, err);
+    if (rc < 0)
+        return err_prefix(err, "scan %lld: the %s was not recorded",
+                          (long long)s->id, name);
+    if (daemon__scanner_request(d->scanner, s->id, r))
+        return 0;
+    cat_scan_request(d->cat, s->id, "", NULL);
+    return -ENOENT;
+}
+
 static int
 cmd_pause(struct daemon *d, const struct caller *who,
           const struct proto_req *req, json_t **result, struct ss_err *err)
@@ -208,8 +231,10 @@ cmd_pause(struct daemon *d, const struct caller *who,
     rc = target(d, req, &s, err);
     if (rc < 0)
         return rc;
-    if (s.id == d->st.scan &&
-        daemon__scanner_request(d->scanner, s.id, SCAN_REQ_PAUSE)) {
+    rc = ask_scanner(d, &s, SCAN_REQ_PAUSE, err);
+    if (rc != -ENOENT && rc < 0)
+        return rc;
+    if (rc == 0) {
         changed(d, who, "pause", &s, "pausing");
         *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "state",
                             "pausing");
@@ -228,6 +253,58 @@ cmd_pause(struct daemon *d, const struct caller *who,
     return 0;
 }
 
+/* `resume` of the scan waiting for space on the microscope: it checks
+ * the space again now.  With room, the scan goes on at once; still short,
+ * the answer (refused) says what is free and what is missing. */
+static int
+resume_space_wait(struct daemon *d, const struct caller *who,
+                  const struct cat_scan *s, uint64_t need_bytes,
+                  json_t **result, struct ss_err *err)
+{
+    char why[SS_ERR_MSG_MAX];
+
+    daemon__scanner_recheck(d->scanner);
+    if (space_check(&d->conf.space, d->conf.data_dir, need_bytes, NULL,
+                    NULL) == -ENOSPC) {
+        space_full_reason(&d->conf.space, d->conf.data_dir, need_bytes,
+                          NULL, why, sizeof(why));
+        return err_set(err, -EBUSY, "scan %lld waits for space and cannot "
+                       "go on yet: %s", (long long)s->id, why);
+    }
+    changed(d, who, "resume", s, "resuming");
+    *result = json_pack("{s:I, s:s, s:s}", "scan", (json_int_t)s->id,
+                        "state", "resuming", "note", "free space checked "
+                        "again: there is room now; the scan goes on");
+    return 0;
+}
+
+/* Why a scan on the microscope is not resumed or requeued. */
+static int
+on_microscope(struct daemon *d, const struct cat_scan *s, const char *action,
+              struct ss_err *err)
+{
+    uint64_t need;
+
+    if (daemon__scanner_space_wait(d->scanner, s->id, &need))
+        return err_set(err, -EBUSY, "scan %lld waits on the microscope "
+                       "for space and needs no %s: %s (`resume` checks "
+                       "again at once; pause or cancel takes it off the "
+                       "microscope)", (long long)s->id, action,
+                       d->st.reason);
+    if (strcmp(action, "resume") == 0 && s->state == CAT_PAUSED)
+        return err_set(err, -EBUSY, "scan %lld is pausing after its "
+                       "current tile; resume it once it is paused",
+                       (long long)s->id);
+    if (strcmp(action, "resume") == 0)
+        return err_set(err, -EBUSY, "scan %lld is running (%s); only a "
+                       "paused scan can be resumed", (long long)s->id,
+                       cat_state_name(s->state));
+    return err_set(err, -EBUSY, "scan %lld is on the microscope (%s%s%s); "
+                   "it goes on by itself", (long long)s->id,
+                   cat_state_name(s->state), s->reason[0] ? ": " : "",
+                   s->reason);
+}
+
 /* Moves a scan back into the queue from the states in mask. */
 static int
 back_to_queue(struct daemon *d, const struct caller *who,
@@ -235,6 +312,7 @@ back_to_queue(struct daemon *d, const struct caller *who,
               bool to_end, json_t **result, struct ss_err *err)
 {
     struct cat_scan s;
+    uint64_t need;
     int64_t n = 0;
     int rc;
 
@@ -243,6 +321,9 @@ back_to_queue(struct daemon *d, const struct caller *who,
         return rc;
     if (s.id == d->st.scan && strcmp(action, "resume") == 0 &&
         daemon__scanner_withdraw(d->scanner, s.id, SCAN_REQ_PAUSE)) {
+        if (cat_scan_request(d->cat, s.id, "", err) < 0)
+            log_warn("sched", "request not cleared scan=%lld cause=\"%s\"",
+                     (long long)s.id, err->msg);
         changed(d, who, "resume", &s, cat_state_name(s.state));
         *result = json_pack("{s:I, s:s, s:s}", "scan", (json_int_t)s.id,
                             "state", cat_state_name(s.state), "note",
@@ -250,16 +331,11 @@ back_to_queue(struct daemon *d, const struct caller *who,
                             "goes on");
         return 0;
     }
-    if (s.id == d->st.scan && strcmp(action, "resume") == 0)
-        return err_set(err, -EBUSY, "scan %lld is on the microscope (%s); "
-                       "only a paused scan can be resumed (a pause asked "
-                       "for is under way: resume it once it is paused)",
-                       (long long)s.id, cat_state_name(s.state));
+    if (s.id == d->st.scan && strcmp(action, "resume") == 0 &&
+        daemon__scanner_space_wait(d->scanner, s.id, &need))
+        return resume_space_wait(d, who, &s, need, result, err);
     if (s.id == d->st.scan)
-        return err_set(err, -EBUSY, "scan %lld is on the microscope "
-                       "(%s%s%s); it goes on by itself", (long long)s.id,
-                       cat_state_name(s.state), s.reason[0] ? ": " : "",
-                       s.reason);
+        return on_microscope(d, &s, action, err);
     rc = cat_scan_transition(d->cat, s.id, mask, CAT_QUEUED, "", err);
     if (rc < 0)
         return rc;
@@ -309,8 +385,10 @@ cmd_cancel(struct daemon *d, const struct caller *who,
     rc = cat_scan_get(d->cat, proto_arg_int(req, "scan", 0), &s, err);
     if (rc < 0)
         return rc;
-    if (s.id == d->st.scan &&
-        daemon__scanner_request(d->scanner, s.id, SCAN_REQ_CANCEL)) {
+    rc = ask_scanner(d, &s, SCAN_REQ_CANCEL, err);
+    if (rc != -ENOENT && rc < 0)
+        return rc;
+    if (rc == 0) {
         changed(d, who, "cancel", &s, "cancelling");
         *result = json_pack("{s:I, s:s}", "scan", (json_int_t)s.id, "state",
                             "cancelling");

@@ -355,11 +355,23 @@ bool daemon__scanner_request(struct scanner *sc, int64_t scan,
 bool daemon__scanner_withdraw(struct scanner *sc, int64_t scan,
                               enum scan_request r);
 
+/* True while scan `scan` is paused on the microscope waiting for free
+ * space; *need_bytes receives what the rest of it needs (without the
+ * reserve), as of its last check. */
+bool daemon__scanner_space_wait(struct scanner *sc, int64_t scan,
+                                uint64_t *need_bytes);
+
+/* Asks a scan waiting for space to check again now rather than at its
+ * next recheck_s. */
+void daemon__scanner_recheck(struct scanner *sc);
+
 /* Describes the microscope for `devices` (runs on the loop: reads only
  * what the scan thread published). */
 json_t *daemon__scanner_devices(struct scanner *sc);
 
-/* New configuration for the next scan (profiles, scan options). */
+/* New configuration for the next scan (profiles, scan options); the
+ * [storage] policy applies at once, to the running scan's next check of
+ * free space and to a scan waiting for space (which checks again now). */
 void daemon__scanner_reconfigure(struct scanner *sc, const struct dconf *c);
 
 /* ---- assembly thread (assemble.c) ----------------------------------- */

@@ -75,6 +75,9 @@ struct scanner {
     int64_t busy_scan;              /* loop thread only */
 
     atomic_int req;                 /* enum scan_request, 0 = none */
+    atomic_bool poke;               /* check free space again now */
+    bool space_wait;                /* under lock: paused for space */
+    uint64_t space_need_bytes;      /* under lock: what it waits for */
 
     /* The scan thread's own. */
     struct cat *cat;
@@ -211,7 +214,9 @@ requested(struct job *j)
     return atomic_load(&j->sc->req) != 0 ? JOB_REQ : 0;
 }
 
-/* Sleeps up to s seconds in short steps; JOB_REQ when a request came. */
+/* Sleeps up to s seconds in short steps: JOB_REQ when a request came,
+ * 0 at the end or when the loop asks for a new check of free space (a
+ * reload, a resume). */
 static int
 nap(struct job *j, double s)
 {
@@ -221,6 +226,8 @@ nap(struct job *j, double s)
     for (i = 0; i < n || i == 0; i++) {
         if (requested(j))
             return JOB_REQ;
+        if (atomic_exchange(&j->sc->poke, false))
+            return 0;
         nanosleep(&ts, NULL);
     }
     return requested(j);
@@ -691,6 +698,13 @@ step_focus(struct job *j)
 static void
 space_need(struct job *j, int tiles_left, struct space_need *need)
 {
+    struct scanner *sc = j->sc;
+
+    /* The [storage] policy follows a reload even within a scan: the
+     * next check, and a scan waiting for space, use it at once. */
+    pthread_mutex_lock(&sc->lock);
+    sc->jc.space = sc->conf.space;
+    pthread_mutex_unlock(&sc->lock);
     if (j->plan != NULL)
         space_estimate(&j->c->space, j->plan, tiles_left, true, need);
     else
@@ -723,6 +737,21 @@ write_full(struct job *j, int tiles_left, int code)
     space_need(j, tiles_left, &need);
     return space_write_full(&j->c->space, j->c->data_dir, need.total_bytes,
                             code);
+}
+
+/* Tells the loop whether the scan waits for space and for how much, so
+ * that `resume` can check again at once and say what is missing. */
+static void
+publish_space_wait(struct job *j, bool waiting, int tiles_left)
+{
+    struct space_need need = { 0, 0, 0, 0, 0 };
+
+    if (waiting)
+        space_need(j, tiles_left, &need);
+    pthread_mutex_lock(&j->sc->lock);
+    j->sc->space_wait = waiting;
+    j->sc->space_need_bytes = need.total_bytes;
+    pthread_mutex_unlock(&j->sc->lock);
 }
 
 /* Records the pause for space in the catalogue.  On a disk so full that
@@ -783,10 +812,14 @@ wait_for_space(struct job *j, int tiles_left, bool failed)
     j->space_waiting = true;
     post_state(j, "paused", reason);
     recorded = record_pause(j, reason, 1);
+    atomic_store(&j->sc->poke, false);
+    publish_space_wait(j, true, tiles_left);
     for (;;) {
+        /* recheck_s as configured now: a reload may have changed it. */
         rc = nap(j, j->c->space.recheck_s);
         if (rc != 0 || !short_of_space(j, tiles_left))
             break;
+        publish_space_wait(j, true, tiles_left);
         space_reason(j, tiles_left, &cause, now, sizeof(now));
         if (strcmp(now, reason) != 0) {
             snprintf(reason, sizeof(reason), "%s", now);
@@ -797,6 +830,7 @@ wait_for_space(struct job *j, int tiles_left, bool failed)
         if (recorded < 0 && recorded != -EALREADY)
             recorded = record_pause(j, reason, 0);
     }
+    publish_space_wait(j, false, 0);
     if (recorded == 0 &&
         cat_scan_transition(j->sc->cat, j->s.id, CAT_BIT(CAT_PAUSED), was,
                             "", &e) < 0)
@@ -1113,6 +1147,10 @@ finish_request(struct job *j)
                             &j->err) < 0)
         log_error("scan", "scan=%lld cause=\"%s\"", (long long)j->s.id,
                   j->err.msg);
+    else if (to == CAT_PAUSED &&
+             cat_scan_request(j->sc->cat, j->s.id, "", &j->err) < 0)
+        log_warn("scan", "request not cleared scan=%lld cause=\"%s\"",
+                 (long long)j->s.id, j->err.msg);
     post_state(j, cat_state_name(to), NULL);
     return to == CAT_CANCELLED ? SCAN_OUT_CANCELLED : SCAN_OUT_PAUSED;
 }
@@ -1330,9 +1368,11 @@ daemon__scanner_new(struct daemon *d, struct scanner **out,
 void
 daemon__scanner_free(struct scanner *sc)
 {
+    int none = 0;
+
     if (sc == NULL)
         return;
-    atomic_store(&sc->req, SCAN_REQ_STOP);
+    atomic_compare_exchange_strong(&sc->req, &none, SCAN_REQ_STOP);
     pthread_mutex_lock(&sc->lock);
     sc->quit = true;
     pthread_cond_signal(&sc->cond);
@@ -1397,10 +1437,38 @@ bool
 daemon__scanner_request(struct scanner *sc, int64_t scan,
                         enum scan_request r)
 {
+    int none = 0;
+
     if (!sc->busy || (scan != 0 && sc->busy_scan != scan))
         return false;
-    atomic_store(&sc->req, (int)r);
+    /* A stop leaves a pause or cancel already asked for in place: the
+     * scan thread acts on it, then ends, as a stop would. */
+    if (r == SCAN_REQ_STOP)
+        atomic_compare_exchange_strong(&sc->req, &none, (int)r);
+    else
+        atomic_store(&sc->req, (int)r);
     return true;
+}
+
+bool
+daemon__scanner_space_wait(struct scanner *sc, int64_t scan,
+                           uint64_t *need_bytes)
+{
+    bool waiting;
+
+    if (!sc->busy || sc->busy_scan != scan)
+        return false;
+    pthread_mutex_lock(&sc->lock);
+    waiting = sc->space_wait;
+    *need_bytes = sc->space_need_bytes;
+    pthread_mutex_unlock(&sc->lock);
+    return waiting;
+}
+
+void
+daemon__scanner_recheck(struct scanner *sc)
+{
+    atomic_store(&sc->poke, true);
 }
 
 bool
@@ -1420,6 +1488,7 @@ daemon__scanner_reconfigure(struct scanner *sc, const struct dconf *c)
     pthread_mutex_lock(&sc->lock);
     sc->conf = *c;
     pthread_mutex_unlock(&sc->lock);
+    atomic_store(&sc->poke, true);
 }
 
 /* What the configuration asks for, shown before the devices are open. */

@@ -503,6 +503,30 @@ clean_scan(struct daemon *d, int64_t id)
     tilestore_close(ts);
 }
 
+/* A pause or cancel acknowledged for the scan on the microscope before
+ * the daemon stopped or crashed takes effect now, before that scan would
+ * resume. */
+static int
+apply_requests(struct daemon *d, struct ss_err *err)
+{
+    int64_t ids[64];
+    int n = 0, i, rc;
+
+    rc = cat_scan_apply_requests(d->cat, ids, &n, err);
+    if (rc < 0)
+        return err_prefix(err, "catalogue: applying requests");
+    for (i = 0; i < n; i++) {
+        struct cat_scan s;
+        if (cat_scan_get(d->cat, ids[i], &s, NULL) < 0)
+            continue;
+        log_notice("recover", "request applied scan=%lld state=%s",
+                   (long long)s.id, cat_state_name(s.state));
+        daemon__audit(d, -1, s.state == CAT_CANCELLED ? "cancel" : "pause",
+                      s.id, "asked before the daemon stopped");
+    }
+    return 0;
+}
+
 int
 daemon__recover(struct daemon *d, struct ss_err *err)
 {
@@ -511,6 +535,9 @@ daemon__recover(struct daemon *d, struct ss_err *err)
 
     daemon__supervisor_orphans(d->worker);
     clean_temporaries(d);
+    rc = apply_requests(d, err);
+    if (rc < 0)
+        return rc;
     rc = cat_scans_in(d->cat, CAT_ACTIVE_MASK | CAT_BIT(CAT_ASSEMBLING),
                       &ids, &n, err);
     if (rc < 0)

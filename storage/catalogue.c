@@ -147,6 +147,10 @@ static const char *const migrations[] = {
     "ALTER TABLE scans ADD COLUMN region TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE scans ADD COLUMN warnings TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tiles ADD COLUMN virtual_ms REAL NOT NULL DEFAULT 0;",
+    /* 2 -> 3: a pause or cancel the daemon acknowledged for the scan on
+     * the microscope before the scan thread acted on it, so that a stop
+     * or crash in between does not lose it (cat_scan_request()). */
+    "ALTER TABLE scans ADD COLUMN request TEXT NOT NULL DEFAULT '';",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -673,6 +677,12 @@ trans_tx(struct cat *c, void *ctx, struct ss_err *err)
     if (rc == 0 && t->to == CAT_QUEUED)
         rc = cat_exec(c, "UPDATE scans SET finished = NULL WHERE id = ?",
                       "i", t->id);
+    /* A request lapses once the scan leaves the microscope; a pause for
+     * space keeps it: the scan is still on the microscope. */
+    if (rc == 0 && (t->to != CAT_PAUSED || t->hold) &&
+        !(CAT_ACTIVE_MASK & CAT_BIT(t->to)))
+        rc = cat_exec(c, "UPDATE scans SET request = '' WHERE id = ?", "i",
+                      t->id);
     if (rc < 0)
         return cat__sql_err(c, c->last_rc, err, "changing scan state");
     return 0;
@@ -686,6 +696,86 @@ cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
     struct trans_ctx t = { id, from_mask, to, reason, false };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+}
+
+struct request_ctx {
+    int64_t id;
+    const char *request;
+};
+
+static int
+request_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct request_ctx *r = ctx;
+
+    if (cat_exec(c, "UPDATE scans SET request = ? WHERE id = ?", "si",
+                 r->request, r->id) < 0)
+        return cat__sql_err(c, c->last_rc, err, "recording the request");
+    if (sqlite3_changes(c->db) == 0)
+        return err_set(err, -ENOENT, "scan %lld: no such scan",
+                       (long long)r->id);
+    return 0;
+}
+
+int
+cat_scan_request(struct cat *c, int64_t id, const char *request,
+                 struct ss_err *err)
+{
+    struct request_ctx r = { id, request != NULL ? request : "" };
+
+    return cat_tx(c, CAT_TX_IMMEDIATE, request_tx, &r, err);
+}
+
+struct pending_ctx {
+    int64_t *ids;
+    int n;
+};
+
+/* The scans with a request the scan thread never acted on become what
+ * was asked: a pause, or a cancel. */
+static int
+pending_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    static const char *const sql[] = {
+        "UPDATE scans SET state = 'paused', reason = 'paused by request', "
+        "holds_queue = 0, request = '' WHERE request = 'pause' AND state "
+        "IN ('calibrating','planning','focusing','capturing','paused')",
+        "UPDATE scans SET state = 'cancelled', reason = 'cancelled by "
+        "request', holds_queue = 0, request = '', finished = ?1 WHERE "
+        "request = 'cancel' AND state IN ('calibrating','planning',"
+        "'focusing','capturing','paused')",
+        "UPDATE scans SET request = '' WHERE request != ''",
+    };
+    struct pending_ctx *p = ctx;
+    char now[CAT_TIME_MAX];
+    sqlite3_stmt *st;
+    int rc, i;
+
+    rc = cat__prepare(c, &st, "SELECT id FROM scans WHERE request != '' "
+                      "AND state IN ('calibrating','planning','focusing',"
+                      "'capturing','paused') ORDER BY id", "");
+    if (rc != SQLITE_OK)
+        return cat__sql_err(c, rc, err, "reading requests");
+    while (p->n < 64 && sqlite3_step(st) == SQLITE_ROW)
+        p->ids[p->n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    cat__now(now);
+    for (i = 0; i < 3; i++)
+        if (cat_exec(c, sql[i], i == 1 ? "s" : "", now) < 0)
+            return cat__sql_err(c, c->last_rc, err, "applying requests");
+    return 0;
+}
+
+int
+cat_scan_apply_requests(struct cat *c, int64_t ids[64], int *n,
+                        struct ss_err *err)
+{
+    struct pending_ctx p = { ids, 0 };
+    int rc;
+
+    rc = cat_tx(c, CAT_TX_IMMEDIATE, pending_tx, &p, err);
+    *n = rc == 0 ? p.n : 0;
+    return rc;
 }
 
 int

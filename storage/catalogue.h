@@ -33,7 +33,7 @@
 #define CAT_TIME_MAX 32
 
 /* Schema version this code writes (PRAGMA user_version). */
-#define CAT_SCHEMA_VERSION 2
+#define CAT_SCHEMA_VERSION 3
 
 /* The states a scan passes through.  A scan is done once its WSI is
  * recorded; its analysis has a state of its own (enum cat_astate). */
@@ -165,6 +165,20 @@ int cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
  * it is resumed, requeued or cancelled. */
 int cat_scan_hold(struct cat *c, int64_t id, const char *reason,
                   struct ss_err *err);
+
+/* Records a request for the scan on the microscope ("pause", "cancel";
+ * "" takes it back) before the daemon acknowledges it, so that a stop or
+ * crash before the scan thread acts on it does not lose it.  A request
+ * lapses when the scan is queued, assembling or finished. */
+int cat_scan_request(struct cat *c, int64_t id, const char *request,
+                     struct ss_err *err);
+
+/* At start-up: every scan still on the microscope (or paused there for
+ * space) with a recorded request becomes paused ("paused by request") or
+ * cancelled, as asked; ids (up to 64) and *n receive the scans changed.
+ * Requests on any other scan are dropped. */
+int cat_scan_apply_requests(struct cat *c, int64_t ids[64], int *n,
+                            struct ss_err *err);
 
 /* The paused scan holding the queue and its reason; -ENOENT when none. */
 int cat_queue_holder(struct cat *c, int64_t *id, char *reason, size_t len,

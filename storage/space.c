@@ -183,13 +183,18 @@ space_full_reason(const struct space_policy *p, const char *dir,
     char have[32] = "unknown", need[32], reserve[32];
     uint64_t avail;
     bool why = cause != NULL && cause->msg[0] != '\0';
+    /* "Disk full" only when a write found it so; a check against the
+     * estimate and the reserve is a shortfall of this scan's policy. */
+    bool full = why && space_is_full(cause->code);
 
     if (util_free_bytes(dir, &avail, NULL) == 0)
         space_fmt(avail, have, sizeof(have));
     space_fmt(need_bytes, need, sizeof(need));
     space_fmt(p->reserve_bytes, reserve, sizeof(reserve));
-    snprintf(buf, len, "disk full on %s (%s free; the rest of the scan "
-             "needs %s plus a %s reserve)%s%s; the scan resumes when space "
-             "is freed", dir, have, need, reserve, why ? ": " : "",
-             why ? cause->msg : "");
+    snprintf(buf, len, "%s %s%s (%s free; the rest of the scan needs %s "
+             "plus the %s reserve, [storage] reserve_mb)%s%s; the scan "
+             "resumes by itself when space is freed",
+             full ? "disk full on" : "not enough free space on", dir,
+             full ? "" : " for this scan", have, need, reserve,
+             why ? ": " : "", why ? cause->msg : "");
 }

@@ -87,11 +87,17 @@ bool space_is_full(int code);
 bool space_write_full(const struct space_policy *p, const char *dir,
                       uint64_t need_bytes, int code);
 
-/* The reason a scan waits for space: "disk full on DIR (N MiB free; the
- * rest of the scan needs M MiB plus a R MiB reserve): <cause>; the scan
- * resumes when space is freed".  need_bytes is what the rest of the scan
- * will write; cause (NULL or empty: none) the write that failed.  Waiters
- * build it again at each recheck, so the free space shown is current. */
+/* The reason a scan waits for space.  After a write that failed for
+ * space (cause->code -ENOSPC or -EDQUOT): "disk full on DIR (N MiB free;
+ * the rest of the scan needs M MiB plus the R MiB reserve, [storage]
+ * reserve_mb): <cause>; the scan resumes by itself when space is freed".
+ * Otherwise (the check before a step, or another failed write) it says
+ * "not enough free space on DIR for this scan (...)" with the same
+ * figures, since the disk may have room and only the estimate plus the
+ * configured reserve does not fit.  need_bytes is what the rest of the
+ * scan will write; cause (NULL or empty: none) the write that failed.
+ * Waiters build it again at each recheck, so the free space shown is
+ * current. */
 void space_full_reason(const struct space_policy *p, const char *dir,
                        uint64_t need_bytes, const struct ss_err *cause,
                        char *buf, size_t len);

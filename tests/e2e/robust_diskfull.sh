@@ -5,12 +5,15 @@
 # A full disk under a running scan, through the real daemon: the data
 # directory is a 48 MiB tmpfs in a private mount namespace of this test
 # (it vanishes with the test, whatever happens).  The disk is filled while
-# the scan captures: the scan pauses with "disk full" as its reason,
+# the scan captures: the scan pauses with "disk full" (a write failed) or
+# "not enough free space" (the check before a tile) as its reason,
 # nothing half-written is left and what was stored still verifies; once
 # the filler is deleted the scan resumes by itself and completes.  Then
 # the disk is filled while the next slide is assembled: it waits in
-# assembly, and completes once space is freed.  A slide queued on a disk
-# that cannot hold it waits before its first tile.
+# assembly; a reload that raises [storage] reserve_mb keeps it waiting
+# although the filler is gone, one that lowers it again lets it complete.
+# A slide queued on a disk that cannot hold it waits before its first
+# tile.
 . "$(dirname "$0")/../support/private_ns.sh"
 . "$(dirname "$0")/../support/daemon_env.sh"
 
@@ -30,22 +33,28 @@ fill() {
     fi
 }
 
-temp_files() { find "$DATA" -name '*.tmp*' -o -name '*.partial' | wc -l; }
-
-mkdir -p "$DATA"
-mount -t tmpfs -o size=48m,mode=0755 tmpfs "$DATA" ||
-    { nok "a tmpfs for the data directory"; dtest_end; exit 1; }
-dtest_conf "[simulator]
+FULL="^(disk full on|not enough free space on) $DATA"
+# The configuration with [storage] reserve_mb = $1.
+conf() {
+    dtest_conf "[simulator]
 seed = 3
 sensor_w = 640
 sensor_h = 480
 [scan]
 keep_tiles = yes
 [storage]
-reserve_mb = 1
+reserve_mb = $1
 recheck_s = 0.5
 [analysis]
 auto = no"
+}
+
+temp_files() { find "$DATA" -name '*.tmp*' -o -name '*.partial' | wc -l; }
+
+mkdir -p "$DATA"
+mount -t tmpfs -o size=48m,mode=0755 tmpfs "$DATA" ||
+    { nok "a tmpfs for the data directory"; dtest_end; exit 1; }
+conf 1
 dtest_start || { nok "slidescand starts"; dtest_end; exit 1; }
 
 # --- during capture -----------------------------------------------------
@@ -61,15 +70,15 @@ fill 64 a2
 slidescan resume 1 >/dev/null
 check "capture: the scan pauses when the disk fills" \
     wait_until 30 '[ "$(state 1)" = paused ] &&
-                   grep -q "disk full" <<<"$(reason 1)"'
+                   grep -qE "$FULL" <<<"$(reason 1)"'
 r=$(reason 1)
 echo "# reason: $r"
-check "capture: the reason says the disk is full" grep -q "disk full" <<<"$r"
+check "capture: the reason says the disk is short" grep -qE "$FULL" <<<"$r"
 check "capture: the reason says it resumes by itself" \
-    grep -q "resumes when space is freed" <<<"$r"
+    grep -q "resumes by itself when space is freed" <<<"$r"
 check "capture: the reason says what the rest of the scan needs" \
     grep -qE "\(0\.[01] MiB free; the rest of the scan needs [0-9.]+ \
-(MiB|GiB) plus a 1\.0 MiB reserve\)" <<<"$r"
+(MiB|GiB) plus the 1\.0 MiB reserve, \[storage\] reserve_mb\)" <<<"$r"
 check "capture: the catalogue passes integrity_check" \
     test "$(q "PRAGMA integrity_check")" = ok
 check "capture: nothing half-written is left" test "$(temp_files)" = 0
@@ -103,12 +112,21 @@ slidescan scan --slide B --stain HE \
 wait_until 60 '[ "$(state 2)" = assembling ]'
 fill 64 b
 check "assembly: the slide waits in assembly while the disk is full" \
-    wait_until 30 'grep -q "disk full" <<<"$(reason 2)"'
+    wait_until 30 'grep -qE "$FULL" <<<"$(reason 2)"'
 check "assembly: it is not failed" test "$(state 2)" = assembling
 check "assembly: no partial slide image is left" \
     wait_until 10 '[ "$(temp_files)" = 0 ]'
+conf 100000000
+slidescan reload >/dev/null
 rm -f "$FILLER".*
-check "assembly: with space freed the slide image is written" \
+check "assembly: a reload raising the reserve applies to the wait" \
+    wait_until 10 'grep -q "plus the 97656.25 GiB reserve" <<<"$(reason 2)"'
+sleep 1.5
+check "assembly: with space freed but the new reserve, it still waits" \
+    test "$(state 2)" = assembling
+conf 1
+slidescan reload >/dev/null
+check "assembly: with the reserve lowered by reload the image is written" \
     wait_until 60 '[ "$(state 2)" = done ]'
 wsi=$DATA/$(q "SELECT wsi_path FROM scans WHERE id = 2")
 sum=$(sha256sum "$wsi" 2>/dev/null | cut -d' ' -f1)
@@ -122,7 +140,7 @@ slidescan scan --slide C --stain HE \
     --image phantom:HE:seed=13:w_mm=1.2:h_mm=0.9 >/dev/null
 check "before: a slide the disk cannot hold waits before its first tile" \
     wait_until 60 '[ "$(state 3)" = paused ] &&
-                   grep -q "disk full" <<<"$(reason 3)"'
+                   grep -qE "$FULL" <<<"$(reason 3)"'
 check "before: no tile was stored" \
     test "$(q "SELECT tiles_done FROM scans WHERE id = 3")" = 0
 rm -f "$FILLER".*

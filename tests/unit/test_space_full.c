@@ -199,6 +199,41 @@ test_check_refuses_a_scan_that_cannot_finish(void **state)
                            "plus a 1.0 MiB reserve"));
 }
 
+/* A shortfall against the estimate and the reserve, on a disk with room
+ * (the working directory), or after a write that failed otherwise, is
+ * "not enough free space ... for this scan" naming the reserve's key;
+ * never "disk full". */
+static void
+test_reason_for_a_reserve_shortfall(void **state)
+{
+    struct space_policy pol;
+    char reason[1024], want[700];
+    struct ss_err e;
+
+    space_policy_default(&pol);
+    assert_int_equal(space_policy_set(&pol, "reserve_mb", "100000000", &e),
+                     0);
+    space_full_reason(&pol, ".", 35 << 20, NULL, reason, sizeof(reason));
+    assert_null(strstr(reason, "disk full"));
+    assert_true(strncmp(reason, "not enough free space on . for this scan "
+                        "(", 41) == 0);
+    snprintf(want, sizeof(want), " free; the rest of the scan needs 35.0 "
+             "MiB plus the 97656.25 GiB reserve, [storage] reserve_mb); "
+             "the scan resumes by itself when space is freed");
+    assert_non_null(strstr(reason, want));
+    assert_int_equal(strlen(strstr(reason, want)), strlen(want));
+
+    err_set(&e, -EIO, "slide.svs: writing a tile: Input/output error");
+    space_full_reason(&pol, ".", 1 << 20, &e, reason, sizeof(reason));
+    assert_true(strncmp(reason, "not enough free space on . ", 27) == 0);
+    assert_non_null(strstr(reason, "reserve_mb): slide.svs: writing a tile: "
+                           "Input/output error; the scan resumes"));
+    err_set(&e, -ENOSPC, "tile 3: No space left on device");
+    space_full_reason(&pol, ".", 1 << 20, &e, reason, sizeof(reason));
+    assert_true(strncmp(reason, "disk full on . (", 16) == 0);
+    (void)state;
+}
+
 /* Tiles: ENOSPC names the tile, leaves no temporary file and no broken
  * tile; the tiles stored before still verify; freeing space lets the same
  * tile be stored. */
@@ -235,12 +270,14 @@ test_tile_store_on_a_full_disk(void **state)
     assert_int_equal(access(on_disk("data/scans/1/tiles/7.jpg"), F_OK), -1);
 
     space_policy_default(&pol);
+    assert_int_equal(e.code, -ENOSPC);
     space_full_reason(&pol, disk, 3 << 20, &e, reason, sizeof(reason));
-    assert_non_null(strstr(reason, "disk full on "));
+    assert_true(strncmp(reason, "disk full on ", 13) == 0);
     assert_non_null(strstr(reason, " free; the rest of the scan needs "
-                           "3.0 MiB plus a "));
+                           "3.0 MiB plus the 512.0 MiB reserve, [storage] "
+                           "reserve_mb): "));
     assert_non_null(strstr(reason, "No space left on device; the scan "
-                           "resumes when space is freed"));
+                           "resumes by itself when space is freed"));
 
     unlink(on_disk("filler"));
     for (i = stored; i < 8; i++) {
@@ -374,6 +411,7 @@ main(void)
         cmocka_unit_test(test_estimate_from_plan),
         cmocka_unit_test(test_policy_keys),
         cmocka_unit_test(test_check_refuses_a_scan_that_cannot_finish),
+        cmocka_unit_test(test_reason_for_a_reserve_shortfall),
         cmocka_unit_test(test_tile_store_on_a_full_disk),
         cmocka_unit_test(test_catalogue_on_a_full_disk),
         cmocka_unit_test(test_wsi_writer_on_a_full_disk),

@@ -5,7 +5,9 @@
 static const char usage[] =
     "usage: slidescan pause [SCAN]\n"
     "Pauses scan SCAN (or the one on the microscope) after its current tile;\n"
-    "a queued scan is held back.  'slidescan resume' brings it back.\n";
+    "a queued scan is held back.  Once answered, the pause holds even if\n"
+    "slidescand stops before the tile ends.  'slidescan resume' brings it\n"
+    "back.\n";
 
 int
 cmd_pause(int argc, char **argv)

@@ -5,7 +5,9 @@
 static const char usage[] =
     "usage: slidescan resume SCAN\n"
     "Puts paused scan SCAN back in the queue; it continues at its next\n"
-    "tile.\n";
+    "tile.  A scan waiting for disk space resumes by itself; resume makes\n"
+    "it check the free space at once, and says what is missing if the\n"
+    "disk is still short (exit 1).\n";
 
 int
 cmd_resume(int argc, char **argv)
