@@ -9,7 +9,8 @@
  *      stage reported, measuring the glass colour they captured, and
  *      renders the pyramid (stitch_write) with cells never captured
  *      filled with that glass; the WSI writer produces it under a
- *      temporary name, fsyncs and renames
+ *      temporary name, fsyncs and renames.  A region scan writes only
+ *      its region (region_crop), not the frames around it
  *   3. verifies the file (wsi_verify, pixel size included), hashes it, and
  *      records path, size, µm/px and SHA-256 as the slide's current image
  *      in one transaction: the scan is done
@@ -21,6 +22,7 @@
 #include "daemon/daemon.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,7 @@ struct asm_job {
     struct stitch_tile *st;
     int nst;
     struct stitch_placement *pl;
+    int out[4];                     /* canvas part in the WSI: x, y, w, h */
     char rel[PATH_MAX], abs[2 * PATH_MAX];
     bool analysis_queued;
     struct ss_err err;
@@ -116,6 +119,32 @@ check_tiles(struct asm_job *j)
     return ASM_RECAPTURE;
 }
 
+/* A region scan's image is its region: the rectangle asked for, in stage
+ * µm, as canvas pixels (canvas (0, 0) is the plan's origin; each edge
+ * rounded to the nearest pixel, so the size is W/µm-per-px within one
+ * pixel).  stitch_write() clips it to the canvas. */
+static int
+region_crop(struct asm_job *j, struct stitch_input *in)
+{
+    const struct acq_plan *p = j->plan;
+    double r[4];
+    long x0, y0;
+
+    if (j->s.region[0] == '\0')
+        return 0;
+    if (cat_region_parse(j->s.region, r, &j->err) < 0)
+        return -EINVAL;
+    x0 = lround((r[0] - p->origin_x_um) / p->pixel_um);
+    y0 = lround((r[1] - p->origin_y_um) / p->pixel_um);
+    in->crop_x_px = (int)x0;
+    in->crop_y_px = (int)y0;
+    in->crop_w_px = (int)(lround((r[0] + r[2] - p->origin_x_um) /
+                                 p->pixel_um) - x0);
+    in->crop_h_px = (int)(lround((r[1] + r[3] - p->origin_y_um) /
+                                 p->pixel_um) - y0);
+    return 0;
+}
+
 static int
 build_input(struct asm_job *j, struct stitch_input *in)
 {
@@ -153,7 +182,7 @@ build_input(struct asm_job *j, struct stitch_input *in)
     in->tiles = j->st;
     in->load = load_tile;
     in->ctx = j->ts;
-    return 0;
+    return region_crop(j, in);
 }
 
 static void
@@ -223,6 +252,7 @@ write_wsi(struct asm_job *j)
         rc = stitch_register(&in, &j->pl, &j->err);
     if (rc < 0)
         return err_prefix(&j->err, "stitching");
+    stitch_output_rect(&in, j->pl, j->out);
     read_png(j, "label.png", &label);
     read_png(j, "overview.png", &macro);
     fill_meta(j, &meta);
@@ -258,8 +288,8 @@ record_wsi(struct asm_job *j)
     memset(&w, 0, sizeof(w));
     w.path = j->rel;
     w.bytes = st.st_size;
-    w.width = j->pl->canvas_w;
-    w.height = j->pl->canvas_h;
+    w.width = j->out[2];
+    w.height = j->out[3];
     w.mpp = j->plan->pixel_um;
     w.sha256 = hex;
     w.stitch_rms_px = j->pl->residual_rms_px;
@@ -441,7 +471,7 @@ run(struct assembler *a, int64_t id)
     if (rc == 0) {
         log_notice("assemble", "done scan=%lld slide=%s wsi=%s w=%d h=%d "
                    "pairs_used=%d rms_px=%.3f wall_s=%.1f", (long long)id,
-                   j.s.slide, j.abs, j.pl->canvas_w, j.pl->canvas_h,
+                   j.s.slide, j.abs, j.out[2], j.out[3],
                    j.pl->pairs_used, j.pl->residual_rms_px,
                    (util_now_ms() - t0) / 1000);
         if (!a->conf.keep_tiles && tilestore_remove_tiles(j.ts, &e) < 0)

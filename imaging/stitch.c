@@ -610,7 +610,8 @@ struct render {
     const struct stitch_input *in;
     const struct stitch_placement *pl;
     enum blend_resample mode;
-    int *x, *y;                     /* whole-pixel positions */
+    int rect[4];                    /* canvas part written: x, y, w, h */
+    int *x, *y;                     /* whole-pixel positions in rect */
     double *fx, *fy;                /* fractions left for resampling */
     int *order;                     /* slots by y */
     int next;                       /* first slot in order not yet live */
@@ -646,19 +647,21 @@ render_init(struct render *r, struct ss_err *err)
     r->tile = calloc(n, sizeof(struct blend_tile *));
     r->wx = malloc(sizeof(float) * (size_t)in->frame_w);
     r->wy = malloc(sizeof(float) * (size_t)in->frame_h);
-    r->rgb = malloc((size_t)r->pl->canvas_w * BAND_ROWS * 3);
+    r->rgb = malloc((size_t)r->rect[2] * BAND_ROWS * 3);
     if (!r->x || !r->y || !r->fx || !r->fy || !r->order || !r->live ||
         !r->tile || !r->wx || !r->wy || !r->rgb)
         return err_set(err, -ENOMEM, "stitch: out of memory");
     for (i = 0; i < in->ntiles; i++) {
         blend_split(r->pl->x_px[i], r->mode, &r->x[i], &r->fx[i]);
         blend_split(r->pl->y_px[i], r->mode, &r->y[i], &r->fy[i]);
+        r->x[i] -= r->rect[0];
+        r->y[i] -= r->rect[1];
         r->order[i] = i;
     }
     qsort_r(r->order, (size_t)in->ntiles, sizeof(int), cmp_y, r->y);
     blend_ramp(r->wx, in->frame_w, in->frame_w - in->step_x_px);
     blend_ramp(r->wy, in->frame_h, in->frame_h - in->step_y_px);
-    return blend_band_init(&r->band, r->pl->canvas_w, BAND_ROWS, err);
+    return blend_band_init(&r->band, r->rect[2], BAND_ROWS, err);
 }
 
 static void
@@ -692,7 +695,7 @@ admit_tiles(struct render *r, int y0, int y1, struct ss_err *err)
         struct img *im = NULL, *sh;
         int rc;
 
-        if (r->y[s] + in->frame_h <= y0 || r->x[s] >= r->pl->canvas_w ||
+        if (r->y[s] + in->frame_h <= y0 || r->x[s] >= r->rect[2] ||
             r->x[s] + in->frame_w <= 0)
             continue;               /* entirely off the canvas */
         rc = load_tile(in, s, &im, err);
@@ -758,6 +761,26 @@ render_band(struct render *r, struct wsi_writer *w, int y0, int h,
     return rc;
 }
 
+void
+stitch_output_rect(const struct stitch_input *in,
+                   const struct stitch_placement *pl, int rect[4])
+{
+    int x0 = 0, y0 = 0, x1 = pl->canvas_w, y1 = pl->canvas_h;
+
+    if (in->crop_w_px > 0 && in->crop_h_px > 0) {
+        x0 = in->crop_x_px > 0 ? in->crop_x_px : 0;
+        y0 = in->crop_y_px > 0 ? in->crop_y_px : 0;
+        if (in->crop_x_px + in->crop_w_px < x1)
+            x1 = in->crop_x_px + in->crop_w_px;
+        if (in->crop_y_px + in->crop_h_px < y1)
+            y1 = in->crop_y_px + in->crop_h_px;
+    }
+    rect[0] = x0;
+    rect[1] = y0;
+    rect[2] = x1 > x0 ? x1 - x0 : 0;
+    rect[3] = y1 > y0 ? y1 - y0 : 0;
+}
+
 int
 stitch_write(const struct stitch_input *in,
              const struct stitch_placement *pl, const struct wsi_meta *meta,
@@ -778,18 +801,22 @@ stitch_write(const struct stitch_input *in,
     r.in = in;
     r.pl = pl;
     r.mode = resample_mode(in);
+    stitch_output_rect(in, pl, r.rect);
+    if (r.rect[2] == 0 || r.rect[3] == 0)
+        return err_set(err, -EINVAL, "stitch: crop %dx%d at (%d, %d) px "
+                       "misses the %dx%d canvas", in->crop_w_px,
+                       in->crop_h_px, in->crop_x_px, in->crop_y_px,
+                       pl->canvas_w, pl->canvas_h);
     rc = render_init(&r, err);
     if (rc == 0)
-        rc = wsi_writer_open(path, pl->canvas_w, pl->canvas_h, meta, &w,
-                             err);
-    for (y0 = 0; rc == 0 && y0 < pl->canvas_h; y0 += BAND_ROWS) {
-        int h = pl->canvas_h - y0 < BAND_ROWS ? pl->canvas_h - y0
-                                              : BAND_ROWS;
+        rc = wsi_writer_open(path, r.rect[2], r.rect[3], meta, &w, err);
+    for (y0 = 0; rc == 0 && y0 < r.rect[3]; y0 += BAND_ROWS) {
+        int h = r.rect[3] - y0 < BAND_ROWS ? r.rect[3] - y0 : BAND_ROWS;
 
         rc = render_band(&r, w, y0, h, meta->background, err);
         if (rc == 0 && in->progress != NULL &&
             in->progress(in->ctx, in->ntiles + (int)((double)in->ntiles *
-                         (y0 + h) / pl->canvas_h), 2 * in->ntiles) != 0)
+                         (y0 + h) / r.rect[3]), 2 * in->ntiles) != 0)
             rc = err_set(err, SS_ECANCELED, "stitch: cancelled while "
                          "writing %s", path);
     }
@@ -800,8 +827,9 @@ stitch_write(const struct stitch_input *in,
     }
     rc = wsi_writer_finish(w, err);
     if (rc == 0)
-        log_info("stitch", "written path=%s canvas=%dx%d tiles=%d ms=%.0f",
-                 path, pl->canvas_w, pl->canvas_h, in->ntiles,
+        log_info("stitch", "written path=%s canvas=%dx%d written=%dx%d+%d+%d "
+                 "tiles=%d ms=%.0f", path, pl->canvas_w, pl->canvas_h,
+                 r.rect[2], r.rect[3], r.rect[0], r.rect[1], in->ntiles,
                  util_now_ms() - t0);
     return rc;
 }

@@ -37,6 +37,10 @@ struct stitch_input {
     /* Called after each band of rows written and between registrations;
      * a non-zero return cancels with SS_ECANCELED.  May be NULL. */
     int (*progress)(void *ctx, int done, int total);
+    /* Added later: the part of the canvas stitch_write() writes, in
+     * canvas pixels (a region scan writes only its region); crop_w_px or
+     * crop_h_px 0 writes the whole canvas.  Clipped to the canvas. */
+    int crop_x_px, crop_y_px, crop_w_px, crop_h_px;
 };
 
 enum {
@@ -82,11 +86,20 @@ struct stitch_placement {
 int stitch_register(const struct stitch_input *in,
                     struct stitch_placement **out, struct ss_err *err);
 
+/* The rectangle of the canvas stitch_write() writes, {x, y, w, h} in
+ * canvas pixels: in's crop clipped to the canvas, or the whole canvas
+ * when in has no crop.  w or h is 0 when the crop misses the canvas. */
+void stitch_output_rect(const struct stitch_input *in,
+                        const struct stitch_placement *pl, int rect[4]);
+
 /* Renders the canvas ((cols − 1) step + frame, from the planned grid)
  * with feathered overlaps, band by band, into a WSI at path; cells with
  * no tile, gaps no tile reaches and rows never rendered get
  * meta->background (pl->glass for a scan's own glass colour).  Each tile
- * is loaded once while memory holds about one row of tiles. */
+ * is loaded once while memory holds about one row of tiles.  With a crop
+ * in `in`, only stitch_output_rect() is written, its pixels the same as
+ * at that place of the whole canvas; tiles wholly outside are never
+ * loaded.  A crop that misses the canvas is -EINVAL. */
 int stitch_write(const struct stitch_input *in,
                  const struct stitch_placement *pl,
                  const struct wsi_meta *meta, const char *path,

@@ -63,8 +63,9 @@ proto_slide_id_ok(const char *s)
     return true;
 }
 
-/* A scan region: "X,Y,W,H" in stage micrometres, W and H above 0, each
- * value under 1e6 in magnitude; else the first fault in why. */
+/* A scan region: "X,Y,W,H" in stage micrometres, W and H at least
+ * PROTO_REGION_MIN_UM, each value under 1e6 in magnitude; else the first
+ * fault in why. */
 static bool
 region_why(const char *s, char *why, size_t len)
 {
@@ -88,6 +89,12 @@ region_why(const char *s, char *why, size_t len)
                      v[i]);
             return false;
         }
+        if (i >= 2 && v[i] < PROTO_REGION_MIN_UM) {
+            snprintf(why, len, "'%.40s': %s %g um is under %g um, the "
+                     "smallest region side", s, name[i], v[i],
+                     PROTO_REGION_MIN_UM);
+            return false;
+        }
     }
     return true;
 }
@@ -108,8 +115,8 @@ static const struct field f_scan[] = {
       "printable characters", NULL },
     { "priority", F_INT, false, -100, 100, NULL, NULL, NULL, NULL },
     { "region", F_STR, false, 1, 120, NULL, NULL,
-      "X,Y,W,H in stage micrometres, W and H above 0, each under 1e6 in "
-      "magnitude", region_why },
+      "X,Y,W,H in stage micrometres, W and H at least 100, each under 1e6 "
+      "in magnitude", region_why },
     END
 };
 static const struct field f_queue[] = {

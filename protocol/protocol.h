@@ -36,6 +36,12 @@
  * with '.' or '-'. */
 #define PROTO_SLIDE_MAX 63
 
+/* The smallest side of a scan region, µm.  The slide image of a region
+ * scan is the region itself, and the analysis reads it at 2 µm/px and
+ * drops tissue specks under 2000 µm²: a narrower region would give an
+ * image of a few pixels whose analysis cannot find tissue at all. */
+#define PROTO_REGION_MIN_UM 100.0
+
 enum proto_cmd {
     PROTO_CMD_PING,
     PROTO_CMD_SCAN,

@@ -69,8 +69,8 @@ expect "reanalyse errors carry its own name" 5 \
 expect "reanalyse without SCAN says so" 2 \
     "slidescan reanalyse: SCAN missing (see slidescan reanalyse --help)" \
     slidescan reanalyse
-form="must be X,Y,W,H in stage micrometres, W and H above 0, each under \
-1e6 in magnitude"
+form="must be X,Y,W,H in stage micrometres, W and H at least 100, each \
+under 1e6 in magnitude"
 expect "a short --region says the form it wants" 2 \
     "slidescan scan: bad_request: args.region: '1,2,3' is not four \
 numbers; $form" slidescan scan --slide R --stain HE --region=1,2,3
@@ -79,8 +79,12 @@ expect "a huge --region width is named as the cause" 2 \
 not under 1e6 um in magnitude; $form" \
     slidescan scan --slide R --stain HE --region 0,0,1e12,10
 expect "a zero --region height is named as the cause" 2 \
-    "slidescan scan: bad_request: args.region: '0,0,10,0': H 0 is not \
-above 0; $form" slidescan scan --slide R --stain HE --region 0,0,10,0
+    "slidescan scan: bad_request: args.region: '0,0,100,0': H 0 is not \
+above 0; $form" slidescan scan --slide R --stain HE --region 0,0,100,0
+expect "a --region narrower than 100 um is refused, naming the side" 2 \
+    "slidescan scan: bad_request: args.region: '1500,1500,1,1': W 1 um is \
+under 100 um, the smallest region side; $form" \
+    slidescan scan --slide R --stain HE --region 1500,1500,1,1
 expect "--priority beyond a long is quoted as given" 2 \
     "slidescan scan: --priority: '-9999999999999999999' is outside \
 -100..100" slidescan scan --slide R --stain HE \

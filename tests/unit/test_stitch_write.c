@@ -331,6 +331,63 @@ test_uncaptured_cell_is_background(void **state)
     scene_free(g.sc);
 }
 
+/* A crop writes that part of the canvas: the same pixels as the whole
+ * canvas there (up to JPEG, whose 8 × 8 blocks fall elsewhere), from
+ * only the tiles that reach it; it is clipped to the canvas, and one
+ * that misses the canvas is refused. */
+static void
+test_crop_is_that_part_of_the_canvas(void **state)
+{
+    struct grid g;
+    struct stitch_placement *pl = NULL;
+    struct img *whole, *part, *want;
+    struct wsi_meta m;
+    struct ss_err e;
+    int rect[4];
+    double db;
+
+    grid_init(&g, -1);
+    assert_int_equal(stitch_register(&g.in, &pl, &e), 0);
+    wsi_meta_default(&m);
+    m.quality = 95;
+    assert_int_equal(stitch_write(&g.in, pl, &m, tu_tmp("w.svs"), &e), 0);
+    g.in.crop_x_px = 250;           /* columns 0-2 and rows 0-1 reach it */
+    g.in.crop_y_px = 130;
+    g.in.crop_w_px = 700;
+    g.in.crop_h_px = 400;
+    g.loads = 0;
+    stitch_output_rect(&g.in, pl, rect);
+    assert_int_equal(rect[0], 250);
+    assert_int_equal(rect[1], 130);
+    assert_int_equal(rect[2], 700);
+    assert_int_equal(rect[3], 400);
+    assert_int_equal(stitch_write(&g.in, pl, &m, tu_tmp("p.svs"), &e), 0);
+    assert_int_equal(g.loads, 6);
+    whole = read_level0(tu_tmp("w.svs"));
+    part = read_level0(tu_tmp("p.svs"));
+    assert_int_equal(part->w, 700);
+    assert_int_equal(part->h, 400);
+    want = img_crop(whole, 250, 130, 700, 400);
+    db = img_psnr(want, part, 0, 0, 700, 400);
+    print_message("# crop 700x400+250+130 against the canvas: %.1f dB\n",
+                  db);
+    assert_true(db >= 40.0);
+    /* Past the right edge: clipped; wholly outside: refused. */
+    g.in.crop_x_px = pl->canvas_w - 100;
+    g.in.crop_w_px = 500;
+    stitch_output_rect(&g.in, pl, rect);
+    assert_int_equal(rect[2], 100);
+    g.in.crop_x_px = pl->canvas_w;
+    assert_int_equal(stitch_write(&g.in, pl, &m, tu_tmp("x.svs"), &e),
+                     -EINVAL);
+    assert_non_null(strstr(e.msg, "misses the"));
+    img_free(want);
+    img_free(part);
+    img_free(whole);
+    stitch_placement_free(pl);
+    scene_free(g.sc);
+}
+
 static void
 test_cancel_leaves_no_file(void **state)
 {
@@ -425,6 +482,7 @@ main(void)
         cmocka_unit_test(test_shift_moves_content_by_the_fraction),
         cmocka_unit_test(test_stitched_canvas_matches_the_scene),
         cmocka_unit_test(test_uncaptured_cell_is_background),
+        cmocka_unit_test(test_crop_is_that_part_of_the_canvas),
         cmocka_unit_test(test_cancel_leaves_no_file),
         cmocka_unit_test(test_bad_input_is_named),
     };

@@ -23,7 +23,10 @@ static const char usage[] =
     "off the pixel size the file states, unless the SPEC ends in\n"
     "FILE@MPP:force_mpp.  --region limits the\n"
     "scan to a rectangle of the stage in micrometres (x, y, width,\n"
-    "height); tissue found beyond it is reported as a warning by `show`.\n"
+    "height; width and height at least 100): the slide image is that\n"
+    "rectangle, W/mpp x H/mpp pixels, cut from the frames that cover it,\n"
+    "so the analysis measures only the region.  Tissue found beyond it\n"
+    "is reported as a warning by `show`.\n"
     "Higher --priority (-100..100, default 0) runs first.  --wait follows\n"
     "the scan (and its analysis) and exits 0 only when both are done.\n";
 

@@ -194,6 +194,30 @@ print_analysis(json_t *a, const char *dir)
     print_numbers(a, dir);
 }
 
+/* The scan's region, and whether its image is that rectangle: images
+ * are cut to the region since the assembly did so; one assembled before
+ * still holds the whole frames around it, and `show` says which. */
+static void
+print_region(json_t *s)
+{
+    const char *region = client__str(s, "region");
+    double r[4], mpp = json_number_value(json_object_get(s, "mpp"));
+    json_t *w = json_object_get(s, "width"), *h = json_object_get(s, "height");
+    const char *what = "the image and its analysis cover only this "
+                       "rectangle";
+
+    if (strcmp(region, "") == 0 || strcmp(region, "-") == 0)
+        return;
+    if (sscanf(region, "%lf,%lf,%lf,%lf", &r[0], &r[1], &r[2], &r[3]) == 4 &&
+        json_is_integer(w) && json_is_integer(h) && mpp > 0 &&
+        (fabs((double)json_integer_value(w) * mpp - r[2]) > 1.5 * mpp ||
+         fabs((double)json_integer_value(h) * mpp - r[3]) > 1.5 * mpp))
+        what = "the image, assembled before images were cut to their "
+               "region, covers the whole frames around it";
+    printf("  region %s µm (x, y, width, height on the stage; %s)\n",
+           region, what);
+}
+
 static void
 print_scan(json_t *s, const char *dir)
 {
@@ -225,10 +249,7 @@ print_scan(json_t *s, const char *dir)
     else if (resumes > 1)
         printf(", resumed %lld times", (long long)resumes);
     printf("\n");
-    if (strcmp(client__str(s, "region"), "") != 0 &&
-        strcmp(client__str(s, "region"), "-") != 0)
-        printf("  region %s µm (x, y, width, height on the stage)\n",
-               client__str(s, "region"));
+    print_region(s);
     if (json_is_object(k))
         printf("  calibration %s: %s %s %s ms, taken %s\n",
                client__str(k, "id"), client__str(k, "stain"),
