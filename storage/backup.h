@@ -73,7 +73,8 @@ struct backup_options {
      * are those the manifest recorded is trusted without reading it;
      * damage that keeps both (a failing disk's bit rot) is then found
      * only by a full run or backup_verify().
-     * LIMIT: a quick run reports success over such damage. */
+     * LIMIT: a quick run reports success over damage that keeps a copy's
+     * size and modification time (bit rot on the backup disk). */
     bool quick;
 };
 
