@@ -754,7 +754,9 @@ publish_space_wait(struct job *j, bool waiting, int tiles_left)
     pthread_mutex_unlock(&j->sc->lock);
 }
 
-/* Records the pause for space in the catalogue.  On a disk so full that
+/* Records the pause for space in the catalogue, with the state the scan
+ * leaves: a restart puts it back there, so that the scan resumes by
+ * itself as its reason says.  On a disk so full that
  * SQLite cannot write, it fails: the caller tries again at each recheck
  * (clients learn the state from the daemon meanwhile). */
 static int
@@ -763,8 +765,7 @@ record_pause(struct job *j, const char *reason, int first)
     struct ss_err e;
     int rc;
 
-    rc = cat_scan_transition(j->sc->cat, j->s.id, CAT_ACTIVE_MASK |
-                             CAT_BIT(CAT_QUEUED), CAT_PAUSED, reason, &e);
+    rc = cat_scan_pause_for_space(j->sc->cat, j->s.id, reason, &e);
     if (rc < 0 && first)
         log_warn("scan", "pause not recorded yet scan=%lld cause=\"%s\"",
                  (long long)j->s.id, e.msg);

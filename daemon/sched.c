@@ -527,6 +527,26 @@ apply_requests(struct daemon *d, struct ss_err *err)
     return 0;
 }
 
+/* A scan that was waiting on the microscope for space (not paused by a
+ * user) goes back to the state it left, to resume by itself once there
+ * is room, with the tiles it has. */
+static int
+rewait_space(struct daemon *d, struct ss_err *err)
+{
+    int64_t ids[64];
+    int n = 0, i;
+
+    if (cat_scan_rewait_space(d->cat, ids, &n, err) < 0)
+        return err_prefix(err, "catalogue: resuming waits for space");
+    for (i = 0; i < n; i++) {
+        log_notice("recover", "waiting for space again scan=%lld",
+                   (long long)ids[i]);
+        daemon__audit(d, -1, "resume", ids[i], "was waiting for space "
+                      "when the daemon stopped");
+    }
+    return 0;
+}
+
 int
 daemon__recover(struct daemon *d, struct ss_err *err)
 {
@@ -536,6 +556,8 @@ daemon__recover(struct daemon *d, struct ss_err *err)
     daemon__supervisor_orphans(d->worker);
     clean_temporaries(d);
     rc = apply_requests(d, err);
+    if (rc == 0)
+        rc = rewait_space(d, err);
     if (rc < 0)
         return rc;
     rc = cat_scans_in(d->cat, CAT_ACTIVE_MASK | CAT_BIT(CAT_ASSEMBLING),

@@ -151,6 +151,15 @@ static const char *const migrations[] = {
      * the microscope before the scan thread acted on it, so that a stop
      * or crash in between does not lose it (cat_scan_request()). */
     "ALTER TABLE scans ADD COLUMN request TEXT NOT NULL DEFAULT '';",
+    /* 3 -> 4: the state a scan left when it paused on the microscope to
+     * wait for disk space, so that a restart puts it back there and it
+     * resumes by itself (cat_scan_pause_for_space()).  Such pauses of
+     * earlier versions are known only by their reason; they go back to
+     * the queue. */
+    "ALTER TABLE scans ADD COLUMN space_from TEXT NOT NULL DEFAULT '';"
+    "UPDATE scans SET space_from = 'queued' WHERE state = 'paused' AND "
+    "holds_queue = 0 AND request = '' AND reason LIKE '%; the scan "
+    "resumes by itself when space is freed';",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -646,6 +655,7 @@ struct trans_ctx {
     enum cat_state to;
     const char *reason;
     bool hold;
+    bool space;                     /* a pause to wait for space */
 };
 
 static int
@@ -663,9 +673,12 @@ trans_tx(struct cat *c, void *ctx, struct ss_err *err)
         return err_set(err, -EALREADY, "scan %lld is %s", (long long)t->id,
                        cat_state_name(s.state));
     cat__now(now);
+    /* Any change but a pause for space ends a wait for space. */
     rc = cat_exec(c, "UPDATE scans SET state = ?, reason = COALESCE(?, "
-                  "reason), holds_queue = ? WHERE id = ?", "ssii",
-                  cat_state_name(t->to), t->reason, (int64_t)t->hold, t->id);
+                  "reason), holds_queue = ?, space_from = ? WHERE id = ?",
+                  "ssisi", cat_state_name(t->to), t->reason,
+                  (int64_t)t->hold, t->space ? cat_state_name(s.state) : "",
+                  t->id);
     if (rc == 0 && s.started[0] == '\0' && (CAT_ACTIVE_MASK &
                                             CAT_BIT(t->to)))
         rc = cat_exec(c, "UPDATE scans SET started = ? WHERE id = ?", "si",
@@ -693,9 +706,59 @@ cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
                     enum cat_state to, const char *reason,
                     struct ss_err *err)
 {
-    struct trans_ctx t = { id, from_mask, to, reason, false };
+    struct trans_ctx t = { id, from_mask, to, reason, false, false };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+}
+
+int
+cat_scan_pause_for_space(struct cat *c, int64_t id, const char *reason,
+                         struct ss_err *err)
+{
+    struct trans_ctx t = { id, CAT_ACTIVE_MASK | CAT_BIT(CAT_QUEUED),
+                           CAT_PAUSED, reason, false, true };
+
+    return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+}
+
+struct rewait_ctx {
+    int64_t *ids;
+    int n;
+};
+
+static int
+rewait_tx(struct cat *c, void *ctx, struct ss_err *err)
+{
+    struct rewait_ctx *r = ctx;
+    sqlite3_stmt *st;
+    int rc;
+
+    rc = cat__prepare(c, &st, "SELECT id FROM scans WHERE state = 'paused' "
+                      "AND space_from != '' ORDER BY id", "");
+    if (rc != SQLITE_OK)
+        return cat__sql_err(c, rc, err, "reading waits for space");
+    while (r->n < 64 && sqlite3_step(st) == SQLITE_ROW)
+        r->ids[r->n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    /* The reason goes: it told the free space of a check long past, and
+     * the scan checks again before its next step. */
+    if (cat_exec(c, "UPDATE scans SET state = space_from, space_from = '', "
+                 "reason = '' WHERE state = 'paused' AND space_from != ''",
+                 "") < 0)
+        return cat__sql_err(c, c->last_rc, err, "resuming waits for space");
+    return 0;
+}
+
+int
+cat_scan_rewait_space(struct cat *c, int64_t ids[64], int *n,
+                      struct ss_err *err)
+{
+    struct rewait_ctx r = { ids, 0 };
+    int rc;
+
+    rc = cat_tx(c, CAT_TX_IMMEDIATE, rewait_tx, &r, err);
+    *n = rc == 0 ? r.n : 0;
+    return rc;
 }
 
 struct request_ctx {
@@ -738,12 +801,13 @@ pending_tx(struct cat *c, void *ctx, struct ss_err *err)
 {
     static const char *const sql[] = {
         "UPDATE scans SET state = 'paused', reason = 'paused by request', "
-        "holds_queue = 0, request = '' WHERE request = 'pause' AND state "
-        "IN ('calibrating','planning','focusing','capturing','paused')",
+        "holds_queue = 0, request = '', space_from = '' WHERE request = "
+        "'pause' AND state IN ('calibrating','planning','focusing',"
+        "'capturing','paused')",
         "UPDATE scans SET state = 'cancelled', reason = 'cancelled by "
-        "request', holds_queue = 0, request = '', finished = ?1 WHERE "
-        "request = 'cancel' AND state IN ('calibrating','planning',"
-        "'focusing','capturing','paused')",
+        "request', holds_queue = 0, request = '', space_from = '', "
+        "finished = ?1 WHERE request = 'cancel' AND state IN "
+        "('calibrating','planning','focusing','capturing','paused')",
         "UPDATE scans SET request = '' WHERE request != ''",
     };
     struct pending_ctx *p = ctx;
@@ -783,7 +847,7 @@ cat_scan_hold(struct cat *c, int64_t id, const char *reason,
               struct ss_err *err)
 {
     struct trans_ctx t = { id, CAT_ACTIVE_MASK | CAT_BIT(CAT_ASSEMBLING),
-                           CAT_PAUSED, reason, true };
+                           CAT_PAUSED, reason, true, false };
 
     return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
 }

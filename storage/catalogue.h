@@ -33,7 +33,7 @@
 #define CAT_TIME_MAX 32
 
 /* Schema version this code writes (PRAGMA user_version). */
-#define CAT_SCHEMA_VERSION 3
+#define CAT_SCHEMA_VERSION 4
 
 /* The states a scan passes through.  A scan is done once its WSI is
  * recorded; its analysis has a state of its own (enum cat_astate). */
@@ -159,6 +159,21 @@ int cat_scan_next(struct cat *c, int64_t *id, struct ss_err *err);
 int cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
                         enum cat_state to, const char *reason,
                         struct ss_err *err);
+
+/* Pauses an active (or queued) scan on the microscope to wait for disk
+ * space (reason says how much is missing), remembering the state it
+ * left: a restart puts it back there (cat_scan_rewait_space()).  Any
+ * other state change forgets it. */
+int cat_scan_pause_for_space(struct cat *c, int64_t id, const char *reason,
+                             struct ss_err *err);
+
+/* At start-up, after cat_scan_apply_requests(): every scan paused for
+ * space by cat_scan_pause_for_space() (no user asked for that pause)
+ * goes back to the state it left, its reason cleared, so that it
+ * resumes by itself with the tiles it has; ids (up to 64) and *n
+ * receive the scans changed.  A scan paused by request stays paused. */
+int cat_scan_rewait_space(struct cat *c, int64_t ids[64], int *n,
+                          struct ss_err *err);
 
 /* Pauses an active (or assembling) scan because of a fault (reason says
  * which) and marks it as holding the queue: no other scan starts until

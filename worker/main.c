@@ -46,6 +46,8 @@ usage(FILE *f)
         "--force-mpp is given.  --explain writes a Grad-CAM map of the box\n"
         "(level-0 pixels).  --ki67-scope tissue counts every nucleus on\n"
         "tissue for the KI67 index, not only those on tumour (the default).\n"
+        "--threads N (0..64) segments with N threads; 0, the default, one\n"
+        "per CPU (at most 64).  Anything else is refused (exit 2).\n"
         "Progress goes to stdout as 'progress DONE "
         "TOTAL'.\n");
 }
@@ -95,7 +97,13 @@ parse_args(int argc, char **argv, struct an_job *j, int *verbose)
             }
             break;
         case 'F': j->force_mpp = true; break;
-        case 't': j->threads = atoi(optarg); break;
+        case 't':
+            err_clear(&err);
+            if (an_threads_parse(optarg, &j->threads, &err) < 0) {
+                fprintf(stderr, "slidescan-worker: %s\n", err.msg);
+                return -EINVAL;
+            }
+            break;
         case 'v': *verbose = 1; break;
         case 's':
             if (an_stain_parse(optarg, &j->stain) < 0) {

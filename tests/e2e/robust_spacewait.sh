@@ -15,6 +15,10 @@
 #   - a `pause` acknowledged during the wait is in the catalogue before
 #     the reply: a SIGTERM, or a SIGKILL, right after it and a start with
 #     room on the disk leave the scan paused by request, no tile captured.
+#   - a SIGKILL while a scan waits for space mid-scan, with no pause
+#     asked for, and a start with room on the disk: the scan resumes by
+#     itself and completes, with the tiles captured before the wait kept
+#     as they were (not captured again).
 . "$(dirname "$0")/../support/daemon_env.sh"
 
 q() { sqlite3 "$DB" "$1" 2>/dev/null; }
@@ -113,5 +117,41 @@ sleep 2
 check "after the crash scan 3 is paused by request, no tile captured" \
     test "$(scan_state 3)|$(reason 3)|$(tiles 3)" = \
          "paused|paused by request|0"
+
+# --- a crash while waiting for space mid-scan, no pause asked for ---------
+# A larger slide (more tiles) so that the wait comes between two tiles.
+slidescan scan --slide D --stain HE --image phantom:HE:w_mm=3:h_mm=2 \
+    >/dev/null
+wait_until 60 '[ "$(tiles 4)" -ge 2 ]'
+storage 100000000
+slidescan reload >/dev/null
+check "scan 4 waits for space after some tiles" \
+    wait_until 30 '[ "$(scan_state 4)" = paused ] && [ -n "$(reason 4)" ]'
+kept=$(tiles 4)
+total=$(q "SELECT tiles_total FROM scans WHERE id = 4")
+shot=$(q "SELECT group_concat(idx || '@' || captured, ' ') FROM (SELECT \
+idx, captured FROM tiles WHERE scan = 4 AND state = 'captured' ORDER BY idx)")
+echo "# before the kill: $kept of $total tiles, reason: $(reason 4)"
+check "it had captured tiles, not all" \
+    eval '[ "$kept" -ge 2 ] && [ "$kept" -lt "$total" ]'
+kill -KILL "$DPID"
+wait "$DPID"
+DPID=
+storage 0
+dtest_start || { nok "slidescand starts after the crash"; dtest_end; exit 1; }
+check "after the crash scan 4 resumes by itself and completes" \
+    wait_until 60 '[ "$(scan_state 4)" = done ]'
+echo "# after: $(scan_state 4) $(tiles 4)/$total reason '$(reason 4)'"
+check "all its tiles are captured" test "$(tiles 4)" = "$total"
+after=$(q "SELECT group_concat(idx || '@' || captured, ' ') FROM tiles \
+WHERE scan = 4 AND state = 'captured'")
+miss=0
+for t in $shot; do
+    grep -qF " $t " <<<" $after " || miss=$((miss + 1))
+done
+check "the $kept tiles from before the crash are kept, not captured again" \
+    test "$miss" = 0
+check "scan 3, paused by request, stays paused" \
+    test "$(scan_state 3)|$(reason 3)" = "paused|paused by request"
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end

@@ -12,7 +12,11 @@
 # and a --mpp that is not a positive number.  Polygon coordinates far
 # beyond what an int holds are clipped to the raster, not lost.  Each
 # feature left out is reported with its cause; a file with no usable
-# feature fails (1) and writes nothing.
+# feature fails (1) and writes nothing.  `slidescan analyse --threads` and
+# `slidescan-worker analyse --threads` take only a whole number in 0..64
+# (0: one per CPU); anything else exits 2 naming the option and the value
+# as typed, before the slide is opened.  `verify --mpp inf` and a `watch
+# --count` beyond a long are refused (exit 2) too.
 set -u
 
 . "$(dirname "$0")/../support/tap.sh"
@@ -50,6 +54,31 @@ open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" +
     chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 10, 8, 0, 0, 0, 0)) +
     chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))' \
     "$tmp/pred.png"
+
+# --- analyse and the worker: --threads -------------------------------------
+want="--threads wants a whole number of threads in 0..64 (0: one per CPU)"
+for t in abc -1 65 "" 4x " 2" +3 1e1 99999999999999999999; do
+    expect 2 "slidescan analyse: $want, not '$t'" \
+        slidescan analyse "$gone/s.svs" --out "$tmp/t" --threads "$t"
+    expect 2 "slidescan-worker: $want, not '$t'" \
+        slidescan-worker analyse --wsi "$gone/s.svs" --stain HE \
+        --out "$tmp/t" --threads "$t"
+done
+check "... and no output directory is made" [ ! -e "$tmp/t" ]
+# The bounds are taken: the run goes on to the slide, which is missing.
+for t in 0 64; do
+    expect 5 "$gone/s.svs: No such file or directory" \
+        slidescan analyse "$gone/s.svs" --out "$tmp/t" --threads "$t"
+    slidescan-worker analyse --wsi "$gone/s.svs" --stain HE \
+        --out "$tmp/t" --threads "$t" >/dev/null 2>"$tmp/err"
+    echo "# worker --threads $t: exit $?: $(cat "$tmp/err")"
+    check "worker --threads $t is taken (the error is the missing slide)" \
+        grep -qF "$gone/s.svs" "$tmp/err"
+done
+expect 2 "slidescan verify: --mpp 'inf' is not a positive number" \
+    slidescan verify "$gone/s.svs" --mpp inf
+expect 2 "--count: '99999999999999999999' is outside 1..9223372036854775807" \
+    slidescan watch --count 99999999999999999999
 
 # --- eval -----------------------------------------------------------------
 expect 5 "$gone/t.geojson: No such file or directory" \

@@ -131,6 +131,103 @@ test_hold_keeps_the_queue_until_released(void **state)
     cat_close(c);
 }
 
+static enum cat_state
+state_of(struct cat *c, int64_t id, char *reason, size_t len)
+{
+    struct cat_scan s;
+    struct ss_err e;
+
+    assert_int_equal(cat_scan_get(c, id, &s, &e), 0);
+    snprintf(reason, len, "%s", s.reason);
+    return s.state;
+}
+
+/* A pause for space survives a restart as a wait that resumes by itself;
+ * a pause a user asked for, or a fault's hold, stays. */
+static void
+test_space_wait_resumes_after_restart(void **state)
+{
+    struct cat *c = fresh("sw.db");
+    int64_t a = add(c, "A", "HE", 0), b = add(c, "B", "HE", 0);
+    int64_t u = add(c, "U", "HE", 0), h = add(c, "H", "HE", 0);
+    int64_t q = add(c, "Q", "HE", 0), ids[64];
+    char why[512];
+    struct ss_err e;
+    int n = -1;
+
+    cat_scan_transition(c, a, CAT_BIT(CAT_QUEUED), CAT_CAPTURING, "", &e);
+    cat_scan_transition(c, b, CAT_BIT(CAT_QUEUED), CAT_FOCUSING, "", &e);
+    cat_scan_transition(c, h, CAT_BIT(CAT_QUEUED), CAT_CAPTURING, "", &e);
+    assert_int_equal(cat_scan_pause_for_space(c, a, "short a", &e), 0);
+    assert_int_equal(cat_scan_pause_for_space(c, b, "short b", &e), 0);
+    assert_int_equal(cat_scan_pause_for_space(c, q, "short q", &e), 0);
+    assert_int_equal(cat_scan_request(c, b, "pause", &e), 0);
+    assert_int_equal(cat_scan_transition(c, u, CAT_BIT(CAT_QUEUED),
+                                         CAT_PAUSED, "paused by request",
+                                         &e), 0);
+    /* A wait that ended before a fault's hold is no longer a wait. */
+    assert_int_equal(cat_scan_pause_for_space(c, h, "short h", &e), 0);
+    cat_scan_transition(c, h, CAT_BIT(CAT_PAUSED), CAT_CAPTURING, "", &e);
+    assert_int_equal(cat_scan_hold(c, h, "disk error", &e), 0);
+    assert_int_equal(state_of(c, a, why, sizeof(why)), CAT_PAUSED);
+    assert_string_equal(why, "short a");
+    cat_close(c);
+
+    assert_int_equal(cat_open(tu_tmp("sw.db"), &c, &e), 0);
+    assert_int_equal(cat_scan_apply_requests(c, ids, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], b);
+    assert_int_equal(cat_scan_rewait_space(c, ids, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], a);
+    assert_int_equal(ids[1], q);
+    assert_int_equal(state_of(c, a, why, sizeof(why)), CAT_CAPTURING);
+    assert_string_equal(why, "");
+    assert_int_equal(state_of(c, q, why, sizeof(why)), CAT_QUEUED);
+    assert_int_equal(state_of(c, b, why, sizeof(why)), CAT_PAUSED);
+    assert_string_equal(why, "paused by request");
+    assert_int_equal(state_of(c, u, why, sizeof(why)), CAT_PAUSED);
+    assert_string_equal(why, "paused by request");
+    assert_int_equal(state_of(c, h, why, sizeof(why)), CAT_PAUSED);
+    assert_string_equal(why, "disk error");
+    /* Done once: a second start finds nothing to resume. */
+    assert_int_equal(cat_scan_rewait_space(c, ids, &n, &e), 0);
+    assert_int_equal(n, 0);
+    cat_close(c);
+}
+
+/* A catalogue of schema 3 knows a pause for space only by its reason:
+ * the migration sends such a scan back to the queue at the next start. */
+static void
+test_space_wait_of_schema_3_migrates(void **state)
+{
+    struct cat *c = fresh("sw3.db");
+    int64_t a = add(c, "A", "HE", 0), u = add(c, "U", "HE", 0), ids[64];
+    char why[512];
+    struct ss_err e;
+    int n = -1;
+
+    assert_int_equal(cat_scan_transition(c, u, CAT_BIT(CAT_QUEUED),
+                                         CAT_PAUSED, "paused by request",
+                                         &e), 0);
+    assert_int_equal(cat_exec(c, "ALTER TABLE scans DROP COLUMN "
+                              "space_from", ""), 0);
+    assert_int_equal(cat_exec(c, "PRAGMA user_version = 3", ""), 0);
+    assert_int_equal(cat_exec(c, "UPDATE scans SET state = 'paused', "
+                              "reason = 'not enough free space on /d for "
+                              "this scan (1 GiB free); the scan resumes by "
+                              "itself when space is freed' WHERE id = ?",
+                              "i", a), 0);
+    cat_close(c);
+    assert_int_equal(cat_open(tu_tmp("sw3.db"), &c, &e), 0);
+    assert_int_equal(cat_scan_rewait_space(c, ids, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], a);
+    assert_int_equal(state_of(c, a, why, sizeof(why)), CAT_QUEUED);
+    assert_int_equal(state_of(c, u, why, sizeof(why)), CAT_PAUSED);
+    cat_close(c);
+}
+
 static struct acq_plan *
 plan3(void)
 {
@@ -345,6 +442,8 @@ main(void)
         cmocka_unit_test(test_queue_runs_by_priority_then_position),
         cmocka_unit_test(test_state_rules_name_the_state),
         cmocka_unit_test(test_hold_keeps_the_queue_until_released),
+        cmocka_unit_test(test_space_wait_resumes_after_restart),
+        cmocka_unit_test(test_space_wait_of_schema_3_migrates),
         cmocka_unit_test(test_plan_and_tiles_round_trip),
         cmocka_unit_test(test_focus_points_round_trip),
         cmocka_unit_test(test_image_and_analysis_records),

@@ -63,6 +63,8 @@ usage(FILE *f)
         "FILE's declared stain is refused.\n"
         "--ki67-scope tissue counts every nucleus on tissue for the KI67\n"
         "index instead of only those on tumour.\n"
+        "--threads N (0..64) segments with N threads; 0, the default, one\n"
+        "per CPU (at most 64).  Anything else is refused (exit 2).\n"
         "When the analysis fails, a DIR this run created is removed\n"
         "again; an existing DIR is left without results.json (its\n"
         "presence means every other file in DIR is complete).\n");
@@ -164,7 +166,13 @@ parse(int argc, char **argv, struct an_job *j)
             }
             break;
         case 'F': j->force_mpp = true; break;
-        case 't': j->threads = atoi(optarg); break;
+        case 't':
+            err_clear(&err);
+            if (an_threads_parse(optarg, &j->threads, &err) < 0) {
+                fprintf(stderr, "slidescan analyse: %s\n", err.msg);
+                return -EINVAL;
+            }
+            break;
         case 's':
             if (an_stain_parse(optarg, &j->stain) < 0) {
                 fprintf(stderr, "slidescan analyse: unknown stain '%s'\n",

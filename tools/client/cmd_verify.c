@@ -7,6 +7,7 @@
  * Runs offline, without the daemon.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ cmd_verify(int argc, char **argv)
             return EXIT_OK;
         } else if (strcmp(argv[i], "--mpp") == 0 && i + 1 < argc) {
             mpp = strtod(argv[++i], &end);
-            if (*end != '\0' || !(mpp > 0)) {
+            if (*end != '\0' || !isfinite(mpp) || !(mpp > 0)) {
                 fprintf(stderr, "slidescan verify: --mpp '%s' is not a "
                         "positive number\n", argv[i]);
                 return EXIT_USAGE;

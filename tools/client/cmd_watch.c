@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* slidescan watch: stream the daemon's events. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,16 +76,16 @@ cmd_watch(int argc, char **argv)
     struct client_conn *c = NULL;
     json_t *res = NULL, *ev;
     long count = -1, n = 0;
-    char msg[256], last[1024] = "", *end;
+    char msg[256], last[1024] = "";
     int o, rc;
 
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (o == 'n') {
-            count = strtol(optarg, &end, 10);
-            if (*end != '\0' || count < 1)
-                return client__fail(&co, EXIT_USAGE, "--count: '%s' is not "
-                                    "a positive number", optarg);
+            rc = client__long_opt(&co, "--count", optarg, 1, LONG_MAX,
+                                  &count);
+            if (rc != EXIT_OK)
+                return rc;
         } else if (!client__common(o, &co)) {
             return client__usage(&co, EXIT_USAGE);
         }

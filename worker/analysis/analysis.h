@@ -69,6 +69,15 @@ int an_slide_open(const char *path, double mpp_override,
  * -EINVAL with the reason (naming the text) otherwise. */
 int an_mpp_parse(const char *text, double *mpp, struct ss_err *err);
 
+/* The most analysis threads a slide is segmented with (--threads, and
+ * "one per CPU" on a larger machine). */
+#define AN_THREADS_MAX 64
+
+/* Parses a --threads argument: a whole number in 0..AN_THREADS_MAX, 0
+ * meaning one per CPU (digits only: no sign, space or exponent).
+ * -EINVAL with the reason (naming the text as typed) otherwise. */
+int an_threads_parse(const char *text, int *threads, struct ss_err *err);
+
 /* Like an_slide_open(), for a pixel size the user gave (0: none); path
  * may end in "@MPP" (storage/slide.h), which counts as given when mpp is
  * 0.  A given size outside AN_MPP_MIN..AN_MPP_MAX is -EINVAL.  When the

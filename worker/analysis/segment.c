@@ -407,7 +407,7 @@ nthreads_of(const struct an_seg_options *o)
 {
     long n = o->threads > 0 ? o->threads : sysconf(_SC_NPROCESSORS_ONLN);
 
-    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+    return n < 1 ? 1 : n > AN_THREADS_MAX ? AN_THREADS_MAX : (int)n;
 }
 
 /* Tissue, then the tiles, then the final rows. */

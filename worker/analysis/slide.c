@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "storage/slide.h"
 
 struct an_slide {
@@ -78,6 +79,19 @@ an_mpp_parse(const char *text, double *mpp, struct ss_err *err)
         return err_set(err, -EINVAL, "--mpp wants a pixel size in %g..%g "
                        "µm/px, not '%s'", AN_MPP_MIN, AN_MPP_MAX, text);
     *mpp = v;
+    return 0;
+}
+
+int
+an_threads_parse(const char *text, int *threads, struct ss_err *err)
+{
+    uint64_t v;
+
+    if (util_parse_u64(text, &v) < 0 || v > AN_THREADS_MAX)
+        return err_set(err, -EINVAL, "--threads wants a whole number of "
+                       "threads in 0..%d (0: one per CPU), not '%s'",
+                       AN_THREADS_MAX, text);
+    *threads = (int)v;
     return 0;
 }
 
