@@ -236,7 +236,10 @@ enum {
     ACQ_TILE_SATURATED = 1 << 0,    /* > 0.5 % saturated tissue pixels */
     ACQ_TILE_DARK = 1 << 1,         /* far too dark */
     ACQ_TILE_BLURRED = 1 << 2,      /* still below threshold after re-takes */
-    ACQ_TILE_LOWCONF = 1 << 3,      /* focus predicted, not measured */
+    ACQ_TILE_LOWCONF = 1 << 3,      /* focus predicted, not measured:
+                                       per-tile focus found none, or
+                                       the map's point at the tile has
+                                       ok = false ("focus-guessed") */
 };
 
 struct acq_tile_result {

@@ -331,7 +331,34 @@ predicted_z(const struct acq_session *s, const struct acq_plan *plan,
     return clamp(z, l->min_um[2], l->max_um[2]);
 }
 
-/* Refocuses and re-takes while the tile looks blurred, within budget. */
+/* True when one of the map's points was meant for tile t (it lies within
+ * a quarter frame of t's centre: points are made at frame centres) and
+ * gave no z: no focus there, a device fault, or an outlier the fit left
+ * out.  The tile's z is then the surface's guess from the other points,
+ * never measured where it is taken. */
+static bool
+own_point_failed(const struct acq_session *s, const struct acq_plan *plan,
+                 const struct acq_tile *t)
+{
+    double fw = plan->frame_w * plan->pixel_um;
+    double fh = plan->frame_h * plan->pixel_um;
+    double cx = t->x_um + 0.5 * fw, cy = t->y_um + 0.5 * fh;
+    int i;
+
+    if (s->fm == NULL)
+        return false;
+    for (i = 0; i < s->fm->npoints; i++) {
+        const struct acq_focus_point *q = &s->fm->points[i];
+        if (!q->ok && fabs(q->x_um - cx) <= 0.25 * fw &&
+            fabs(q->y_um - cy) <= 0.25 * fh)
+            return true;
+    }
+    return false;
+}
+
+/* Refocuses and re-takes while the tile looks blurred, within budget.  A
+ * refocus that finds focus measures the tile's z, so a tile flagged for
+ * a guessed z loses ACQ_TILE_LOWCONF with it. */
 static int
 retake_blurred(struct acq_session *s, const struct acq_tile *t,
                const double *next, struct acq_tile_result *r, double q,
@@ -356,6 +383,7 @@ retake_blurred(struct acq_session *s, const struct acq_tile *t,
             return rc;
         }
         pos[2] = z;
+        r->flags &= ~ACQ_TILE_LOWCONF;
         r->retakes++;
         rc = take(s, t, pos, next, r, &q, err);
         if (rc != 0)
@@ -430,6 +458,12 @@ acq_tile_capture_next(struct acq_session *s, const struct acq_plan *plan,
     r->z_pred_um = pos[2] = predicted_z(s, plan, t);
     if (s->fm == NULL || (s->fm->surf.nused == 0 && s->fm->npoints == 0))
         r->flags |= ACQ_TILE_LOWCONF;
+    if (s->o.focus_mode == ACQ_FOCUS_MAP && own_point_failed(s, plan, t)) {
+        r->flags |= ACQ_TILE_LOWCONF;
+        log_info("scan", "focus guessed tile=%d z_um=%.2f: its focus point "
+                 "gave no z, the map's surface predicts it", t->index,
+                 pos[2]);
+    }
     if (s->o.focus_mode != ACQ_FOCUS_MAP) {
         r->flags &= ~ACQ_TILE_LOWCONF;
         rc = tile_focus(s, t, r, &pos[2], err);

@@ -388,8 +388,8 @@ int cat_queue_json(struct cat *c, bool all, int limit, json_t **out,
 int cat_slides_json(struct cat *c, int limit, json_t **out,
                     struct ss_err *err);
 /* One slide: its fields, every scan with flagged tiles (blurred, dark,
- * saturated, failed; all tiles when all_tiles), the focus map, the
- * calibration, and the analysis with its numbers and files. */
+ * saturated, focus-guessed, failed; all tiles when all_tiles), the focus
+ * map, the calibration, and the analysis with its numbers and files. */
 int cat_slide_show_json(struct cat *c, const char *slide, bool all_tiles,
                         json_t **out, struct ss_err *err);
 

@@ -3,11 +3,12 @@
  * Single acquisition steps on the simulated microscope (a 1024 × 768
  * sensor at 20x, to keep the tests quick): field case S1 (settle time 0
  * shows the sharpness drop), F1 at tile level (blank glass: no focus,
- * low confidence, z from the map, within limits), a restarted session
- * repeating a tile bit for bit, exposure flags, calibration files and
- * staleness, the dark frame without lamp control, refusals with their
- * messages, frames kept intact in memory by saving them, and the focus
- * map of a single column of tiles.
+ * low confidence, z from the map, within limits) and at map level (the
+ * tile of a focus point on blank glass, and only it, flagged), a
+ * restarted session repeating a tile bit for bit, exposure flags,
+ * calibration files and staleness, the dark frame without lamp control,
+ * refusals with their messages, frames kept intact in memory by saving
+ * them, and the focus map of a single column of tiles.
  */
 #include "tests/support/testutil.h"
 
@@ -191,6 +192,64 @@ test_f1_blank_glass_tile_is_low_confidence(void **state)
     assert_true(res.z_um >= r.g.limits.min_um[2] &&
                 res.z_um <= r.g.limits.max_um[2]);
     acq_tile_result_clear(&res);
+    acq_session_free(s);
+    acq_focus_map_free(fm);
+    microscope_free(r.m);
+}
+
+/* F1 at map level: a plan of three tissue tiles in a column and one on
+ * blank glass puts a focus point on each.  The glass point finds no
+ * focus and is left out of the map; with tiles at the map's z, its tile
+ * is taken at the surface's prediction from the other points, within the
+ * z travel, and only it is flagged low-confidence (focus guessed). */
+static void
+test_f1_blank_glass_focus_point_flags_its_tile(void **state)
+{
+    struct rig r;
+    struct acq_focus_map *fm;
+    struct acq_session *s;
+    struct acq_tile tiles[4];
+    struct acq_plan plan;
+    struct acq_tile_result res;
+    struct ss_err e;
+    int i, flagged = 0;
+
+    rig_open(&r, 1024, 768);
+    plan = plan_of(&r, tiles, 4);
+    plan.rows = 3;
+    plan.cols = 2;
+    plan.cells_total = 6;
+    for (i = 0; i < 3; i++) {
+        tiles[i] = tile_at(r.g.image_x_um + 1500,
+                           r.g.image_y_um + 800 + plan.step_y_um * i);
+        tiles[i].index = tiles[i].row = i;
+    }
+    tiles[3] = tile_at(r.g.blank_x_um, r.g.blank_y_um);
+    tiles[3].index = 3;
+    tiles[3].col = 1;
+    assert_int_equal(acq_focus_map_build(r.m, &r.p, &plan, &r.o, &fm, &e),
+                     0);
+    assert_int_equal(fm->npoints, 4);
+    assert_false(fm->points[3].ok);
+    for (i = 0; i < 3; i++)
+        assert_true(fm->points[i].ok);
+    r.o.focus_mode = ACQ_FOCUS_MAP;
+    assert_int_equal(acq_session_open(r.m, &r.p, NULL, fm, &r.o, &s, &e), 0);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(acq_tile_capture(s, &plan, &tiles[i], &res, &e), 0);
+        print_message("# tile %d: z %.2f um (map %.2f), flags %d\n", i,
+                      res.z_um, res.z_pred_um, res.flags);
+        assert_true(res.z_um >= r.g.limits.min_um[2] &&
+                    res.z_um <= r.g.limits.max_um[2]);
+        assert_true(res.z_pred_um >= r.g.limits.min_um[2] &&
+                    res.z_pred_um <= r.g.limits.max_um[2]);
+        if (res.flags & ACQ_TILE_LOWCONF)
+            flagged |= 1 << i;
+        if (i == 3)
+            assert_true(fabs(res.z_um - res.z_pred_um) < 0.5);
+        acq_tile_result_clear(&res);
+    }
+    assert_int_equal(flagged, 1 << 3);
     acq_session_free(s);
     acq_focus_map_free(fm);
     microscope_free(r.m);
@@ -489,6 +548,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_s1_settle_time_zero_shows_the_sharpness_drop),
         cmocka_unit_test(test_f1_blank_glass_tile_is_low_confidence),
+        cmocka_unit_test(test_f1_blank_glass_focus_point_flags_its_tile),
         cmocka_unit_test(test_restart_repeats_a_tile_exactly),
         cmocka_unit_test(test_exposure_flags_on_the_simulator),
         cmocka_unit_test(test_calibration_files_and_staleness),

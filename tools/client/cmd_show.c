@@ -13,11 +13,13 @@ static const char usage[] =
     "Shows one slide: its whole-slide image (path, size, µm per pixel,\n"
     "SHA-256), every scan with its times, calibration, focus map,\n"
     "stitching, warnings, the device retries, the tiles flagged blurred,\n"
-    "dark, saturated, retried (busy retries, missed deadlines, resets,\n"
-    "attempts) or failed, and the analysis with its numbers and files\n"
-    "(the KI67 index on tumour and on all tissue, with a warning when\n"
-    "they are over 10 points apart); an analysis that failed or runs\n"
-    "again shows the last good one's, which stay until one succeeds.\n"
+    "dark, saturated, focus-guessed (z predicted because no focus was\n"
+    "found at the tile), retried (busy retries, missed deadlines,\n"
+    "resets, attempts) or failed, and the analysis with its numbers and\n"
+    "files (the KI67 index on tumour and on all tissue, with a warning\n"
+    "when they are over 10 points apart); an analysis that failed or\n"
+    "runs again shows the last good one's, which stay until one\n"
+    "succeeds.\n"
     "  --tiles         list every tile, not only the flagged ones\n";
 
 static const struct option opts[] = {
