@@ -165,6 +165,54 @@ check "... the Necrosis polygon by its class" grep -qF "skipped \
 $tmp/mixed.geojson: feature 2: class 'Necrosis' is not ROI, Tumor or \
 Stroma" "$tmp/err"
 
+# A polygon without area (collinear points) is no usable feature either:
+# with an "Other" class, a LineString and an unclassified feature beside
+# it nothing usable remains, so the import fails and writes nothing.
+cat >"$tmp/flat.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [20, 0], [0, 0]]]},
+ "properties": {"classification": {"name": "Stroma"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 0]]]},
+  "properties": {"classification": {"name": "Other"}}},
+ {"type": "Feature", "geometry": {"type": "LineString",
+  "coordinates": [[0, 0], [50, 50]]},
+  "properties": {"classification": {"name": "Tumor"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 0]]]}, "properties": {}}]}
+JSON
+expect 1 "slidescan annotations: skipped $tmp/flat.geojson: feature 0: \
+class Stroma, but no area (0 level-0 px², one raster pixel is 16.1)" \
+    slidescan annotations "$tmp/flat.geojson" --slide "$slide" \
+    --out "$tmp/a11"
+check "... then fails naming the file, 4 skipped" grep -qF "$tmp/flat.geojson: \
+no usable feature (a ROI, Tumor or Stroma polygon): 4 skipped" "$tmp/err"
+check "... writing nothing" [ ! -e "$tmp/a11" ]
+# A polygon smaller than one raster pixel at --mpp labels no pixel: left
+# out for "no area" beside a usable one; at a finer --mpp it is kept.
+cat >"$tmp/tiny.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]]},
+ "properties": {"classification": {"name": "Tumor"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[100, 100], [103, 100], [103, 103], [100, 103], [100, 100]]]},
+  "properties": {"classification": {"name": "Stroma"}}}]}
+JSON
+slidescan annotations "$tmp/tiny.geojson" --slide "$slide" \
+    --out "$tmp/a12" --mpp 2 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check "a 9 px² polygon at --mpp 2 (16.1 px² per pixel) is left out (exit \
+$rc)" grep -qF "annotators 1, features 1, skipped 1" "$tmp/out"
+check "... for having no area" grep -qF "skipped $tmp/tiny.geojson: \
+feature 1: class Stroma, but no area (9 level-0 px², one raster pixel is \
+16.1)" "$tmp/err"
+slidescan annotations "$tmp/tiny.geojson" --slide "$slide" \
+    --out "$tmp/a13" --mpp 0.499 >"$tmp/out" 2>"$tmp/err"
+check "... at --mpp 0.499 (1 px² per pixel) it is kept (exit $?)" \
+    grep -qF "annotators 1, features 2, skipped 0" "$tmp/out"
+
 # --- annotations: --mpp ---------------------------------------------------
 # CMU-1-Small-Region is 2220 x 2967 px at 0.499 µm/px: at 0.0001 µm/px
 # the raster would be 11077800 x 14805330 px.
