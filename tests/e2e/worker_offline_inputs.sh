@@ -16,7 +16,8 @@
 # `slidescan-worker analyse --threads` take only a whole number in 0..64
 # (0: one per CPU); anything else exits 2 naming the option and the value
 # as typed, before the slide is opened.  `verify --mpp inf` and a `watch
-# --count` beyond a long are refused (exit 2) too.
+# --count` beyond a long are refused (exit 2) too.  Without the shipped
+# model, analyse warns that the classical baseline runs instead.
 set -u
 
 . "$(dirname "$0")/../support/tap.sh"
@@ -106,6 +107,35 @@ check "a truth square from -3e9 to 3e9 px labels all 100 px tumour" \
     python3 -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 sys.exit(d["classes"]["tumor"]["tp"] != 100)' "$tmp/huge.json"
+
+# Without the shipped model (no $SLIDESCAN_MODEL, $SLIDESCAN_ROOT pointing
+# at nothing, the programs copied where no models/ lies beside them), the
+# classical baseline runs, and both programs say so on stderr, naming
+# where the model was looked for.
+mkdir -p "$tmp/nomodel/a/bin"
+cp "$(command -v slidescan)" "$(command -v slidescan-worker)" \
+    "$tmp/nomodel/a/bin/"
+slidescan phantom --out "$tmp/ph.tif" --size-mm 1x1 --seed 3 \
+    >/dev/null 2>&1
+for prog in "slidescan analyse $tmp/ph.tif --out" \
+            "slidescan-worker analyse --wsi $tmp/ph.tif --out"; do
+    set -- $prog
+    o=$tmp/nomodel/out.$#
+    SLIDESCAN_MODEL= SLIDESCAN_ROOT=$tmp/nomodel/none \
+        "$tmp/nomodel/a/bin/$1" "${@:2}" "$o" >/dev/null 2>"$tmp/err"
+    rc=$?
+    check "$1 without the default model: exit 0 ($rc), classical" \
+        jtrue "$o/results.json" 'd["model"] == "classical-baseline-1"'
+    check "... warns, naming where it looked ($(grep -c warn "$tmp/err") \
+line)" [ "$(grep -c "default model default.safetensors not found (looked \
+in \$SLIDESCAN_MODEL (unset), $tmp/nomodel/none/models/default.safetensors, \
+$tmp/nomodel/a/bin/../../models/default.safetensors, .*); using the \
+classical baseline instead$" "$tmp/err")" = 1 ]
+done
+slidescan analyse "$tmp/ph.tif" --out "$tmp/withmodel" >/dev/null \
+    2>"$tmp/err"
+check "with the model found: no such warning" \
+    [ "$(grep -c "not found" "$tmp/err")" = 0 ]
 
 if [ -z "$data" ] || [ ! -f "$slide" ]; then
     skip "shared data absent: no slide for annotations"
