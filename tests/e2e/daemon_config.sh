@@ -94,6 +94,25 @@ out=$(printf "$here[analysis]\nmodel = $T/short.safetensors\n" \
 check "a model file cut short is refused, naming it ($out)" grep -q \
     "^slidescand: $T/short.conf:6: \[analysis\] model: .*short.safetensors.*; analyses could not run$" \
     <<<"$out"
+# The shipped model with its first tensor's data overwritten by NaN: the
+# weights are refused at the check, naming the file, tensor and element.
+python3 - "$ROOT/models/default.safetensors" "$T/nan.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+lo, hi = min(v["data_offsets"] for k, v in h.items() if k != "__metadata__")
+b[8 + n + lo:8 + n + hi] = struct.pack("<I", 0x7fc00000) * ((hi - lo) // 4)
+open(sys.argv[2], "wb").write(b)
+PY
+out=$(printf "$here[analysis]\nmodel = $T/nan.safetensors\n" \
+      >"$T/nan.conf"; slidescand --check -c "$T/nan.conf" 2>&1)
+rc=$?
+check "a model with NaN weights fails the check ($rc)" [ $rc != 0 ]
+check "... naming file, tensor and first element ($out)" test "$out" = \
+    "slidescand: $T/nan.conf:6: [analysis] model: $T/nan.safetensors: \
+tensor e1.conv.weight: element 0 [0, 0, 0, 0] is NaN; the weights must all \
+be finite numbers; analyses could not run"
 printf "${here}[analysis]\nmodel = classical\n" >"$T/classical.conf"
 out=$(slidescand --check -c "$T/classical.conf" 2>&1)
 check "model = classical is the built-in model, no file ($out)" \

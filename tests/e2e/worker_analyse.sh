@@ -83,6 +83,38 @@ expect_fail "$edge/unreadable.svs" "Bogus marker length"
 expect_fail "$edge/unopenable.tiff" "Unsupported TIFF compression"
 expect_fail "$tmp/nonexistent.svs" "No such file"
 
+# A model whose weights hold NaN is refused at loading, naming the tensor;
+# one whose weights are finite but whose outputs overflow fails the
+# analysis instead of reporting no tissue.
+python3 - "$SLIDESCAN_ROOT/models/default.safetensors" "$tmp" <<'PY'
+import json, struct, sys
+b = bytes(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+def poke(name, word, path):
+    c = bytearray(b)
+    lo, hi = h[name]["data_offsets"]
+    c[8 + n + lo:8 + n + hi] = struct.pack("<I", word) * ((hi - lo) // 4)
+    open(path, "wb").write(c)
+poke("e1.conv.weight", 0x7fc00000, sys.argv[2] + "/nan.safetensors")
+poke("logits.weight", 0x7f7fffff, sys.argv[2] + "/huge.safetensors")
+PY
+slidescan-worker analyse --wsi "$slide" --stain HE --out "$tmp/nan.out" \
+    --model "$tmp/nan.safetensors" >/dev/null 2>"$tmp/err"
+rc=$?
+check "a model with NaN weights: exit 1 ($rc)" [ $rc = 1 ]
+check "... naming the tensor and element" grep -q \
+    "nan.safetensors: tensor e1.conv.weight: element 0 \[0, 0, 0, 0\] is NaN" \
+    "$tmp/err"
+slidescan analyse "$slide" --stain HE --out "$tmp/huge.out" \
+    --model "$tmp/huge.safetensors" >"$tmp/stdout" 2>"$tmp/err"
+rc=$?
+check "a model whose outputs overflow: exit 1 ($rc)" [ $rc = 1 ]
+check "... saying its outputs are not finite ($(tail -1 "$tmp/err"))" \
+    grep -q "^slidescan analyse: .*model .* gave a non-finite output" "$tmp/err"
+check "... and prints no numbers, writes no results.json" \
+    [ ! -s "$tmp/stdout" -a ! -e "$tmp/huge.out/results.json" ]
+
 # Tiles damaged after writing: 300 KB of noise (fixed seed) over the tile
 # data of a copy.  The first band that reaches them fails, naming the
 # file, the level, the region and the decoder's reason; no numbers come

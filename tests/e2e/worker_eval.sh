@@ -112,7 +112,44 @@ check "... the message lists ki67_index" grep -qF "ki67_index or \
 ki67_fraction" "$tmp/ref.err"
 echo '{"tumor_stroma_ratio": "0.4"}' >"$tmp/str.json"
 ref_refused "a --ref value that is no number" "$tmp/str.json" 2 \
-    "$tmp/str.json: \"tumor_stroma_ratio\" is not a number"
+    "$tmp/str.json: \"tumor_stroma_ratio\" is \"0.4\": not a number"
+# Values that cannot be a reference: each refused naming key, value and
+# why, never scored.
+ref_value_refused() {   # JSON TEXT
+    printf '%s\n' "$1" >"$tmp/bad.json"
+    ref_refused "--ref $1" "$tmp/bad.json" 2 "$tmp/bad.json: $2"
+}
+ref_value_refused '{"tumor_area_mm2": 0.3}' \
+    '"tumor_area_mm2" is given without "stroma_area_mm2"; the two go together'
+ref_value_refused '{"stroma_area_mm2": 0.3}' \
+    '"stroma_area_mm2" is given without "tumor_area_mm2"; the two go together'
+ref_value_refused '{"tumor_stroma_ratio": 1.5}' \
+    '"tumor_stroma_ratio" is 1.5: a fraction must be in 0..1'
+ref_value_refused '{"tumor_fraction": -0.2}' \
+    '"tumor_fraction" is -0.2: a fraction must be in 0..1'
+ref_value_refused '{"ki67_index": 1.2}' \
+    '"ki67_index" is 1.2: a fraction must be in 0..1'
+ref_value_refused '{"ki67_fraction": -0.1}' \
+    '"ki67_fraction" is -0.1: a fraction must be in 0..1'
+ref_value_refused '{"tumor_area_mm2": -1, "stroma_area_mm2": 2}' \
+    '"tumor_area_mm2" is -1: an area cannot be negative'
+ref_value_refused '{"areas_mm2": {"tumor": 1, "stroma": -2}}' \
+    '"areas_mm2.stroma" is -2: an area cannot be negative'
+ref_value_refused '{"area_um2": [0, 5, -1]}' \
+    '"area_um2[2]" is -1: an area cannot be negative'
+ref_value_refused '{"tumor_stroma_ratio": null}' \
+    '"tumor_stroma_ratio" is null: a value key must hold a number'
+ref_value_refused '{"ki67_index": 0.2, "ki67_index": 0.3}' \
+    "duplicate object key near '\"ki67_index\"' at line 1: a key may be \
+given once"
+ref_value_refused '{"ki67_index": 0.2, "ki67_scope": "nuclei"}' \
+    '"ki67_scope" is "nuclei": it must be "tumor" or "tissue"'
+echo '{}' >"$tmp/empty.json"
+ref_refused "--ref {}" "$tmp/empty.json" 2 \
+    "no reference value in $tmp/empty.json; the keys are"
+check "eval --help says null is refused and names ki67_scope" eval \
+    'slidescan eval --help | tr -s " \n" "  " |
+     grep -q "refused (exit 2), as is a value key that holds no number.*ki67_scope"'
 echo '{"tumor_stroma_ratio": 0.25, "ki67_index": 0.5}' >"$tmp/good.json"
 slidescan eval --pred "$tmp/p8.png" --truth "$tmp/p8.png" \
     --ref "$tmp/good.json" --json "$tmp/good.out.json" >/dev/null 2>&1
@@ -144,6 +181,39 @@ ref_tsr=$(json "$tmp/ph.json" 'd["per_image"][0]["tsr"]["ref"]')
 check "... against the truth's tumor_fraction ($ref_tsr), in [0, 1]" \
     jtrue "$tmp/ph.truth.json" 'abs(d["tumor_fraction"] - '"${ref_tsr:-9}"')
         < 1e-6 and 0 <= d["tumor_fraction"] <= 1 and "tumor_stroma_ratio" not in d'
+# --- KI67 compared in the reference's scope ---------------------------------
+# The phantom's ki67_fraction counts tumour nuclei; an analysis run with
+# --ki67-scope tissue still holds the tumour scope's index, and eval
+# compares that one and says so.
+slidescan phantom --out "$tmp/k.tif" --labels "$tmp/k.labels.png" \
+    --truth "$tmp/k.truth.json" --size-mm 1x1 --seed 5 --stain KI67 \
+    >/dev/null 2>&1
+slidescan analyse "$tmp/k.tif" --ki67-scope tissue --out "$tmp/k.analysis" \
+    >/dev/null 2>&1
+check "analyse --ki67-scope tissue of a KI67 phantom exits 0" [ $? = 0 ]
+slidescan eval --pred "$tmp/k.analysis" --truth "$tmp/k.labels.png" \
+    --ref "$tmp/k.truth.json" --json "$tmp/k.json" >"$tmp/k.txt" 2>&1
+check "eval exits 0" [ $? = 0 ]
+echo "# $(grep KI67 "$tmp/k.txt")"
+check "KI67 is compared in the tumour scope: MAE < 0.01" \
+    jtrue "$tmp/k.json" 'd["ki67_index"]["n"] == 1 and
+        d["ki67_index"]["mae"] < 0.01 and d["ki67_index"]["scope"] == "tumor"
+        and d["per_image"][0]["ki67_index"]["scope"] == "tumor"'
+tumor_idx=$(json "$tmp/k.analysis/results.json" 'd["ki67"]["tumor"]["index"]')
+check "... against the analysis's tumour index ($tumor_idx)" \
+    jtrue "$tmp/k.json" \
+    'd["per_image"][0]["ki67_index"]["pred"] == '"${tumor_idx:-9}"
+check "the text report names the scope" \
+    grep -Eq '^KI67 +MAE +0\.00[0-9]+ .*\(n=1, scope tumor\)$' "$tmp/k.txt"
+printf '{"ki67_index": 0.13, "ki67_scope": "tissue"}\n' >"$tmp/kt.json"
+slidescan eval --pred "$tmp/k.analysis" --truth "$tmp/k.labels.png" \
+    --ref "$tmp/kt.json" --json "$tmp/kt.out.json" >/dev/null 2>&1
+tissue_idx=$(json "$tmp/k.analysis/results.json" 'd["ki67"]["tissue"]["index"]')
+check "ki67_scope tissue compares the tissue index ($tissue_idx)" \
+    jtrue "$tmp/kt.out.json" \
+    'd["per_image"][0]["ki67_index"]["pred"] == '"${tissue_idx:-9}"' and
+        d["ki67_index"]["scope"] == "tissue"'
+
 png "$tmp/crop.png" 1500 1500 1
 slidescan eval --pred "$tmp/ph.analysis" --truth "$tmp/crop.png" \
     >/dev/null 2>"$tmp/crop.err"

@@ -16,7 +16,8 @@
 # `slidescan-worker analyse --threads` take only a whole number in 0..64
 # (0: one per CPU); anything else exits 2 naming the option and the value
 # as typed, before the slide is opened.  `verify --mpp inf` and a `watch
-# --count` beyond a long are refused (exit 2) too.
+# --count` beyond a long are refused (exit 2) too.  Without the shipped
+# model, analyse warns that the classical baseline runs instead.
 set -u
 
 . "$(dirname "$0")/../support/tap.sh"
@@ -107,6 +108,35 @@ check "a truth square from -3e9 to 3e9 px labels all 100 px tumour" \
 d = json.load(open(sys.argv[1]))
 sys.exit(d["classes"]["tumor"]["tp"] != 100)' "$tmp/huge.json"
 
+# Without the shipped model (no $SLIDESCAN_MODEL, $SLIDESCAN_ROOT pointing
+# at nothing, the programs copied where no models/ lies beside them), the
+# classical baseline runs, and both programs say so on stderr, naming
+# where the model was looked for.
+mkdir -p "$tmp/nomodel/a/bin"
+cp "$(command -v slidescan)" "$(command -v slidescan-worker)" \
+    "$tmp/nomodel/a/bin/"
+slidescan phantom --out "$tmp/ph.tif" --size-mm 1x1 --seed 3 \
+    >/dev/null 2>&1
+for prog in "slidescan analyse $tmp/ph.tif --out" \
+            "slidescan-worker analyse --wsi $tmp/ph.tif --out"; do
+    set -- $prog
+    o=$tmp/nomodel/out.$#
+    SLIDESCAN_MODEL= SLIDESCAN_ROOT=$tmp/nomodel/none \
+        "$tmp/nomodel/a/bin/$1" "${@:2}" "$o" >/dev/null 2>"$tmp/err"
+    rc=$?
+    check "$1 without the default model: exit 0 ($rc), classical" \
+        jtrue "$o/results.json" 'd["model"] == "classical-baseline-1"'
+    check "... warns, naming where it looked ($(grep -c warn "$tmp/err") \
+line)" [ "$(grep -c "default model default.safetensors not found (looked \
+in \$SLIDESCAN_MODEL (unset), $tmp/nomodel/none/models/default.safetensors, \
+$tmp/nomodel/a/bin/../../models/default.safetensors, .*); using the \
+classical baseline instead$" "$tmp/err")" = 1 ]
+done
+slidescan analyse "$tmp/ph.tif" --out "$tmp/withmodel" >/dev/null \
+    2>"$tmp/err"
+check "with the model found: no such warning" \
+    [ "$(grep -c "not found" "$tmp/err")" = 0 ]
+
 if [ -z "$data" ] || [ ! -f "$slide" ]; then
     skip "shared data absent: no slide for annotations"
     rm -rf "$tmp"
@@ -164,6 +194,54 @@ area" "$tmp/err"
 check "... the Necrosis polygon by its class" grep -qF "skipped \
 $tmp/mixed.geojson: feature 2: class 'Necrosis' is not ROI, Tumor or \
 Stroma" "$tmp/err"
+
+# A polygon without area (collinear points) is no usable feature either:
+# with an "Other" class, a LineString and an unclassified feature beside
+# it nothing usable remains, so the import fails and writes nothing.
+cat >"$tmp/flat.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [20, 0], [0, 0]]]},
+ "properties": {"classification": {"name": "Stroma"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 0]]]},
+  "properties": {"classification": {"name": "Other"}}},
+ {"type": "Feature", "geometry": {"type": "LineString",
+  "coordinates": [[0, 0], [50, 50]]},
+  "properties": {"classification": {"name": "Tumor"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [10, 0], [10, 10], [0, 0]]]}, "properties": {}}]}
+JSON
+expect 1 "slidescan annotations: skipped $tmp/flat.geojson: feature 0: \
+class Stroma, but no area (0 level-0 px², one raster pixel is 16.1)" \
+    slidescan annotations "$tmp/flat.geojson" --slide "$slide" \
+    --out "$tmp/a11"
+check "... then fails naming the file, 4 skipped" grep -qF "$tmp/flat.geojson: \
+no usable feature (a ROI, Tumor or Stroma polygon): 4 skipped" "$tmp/err"
+check "... writing nothing" [ ! -e "$tmp/a11" ]
+# A polygon smaller than one raster pixel at --mpp labels no pixel: left
+# out for "no area" beside a usable one; at a finer --mpp it is kept.
+cat >"$tmp/tiny.geojson" <<'JSON'
+{"type": "FeatureCollection", "features": [{"type": "Feature",
+ "geometry": {"type": "Polygon", "coordinates": [
+   [[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]]},
+ "properties": {"classification": {"name": "Tumor"}}},
+ {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+   [[100, 100], [103, 100], [103, 103], [100, 103], [100, 100]]]},
+  "properties": {"classification": {"name": "Stroma"}}}]}
+JSON
+slidescan annotations "$tmp/tiny.geojson" --slide "$slide" \
+    --out "$tmp/a12" --mpp 2 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check "a 9 px² polygon at --mpp 2 (16.1 px² per pixel) is left out (exit \
+$rc)" grep -qF "annotators 1, features 1, skipped 1" "$tmp/out"
+check "... for having no area" grep -qF "skipped $tmp/tiny.geojson: \
+feature 1: class Stroma, but no area (9 level-0 px², one raster pixel is \
+16.1)" "$tmp/err"
+slidescan annotations "$tmp/tiny.geojson" --slide "$slide" \
+    --out "$tmp/a13" --mpp 0.499 >"$tmp/out" 2>"$tmp/err"
+check "... at --mpp 0.499 (1 px² per pixel) it is kept (exit $?)" \
+    grep -qF "annotators 1, features 2, skipped 0" "$tmp/out"
 
 # --- annotations: --mpp ---------------------------------------------------
 # CMU-1-Small-Region is 2220 x 2967 px at 0.499 µm/px: at 0.0001 µm/px

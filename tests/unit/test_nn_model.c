@@ -9,6 +9,7 @@
 #include "tests/support/testutil.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,71 @@ test_broken_model_files(void **state)
                       "no architecture in the file's metadata");
     free(buf);
     nn_model_free(m);
+}
+
+/* Overwrites element elem of tensor name in a safetensors file with v. */
+static void
+poke_f32(const char *path, const char *name, size_t elem, float v)
+{
+    uint64_t hlen;
+    json_t *hdr, *offs;
+    long begin;
+    FILE *f = fopen(path, "r+b");
+
+    assert_non_null(f);
+    assert_int_equal(fread(&hlen, 8, 1, f), 1);
+    {
+        char *text = calloc(1, hlen + 1);
+
+        assert_int_equal(fread(text, 1, hlen, f), hlen);
+        hdr = json_loads(text, 0, NULL);
+        free(text);
+    }
+    offs = json_object_get(json_object_get(hdr, name), "data_offsets");
+    assert_non_null(offs);
+    begin = (long)json_integer_value(json_array_get(offs, 0));
+    json_decref(hdr);
+    assert_int_equal(fseek(f, 8 + (long)hlen + begin + 4 * (long)elem,
+                           SEEK_SET), 0);
+    assert_int_equal(fwrite(&v, 4, 1, f), 1);
+    fclose(f);
+}
+
+static void
+test_non_finite_weights_refused(void **state)
+{
+    struct nn_model *m = new_model(small_arch, 5), *ok = NULL;
+    const float f32[6] = { 1, 2, 3, 4, -INFINITY, NAN };
+    const double f64[3] = { 0.5, 1e300, -2 };
+    struct nn__st_file f;
+    struct ss_err e;
+
+    write_one(tu_tmp("inf.safetensors"), "F32", f32, 6, 4);
+    assert_int_equal(nn__st_read(tu_tmp("inf.safetensors"), &f, &e),
+                     SS_EFORMAT);
+    assert_null(f.v);
+    print_message("# %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "inf.safetensors: tensor t: element 4 "
+                           "[4] is -inf"));
+    write_one(tu_tmp("big.safetensors"), "F64", f64, 3, 8);
+    assert_int_equal(nn__st_read(tu_tmp("big.safetensors"), &f, &e),
+                     SS_EFORMAT);
+    assert_non_null(strstr(e.msg, "tensor t: element 1 [1] is +inf"));
+    assert_int_equal(nn_model_save(m, tu_tmp("nan.json"),
+                                   tu_tmp("nan.safetensors"), &e), 0);
+    poke_f32(tu_tmp("nan.safetensors"), "e1.conv.weight", 0, NAN);
+    expect_load_error(NULL, tu_tmp("nan.safetensors"), "nan.safetensors: "
+                      "tensor e1.conv.weight: element 0 [0, 0, 0, 0] is NaN");
+    poke_f32(tu_tmp("nan.safetensors"), "e1.conv.weight", 0, 0.25f);
+    poke_f32(tu_tmp("nan.safetensors"), "e1.conv.weight", 13, INFINITY);
+    expect_load_error(NULL, tu_tmp("nan.safetensors"), "tensor "
+                      "e1.conv.weight: element 13 [0, 1, 1, 1] is +inf");
+    poke_f32(tu_tmp("nan.safetensors"), "e1.conv.weight", 13, 0.25f);
+    assert_int_equal(nn_model_load(NULL, tu_tmp("nan.safetensors"), &ok,
+                                   &e), 0);
+    nn_model_free(ok);
+    nn_model_free(m);
+    (void)state;
 }
 
 static void
@@ -666,6 +732,7 @@ main(void)
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_safetensors_dtypes),
         cmocka_unit_test(test_broken_model_files),
+        cmocka_unit_test(test_non_finite_weights_refused),
         cmocka_unit_test(test_weights_must_fit_the_architecture),
         cmocka_unit_test(test_architecture_errors),
         cmocka_unit_test(test_input_size_errors_name_the_layer),

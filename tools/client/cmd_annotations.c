@@ -48,8 +48,10 @@ usage(FILE *f)
         "A raster may hold at most 268435456 px (2^28); a finer --mpp is\n"
         "refused (exit 2), and so is one coarser than the slide's width\n"
         "or height.  A missing FILE or WSI exits 5.\n"
-        "Each feature left out (no or another classification, or a\n"
-        "geometry without area) is reported with its cause; when no\n"
+        "Each feature left out (no or another classification, a\n"
+        "geometry without area: a point, a line, or a polygon covering\n"
+        "less than one raster pixel at --mpp) is reported with its\n"
+        "cause; when no\n"
         "usable feature is left the command fails (exit 1) and writes\n"
         "nothing.\n");
 }
@@ -266,10 +268,14 @@ cmd_annotations(int argc, char **argv)
         rc = load_all(argc - optind, argv + optind, &a, &err);
     if (rc == -ENOENT)
         code = EXIT_NOTFOUND;
-    if (rc == 0)
-        rc = skips_report(a, argc - optind, argv + optind, &err);
     if (rc == 0 && (rc = raster_size(s, mpp, &w, &h, &scale, &err)) < 0)
         code = EXIT_USAGE;
+    /* A polygon under one raster pixel labels nothing: left out, so that
+     * a file of such polygons fails rather than "agreeing over 0 px". */
+    if (rc == 0)
+        rc = an_annotations_drop_small(a, scale * scale, &err);
+    if (rc == 0)
+        rc = skips_report(a, argc - optind, argv + optind, &err);
     if (rc == 0)
         rc = util_mkdir_leaf(out, &err);
     if (rc == 0)

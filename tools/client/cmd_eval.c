@@ -56,7 +56,15 @@ usage(FILE *f)
         "   (µm²), and ki67_index or ki67_fraction; the descriptive keys of\n"
         "   a phantom's truth.json or an analysis's results.json are read\n"
         "   past, and any other key is refused (exit 2), as is a value\n"
-        "   key that holds no number.\n"
+        "   key that holds no number (null included; only a KI67 key of\n"
+        "   a file whose \"stain\" is not KI67 may be null), a ratio,\n"
+        "   fraction or index outside 0..1, a negative area, one of\n"
+        "   tumor_area_mm2 and stroma_area_mm2 without the other, a key\n"
+        "   given twice, and a file with no reference value.\n"
+        "   The KI67 value counts tumour nuclei (as the phantom's does)\n"
+        "   unless ki67_scope is \"tissue\" (a results.json used as\n"
+        "   reference: its ki67.scope); the prediction's index of that\n"
+        "   scope is compared, and the report names it.\n"
         "Exit 5 when a --pred, --truth or --ref file does not exist, 1\n"
         "when --ref is unreadable or not a JSON object.\n");
 }

@@ -141,7 +141,8 @@ struct an_model {
 /* Loads a model: the word "classical" gives the colour-deconvolution
  * baseline; a path gives a CNN model file (JSON architecture with its
  * safetensors weights beside it).  NULL picks the default model
- * (an_model_default_path()), or the baseline when none is installed. */
+ * (an_model_default_path()), or the baseline when none is installed,
+ * logging a warning that names every place looked in. */
 int an_model_load(const char *path_or_name, struct an_model **out,
                   struct ss_err *err);
 void an_model_free(struct an_model *m);

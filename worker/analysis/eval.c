@@ -78,7 +78,8 @@ struct pred {
     struct img *label, *prob;
     double scale;                   /* level-0 px per raster px */
     int scale_given;                /* scale is the caller's, not ours */
-    double tsr, ki67;
+    double tsr;
+    double ki67[2];                 /* by enum an_ki67_scope */
 };
 
 static void
@@ -86,6 +87,33 @@ pred_free(struct pred *p)
 {
     img_free(p->label);
     img_free(p->prob);
+}
+
+static double
+num_or_nan(json_t *v)
+{
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* Both KI67 scopes of results.json ("ki67": {"tumor": {"index"},
+ * "tissue": {"index"}}); a file without them has only "ki67_index", of
+ * the scope "ki67"."scope" names, else the tumour's. */
+static void
+pred_ki67(json_t *r, double *ki67)
+{
+    json_t *k = json_object_get(r, "ki67");
+    enum an_ki67_scope sc = AN_KI67_TUMOR;
+    const char *name = json_string_value(json_object_get(k, "scope"));
+
+    ki67[AN_KI67_TUMOR] = num_or_nan(json_object_get(json_object_get(k,
+                                     "tumor"), "index"));
+    ki67[AN_KI67_TISSUE] = num_or_nan(json_object_get(json_object_get(k,
+                                      "tissue"), "index"));
+    if (json_object_get(k, "tumor") || json_object_get(k, "tissue"))
+        return;
+    if (name != NULL && an_ki67_scope_parse(name, &sc) < 0)
+        sc = AN_KI67_TUMOR;
+    ki67[sc] = num_or_nan(json_object_get(r, "ki67_index"));
 }
 
 static int
@@ -97,7 +125,7 @@ pred_load(const char *path, struct pred *p, struct ss_err *err)
 
     memset(p, 0, sizeof(*p));
     p->scale = 1;
-    p->tsr = p->ki67 = NAN;
+    p->tsr = p->ki67[AN_KI67_TUMOR] = p->ki67[AN_KI67_TISSUE] = NAN;
     snprintf(p->path, sizeof(p->path), is_dir(path) ? "%s/labels.png"
              : "%s", path);
     rc = read_labels(p->path, &p->label, err);
@@ -122,8 +150,7 @@ pred_load(const char *path, struct pred *p, struct ss_err *err)
     p->tsr = json_is_number(json_object_get(r, "tumor_stroma_ratio")) ?
              json_number_value(json_object_get(r, "tumor_stroma_ratio"))
              : NAN;
-    p->ki67 = json_is_number(json_object_get(r, "ki67_index")) ?
-              json_number_value(json_object_get(r, "ki67_index")) : NAN;
+    pred_ki67(r, p->ki67);
     json_decref(r);
     return 0;
 }
@@ -203,8 +230,12 @@ ref_open(const char *path, json_t **out, struct ss_err *err)
     rc = util_read_file(path, &text, &len, err);
     if (rc < 0)
         return err_prefix(err, "reference values (--ref)");
-    *out = json_loadb(text, len, 0, &je);
+    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
+    if (*out == NULL && json_error_code(&je) == json_error_duplicate_key)
+        return err_set(err, -EDOM, "reference values (--ref): %s: %s at "
+                       "line %d: a key may be given once", path, je.text,
+                       je.line);
     if (*out == NULL)
         return err_set(err, SS_EFORMAT, "reference values (--ref): %s: not "
                        "JSON: %s at line %d", path, je.text, je.line);
@@ -245,36 +276,186 @@ key_in(const char *key, const char *const *list, size_t n)
     return false;
 }
 
-/* -EDOM naming the first key that is neither a value nor descriptive,
- * or a value key whose value is not a number (nor null). */
+/* The value keys that are fractions (0..1) and those that are areas
+ * (≥ 0); "areas_mm2" and "area_um2" hold areas. */
+static const char *const ref_fractions[] = {
+    "tumor_stroma_ratio", "tumor_fraction", "ki67_index", "ki67_fraction",
+};
+
+#define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
+
+static int
+ref_refuse(const char *path, const char *key, json_t *v, const char *why,
+           struct ss_err *err)
+{
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT |
+                            JSON_REAL_PRECISION(10));
+    int rc = err_set(err, -EDOM, "reference values (--ref): %s: \"%s\" is "
+                     "%s: %s", path, key, text ? text : "?", why);
+
+    free(text);
+    return rc;
+}
+
+/* An area: a number ≥ 0. */
+static int
+ref_area_check(const char *path, const char *key, json_t *v,
+               struct ss_err *err)
+{
+    if (!json_is_number(v))
+        return ref_refuse(path, key, v, "an area must be a number",
+                          err);
+    if (json_number_value(v) < 0)
+        return ref_refuse(path, key, v, "an area cannot be negative",
+                          err);
+    return 0;
+}
+
+/* "areas_mm2" {"tumor", "stroma", ...} or "area_um2" [glass, tumor,
+ * stroma]: areas, the tumour's and the stroma's present. */
+static int
+ref_areas_check(const char *path, const char *key, json_t *v,
+                struct ss_err *err)
+{
+    char name[96];
+    const char *k;
+    json_t *a;
+    size_t i;
+    int rc = 0;
+
+    if (json_is_object(v) && strcmp(key, "areas_mm2") == 0) {
+        if (!json_object_get(v, "tumor") || !json_object_get(v, "stroma"))
+            return ref_refuse(path, key, v, "it needs \"tumor\" and "
+                              "\"stroma\"", err);
+        json_object_foreach(v, k, a) {
+            snprintf(name, sizeof(name), "%s.%s", key, k);
+            if (rc == 0)
+                rc = ref_area_check(path, name, a, err);
+        }
+        return rc;
+    }
+    if (json_is_array(v) && strcmp(key, "area_um2") == 0) {
+        if (json_array_size(v) != AN_NCLASS)
+            return ref_refuse(path, key, v, "it needs [glass, tumor, "
+                              "stroma]", err);
+        json_array_foreach(v, i, a) {
+            snprintf(name, sizeof(name), "%s[%zu]", key, i);
+            if (rc == 0)
+                rc = ref_area_check(path, name, a, err);
+        }
+        return rc;
+    }
+    return ref_refuse(path, key, v, strcmp(key, "areas_mm2") == 0 ?
+                      "it must be an object {\"tumor\", \"stroma\"}" :
+                      "it must be an array [glass, tumor, stroma]", err);
+}
+
+/* slidescan's own truth.json and results.json write the KI67 value as
+ * null on a slide that is not KI67-stained: no reference, not an error. */
+static bool
+ref_null_allowed(json_t *r, const char *key)
+{
+    const char *stain = json_string_value(json_object_get(r, "stain"));
+
+    return (strcmp(key, "ki67_index") == 0 ||
+            strcmp(key, "ki67_fraction") == 0) &&
+           stain != NULL && strcmp(stain, "KI67") != 0;
+}
+
+/* One value key: a number in its range (a fraction in 0..1, an area
+ * ≥ 0), or the areas' object or array.  *given counts usable values. */
+static int
+ref_value_check(const char *path, json_t *r, const char *key, json_t *v,
+                int *given, struct ss_err *err)
+{
+    double x = json_number_value(v);
+
+    if (json_is_null(v) && ref_null_allowed(r, key))
+        return 0;
+    if (json_is_null(v))
+        return ref_refuse(path, key, v, "a value key must hold a number "
+                          "(leave the key out when there is no reference "
+                          "value)", err);
+    (*given)++;
+    if (strcmp(key, "areas_mm2") == 0 || strcmp(key, "area_um2") == 0)
+        return ref_areas_check(path, key, v, err);
+    if (!json_is_number(v))
+        return ref_refuse(path, key, v, "not a number", err);
+    if (key_in(key, ref_fractions, NKEYS(ref_fractions)) &&
+        !(x >= 0 && x <= 1))
+        return ref_refuse(path, key, v, "a fraction must be in 0..1", err);
+    return key_in(key, ref_fractions, NKEYS(ref_fractions)) ? 0 :
+           ref_area_check(path, key, v, err);
+}
+
+/* -EDOM naming the first key that is neither a value nor descriptive, a
+ * value key whose value is unusable (see ref_value_check), an area of
+ * tumour without the stroma's or the reverse, a "ki67_scope" other than
+ * "tumor" or "tissue", or a file that gives no value at all. */
 static int
 ref_keys_check(const char *path, json_t *r, struct ss_err *err)
 {
-    const char *key;
+    enum an_ki67_scope scope;
+    const char *key, *sc;
+    int given = 0, rc;
     json_t *v;
 
     json_object_foreach(r, key, v) {
-        if (key_in(key, ref_values,
-                   sizeof(ref_values) / sizeof(ref_values[0]))) {
-            if (json_is_number(v) || json_is_null(v) ||
-                (json_is_object(v) && strcmp(key, "areas_mm2") == 0) ||
-                (json_is_array(v) && strcmp(key, "area_um2") == 0))
-                continue;
-            return err_set(err, -EDOM, "reference values (--ref): %s: "
-                           "\"%s\" is not a number", path, key);
+        if (key_in(key, ref_values, NKEYS(ref_values))) {
+            rc = ref_value_check(path, r, key, v, &given, err);
+            if (rc < 0)
+                return rc;
+            continue;
         }
-        if (!key_in(key, ref_described,
-                    sizeof(ref_described) / sizeof(ref_described[0])))
+        if (strcmp(key, "ki67_scope") == 0) {
+            sc = json_string_value(v);
+            if (sc == NULL || an_ki67_scope_parse(sc, &scope) < 0)
+                return ref_refuse(path, key, v, "it must be \"tumor\" or "
+                                  "\"tissue\"", err);
+            continue;
+        }
+        if (!key_in(key, ref_described, NKEYS(ref_described)))
             return err_set(err, -EDOM, "reference values (--ref): %s: "
                            "unknown key \"%s\"; the keys are %s",
                            path, key, AN_EVAL_REF_KEYS);
     }
+    if ((json_object_get(r, "tumor_area_mm2") == NULL) !=
+        (json_object_get(r, "stroma_area_mm2") == NULL))
+        return err_set(err, -EDOM, "reference values (--ref): %s: \"%s\" "
+                       "is given without \"%s\"; the two go together",
+                       path, json_object_get(r, "tumor_area_mm2") ?
+                       "tumor_area_mm2" : "stroma_area_mm2",
+                       json_object_get(r, "tumor_area_mm2") ?
+                       "stroma_area_mm2" : "tumor_area_mm2");
+    if (given == 0)
+        return err_set(err, -EDOM, "reference values (--ref): no reference "
+                       "value in %s; the keys are %s", path,
+                       AN_EVAL_REF_KEYS);
     return 0;
 }
 
-/* Reference TSR and KI67 from a JSON file (see eval.h). */
+/* The nuclei a reference KI67 value counts: "ki67_scope" when given, else
+ * the scope a results.json used as reference records, else the tumour's
+ * (a phantom's ki67_fraction is tumour positive / tumour nuclei). */
+static enum an_ki67_scope
+ref_ki67_scope(json_t *r)
+{
+    const char *sc = json_string_value(json_object_get(r, "ki67_scope"));
+    enum an_ki67_scope scope = AN_KI67_TUMOR;
+
+    if (sc == NULL)
+        sc = json_string_value(json_object_get(json_object_get(r, "ki67"),
+                                               "scope"));
+    if (sc != NULL && an_ki67_scope_parse(sc, &scope) < 0)
+        scope = AN_KI67_TUMOR;
+    return scope;
+}
+
+/* Reference TSR and KI67 (with the KI67 value's scope) from a JSON file
+ * (see eval.h). */
 static int
-ref_load(const char *path, double *tsr, double *ki67, struct ss_err *err)
+ref_load(const char *path, double *tsr, double *ki67,
+         enum an_ki67_scope *scope, struct ss_err *err)
 {
     json_t *r, *v, *a;
     double t = NAN, s = NAN;
@@ -310,6 +491,7 @@ ref_load(const char *path, double *tsr, double *ki67, struct ss_err *err)
     if ((v = json_object_get(r, "ki67_index")) != NULL ||
         (v = json_object_get(r, "ki67_fraction")) != NULL)
         *ki67 = json_is_number(v) ? json_number_value(v) : NAN;
+    *scope = ref_ki67_scope(r);
     json_decref(r);
     return 0;
 }
@@ -387,12 +569,14 @@ static int
 add_pair(struct an_eval *e, const char *pred, const char *truth,
          const char *ref, struct pred *p, struct img *t, struct ss_err *err)
 {
+    static const char *const scope_name[] = { "tumor", "tissue" };
+    enum an_ki67_scope sc = AN_KI67_TUMOR;
     double rt = NAN, rk = NAN;
     size_t n = (size_t)t->w * t->h;
     json_t *im;
     int rc;
 
-    if (ref != NULL && ref_load(ref, &rt, &rk, err) < 0)
+    if (ref != NULL && ref_load(ref, &rt, &rk, &sc, err) < 0)
         return err->code;
     rc = an_confusion_add(&e->conf, t->data, p->label->data, n,
                           AN_UNLABELLED, err);
@@ -404,11 +588,14 @@ add_pair(struct an_eval *e, const char *pred, const char *truth,
         return rc;
     im = image_scores(pred, truth, t, p->label, e);
     an_err_add(&e->tsr, p->tsr, rt, &e->tsr_skipped);
-    an_err_add(&e->ki67, p->ki67, rk, &e->ki67_skipped);
+    an_err_add(&e->ki67, p->ki67[sc], rk, &e->ki67_skipped);
+    if (isfinite(p->ki67[sc]) && isfinite(rk))
+        e->ki67_scopes |= 1 << sc;
     json_object_set_new(im, "tsr", json_pack("{s:o, s:o}", "pred",
                         num_or_null(p->tsr), "ref", num_or_null(rt)));
-    json_object_set_new(im, "ki67_index", json_pack("{s:o, s:o}", "pred",
-                        num_or_null(p->ki67), "ref", num_or_null(rk)));
+    json_object_set_new(im, "ki67_index", json_pack("{s:o, s:o, s:s}",
+                        "pred", num_or_null(p->ki67[sc]), "ref",
+                        num_or_null(rk), "scope", scope_name[sc]));
     json_array_append_new(e->per_image, im);
     if (e->errmap == NULL)
         e->errmap = error_map(t, p->label);
@@ -456,6 +643,16 @@ an_eval_add_scaled(struct an_eval *e, const char *pred, const char *truth,
     return rc;
 }
 
+/* The KI67 scopes compared: "tumor", "tissue" or "tumor+tissue". */
+static const char *
+scopes_text(const struct an_eval *e)
+{
+    static const char *const text[] = { "n/a", "tumor", "tissue",
+                                        "tumor+tissue" };
+
+    return text[e->ki67_scopes & 3];
+}
+
 json_t *
 an_eval_json(const struct an_eval *e)
 {
@@ -489,11 +686,13 @@ an_eval_json(const struct an_eval *e)
                         e->tsr.n, "mae", num_or_null(an_err_mae(&e->tsr)),
                         "rmse", num_or_null(an_err_rmse(&e->tsr)), "skipped",
                         e->tsr_skipped));
-    json_object_set_new(o, "ki67_index", json_pack("{s:i, s:o, s:o, s:i}",
-                        "n", e->ki67.n, "mae",
+    json_object_set_new(o, "ki67_index", json_pack("{s:i, s:o, s:o, s:i, "
+                        "s:o}", "n", e->ki67.n, "mae",
                         num_or_null(an_err_mae(&e->ki67)), "rmse",
                         num_or_null(an_err_rmse(&e->ki67)), "skipped",
-                        e->ki67_skipped));
+                        e->ki67_skipped, "scope",
+                        e->ki67_scopes ? json_string(scopes_text(e))
+                        : json_null()));
     json_object_set_new(o, "per_image", json_incref(e->per_image));
     return o;
 }
@@ -551,5 +750,6 @@ an_eval_print(const struct an_eval *e, FILE *f)
     print_num(f, an_err_mae(&e->ki67));
     fprintf(f, " RMSE");
     print_num(f, an_err_rmse(&e->ki67));
-    fprintf(f, " (n=%d)\n", e->ki67.n);
+    fprintf(f, " (n=%d, scope %s)\n", e->ki67.n,
+            e->ki67_scopes ? scopes_text(e) : "n/a");
 }

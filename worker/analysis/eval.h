@@ -34,6 +34,8 @@
  * Areas win over a "tumor_stroma_ratio" in the same file: version 1
  * phantom truth files used that key for tumour / stroma (version 2 calls
  * it "tumor_to_stroma_area_ratio", which is never read as the ratio).
+ * A KI67 reference counts tumour nuclei unless "ki67_scope" says
+ * "tissue"; the prediction's index of the same scope is compared.
  */
 #ifndef SS_WORKER_ANALYSIS_EVAL_H
 #define SS_WORKER_ANALYSIS_EVAL_H
@@ -48,6 +50,8 @@ struct an_eval {
     struct an_ap ap;
     struct an_err_acc tsr, ki67;
     int tsr_skipped, ki67_skipped;
+    int ki67_scopes;                /* bit 1 << enum an_ki67_scope per
+                                       KI67 scope compared */
     int images;
     int both_empty[AN_METRIC_MAXCLS];   /* images where a class is absent
                                            from truth and prediction */
@@ -66,11 +70,13 @@ void an_eval_fini(struct an_eval *e);
     "tumor_stroma_ratio or tumor_fraction (tumour / (tumour + stroma)), " \
     "tumor_area_mm2 with stroma_area_mm2, areas_mm2 {\"tumor\", " \
     "\"stroma\"}, area_um2 [glass, tumor, stroma], ki67_index or " \
-    "ki67_fraction"
+    "ki67_fraction (with ki67_scope \"tumor\" or \"tissue\")"
 
 /* Adds one pair; ref (may be NULL) is a JSON file of reference values
  * that overrides the truth directory's truth.json; a key of it that is
- * unknown, or a value key that holds no number, is -EDOM naming it. */
+ * unknown, a value key whose value is unusable (no number, out of range,
+ * an area without its partner), a key given twice or a file without a
+ * value is -EDOM naming key, value and why. */
 int an_eval_add(struct an_eval *e, const char *pred, const char *truth,
                 const char *ref, struct ss_err *err);
 

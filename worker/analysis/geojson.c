@@ -20,21 +20,28 @@
 #include "common/util.h"
 #include "worker/analysis/internal.h"
 
+static void
+feature_free(struct an_feature *f)
+{
+    int j, k;
+
+    for (j = 0; j < f->npoly; j++) {
+        for (k = 0; k < f->poly[j].nrings; k++)
+            free(f->poly[j].rings[k].xy);
+        free(f->poly[j].rings);
+    }
+    free(f->poly);
+}
+
 void
 an_annotations_free(struct an_annotations *a)
 {
-    int i, j, k;
+    int i;
 
     if (a == NULL)
         return;
-    for (i = 0; i < a->n; i++) {
-        for (j = 0; j < a->f[i].npoly; j++) {
-            for (k = 0; k < a->f[i].poly[j].nrings; k++)
-                free(a->f[i].poly[j].rings[k].xy);
-            free(a->f[i].poly[j].rings);
-        }
-        free(a->f[i].poly);
-    }
+    for (i = 0; i < a->n; i++)
+        feature_free(&a->f[i]);
     free(a->f);
     free(a->skip_why);
     free(a);
@@ -166,8 +173,8 @@ annotator_of(json_t *props, const char *dflt)
 /* Parses feature i; 1 when it was skipped (not one of our classes, or
  * no area), with the cause in why. */
 static int
-feature_parse(json_t *ft, const char *dflt, struct an_annotations *a,
-              char *why, size_t len)
+feature_parse(json_t *ft, const char *dflt, const char *origin,
+              struct an_annotations *a, char *why, size_t len)
 {
     json_t *props = json_object_get(ft, "properties");
     const char *name = class_name(props);
@@ -185,6 +192,7 @@ feature_parse(json_t *ft, const char *dflt, struct an_annotations *a,
     }
     memset(f, 0, sizeof(*f));
     f->cls = cls;
+    snprintf(f->origin, sizeof(f->origin), "%s", origin);
     snprintf(f->annotator, sizeof(f->annotator), "%s",
              annotator_of(props, dflt));
     a->n++;
@@ -257,10 +265,11 @@ an_geojson_read(const char *path, const char *default_annotator,
         return err_set(err, -ENOMEM, "%s: out of memory", path);
     }
     for (i = 0; i < n && rc >= 0; i++) {
-        char why[200];
+        char why[200], origin[AN_ORIGIN_TEXT];
 
-        rc = feature_parse(json_array_get(feats, i), default_annotator, a,
-                           why, sizeof(why));
+        snprintf(origin, sizeof(origin), "%.100s: feature %zu", path, i);
+        rc = feature_parse(json_array_get(feats, i), default_annotator,
+                           origin, a, why, sizeof(why));
         if (rc == 1)
             snprintf(a->skip_why[a->skipped++], AN_SKIP_TEXT,
                      "%.100s: feature %zu: %s", path, i, why);
@@ -377,6 +386,40 @@ an_polygon_area(const struct an_polygon *p)
     for (k = 0; k < p->nrings; k++)
         a += k == 0 ? ring_area(&p->rings[k]) : -ring_area(&p->rings[k]);
     return a;
+}
+
+static const char *const ann_class_name[] = { "ROI", "Tumor", "Stroma" };
+
+int
+an_annotations_drop_small(struct an_annotations *a, double min_area_px,
+                          struct ss_err *err)
+{
+    char (*why)[AN_SKIP_TEXT] = realloc(a->skip_why,
+                                        (size_t)(a->skipped + a->n + 1) *
+                                        sizeof(*why));
+    int i, j, kept = 0;
+
+    if (why == NULL)
+        return err_set(err, -ENOMEM, "annotations: out of memory");
+    a->skip_why = why;
+    for (i = 0; i < a->n; i++) {
+        struct an_feature *f = &a->f[i];
+        double area = 0;
+
+        for (j = 0; j < f->npoly; j++)
+            area += an_polygon_area(&f->poly[j]);
+        if (area >= min_area_px && area > 0) {
+            a->f[kept++] = *f;
+            continue;
+        }
+        snprintf(a->skip_why[a->skipped++], AN_SKIP_TEXT, "%s: class %s, "
+                 "but no area (%.3g level-0 px², one raster pixel is "
+                 "%.3g)", f->origin, (unsigned)f->cls < 3 ?
+                 ann_class_name[f->cls] : "?", area, min_area_px);
+        feature_free(f);
+    }
+    a->n = kept;
+    return 0;
 }
 
 static int

@@ -48,8 +48,11 @@ struct an_polygon {
     struct an_ring *rings;
 };
 
+#define AN_ORIGIN_TEXT 128
+
 struct an_feature {
     enum an_ann_class cls;
+    char origin[AN_ORIGIN_TEXT];    /* "FILE: feature I", for messages */
     char annotator[64];
     int npoly;
     struct an_polygon *poly;
@@ -82,6 +85,13 @@ int an_annotations_merge(struct an_annotations *a,
  * count (≤ max). */
 int an_annotators(const struct an_annotations *a, const char **names,
                   int max);
+
+/* Leaves out every feature whose polygons together cover less than
+ * min_area_px level-0 px² (one label raster pixel) or nothing at all, as
+ * skipped with the cause "no area": it would label no pixel.  -ENOMEM
+ * only. */
+int an_annotations_drop_small(struct an_annotations *a, double min_area_px,
+                              struct ss_err *err);
 
 /* Area in level-0 px² of one polygon (outer minus holes, shoelace). */
 double an_polygon_area(const struct an_polygon *p);

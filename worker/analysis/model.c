@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
+
 #define DEFAULT_MODEL_FILE "default.safetensors"
 
 static int
@@ -24,8 +26,21 @@ exists(const char *p)
     return access(p, R_OK) == 0;
 }
 
-const char *
-an_model_default_path(void)
+/* Appends candidate p to the list of places looked in (may be NULL). */
+static void
+tried_add(char *tried, size_t len, const char *p)
+{
+    size_t n;
+
+    if (tried == NULL)
+        return;
+    n = strlen(tried);
+    snprintf(tried + n, len - n, "%s%s", n ? ", " : "", p);
+}
+
+/* The search of an_model_default_path(), recording where it looked. */
+static const char *
+default_search(char *tried, size_t len)
 {
     static char path[PATH_MAX + 64];
     static const char *rel[] = {
@@ -39,11 +54,13 @@ an_model_default_path(void)
 
     if (env != NULL && *env != '\0')
         return env;
+    tried_add(tried, len, "$SLIDESCAN_MODEL (unset)");
     if (root != NULL && *root != '\0') {
         snprintf(path, sizeof(path), "%s/models/%s", root,
                  DEFAULT_MODEL_FILE);
         if (exists(path))
             return path;
+        tried_add(tried, len, path);
     }
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0)
@@ -56,8 +73,15 @@ an_model_default_path(void)
                  DEFAULT_MODEL_FILE);
         if (exists(path))
             return path;
+        tried_add(tried, len, path);
     }
     return NULL;
+}
+
+const char *
+an_model_default_path(void)
+{
+    return default_search(NULL, 0);
 }
 
 int
@@ -65,10 +89,18 @@ an_model_load(const char *path_or_name, struct an_model **out,
               struct ss_err *err)
 {
     const char *p = path_or_name;
+    char tried[4 * PATH_MAX + 128] = "";
 
     *out = NULL;
-    if (p == NULL)
-        p = an_model_default_path();
+    if (p == NULL) {
+        p = default_search(tried, sizeof(tried));
+        /* Results differ several-fold between the two models, so the
+         * fallback must not pass unnoticed (results.json names it too). */
+        if (p == NULL)
+            log_warn("analysis", "default model %s not found (looked in "
+                     "%s); using the classical baseline instead",
+                     DEFAULT_MODEL_FILE, tried);
+    }
     if (p == NULL || strcmp(p, "classical") == 0)
         return an_model_classical(out, err);
     if (!exists(p))

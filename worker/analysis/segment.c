@@ -244,6 +244,29 @@ tile_accumulate(struct tiler *t, int x0, int y0, const struct img *lg)
     }
 }
 
+/* Model outputs that are NaN or infinite (finite weights can still
+ * overflow) would turn into probabilities that are no number and then
+ * silently into "no tissue"; the analysis fails instead. */
+static int
+tile_check_finite(const struct tiler *t, const struct img *lg,
+                  struct ss_err *err)
+{
+    int n = t->T + 2 * t->M, x, y, k;
+
+    for (y = 0; y < n; y++)
+        for (x = 0; x < n; x++) {
+            const float *l = img_f32(lg, x, y);
+            for (k = 0; k < AN_NCLASS; k++)
+                if (!isfinite(l[k]))
+                    return err_set(err, SS_EFORMAT, "model %s gave a "
+                                   "non-finite output (%s) for class %d at "
+                                   "tile pixel (%d, %d); its probabilities "
+                                   "are no numbers", t->m->name,
+                                   isnan(l[k]) ? "NaN" : "inf", k, x, y);
+        }
+    return 0;
+}
+
 static void *
 tile_worker(void *arg)
 {
@@ -269,6 +292,8 @@ tile_worker(void *arg)
                          y0);
         else
             rc = t->m->ops->predict(t->m, in, lg, &e);
+        if (rc == 0)
+            rc = tile_check_finite(t, lg, &e);
         img_free(in);
         pthread_mutex_lock(&t->lock);
         if (rc < 0 && !t->failed) {
@@ -288,8 +313,9 @@ tile_worker(void *arg)
 }
 
 /* Softmax of the blended logits into prob and label for nrows rows
- * starting at acc row 0, then shifts the accumulator up by nrows. */
-static void
+ * starting at acc row 0, then shifts the accumulator up by nrows; fails
+ * (t->err set) when the softmax is no number. */
+static int
 finalise_rows(struct tiler *t, int nrows)
 {
     struct an_seg *sg = t->sg;
@@ -321,6 +347,11 @@ finalise_rows(struct tiler *t, int nrows)
                 }
             for (k = 0; k < AN_NCLASS; k++)
                 s += e[k] = k < k0 ? 0 : expf((a[k] - mx) / a[AN_NCLASS]);
+            if (!isfinite(s) || !(s > 0))   /* blended logits overflowed */
+                return err_set(&t->err, SS_EFORMAT, "model %s: blended "
+                               "outputs at pixel (%d, %d) overflow; its "
+                               "probabilities are no numbers", t->m->name,
+                               x, gy);
             for (k = 0; k < AN_NCLASS; k++)
                 p[k] = (uint8_t)lrintf(255.0f * e[k] / s);
             *img_u8(sg->label, x, gy) = (uint8_t)best;
@@ -331,6 +362,7 @@ finalise_rows(struct tiler *t, int nrows)
     memset(t->acc + (size_t)(t->T - nrows) * rowf, 0,
            (size_t)nrows * rowf * sizeof(float));
     t->acc_y0 += nrows;
+    return 0;
 }
 
 static int
@@ -434,13 +466,14 @@ predict_all(struct an_seg *sg, struct an_model *m,
     sg->tiles_total = t.cols * t.rows;
     for (t.row = 0; t.row < t.rows; t.row++) {
         rc = run_row(&t, nth);
+        if (rc == 0)
+            rc = finalise_rows(&t, t.row + 1 < t.rows ? t.S : t.T);
         if (rc < 0) {
             if (err != NULL)
                 *err = t.err;
             tiler_fini(&t);
             return rc;
         }
-        finalise_rows(&t, t.row + 1 < t.rows ? t.S : t.T);
     }
     tiler_fini(&t);
     for (i = 0; i < (size_t)sg->w * sg->h; i++)

@@ -121,6 +121,38 @@ read_shape(json_t *shape, int *dims, int *ndim, size_t *count)
     return 0;
 }
 
+/* A weight that is NaN or infinite (stored so, or an F64 beyond the float
+ * range) would make every prediction NaN, which downstream reads as "no
+ * tissue"; such a file is refused, naming the first bad element. */
+static int
+check_finite(const char *path, const char *name, const struct nn_tensor *t,
+             size_t count, struct ss_err *err)
+{
+    char at[16 * NN_MAX_DIMS] = "";
+    size_t i, rest;
+    int d, len = 0;
+
+    for (i = 0; i < count && isfinite(t->data[i]); i++)
+        ;
+    if (i == count)
+        return 0;
+    rest = i;
+    for (d = 0; d < t->ndim; d++) {             /* flat index to [i, j..] */
+        size_t stride = 1;
+        int e;
+
+        for (e = d + 1; e < t->ndim; e++)
+            stride *= (size_t)t->shape[e];
+        len += snprintf(at + len, sizeof(at) - (size_t)len, "%s%zu",
+                        d ? ", " : "", rest / stride);
+        rest %= stride;
+    }
+    return err_set(err, SS_EFORMAT, "%s: tensor %s: element %zu [%s] is "
+                   "%s; the weights must all be finite numbers", path, name,
+                   i, at, isnan(t->data[i]) ? "NaN" : t->data[i] > 0 ?
+                   "+inf" : "-inf");
+}
+
 static int
 read_entry(const char *path, const char *name, json_t *d,
            const unsigned char *data, size_t data_len,
@@ -157,7 +189,7 @@ read_entry(const char *path, const char *name, json_t *d,
         return err_set(err, -ENOMEM, "%s: tensor %s: out of memory", path,
                        name);
     convert(dt, data + b, e->t->data, count);
-    return 0;
+    return check_finite(path, name, e->t, count, err);
 }
 
 static int
