@@ -206,7 +206,7 @@ int sim_slide_spec_check(const char *spec, struct ss_err *err);
  * SLIDE_MPP_SAME off the pixel size the file states and the spec does not
  * end in ":force_mpp", as sim_load_slide() refuses it:
  *   /data/x.svs states 0.3461 µm/px (openslide); the 0.25 µm/px given
- *   contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan at 0.25
+ *   contradicts it; add :force_mpp (FILE@MPP:force_mpp) to use 0.25 µm/px
  *   anyway */
 int sim_slide_spec_open_check(const char *spec, struct ss_err *err);
 

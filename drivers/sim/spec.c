@@ -178,7 +178,7 @@ sim__spec_mpp_check(const struct slide *sl, double mpp, bool force_mpp,
     char hint[96];
 
     snprintf(hint, sizeof(hint), "add :force_mpp (FILE@MPP:force_mpp) to "
-             "scan at %.4g anyway", mpp);
+             "use %.4g µm/px anyway", mpp);
     return slide_mpp_given_check(sl, mpp, force_mpp, hint, err);
 }
 

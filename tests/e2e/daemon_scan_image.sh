@@ -97,8 +97,8 @@ file_refused CK k.tif:id=K1
 # slide of the wrong size; it is refused unless forced, and the daemon
 # keeps serving.
 refused k.tif@0.25 "$W/k.tif states 0.5 µm/px (openslide); the 0.25 \
-µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan \
-at 0.25 anyway"
+µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to use \
+0.25 µm/px anyway"
 refused k.tif@0.506:id=K2 "$W/k.tif states 0.5 µm/px (openslide); the \
 0.506 µm/px given contradicts it"
 check "slidescand still answers after the refusals" \
