@@ -96,6 +96,19 @@ for bad in "1500,1500,0x100,200:W '0x100'" "0x5DC,1500,200,200:X '0x5DC'" \
 a decimal number (digits with an optional sign, point and exponent); \
 $form" slidescan scan --slide R --stain HE --region "$r"
 done
+# A region larger than the 76 x 26 mm glass slide (millimetres typed as
+# micrometres) is refused when queued, not planned into thousands of
+# tiles.
+expect "a --region larger than the slide glass is refused, naming both" 2 \
+    "slidescan scan: bad_request: args.region: 0,0,100000,70000 (x,y,w,h \
+in um) is 100 x 70 mm, larger than the 76 x 26 mm slide glass ([scan] \
+glass_w_mm, glass_h_mm); the values are micrometres" \
+    slidescan scan --slide R --stain HE --region 0,0,100000,70000
+expect "a --region 1 um taller than the glass is refused" 2 \
+    "slidescan scan: bad_request: args.region: 0,0,200,26001 (x,y,w,h in \
+um) is 0.2 x 26.001 mm, larger than the 76 x 26 mm slide glass ([scan] \
+glass_w_mm, glass_h_mm); the values are micrometres" \
+    slidescan scan --slide R --stain HE --region 0,0,200,26001
 expect "--priority beyond a long is quoted as given" 2 \
     "slidescan scan: --priority: '-9999999999999999999' is outside \
 -100..100" slidescan scan --slide R --stain HE \
