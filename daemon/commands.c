@@ -221,7 +221,13 @@ ask_scanner(struct daemon *d, const struct cat_scan *s, enum scan_request r,
 
     if (s->id != d->st.scan || !daemon__scanner_busy(d->scanner))
         return -ENOENT;
+    /* On a full disk the catalogue spends its ballast on this write. */
     rc = cat_scan_request(d->cat, s->id, name, err);
+    if (rc == -ENOSPC)
+        return err_prefix(err, "scan %lld: the %s was not recorded (the "
+                          "disk holding %s is full and its ballast "
+                          "is spent; free some space and ask again)",
+                          (long long)s->id, name, d->db_path);
     if (rc < 0)
         return err_prefix(err, "scan %lld: the %s was not recorded",
                           (long long)s->id, name);
