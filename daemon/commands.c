@@ -56,7 +56,10 @@ scan_result(struct daemon *d, int64_t id, json_t **result,
 }
 
 /* A region that leaves the stage's x-y travel is refused when queued:
- * the stage could never reach it. */
+ * the stage could never reach it.  So is one wider or taller than the
+ * glass slide ([scan] glass_w_mm, glass_h_mm): it can only be a slip
+ * (millimetres typed for micrometres), and scanning it would plan
+ * thousands of tiles of nothing and hold the microscope for hours. */
 static int
 region_in_travel(struct daemon *d, const char *region, struct ss_err *err)
 {
@@ -78,6 +81,13 @@ region_in_travel(struct daemon *d, const char *region, struct ss_err *err)
                        "(x,y,w,h in um) leaves the stage travel "
                        "x %.0f..%.0f, y %.0f..%.0f um", r[0], r[1], r[2],
                        r[3], lo[0], hi[0], lo[1], hi[1]);
+    if (r[2] > d->conf.glass_w_mm * 1000 || r[3] > d->conf.glass_h_mm * 1000)
+        return err_set(err, SS_EPROTO, "args.region: %.0f,%.0f,%.0f,%.0f "
+                       "(x,y,w,h in um) is %g x %g mm, larger than the "
+                       "%g x %g mm slide glass ([scan] glass_w_mm, "
+                       "glass_h_mm); the values are micrometres", r[0], r[1],
+                       r[2], r[3], r[2] / 1000, r[3] / 1000,
+                       d->conf.glass_w_mm, d->conf.glass_h_mm);
     return 0;
 }
 
@@ -211,7 +221,13 @@ ask_scanner(struct daemon *d, const struct cat_scan *s, enum scan_request r,
 
     if (s->id != d->st.scan || !daemon__scanner_busy(d->scanner))
         return -ENOENT;
+    /* On a full disk the catalogue spends its ballast on this write. */
     rc = cat_scan_request(d->cat, s->id, name, err);
+    if (rc == -ENOSPC)
+        return err_prefix(err, "scan %lld: the %s was not recorded (the "
+                          "disk holding %s is full and its ballast "
+                          "is spent; free some space and ask again)",
+                          (long long)s->id, name, d->db_path);
     if (rc < 0)
         return err_prefix(err, "scan %lld: the %s was not recorded",
                           (long long)s->id, name);

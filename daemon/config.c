@@ -76,6 +76,8 @@ static const struct key keys[] = {
     { "scan", "calib_max_age_h", K_DBL, O(calib_max_age_h), 0, 1e5, true },
     { "scan", "keep_tiles", K_BOOL, O(keep_tiles), 0, 0, true },
     { "scan", "wsi_quality", K_INT, O(wsi_quality), 50, 100, true },
+    { "scan", "glass_w_mm", K_DBL, O(glass_w_mm), 1, 1000, true },
+    { "scan", "glass_h_mm", K_DBL, O(glass_h_mm), 1, 1000, true },
     { "scan", "max_stage_err_um", K_DBL, O(max_stage_err_um), 0, 1000,
       true },
     { "analysis", "auto", K_BOOL, O(auto_analyse), 0, 0, true },
@@ -130,6 +132,8 @@ daemon__conf_default(struct dconf *c)
     c->calib_max_age_h = 24;
     c->keep_tiles = false;
     c->wsi_quality = 90;
+    c->glass_w_mm = 76;
+    c->glass_h_mm = 26;
     c->max_stage_err_um = 20;
     c->auto_analyse = true;
     c->worker_nice = 10;

@@ -87,6 +87,7 @@ struct dconf {
     double calib_max_age_h;
     bool keep_tiles;
     int wsi_quality;
+    double glass_w_mm, glass_h_mm;  /* the slide glass, along x and y */
     double max_stage_err_um;
 
     /* [analysis] */

@@ -63,21 +63,87 @@ proto_slide_id_ok(const char *s)
     return true;
 }
 
-/* A scan region: "X,Y,W,H" in stage micrometres, W and H at least
- * PROTO_REGION_MIN_UM, each value under 1e6 in magnitude; else the first
- * fault in why. */
+/* Length of the plain decimal number at s (optional sign, digits with an
+ * optional decimal point, optional exponent), 0 when there is none: hex,
+ * "inf" and "nan", which strtod() also takes, are not region values. */
+static size_t
+decimal_len(const char *s)
+{
+    size_t n = 0, digits = 0;
+
+    if (s[n] == '+' || s[n] == '-')
+        n++;
+    for (; s[n] >= '0' && s[n] <= '9'; n++)
+        digits++;
+    if (s[n] == '.')
+        for (n++; s[n] >= '0' && s[n] <= '9'; n++)
+            digits++;
+    if (digits == 0)
+        return 0;
+    if (s[n] == 'e' || s[n] == 'E') {
+        size_t e = n + 1;
+
+        if (s[e] == '+' || s[e] == '-')
+            e++;
+        if (s[e] < '0' || s[e] > '9')
+            return 0;
+        while (s[e] >= '0' && s[e] <= '9')
+            e++;
+        n = e;
+    }
+    return n;
+}
+
+/* Reads the four comma-separated decimal numbers of region s into v;
+ * false with the value at fault in why. */
+static bool
+region_numbers(const char *s, double v[4], char *why, size_t len)
+{
+    static const char *const name[] = { "X", "Y", "W", "H" };
+    const char *p = s;
+    size_t n;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        while (*p == ' ')
+            p++;
+        n = decimal_len(p);
+        if (n == 0 || (p[n] != ',' && p[n] != ' ' && p[n] != '\0') ||
+            (i < 3 && strchr(p + n, ',') == NULL)) {
+            n = strcspn(p, ",");
+            snprintf(why, len, "'%.40s': %s '%.*s' is not a decimal number "
+                     "(digits with an optional sign, point and exponent)",
+                     s, name[i], (int)(n < 20 ? n : 20), p);
+            if (i < 3 && p[n] == '\0')
+                snprintf(why, len, "'%.40s' is not four numbers", s);
+            return false;
+        }
+        v[i] = strtod(p, NULL);
+        p += n;
+        while (*p == ' ')
+            p++;
+        if (i < 3 && *p++ != ',')
+            break;
+    }
+    if (i < 4 || *p != '\0') {
+        snprintf(why, len, "'%.40s' is not four numbers", s);
+        return false;
+    }
+    return true;
+}
+
+/* A scan region: "X,Y,W,H" in stage micrometres, plain decimal numbers,
+ * W and H at least PROTO_REGION_MIN_UM, each value under 1e6 in
+ * magnitude; else the first fault in why. */
 static bool
 region_why(const char *s, char *why, size_t len)
 {
     static const char *const name[] = { "X", "Y", "W", "H" };
     double v[4];
-    int n = 0, i;
+    int i;
 
-    if (sscanf(s, "%lf , %lf , %lf , %lf %n", &v[0], &v[1], &v[2], &v[3],
-               &n) != 4 || s[n] != '\0') {
-        snprintf(why, len, "'%.40s' is not four numbers", s);
+    if (!region_numbers(s, v, why, len))
         return false;
-    }
     for (i = 0; i < 4; i++) {
         if (!isfinite(v[i]) || fabs(v[i]) >= 1e6) {
             snprintf(why, len, "'%.40s': %s %g is not under 1e6 um in "

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -184,7 +187,7 @@ cat__sql_err(struct cat *c, int rc, struct ss_err *err, const char *what)
 
     if (rc == SQLITE_BUSY || (rc & 0xff) == SQLITE_BUSY)
         code = -EBUSY;
-    else if (rc == SQLITE_FULL)
+    else if ((rc & 0xff) == SQLITE_FULL)
         code = -ENOSPC;
     else if (rc == SQLITE_CONSTRAINT || (rc & 0xff) == SQLITE_CONSTRAINT)
         code = -EINVAL;
@@ -431,6 +434,72 @@ backoff(int attempt)
     nanosleep(&ts, NULL);
 }
 
+/* The ballast: CAT_BALLAST_BYTES of reserved space next to the catalogue
+ * ("catalogue.db-ballast").  When the disk is so full that a pause or a
+ * cancel cannot be committed (SQLITE_FULL), cat_tx() deletes the ballast
+ * and commits again: stopping a scan never fails for want of space.  It
+ * is made again once the disk has CAT_BALLAST_ROOM_BYTES free. */
+#define CAT_BALLAST_BYTES (1 << 20)
+#define CAT_BALLAST_ROOM_BYTES (16ull << 20)
+#define CAT_BALLAST_RECHECK_S 5.0
+
+static void
+ballast_path(const struct cat *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s-ballast", c->path);
+}
+
+/* Deletes the ballast; true when there was one to free. */
+static bool
+ballast_release(struct cat *c)
+{
+    char path[sizeof(c->path) + 16];
+
+    ballast_path(c, path, sizeof(path));
+    if (unlink(path) < 0)
+        return false;
+    log_warn("catalogue", "disk full: ballast released path=%s bytes=%d; "
+             "it is made again when %llu MiB are free", path,
+             CAT_BALLAST_BYTES, CAT_BALLAST_ROOM_BYTES >> 20);
+    return true;
+}
+
+/* Makes the ballast when it is missing and the disk has room for it and
+ * more; at most every CAT_BALLAST_RECHECK_S.  Best effort: a failure
+ * leaves no partial file. */
+static void
+ballast_keep(struct cat *c)
+{
+    char path[sizeof(c->path) + 16];
+    struct timespec now;
+    struct statvfs vfs;
+    double t;
+    int fd;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    t = (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+    if (c->ballast_checked_s > 0 &&
+        t - c->ballast_checked_s < CAT_BALLAST_RECHECK_S)
+        return;
+    c->ballast_checked_s = t;
+    ballast_path(c, path, sizeof(path));
+    if (access(path, F_OK) == 0 || statvfs(c->path, &vfs) < 0 ||
+        (unsigned long long)vfs.f_bavail * vfs.f_frsize <
+        CAT_BALLAST_ROOM_BYTES)
+        return;
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (posix_fallocate(fd, 0, CAT_BALLAST_BYTES) != 0) {
+        unlink(path);
+        log_warn("catalogue", "ballast not made path=%s", path);
+    } else {
+        log_info("catalogue", "ballast made path=%s bytes=%d", path,
+                 CAT_BALLAST_BYTES);
+    }
+    close(fd);
+}
+
 int
 cat_tx(struct cat *c, int mode, cat_tx_fn fn, void *ctx, struct ss_err *err)
 {
@@ -449,12 +518,17 @@ cat_tx(struct cat *c, int mode, cat_tx_fn fn, void *ctx, struct ss_err *err)
             frc = fn(c, ctx, err);
             if (frc == 0) {
                 rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-                if (rc == SQLITE_OK)
+                if (rc == SQLITE_OK) {
+                    ballast_keep(c);
                     return 0;
+                }
                 frc = cat__sql_err(c, rc, err, "commit");
             }
             sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
         }
+        if ((c->last_rc & 0xff) == SQLITE_FULL && c->critical &&
+            ballast_release(c))
+            continue;
         if (!is_busy(c->last_rc))
             return frc;
         log_debug("catalogue", "retry attempt=%d rc=%d", attempt + 1,
@@ -707,8 +781,13 @@ cat_scan_transition(struct cat *c, int64_t id, unsigned from_mask,
                     struct ss_err *err)
 {
     struct trans_ctx t = { id, from_mask, to, reason, false, false };
+    int rc;
 
-    return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+    /* Stopping work must not fail for want of space (see the ballast). */
+    c->critical = to == CAT_PAUSED || to == CAT_CANCELLED;
+    rc = cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+    c->critical = false;
+    return rc;
 }
 
 int
@@ -717,8 +796,12 @@ cat_scan_pause_for_space(struct cat *c, int64_t id, const char *reason,
 {
     struct trans_ctx t = { id, CAT_ACTIVE_MASK | CAT_BIT(CAT_QUEUED),
                            CAT_PAUSED, reason, false, true };
+    int rc;
 
-    return cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+    c->critical = true;
+    rc = cat_tx(c, CAT_TX_IMMEDIATE, trans_tx, &t, err);
+    c->critical = false;
+    return rc;
 }
 
 struct rewait_ctx {
@@ -785,8 +868,12 @@ cat_scan_request(struct cat *c, int64_t id, const char *request,
                  struct ss_err *err)
 {
     struct request_ctx r = { id, request != NULL ? request : "" };
+    int rc;
 
-    return cat_tx(c, CAT_TX_IMMEDIATE, request_tx, &r, err);
+    c->critical = true;
+    rc = cat_tx(c, CAT_TX_IMMEDIATE, request_tx, &r, err);
+    c->critical = false;
+    return rc;
 }
 
 struct pending_ctx {

@@ -80,7 +80,11 @@ void cat_close(struct cat *c);
  * times with back-off; fn must therefore have no effects outside the
  * database.  CAT_TX_DEFERRED starts with a read lock only (BEGIN DEFERRED),
  * which lets SQLite answer SQLITE_BUSY_SNAPSHOT when the transaction
- * later writes. */
+ * later writes.  The writes that stop work (cat_scan_request(),
+ * cat_scan_pause_for_space(), cat_scan_transition() to paused or
+ * cancelled) that fail with SQLITE_FULL are run once more after the
+ * catalogue's 1 MiB ballast file (PATH-ballast) is deleted; a commit made
+ * with 16 MiB free makes the ballast again. */
 enum { CAT_TX_IMMEDIATE = 0, CAT_TX_DEFERRED = 1 };
 typedef int (*cat_tx_fn)(struct cat *c, void *ctx, struct ss_err *err);
 int cat_tx(struct cat *c, int mode, cat_tx_fn fn, void *ctx,

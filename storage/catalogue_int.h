@@ -9,6 +9,7 @@
 
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include "storage/catalogue.h"
 
@@ -22,6 +23,10 @@ struct cat {
     char path[4096];
     int last_rc;                    /* last SQLite result, for retries */
     int attempts;                   /* of the last cat_tx() */
+    /* A transaction that stops work (a pause or cancel and its record)
+     * may use the ballast file when the disk is full (cat_tx()). */
+    bool critical;
+    double ballast_checked_s;       /* monotonic, of the last re-create */
 };
 
 /* Sets err from SQLite's message for rc ("catalogue PATH: WHAT: cause"),

@@ -199,14 +199,15 @@ int sim_slide_spec_check(const char *spec, struct ss_err *err);
 /* sim_slide_spec_check(), and for a file spec also what only the file can
  * say, as the scan would find it: its path is absolute (a daemon's working
  * directory is not its client's), it exists, is a regular file and opens
- * as a slide with a pixel size (storage/slide.h; no pixel is decoded).
+ * as a slide with a pixel size (storage/slide.h) and a 16 x 16 sample at
+ * the centre of its smallest level and of level 0 decodes.
  * SS_ECONFIG naming the spec, the file and the cause, e.g.
  *   '/data/x.svs': /data/x.svs: no such file
  * (-ENOENT for a missing file), and -EDOM when FILE@MPP is more than
  * SLIDE_MPP_SAME off the pixel size the file states and the spec does not
  * end in ":force_mpp", as sim_load_slide() refuses it:
  *   /data/x.svs states 0.3461 µm/px (openslide); the 0.25 µm/px given
- *   contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan at 0.25
+ *   contradicts it; add :force_mpp (FILE@MPP:force_mpp) to use 0.25 µm/px
  *   anyway */
 int sim_slide_spec_open_check(const char *spec, struct ss_err *err);
 

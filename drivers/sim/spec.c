@@ -178,7 +178,7 @@ sim__spec_mpp_check(const struct slide *sl, double mpp, bool force_mpp,
     char hint[96];
 
     snprintf(hint, sizeof(hint), "add :force_mpp (FILE@MPP:force_mpp) to "
-             "scan at %.4g anyway", mpp);
+             "use %.4g µm/px anyway", mpp);
     return slide_mpp_given_check(sl, mpp, force_mpp, hint, err);
 }
 
@@ -240,6 +240,34 @@ file_usable(const char *spec, const char *path, struct ss_err *err)
     return 0;
 }
 
+/* Decodes a 16 x 16 pixel sample at the centre of the smallest level and
+ * of level 0: a file whose header opens but whose pixel data does not
+ * decode ("Bogus marker length") fails here, not at the microscope.  Two
+ * tiles at most are decoded, so a large slide is checked as fast as a
+ * small one. */
+static int
+pixels_decode(struct slide *sl, struct ss_err *err)
+{
+    uint8_t rgb[16 * 16 * 3];
+    int levels = slide_level_count(sl), i, level;
+    int64_t w, h;
+    double ds;
+    int rc;
+
+    for (i = 0; i < 2; i++) {
+        level = i == 0 ? levels - 1 : 0;
+        if (i == 1 && level == levels - 1)
+            break;
+        slide_level_size(sl, level, &w, &h);
+        ds = slide_level_downsample(sl, level);
+        rc = slide_read(sl, level, (int64_t)((double)(w / 2) * ds),
+                        (int64_t)((double)(h / 2) * ds), 16, 16, rgb, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int
 sim__spec_extent(const char *spec, double *w_um, double *h_um, char *stain,
                  size_t len, struct ss_err *err)
@@ -279,6 +307,8 @@ sim__spec_extent(const char *spec, double *w_um, double *h_um, char *stain,
         slide_close(sl);
         return rc;
     }
+    if (rc == 0)
+        rc = pixels_decode(sl, &why);
     if (rc == 0) {
         slide_level_size(sl, 0, &w, &h);
         *w_um = (double)w * slide_mpp(sl);

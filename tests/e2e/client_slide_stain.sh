@@ -85,8 +85,8 @@ said err "k.tif states 0.5 µm/px (openslide); the 0.25 µm/px given \
 contradicts it; add --force-mpp"
 run 2 slidescan frame --slide k.tif@0.25 --out f4.png
 said err "slidescan frame: k.tif states 0.5 µm/px (openslide); the 0.25 \
-µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan \
-at 0.25 anyway"
+µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to use \
+0.25 µm/px anyway"
 check "... and writes nothing" [ ! -e f4.png ]
 run 0 slidescan frame --slide k.tif@0.504 --out f5.png
 check "... an @MPP within 1 % is taken" [ -s f5.png ]

@@ -85,6 +85,30 @@ expect "a --region narrower than 100 um is refused, naming the side" 2 \
     "slidescan scan: bad_request: args.region: '1500,1500,1,1': W 1 um is \
 under 100 um, the smallest region side; $form" \
     slidescan scan --slide R --stain HE --region 1500,1500,1,1
+# Region values are decimal numbers only: strtod() would also read hex,
+# inf and nan.
+for bad in "1500,1500,0x100,200:W '0x100'" "0x5DC,1500,200,200:X '0x5DC'" \
+           "inf,0,200,200:X 'inf'" "0,nan,200,200:Y 'nan'" \
+           "0,0,200,1e:H '1e'" "0,0,+,200:W '+'"; do
+    r=${bad%%:*}
+    expect "--region $r is refused as not decimal, naming the value" 2 \
+        "slidescan scan: bad_request: args.region: '$r': ${bad#*:} is not \
+a decimal number (digits with an optional sign, point and exponent); \
+$form" slidescan scan --slide R --stain HE --region "$r"
+done
+# A region larger than the 76 x 26 mm glass slide (millimetres typed as
+# micrometres) is refused when queued, not planned into thousands of
+# tiles.
+expect "a --region larger than the slide glass is refused, naming both" 2 \
+    "slidescan scan: bad_request: args.region: 0,0,100000,70000 (x,y,w,h \
+in um) is 100 x 70 mm, larger than the 76 x 26 mm slide glass ([scan] \
+glass_w_mm, glass_h_mm); the values are micrometres" \
+    slidescan scan --slide R --stain HE --region 0,0,100000,70000
+expect "a --region 1 um taller than the glass is refused" 2 \
+    "slidescan scan: bad_request: args.region: 0,0,200,26001 (x,y,w,h in \
+um) is 0.2 x 26.001 mm, larger than the 76 x 26 mm slide glass ([scan] \
+glass_w_mm, glass_h_mm); the values are micrometres" \
+    slidescan scan --slide R --stain HE --region 0,0,200,26001
 expect "--priority beyond a long is quoted as given" 2 \
     "slidescan scan: --priority: '-9999999999999999999' is outside \
 -100..100" slidescan scan --slide R --stain HE \
@@ -133,5 +157,12 @@ check "... and none of them wrote the frame" test ! -e "$T/f.png"
 out=$($frame --exposure-ms 40 --settle-ms 0 2>/dev/null)
 check "frame with a given exposure uses it and writes the frame" \
     test -s "$T/f.png" -a -n "$(grep " exposure_ms=40 " <<<"$out")"
+expect "--region in decimal with sign, point and exponent is accepted" 0 \
+    "" eval 'slidescan scan --slide RD --stain HE --region \
+    "+1500.5,1.5e3,2E2,200" --priority -100 >/dev/null'
+check "... and stored as given" test "$(sqlite3 "$DB" \
+    "SELECT region FROM scans WHERE id = 2")" = "+1500.5,1.5e3,2E2,200"
+slidescan cancel 2 >/dev/null
+wait_until 30 'test "$(scan_state 2)" = cancelled'
 check "slidescand stops on SIGTERM" dtest_stop
 dtest_end

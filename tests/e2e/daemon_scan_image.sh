@@ -97,10 +97,19 @@ file_refused CK k.tif:id=K1
 # slide of the wrong size; it is refused unless forced, and the daemon
 # keeps serving.
 refused k.tif@0.25 "$W/k.tif states 0.5 µm/px (openslide); the 0.25 \
-µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to scan \
-at 0.25 anyway"
+µm/px given contradicts it; add :force_mpp (FILE@MPP:force_mpp) to use \
+0.25 µm/px anyway"
 refused k.tif@0.506:id=K2 "$W/k.tif states 0.5 µm/px (openslide); the \
 0.506 µm/px given contradicts it"
+# A slide whose header opens but whose pixel data does not decode is no
+# slide to scan: the queue reads a sample of its pixels and refuses it.
+U=${SLIDESCAN_DATA:-/nonexistent}/wsi/edge_cases/unreadable.svs
+if [ -r "$U" ]; then
+    refused "$U" "'$U': cannot be read as a slide: $U: reading pixels at \
+(8, 8) level 0 (a 16x16 region): Bogus marker length"
+else
+    skip "--image unreadable.svs is refused" "$U is not available"
+fi
 check "slidescand still answers after the refusals" \
     eval 'slidescan ping >/dev/null'
 check "nothing else was queued" \

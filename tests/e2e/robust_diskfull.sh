@@ -146,6 +146,41 @@ check "before: no tile was stored" \
 rm -f "$FILLER".*
 check "before: with space freed it completes" \
     wait_until 60 '[ "$(state 3)" = done ]'
+
+# --- a really full disk -------------------------------------------------
+# With no reserve the disk can fill to its last byte while a scan waits
+# for space on the microscope.  A cancel must still take effect: the
+# catalogue write that records it uses the ballast the catalogue keeps
+# (catalogue.db-ballast).  A fresh start gives SQLite a fresh write-ahead
+# log, which must grow for every commit.
+dtest_stop
+conf 0
+dtest_start || { nok "slidescand starts again"; dtest_end; exit 1; }
+check "full: the catalogue keeps a 1 MiB ballast" \
+    wait_until 10 '[ "$(stat -c %s "$DB-ballast" 2>/dev/null)" = 1048576 ]'
+fill 256 d
+slidescan scan --slide D --stain HE \
+    --image phantom:HE:seed=14:w_mm=1.2:h_mm=0.9 >/dev/null
+check "full: the scan waits for space on the microscope" \
+    wait_until 60 '[ "$(state 4)" = paused ] &&
+                   grep -qE "$FULL" <<<"$(reason 4)"'
+fill 0 d2
+echo "# free: $(df -k --output=avail "$DATA" | tail -1) KiB"
+out=$(slidescan cancel 4 2>&1)
+rc=$?
+echo "# cancel: $out"
+check "full: cancel on a full disk succeeds (exit $rc)" test $rc = 0
+check "full: the scan is cancelled" \
+    wait_until 10 '[ "$(state 4)" = cancelled ]'
+check "full: the catalogue passes integrity_check" \
+    test "$(q "PRAGMA integrity_check")" = ok
+rm -f "$FILLER".*
+slidescan scan --slide E --stain HE \
+    --image phantom:HE:seed=15:w_mm=1.2:h_mm=0.9 >/dev/null
+check "full: with space freed the next scan runs and completes" \
+    wait_until 60 '[ "$(state 5)" = done ]'
+check "full: the ballast is made again once there is room" \
+    wait_until 15 '[ "$(stat -c %s "$DB-ballast" 2>/dev/null)" = 1048576 ]'
 dtest_stop
 umount "$DATA"
 dtest_end

@@ -113,7 +113,7 @@ test_contradicting_mpp_is_refused_unless_forced(void **state)
     snprintf(spec, sizeof(spec), "%s@0.25:stain=HE", svs);
     snprintf(want, sizeof(want), "%s states 0.499 µm/px (openslide); the "
              "0.25 µm/px given contradicts it; add :force_mpp "
-             "(FILE@MPP:force_mpp) to scan at 0.25 anyway", svs);
+             "(FILE@MPP:force_mpp) to use 0.25 µm/px anyway", svs);
     err_clear(&e);
     assert_int_equal(sim_slide_spec_open_check(spec, &e), -EDOM);
     assert_string_equal(e.msg, want);

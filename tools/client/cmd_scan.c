@@ -22,11 +22,13 @@ static const char usage[] =
     "FILE:stain=STAIN) is not --stain's, and a FILE@MPP more than 1 %\n"
     "off the pixel size the file states, unless the SPEC ends in\n"
     "FILE@MPP:force_mpp.  --region limits the\n"
-    "scan to a rectangle of the stage in micrometres (x, y, width,\n"
-    "height; width and height at least 100): the slide image is that\n"
-    "rectangle, W/mpp x H/mpp pixels, cut from the frames that cover it,\n"
-    "so the analysis measures only the region.  Tissue found beyond it\n"
-    "is reported as a warning by `show`.\n"
+    "scan to a rectangle of the stage in decimal micrometres (x, y,\n"
+    "width, height; width and height at least 100 and at most the\n"
+    "slide glass, [scan] glass_w_mm x glass_h_mm, 76 x 26 mm by\n"
+    "default): the slide image is\n"
+    "that rectangle, W/mpp x H/mpp pixels, cut from the frames that\n"
+    "cover it, so the analysis measures only the region.  Tissue found\n"
+    "beyond it is reported as a warning by `show`.\n"
     "Higher --priority (-100..100, default 0) runs first.  --wait follows\n"
     "the scan (and its analysis) and exits 0 only when both are done.\n";
 
