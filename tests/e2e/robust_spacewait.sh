@@ -84,39 +84,34 @@ if [ "$(scan_state 1)" != done ]; then
     slidescan cancel 1 >/dev/null
     wait_until 10 '[ "$(scan_state 1)" = cancelled ]'
 fi
-storage 100000000
-slidescan reload >/dev/null
-slidescan scan --slide B --stain HE >/dev/null
-wait_until 30 '[ "$(scan_state 2)" = paused ] && [ -n "$(reason 2)" ]'
-out=$(slidescan pause 2)
-kill -TERM "$DPID"
-wait "$DPID"
-DPID=
-check "pause answered 'pausing'" grep -q "pausing" <<<"$out"
-storage 0
-dtest_start || { nok "slidescand starts again"; dtest_end; exit 1; }
-sleep 2
-check "after the restart scan 2 is paused by request, no tile captured" \
-    test "$(scan_state 2)|$(reason 2)|$(tiles 2)" = \
-         "paused|paused by request|0"
+# pause_then_stop SIGNAL SLIDE SCAN WHAT: a scan waiting for space is
+# paused, the daemon gets SIGNAL right after the reply, and the next start
+# finds the pause applied before any tile.
+pause_then_stop() {
+    local sig=$1 slide=$2 id=$3 what=$4 out
+    storage 100000000
+    slidescan reload >/dev/null
+    slidescan scan --slide "$slide" --stain HE >/dev/null
+    wait_until 30 "[ \"\$(scan_state $id)\" = paused ] && \
+        [ -n \"\$(reason $id)\" ]"
+    out=$(slidescan pause "$id")
+    kill "-$sig" "$DPID"
+    wait "$DPID"
+    DPID=
+    check "pause of scan $id answered 'pausing'" grep -q "pausing" <<<"$out"
+    storage 0
+    dtest_start || { nok "slidescand starts after $what"; dtest_end; exit 1; }
+    sleep 2
+    check "after $what scan $id is paused by request, no tile captured" \
+        test "$(scan_state "$id")|$(reason "$id")|$(tiles "$id")" = \
+             "paused|paused by request|0"
+}
+pause_then_stop TERM B 2 "a stop"
 slidescan resume 2 >/dev/null
 check "resumed, it completes" wait_until 60 '[ "$(scan_state 2)" = done ]'
 
 # --- ... and a crash (SIGKILL) right after the reply ----------------------
-storage 100000000
-slidescan reload >/dev/null
-slidescan scan --slide C --stain HE >/dev/null
-wait_until 30 '[ "$(scan_state 3)" = paused ] && [ -n "$(reason 3)" ]'
-out=$(slidescan pause 3)
-kill -KILL "$DPID"
-wait "$DPID"
-DPID=
-storage 0
-dtest_start || { nok "slidescand starts after the crash"; dtest_end; exit 1; }
-sleep 2
-check "after the crash scan 3 is paused by request, no tile captured" \
-    test "$(scan_state 3)|$(reason 3)|$(tiles 3)" = \
-         "paused|paused by request|0"
+pause_then_stop KILL C 3 "a crash"
 
 # --- a crash while waiting for space mid-scan, no pause asked for ---------
 # A larger slide (more tiles) so that the wait comes between two tiles.
