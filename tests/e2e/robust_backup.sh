@@ -169,7 +169,7 @@ fi
 RP=$T/repair
 cp -a "$BK" "$RP"
 copy=$RP/files/$wsi
-printf 'XXXX' | dd of="$copy" bs=1 seek=5000 conv=notrunc 2>/dev/null
+printf 'ZZZZ' | dd of="$copy" bs=1 seek=5000 conv=notrunc 2>/dev/null
 n=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))
 ['files']))" "$RP/MANIFEST.json")
 slidescan backup "$RP" --verify >"$T/o5" 2>"$T/e5"

@@ -306,7 +306,7 @@ damage_in_place(const char *path, bool keep_time)
     assert_int_equal(stat(path, &st), 0);
     fd = open(path, O_WRONLY);
     assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, "XXXX", 4, 3), 4);
+    assert_int_equal(pwrite(fd, "ZZZZ", 4, 3), 4);
     close(fd);
     t[0] = st.st_atim;
     t[1] = st.st_mtim;
