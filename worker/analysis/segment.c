@@ -244,29 +244,6 @@ tile_accumulate(struct tiler *t, int x0, int y0, const struct img *lg)
     }
 }
 
-/* Model outputs that are NaN or infinite (finite weights can still
- * overflow) would turn into probabilities that are no number and then
- * silently into "no tissue"; the analysis fails instead. */
-static int
-tile_check_finite(const struct tiler *t, const struct img *lg,
-                  struct ss_err *err)
-{
-    int n = t->T + 2 * t->M, x, y, k;
-
-    for (y = 0; y < n; y++)
-        for (x = 0; x < n; x++) {
-            const float *l = img_f32(lg, x, y);
-            for (k = 0; k < AN_NCLASS; k++)
-                if (!isfinite(l[k]))
-                    return err_set(err, SS_EFORMAT, "model %s gave a "
-                                   "non-finite output (%s) for class %d at "
-                                   "tile pixel (%d, %d); its probabilities "
-                                   "are no numbers", t->m->name,
-                                   isnan(l[k]) ? "NaN" : "inf", k, x, y);
-        }
-    return 0;
-}
-
 static void *
 tile_worker(void *arg)
 {
@@ -292,8 +269,6 @@ tile_worker(void *arg)
                          y0);
         else
             rc = t->m->ops->predict(t->m, in, lg, &e);
-        if (rc == 0)
-            rc = tile_check_finite(t, lg, &e);
         img_free(in);
         pthread_mutex_lock(&t->lock);
         if (rc < 0 && !t->failed) {
@@ -347,9 +322,13 @@ finalise_rows(struct tiler *t, int nrows)
                 }
             for (k = 0; k < AN_NCLASS; k++)
                 s += e[k] = k < k0 ? 0 : expf((a[k] - mx) / a[AN_NCLASS]);
-            if (!isfinite(s) || !(s > 0))   /* blended logits overflowed */
-                return err_set(&t->err, SS_EFORMAT, "model %s: blended "
-                               "outputs at pixel (%d, %d) overflow; its "
+            /* A NaN or infinite output of any tile (finite weights can
+             * still overflow) reaches every sum it is blended into, so
+             * this one check catches it; it would otherwise turn
+             * silently into "no tissue". */
+            if (!isfinite(s) || !(s > 0))
+                return err_set(&t->err, SS_EFORMAT, "model %s gave a "
+                               "non-finite output at pixel (%d, %d); its "
                                "probabilities are no numbers", t->m->name,
                                x, gy);
             for (k = 0; k < AN_NCLASS; k++)
