@@ -17,8 +17,8 @@
  *   - --quality takes 50..100, the range the daemon accepts for
  *     wsi_quality (below 50 JPEG artefacts reach nucleus scale);
  *   - --mpp (or IN@MPP) is refused when the slide states a different pixel
- *     size (beyond 0.5 %), unless --force-mpp is given; then a warning
- *     names both values;
+ *     size (beyond 1 %, as analyse, scan and frame refuse it), unless
+ *     --force-mpp is given; then a warning names both values;
  *   - the stain IN declares (Aperio "Stain = KI67") is written to OUT;
  *     --stain labels a slide that declares none, and one that names
  *     another stain than IN's is refused unless --force-stain is given
@@ -51,7 +51,6 @@
 #define BAND_ROWS 256
 #define QUALITY_MIN 50                  /* daemon.conf wsi_quality range */
 #define QUALITY_MAX 100
-#define MPP_SAME 0.005                  /* relative: the same pixel size */
 
 struct convert_args {
     const char *in, *out;
@@ -90,23 +89,25 @@ static int
 choose_mpp(struct convert_args *a, struct slide *s, double *mpp,
            struct ss_err *err)
 {
-    double own = slide_mpp(s);
-    const char *from = slide_mpp_source_name(slide_mpp_source(s));
+    enum slide_mpp_from from;
+    double own = slide_mpp(s), stated = slide_stated_mpp(s, &from);
+    char hint[96];
 
     *mpp = own;
     if (!(a->mpp > 0))
         return 0;
     *mpp = a->mpp;
-    if (!(own > 0) || fabs(a->mpp - own) <= MPP_SAME * own)
-        return 0;
-    a->mpp_refused = !a->force_mpp;
-    if (!a->force_mpp)
-        return err_set(err, -EINVAL, "%s states %.4g µm/px (%s); the %.4g "
-                       "µm/px given contradicts it; add --force-mpp to write "
-                       "%.4g anyway", a->in, own, from, a->mpp, a->mpp);
-    fprintf(stderr, "slidescan convert: warning: writing %.4g µm/px over "
-            "the %.4g µm/px that %s states (%s)\n", a->mpp, own, a->in,
-            from);
+    snprintf(hint, sizeof(hint), "add --force-mpp to write %.4g anyway",
+             a->mpp);
+    if (slide_mpp_given_check(s, a->mpp, a->force_mpp, hint, err) < 0) {
+        a->mpp_refused = true;
+        return err->code;
+    }
+    if (a->force_mpp && stated > 0 &&
+        fabs(a->mpp - stated) > SLIDE_MPP_SAME * stated)
+        fprintf(stderr, "slidescan convert: warning: writing %.4g µm/px "
+                "over the %.4g µm/px that %s states (%s)\n", a->mpp,
+                stated, a->in, slide_mpp_source_name(from));
     return 0;
 }
 
