@@ -1148,10 +1148,6 @@ finish_request(struct job *j)
                             &j->err) < 0)
         log_error("scan", "scan=%lld cause=\"%s\"", (long long)j->s.id,
                   j->err.msg);
-    else if (to == CAT_PAUSED &&
-             cat_scan_request(j->sc->cat, j->s.id, "", &j->err) < 0)
-        log_warn("scan", "request not cleared scan=%lld cause=\"%s\"",
-                 (long long)j->s.id, j->err.msg);
     post_state(j, cat_state_name(to), NULL);
     return to == CAT_CANCELLED ? SCAN_OUT_CANCELLED : SCAN_OUT_PAUSED;
 }

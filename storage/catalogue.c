@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <fcntl.h>
@@ -473,6 +474,7 @@ ballast_keep(struct cat *c)
     char path[sizeof(c->path) + 16];
     struct timespec now;
     struct statvfs vfs;
+    struct stat st;
     double t;
     int fd;
 
@@ -483,11 +485,14 @@ ballast_keep(struct cat *c)
         return;
     c->ballast_checked_s = t;
     ballast_path(c, path, sizeof(path));
-    if (access(path, F_OK) == 0 || statvfs(c->path, &vfs) < 0 ||
+    /* A short file (a crash between its creation and its allocation) is
+     * made whole again rather than taken for the ballast. */
+    if ((stat(path, &st) == 0 && st.st_size >= CAT_BALLAST_BYTES) ||
+        statvfs(c->path, &vfs) < 0 ||
         (unsigned long long)vfs.f_bavail * vfs.f_frsize <
         CAT_BALLAST_ROOM_BYTES)
         return;
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
     if (posix_fallocate(fd, 0, CAT_BALLAST_BYTES) != 0) {
@@ -766,8 +771,7 @@ trans_tx(struct cat *c, void *ctx, struct ss_err *err)
                       "i", t->id);
     /* A request lapses once the scan leaves the microscope; a pause for
      * space keeps it: the scan is still on the microscope. */
-    if (rc == 0 && (t->to != CAT_PAUSED || t->hold) &&
-        !(CAT_ACTIVE_MASK & CAT_BIT(t->to)))
+    if (rc == 0 && !t->space && !(CAT_ACTIVE_MASK & CAT_BIT(t->to)))
         rc = cat_exec(c, "UPDATE scans SET request = '' WHERE id = ?", "i",
                       t->id);
     if (rc < 0)
