@@ -318,7 +318,7 @@ util_parse_u64(const char *text, uint64_t *out)
             return -EINVAL;
     errno = 0;
     v = strtoull(text, &end, 10);
-    if (errno == ERANGE || v > UINT64_MAX)
+    if (errno == ERANGE)
         return -ERANGE;
     if (*end != '\0')
         return -EINVAL;
