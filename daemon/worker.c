@@ -209,13 +209,10 @@ undo_swap(struct supervisor *s, enum swap_how how)
 static void
 done_swap(struct supervisor *s)
 {
-    char parent[sizeof(s->out_dir)], *slash;
+    char parent[sizeof(s->out_dir)];
     struct ss_err err;
 
-    snprintf(parent, sizeof(parent), "%s", s->out_dir);
-    slash = strrchr(parent, '/');
-    if (slash != NULL)
-        *slash = '\0';
+    util_parent_dir(s->out_dir, parent, sizeof(parent));
     if (util_fsync_dir(parent, &err) < 0)
         log_warn("worker", "scan=%lld %s", (long long)s->scan, err.msg);
     if (util_remove_tree(s->new_dir, &err) < 0 ||
